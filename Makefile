@@ -1,0 +1,40 @@
+# `make demo` runs the nightly retraining job on the embedded local backend;
+# `make test` runs the whole suite. Both create .venv themselves from the pinned constraints.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+EXTRAS := trainer,airflow,gcs,kubernetes,dev
+
+.PHONY: venv test lint unit integration demo bench clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade "pip==26.3"
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[$(EXTRAS)]"
+	touch $(STAMP)
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+unit: venv
+	$(BIN)/pytest -q tests/unit
+
+integration: venv
+	$(BIN)/pytest -q tests/integration
+
+test: lint
+	$(BIN)/pytest -q tests
+
+demo: venv
+	$(BIN)/python -m tfdist_airflow.demo
+
+bench: venv
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) var

@@ -1,0 +1,122 @@
+"""The `tfdist` command: plan, run and check distributed train-and-evaluate jobs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import yaml
+
+from tfdist.spec import JobSpec, SpecError, load_spec
+from tfdist.tf_config import TFConfigError, parse_tf_config
+
+DEFAULT_RUN_ROOT = "var/runs"
+
+
+def _overrides(pairs: Sequence[str]) -> dict[str, Any]:
+    changes: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise SpecError(f"--set {pair!r}: write it as field.path=value")
+        changes[key] = yaml.safe_load(value)
+    return changes
+
+
+def _absolute(path: str | None) -> str | None:
+    """Relative local paths are relative to where `tfdist` runs; roles run elsewhere."""
+    if path is None or "://" in path:
+        return path
+    return os.path.abspath(path)
+
+
+def _load(args: argparse.Namespace) -> JobSpec:
+    spec = load_spec(args.spec)
+    changes = _overrides(args.set)
+    changes["model_dir"] = _absolute(changes.get("model_dir", spec.model_dir))
+    changes["data_dir"] = _absolute(changes.get("data_dir", spec.data_dir))
+    return spec.with_overrides(changes)
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    spec = _load(args)
+    from tfdist.launch.local import LocalLauncher
+    from tfdist.plan import plan
+
+    job = plan(spec, LocalLauncher(args.run_root).addresses(spec))
+    for role in job.roles:
+        print(f"{role.name}\t{json.dumps(role.tf_config, sort_keys=True)}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from tfdist.launch.foreground import run_in_foreground
+    from tfdist.launch.local import LocalLauncher
+    from tfdist.plan import plan
+
+    spec = _load(args)
+    launcher = LocalLauncher(args.run_root, bind_to_parent=True)
+    job = plan(spec, launcher.addresses(spec), python=sys.executable)
+    try:
+        outcome = run_in_foreground(job, launcher, write=lambda line: print(line, flush=True))
+    except KeyboardInterrupt:
+        print("tfdist: interrupted; every role was stopped", file=sys.stderr)
+        return 130
+    if not outcome.succeeded:
+        print(f"tfdist: job {spec.name} failed: {outcome.failed_role} ({outcome.detail})",
+              file=sys.stderr)
+        return 1
+    print(f"tfdist: job {spec.name} succeeded; model_dir {spec.model_dir}")
+    return 0
+
+
+def cmd_tf_config(args: argparse.Namespace) -> int:
+    try:
+        config = parse_tf_config(os.environ.get("TF_CONFIG"))
+    except TFConfigError as error:
+        print(f"invalid TF_CONFIG: {error}", file=sys.stderr)
+        return 2
+    print(json.dumps(config.model_dump(), sort_keys=True))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tfdist", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def with_spec(name: str, help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text)
+        sub.add_argument("spec", help="job spec file (.yaml or .json)")
+        sub.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                         help="override a spec field, e.g. --set train_spec.max_steps=100")
+        sub.add_argument("--run-root", default=DEFAULT_RUN_ROOT,
+                         help="where run directories (role logs, exit codes) are created")
+        return sub
+
+    with_spec("plan", "print each role's name and TF_CONFIG; launch nothing").set_defaults(
+        handler=cmd_plan
+    )
+    with_spec("run", "run the job on this machine, one process per role").set_defaults(
+        handler=cmd_run
+    )
+    commands.add_parser(
+        "tf-config", help="validate TF_CONFIG from the environment and print it as JSON"
+    ).set_defaults(handler=cmd_tf_config)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except SpecError as error:
+        print(str(error), file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

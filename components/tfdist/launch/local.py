@@ -1,0 +1,194 @@
+"""The embedded default backend: every role is an OS process on 127.0.0.1.
+
+A launch creates a run directory holding, per role, its log (`<role>.log`), its supervisor's
+process id (`<role>.pid`), its launch record (`<role>.json`: command and environment, so a role
+can be started again) and, once it ended, its exit record (`<role>.exit`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sys
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from contextlib import ExitStack
+from pathlib import Path
+
+import psutil
+
+from tfdist.launch.base import JobHandle, RoleState, RoleStatus
+from tfdist.plan import JobPlan, RolePlan
+from tfdist.spec import JobSpec, Role
+
+BACKEND = "local"
+STOP_GRACE_SECS = 15.0
+QUIET_TF_ENV = {"TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
+
+
+def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
+    """Ports the kernel reports free, all distinct (held open together while choosing)."""
+    with ExitStack() as stack:
+        ports = []
+        for _ in range(count):
+            sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            sock.bind((host, 0))
+            ports.append(sock.getsockname()[1])
+        return ports
+
+
+class LocalLauncher:
+    """Launches role processes under `run_root/<job>-<launch id>/`.
+
+    `bind_to_parent=True` (the CLI) makes every role stop when this process dies; Airflow's
+    setup task leaves it False, since the roles must outlive it, and relies on teardown.
+    """
+
+    def __init__(self, run_root: str | Path, bind_to_parent: bool = False):
+        self.run_root = Path(run_root).absolute()
+        self.bind_to_parent = bind_to_parent
+        self.python = sys.executable
+
+    # -- planning -------------------------------------------------------------------------
+    def addresses(self, spec: JobSpec) -> Mapping[str, Sequence[str]]:
+        roles = [Role.CHIEF, Role.WORKER, Role.PS]
+        counts = [spec.cluster.count(role) for role in roles]
+        ports = iter(free_ports(sum(counts)))
+        return {
+            role.value: [f"127.0.0.1:{next(ports)}" for _ in range(count)]
+            for role, count in zip(roles, counts, strict=True)
+        }
+
+    # -- launching ------------------------------------------------------------------------
+    def launch(self, plan: JobPlan) -> JobHandle:
+        launch_id = uuid.uuid4().hex[:8]
+        run_dir = self.run_root / f"{plan.spec.name}-{launch_id}"
+        run_dir.mkdir(parents=True, mode=0o700)
+        handle = JobHandle(
+            backend=BACKEND,
+            job_id=str(run_dir),
+            launch_id=launch_id,
+            roles=tuple(plan.role_names),
+        )
+        (run_dir / "handle.json").write_text(handle.model_dump_json())
+        for role in plan.roles:
+            self._write_launch_record(run_dir, role, launch_id)
+        for role in plan.roles:
+            self._start(run_dir, role.name)
+        return handle
+
+    def _write_launch_record(self, run_dir: Path, role: RolePlan, launch_id: str) -> None:
+        command = list(role.command)
+        if command[0] == "python":
+            command[0] = self.python
+        env = {**QUIET_TF_ENV, **role.env, "TFDIST_LAUNCH_ID": launch_id}
+        path = run_dir / f"{role.name}.json"
+        path.write_text(json.dumps({"command": command, "env": env}))
+        path.chmod(0o600)  # the environment may hold the user's trainer.env values
+
+    def _start(self, run_dir: Path, name: str) -> None:
+        record = json.loads((run_dir / f"{name}.json").read_text())
+        exit_file = run_dir / f"{name}.exit"
+        exit_file.unlink(missing_ok=True)
+        supervisor = [self.python, "-m", "tfdist.launch.supervise", "--exit-file", str(exit_file)]
+        if self.bind_to_parent:
+            supervisor += ["--parent", str(os.getpid())]
+        env = {**os.environ, **record["env"]}
+        with (run_dir / f"{name}.log").open("ab") as log:
+            process = psutil.Popen(
+                [*supervisor, "--", *record["command"]],
+                env=env,
+                stdin=os.open(os.devnull, os.O_RDONLY),
+                stdout=log,
+                stderr=log,
+                cwd=run_dir,
+                start_new_session=True,
+            )
+        pid_record = {"pid": process.pid, "created": process.create_time()}
+        (run_dir / f"{name}.pid").write_text(json.dumps(pid_record))
+
+    def relaunch(self, handle: JobHandle, role: str) -> None:
+        run_dir = Path(handle.job_id)
+        if self.status(handle, role).state is RoleState.RUNNING:
+            raise RuntimeError(f"{role} is still running; stop it before starting it again")
+        with (run_dir / f"{role}.log").open("a") as log:
+            log.write(f"\n----- tfdist: starting {role} again -----\n")
+        self._start(run_dir, role)
+
+    # -- watching -------------------------------------------------------------------------
+    def _process(self, run_dir: Path, name: str) -> psutil.Process | None:
+        """The role's supervisor if it is still alive (guarding against reused process ids)."""
+        try:
+            record = json.loads((run_dir / f"{name}.pid").read_text())
+            process = psutil.Process(record["pid"])
+            if abs(process.create_time() - record["created"]) > 0.01:
+                return None
+            if process.status() == psutil.STATUS_ZOMBIE:
+                process.wait(timeout=0)  # our own child: reap it
+                return None
+            return process
+        except (FileNotFoundError, psutil.NoSuchProcess, psutil.TimeoutExpired):
+            return None
+
+    def status(self, handle: JobHandle, role: str) -> RoleStatus:
+        run_dir = Path(handle.job_id)
+        exit_file = run_dir / f"{role}.exit"
+        if exit_file.exists():
+            record = json.loads(exit_file.read_text())
+            code = int(record["exit_code"])
+            state = RoleState.SUCCEEDED if code == 0 else RoleState.FAILED
+            return RoleStatus(name=role, state=state, exit_code=code, detail=record["reason"])
+        if self._process(run_dir, role) is not None:
+            return RoleStatus(name=role, state=RoleState.RUNNING)
+        if not (run_dir / f"{role}.pid").exists():
+            return RoleStatus(name=role, state=RoleState.PENDING)
+        if exit_file.exists():  # it ended between the two checks
+            return self.status(handle, role)
+        return RoleStatus(
+            name=role, state=RoleState.FAILED, detail="the role's supervisor was killed"
+        )
+
+    def read_log(self, handle: JobHandle, role: str, offset: int = 0) -> tuple[str, int]:
+        path = Path(handle.job_id) / f"{role}.log"
+        try:
+            with path.open("rb") as log:
+                log.seek(offset)
+                data = log.read()
+        except FileNotFoundError:
+            return "", offset
+        # Hand out whole lines only; a partial last line is read again next time.
+        end = data.rfind(b"\n") + 1
+        return data[:end].decode(errors="replace"), offset + end
+
+    # -- stopping -------------------------------------------------------------------------
+    def stop(self, handle: JobHandle, roles: Sequence[str] | None = None) -> None:
+        run_dir = Path(handle.job_id)
+        names = list(roles) if roles is not None else list(handle.roles)
+        processes = [p for p in (self._process(run_dir, name) for name in names) if p]
+        for process in processes:
+            _signal_group(process.pid, signal.SIGTERM)
+        _, alive = psutil.wait_procs(processes, timeout=STOP_GRACE_SECS)
+        for process in alive:
+            _signal_group(process.pid, signal.SIGKILL)
+        psutil.wait_procs(alive, timeout=5)
+        for name in names:  # a supervisor killed before it could write its exit record
+            exit_file = run_dir / f"{name}.exit"
+            if not exit_file.exists() and (run_dir / f"{name}.pid").exists():
+                exit_file.write_text(
+                    json.dumps({"exit_code": 137, "reason": "killed", "ended": time.time()})
+                )
+
+
+def _signal_group(pid: int, signum: int) -> None:
+    """Signal the supervisor's process group (it leads its own session) and thus the role."""
+    try:
+        os.killpg(pid, signum)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def load_handle(run_dir: str | Path) -> JobHandle:
+    return JobHandle.model_validate_json((Path(run_dir) / "handle.json").read_text())

@@ -1,0 +1,90 @@
+"""`python -m tfdist.launch.supervise`: run one role process and record how it ended.
+
+The local launcher starts each role under this small supervisor, in a new session. The
+supervisor outlives whoever launched it (an Airflow setup task exits right after launching),
+writes the role's exit code to `<role>.exit` when it ends, forwards SIGTERM to the role's
+process group, and, when bound to a parent (`--parent PID`), stops the role if that parent dies,
+so a killed `tfdist run` leaves no orphans.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+
+STOP_GRACE_SECS = 10.0
+PARENT_POLL_SECS = 1.0
+
+
+def _exit_code(returncode: int) -> int:
+    """Shell convention: killed by signal N -> 128 + N."""
+    return 128 - returncode if returncode < 0 else returncode
+
+
+def _write_exit(path: Path, code: int, reason: str) -> None:
+    temporary = path.with_suffix(".exit.tmp")
+    temporary.write_text(json.dumps({"exit_code": code, "reason": reason, "ended": time.time()}))
+    os.replace(temporary, path)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--exit-file", required=True, type=Path)
+    parser.add_argument("--parent", type=int, default=None)
+    parser.add_argument("command", nargs=argparse.REMAINDER)
+    args = parser.parse_args(argv)
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+
+    try:
+        child = subprocess.Popen(command)  # inherits our session, stdout and stderr
+    except OSError as error:
+        print(f"tfdist: cannot start {command[0]!r}: {error}", file=sys.stderr, flush=True)
+        _write_exit(args.exit_file, 127, f"cannot start: {error}")
+        return 127
+    reason = "exited"
+
+    def stop_child(signum: int, _frame: FrameType | None) -> None:
+        nonlocal reason
+        reason = "stopped"
+        child.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, stop_child)
+    signal.signal(signal.SIGINT, stop_child)
+    while True:
+        try:
+            returncode = child.wait(timeout=PARENT_POLL_SECS)
+            break
+        except subprocess.TimeoutExpired:
+            if args.parent is not None and not _alive(args.parent):
+                reason = "launcher gone"
+                child.terminate()
+                try:
+                    returncode = child.wait(timeout=STOP_GRACE_SECS)
+                except subprocess.TimeoutExpired:
+                    child.kill()
+                    returncode = child.wait()
+                break
+    code = _exit_code(returncode)
+    _write_exit(args.exit_file, code, reason)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

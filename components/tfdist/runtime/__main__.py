@@ -1,0 +1,96 @@
+"""`python -m tfdist.runtime`: what every role process of an `entrypoint` trainer runs.
+
+Reads the job from `TFDIST_JOB` and the role from `TF_CONFIG`, then trains, serves or evaluates.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import traceback
+
+from tfdist.runtime.contract import ContractError, RunContext, load_trainer
+from tfdist.spec import JobSpec
+from tfdist.tf_config import TFConfigError, parse_tf_config
+
+
+def _setup_logging(role: str) -> None:
+    """tfdist's progress at INFO; TensorFlow's own Python logging only from WARNING up."""
+    logging.basicConfig(
+        level=logging.WARNING,
+        format=f"%(asctime)s {role} %(levelname)s %(name)s: %(message)s",
+        stream=sys.stdout,
+        force=True,
+    )
+    logging.getLogger("tfdist").setLevel(logging.INFO)
+    os.environ.setdefault("AUTOGRAPH_VERBOSITY", "0")
+
+
+def main() -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        spec = JobSpec.model_validate_json(os.environ["TFDIST_JOB"])
+        config = parse_tf_config(os.environ.get("TF_CONFIG"))
+    except KeyError:
+        print("TFDIST_JOB is not set: role processes are started by tfdist", file=sys.stderr)
+        return 2
+    except TFConfigError as error:
+        print(f"invalid TF_CONFIG: {error}", file=sys.stderr)
+        return 2
+    role = "local" if config.mode == "local" else f"{config.task_type}-{config.task_index}"
+    _setup_logging(role)
+    log = logging.getLogger("tfdist.runtime")
+    if config.task_type == "master":
+        log.error("TF_CONFIG uses the legacy `master` job; tfdist runs `chief`. Rename it.")
+        return 2
+    if spec.trainer.entrypoint is None:
+        log.error("the job has no trainer.entrypoint; its `command` runs instead of this runtime")
+        return 2
+    try:
+        trainer = load_trainer(spec.trainer.entrypoint)
+    except ContractError as error:
+        log.error("%s", error)
+        return 2
+    ctx = RunContext(
+        model_dir=spec.model_dir,
+        data_dir=spec.data_dir,
+        task_type=config.task_type,
+        task_index=config.task_index,
+        num_workers=max(config.num_worker_replicas, 1),
+    )
+    # TensorFlow is imported only here, once the role is known to be valid.
+    from tfdist.runtime import evaluate, servers, train
+
+    if config.mode == "local":
+        train.train(spec, trainer, config)
+        evaluate.Evaluation(spec, trainer, ctx).run(_latest_checkpoint(spec.model_dir))
+    elif config.task_type == "evaluator":
+        evaluate.run_evaluator(spec, trainer, ctx)
+    elif config.task_type == "ps" or (config.task_type == "worker" and config.cluster.get("ps")):
+        servers.serve_until_done(spec, config)
+    else:
+        train.train(spec, trainer, config)
+    log.info("%s finished", role)
+    return 0
+
+
+def _latest_checkpoint(model_dir: str) -> str:
+    import tensorflow as tf
+
+    latest = tf.train.latest_checkpoint(model_dir)
+    if latest is None:
+        raise RuntimeError(f"training wrote no checkpoint to {model_dir}")
+    return str(latest)
+
+
+if __name__ == "__main__":
+    try:
+        code = main()
+    except BaseException:  # print it, then exit without waiting on TensorFlow's threads
+        traceback.print_exc()
+        code = 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # A started tf.distribute.Server has threads that block interpreter shutdown.
+    os._exit(code)

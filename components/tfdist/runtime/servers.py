@@ -1,0 +1,46 @@
+"""Parameter servers, and workers under parameter-server training: serve until training ends.
+
+`tf.distribute.Server.join()` never returns, so a ps left alone is a leak. Instead we serve in
+the background and exit once the chief of this launch has written its `TrainDone` marker.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import tensorflow as tf
+
+from tfdist.records import TRAIN_DONE, TrainDone
+from tfdist.runtime.storage import launch_id, read_json
+from tfdist.spec import JobSpec
+from tfdist.tf_config import TFConfig
+
+log = logging.getLogger("tfdist.serve")
+
+POLL_SECS = 1.0
+
+
+def training_finished(spec: JobSpec, launch: str) -> bool:
+    raw = read_json(f"{spec.model_dir}/{TRAIN_DONE}")
+    if raw is None:
+        return False
+    done = TrainDone.model_validate(raw)
+    reached = spec.train_spec.max_steps is not None and done.global_step >= spec.train_spec.max_steps
+    return done.launch_id == launch and reached
+
+
+def serve_until_done(spec: JobSpec, config: TFConfig) -> None:
+    resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
+    server = tf.distribute.Server(
+        resolver.cluster_spec(),
+        job_name=config.task_type,
+        task_index=config.task_index,
+        protocol="grpc",
+        start=True,
+    )
+    log.info("serving %s", server.target)
+    launch = launch_id()
+    while not training_finished(spec, launch):
+        time.sleep(POLL_SECS)
+    log.info("the chief finished training; stopping")

@@ -1,0 +1,221 @@
+"""Training: the chief and workers (all-reduce), or the chief as coordinator (parameter servers).
+
+Custom training loops with Keras 3 layers and optimizers rather than `model.fit`: in TF 2.21,
+Keras 3 `fit` fails under both multi-worker strategies, and `tf_keras` would replace the
+`tensorflow-cpu` wheel with the full one. A loop we own also gives the estimator's stop rule
+exactly: training stops at the checkpoint whose step is `max_steps`, and a restarted job resumes
+from the latest checkpoint instead of training `max_steps` more.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from typing import Any
+
+import tensorflow as tf
+
+from tfdist.runtime.contract import RunContext, Trainer
+from tfdist.runtime.storage import launch_id, write_json
+from tfdist.records import TRAIN_DONE, TrainDone
+from tfdist.spec import JobSpec
+from tfdist.tf_config import TFConfig
+
+log = logging.getLogger("tfdist.train")
+
+
+class TrainState:
+    """Model, optimizer and step counter created under the strategy, plus their checkpoint."""
+
+    def __init__(self, trainer: Trainer, ctx: RunContext, strategy: tf.distribute.Strategy):
+        with strategy.scope():
+            self.model = trainer.build_model(ctx)
+            self.optimizer = (
+                trainer.build_optimizer(ctx)
+                if trainer.has("build_optimizer")
+                else _default_optimizer()
+            )
+            self.step = tf.Variable(
+                0,
+                dtype=tf.int64,
+                trainable=False,
+                name="global_step",
+                aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
+            )
+        self.checkpoint = tf.train.Checkpoint(
+            model=self.model, optimizer=self.optimizer, step=self.step
+        )
+
+    def restore_latest(self, model_dir: str) -> int:
+        latest = tf.train.latest_checkpoint(model_dir)
+        if latest:
+            self.checkpoint.restore(latest).expect_partial()
+            log.info("restored %s (step %d)", latest, int(self.step.numpy()))
+        return int(self.step.numpy())
+
+
+def _default_optimizer() -> Any:
+    import keras
+
+    return keras.optimizers.Adam(learning_rate=1e-3)
+
+
+def build_strategy(config: TFConfig) -> tf.distribute.Strategy:
+    """Parameter servers in the cluster: PS strategy; other clusters: all-reduce; local: default."""
+    if config.mode == "local":
+        return tf.distribute.get_strategy()
+    resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
+    if config.cluster.get("ps"):
+        return tf.distribute.experimental.ParameterServerStrategy(resolver)
+    communication = tf.distribute.experimental.CommunicationOptions(
+        implementation=tf.distribute.experimental.CommunicationImplementation.RING
+    )
+    return tf.distribute.MultiWorkerMirroredStrategy(
+        cluster_resolver=resolver, communication_options=communication
+    )
+
+
+def _make_step_fn(state: TrainState, trainer: Trainer, strategy: tf.distribute.Strategy) -> Any:
+    def replica_step(features: Any, labels: Any) -> tf.Tensor:
+        with tf.GradientTape() as tape:
+            outputs = state.model(features, training=True)
+            loss = tf.nn.compute_average_loss(trainer.loss_fn(labels, outputs))
+            if state.model.losses:
+                loss += tf.nn.scale_regularization_loss(tf.add_n(state.model.losses))
+        variables = state.model.trainable_variables
+        gradients = tape.gradient(loss, variables)
+        state.optimizer.apply_gradients(zip(gradients, variables, strict=True))
+        state.step.assign_add(1)
+        return loss
+
+    @tf.function
+    def train_step(iterator: Any) -> tf.Tensor:
+        features, labels = next(iterator)
+        per_replica = strategy.run(replica_step, args=(features, labels))
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+
+    return train_step
+
+
+class Progress:
+    """Logs step, steps/s and loss every `every` steps."""
+
+    def __init__(self, start_step: int, max_steps: int | None, every: int):
+        self.every, self.max_steps = every, max_steps
+        self.last_step, self.last_time = start_step, time.monotonic()
+
+    def maybe_log(self, step: int, loss: float, force: bool = False) -> None:
+        if not force and step - self.last_step < self.every:
+            return
+        now = time.monotonic()
+        rate = (step - self.last_step) / max(now - self.last_time, 1e-9)
+        total = f"/{self.max_steps}" if self.max_steps else ""
+        log.info("step %d%s loss %.4f (%.1f steps/s)", step, total, loss, rate)
+        self.last_step, self.last_time = step, now
+
+
+def _next_chunk(step: int, max_steps: int | None, every: int) -> int:
+    """Steps until the next checkpoint boundary or `max_steps`, whichever comes first."""
+    to_boundary = every - step % every
+    return to_boundary if max_steps is None else min(to_boundary, max_steps - step)
+
+
+def train(spec: JobSpec, trainer: Trainer, config: TFConfig) -> int:
+    """Train until the checkpoint at `max_steps` exists; returns the final step."""
+    strategy = build_strategy(config)
+    ctx = RunContext(
+        model_dir=spec.model_dir,
+        data_dir=spec.data_dir,
+        task_type=config.task_type,
+        task_index=config.task_index,
+        num_workers=max(config.num_worker_replicas, 1),
+    )
+    state = TrainState(trainer, ctx, strategy)
+    step = state.restore_latest(spec.model_dir)
+    max_steps = spec.train_spec.max_steps
+    every = spec.train_spec.save_checkpoints_steps
+    # Non-chief all-reduce workers take part in saving (it is collective) but write elsewhere.
+    save_dir = spec.model_dir if config.is_chief else tempfile.mkdtemp(prefix="tfdist-ckpt-")
+    manager = tf.train.CheckpointManager(
+        state.checkpoint,
+        save_dir,
+        max_to_keep=spec.train_spec.keep_checkpoint_max,
+        checkpoint_name="ckpt",
+    )
+    if max_steps is not None and step >= max_steps:
+        log.info("checkpoint at step %d >= max_steps %d: nothing to train", step, max_steps)
+    else:
+        log.info("training from step %d to %s", step, max_steps or "forever")
+        parameter_servers = isinstance(
+            strategy, tf.distribute.experimental.ParameterServerStrategy
+        )
+        run = _coordinated_loop if parameter_servers else _synchronous_loop
+        step = run(spec, trainer, ctx, state, strategy, manager, step)
+    if config.is_chief:
+        done = TrainDone(
+            global_step=step, max_steps=max_steps, timestamp=time.time(), launch_id=launch_id()
+        )
+        write_json(f"{spec.model_dir}/{TRAIN_DONE}", done.model_dump())
+    return step
+
+
+def _synchronous_loop(
+    spec: JobSpec,
+    trainer: Trainer,
+    ctx: RunContext,
+    state: TrainState,
+    strategy: tf.distribute.Strategy,
+    manager: tf.train.CheckpointManager,
+    step: int,
+) -> int:
+    dataset = strategy.distribute_datasets_from_function(
+        lambda input_context: trainer.train_input_fn(ctx, input_context)
+    )
+    iterator = iter(dataset)
+    train_step = _make_step_fn(state, trainer, strategy)
+    max_steps = spec.train_spec.max_steps
+    every = spec.train_spec.save_checkpoints_steps
+    progress = Progress(step, max_steps, spec.train_spec.log_step_count_steps)
+    while max_steps is None or step < max_steps:
+        for _ in range(_next_chunk(step, max_steps, every)):
+            loss = float(train_step(iterator))
+            step += 1
+            progress.maybe_log(step, loss)
+        manager.save(checkpoint_number=step)
+        log.info("saved checkpoint for step %d", step)
+    progress.maybe_log(step, loss, force=step != progress.last_step)
+    return step
+
+
+def _coordinated_loop(
+    spec: JobSpec,
+    trainer: Trainer,
+    ctx: RunContext,
+    state: TrainState,
+    strategy: tf.distribute.Strategy,
+    manager: tf.train.CheckpointManager,
+    step: int,
+) -> int:
+    coordinator = tf.distribute.coordinator.ClusterCoordinator(strategy)
+
+    def per_worker_dataset() -> Any:
+        return strategy.distribute_datasets_from_function(
+            lambda input_context: trainer.train_input_fn(ctx, input_context)
+        )
+
+    iterator = iter(coordinator.create_per_worker_dataset(per_worker_dataset))
+    train_step = _make_step_fn(state, trainer, strategy)
+    max_steps = spec.train_spec.max_steps
+    every = spec.train_spec.save_checkpoints_steps
+    progress = Progress(step, max_steps, spec.train_spec.log_step_count_steps)
+    while max_steps is None or step < max_steps:
+        chunk = _next_chunk(step, max_steps, every)
+        results = [coordinator.schedule(train_step, args=(iterator,)) for _ in range(chunk)]
+        coordinator.join()
+        step = int(state.step.numpy())
+        loss = float(results[-1].fetch())
+        progress.maybe_log(step, loss, force=True)
+        manager.save(checkpoint_number=step)
+        log.info("saved checkpoint for step %d", step)
+    return step

@@ -1,0 +1,246 @@
+"""The job spec: what a user writes to describe one distributed train-and-evaluate job.
+
+Mirrors `tf.estimator.TrainSpec` / `EvalSpec` and the cluster shape of `TF_CONFIG`. Every
+validation error names the field and the fix; `load_spec` turns pydantic's errors into one
+`SpecError` listing them all, before anything is launched.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Self
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+MODULE_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+
+
+class SpecError(ValueError):
+    """A job spec that cannot run; the message lists every bad field with its fix."""
+
+
+class Role(StrEnum):
+    """The task types of a train-and-evaluate cluster (`master` is legacy and not accepted)."""
+
+    CHIEF = "chief"
+    WORKER = "worker"
+    PS = "ps"
+    EVALUATOR = "evaluator"
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class TrainerSpec(Frozen):
+    """What each role runs: a Python module following the tfdist trainer contract, or any program.
+
+    `entrypoint` names a module (for example `tfdist.examples.digits`) that defines the functions
+    described in `tfdist.runtime.contract`; tfdist's runtime runs it with estimator semantics.
+    `command` is any program that reads `TF_CONFIG` and `MODEL_DIR` from its environment.
+    """
+
+    entrypoint: str | None = None
+    command: tuple[str, ...] | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("entrypoint")
+    @classmethod
+    def _module_path(cls, value: str | None) -> str | None:
+        if value is not None and not MODULE_PATH.match(value):
+            raise ValueError(
+                f"{value!r} is not a Python module path; write it like `package.module`"
+            )
+        return value
+
+    @field_validator("command")
+    @classmethod
+    def _non_empty_command(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if value is not None and (not value or not value[0]):
+            raise ValueError("must name a program, for example [python, train.py]")
+        return value
+
+    @field_validator("env")
+    @classmethod
+    def _no_reserved_env(cls, value: dict[str, str]) -> dict[str, str]:
+        reserved = sorted(set(value) & RESERVED_ENV)
+        if reserved:
+            raise ValueError(f"{', '.join(reserved)} are set by tfdist per role; remove them")
+        return value
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Self:
+        if (self.entrypoint is None) == (self.command is None):
+            raise ValueError(
+                "set exactly one of `entrypoint` (a Python module using the tfdist trainer "
+                "contract) or `command` (a program that reads TF_CONFIG)"
+            )
+        return self
+
+
+class ClusterSpec(Frozen):
+    """How many processes of each role. The evaluator is not part of `TF_CONFIG`'s cluster."""
+
+    chief: int = 1
+    worker: int = Field(default=0, ge=0)
+    ps: int = Field(default=0, ge=0)
+    evaluator: int = Field(default=0, ge=0)
+
+    @field_validator("chief")
+    @classmethod
+    def _one_chief(cls, value: int) -> int:
+        if value != 1:
+            raise ValueError(f"a cluster has exactly one chief, got {value}; set `chief: 1`")
+        return value
+
+    @field_validator("evaluator")
+    @classmethod
+    def _at_most_one_evaluator(cls, value: int) -> int:
+        if value > 1:
+            raise ValueError(
+                f"there can only be one evaluator, got {value}; set `evaluator: 0` or `1`"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _ps_needs_workers(self) -> Self:
+        if self.ps and not self.worker:
+            raise ValueError(
+                "parameter-server training needs at least one worker; set `worker: 1` or more, "
+                "or `ps: 0` for all-reduce training"
+            )
+        return self
+
+    @property
+    def uses_parameter_servers(self) -> bool:
+        return self.ps > 0
+
+    def count(self, role: Role) -> int:
+        return int(getattr(self, role.value))
+
+
+class TrainSpec(Frozen):
+    """`max_steps` is the only stop condition, as in `tf.estimator.TrainSpec`."""
+
+    max_steps: int | None = Field(default=None, gt=0)
+    train_forever: bool = False
+    save_checkpoints_steps: int = Field(default=100, gt=0)
+    keep_checkpoint_max: int = Field(default=5, gt=0)
+    log_step_count_steps: int = Field(default=50, gt=0)
+
+    @model_validator(mode="after")
+    def _stop_condition(self) -> Self:
+        if self.max_steps is None and not self.train_forever:
+            raise ValueError(
+                "max_steps is required; set `max_steps` to a positive number, or set "
+                "`train_forever: true` to train until the job is stopped"
+            )
+        if self.max_steps is not None and self.train_forever:
+            raise ValueError("set either `max_steps` or `train_forever: true`, not both")
+        return self
+
+
+class EvalSpec(Frozen):
+    """Defaults are `tf.estimator.EvalSpec`'s: 100 steps, 120 s start delay, 600 s throttle."""
+
+    steps: int | None = Field(default=100, gt=0)
+    name: str | None = None
+    start_delay_secs: float = Field(default=120, ge=0)
+    throttle_secs: float = Field(default=600, ge=0)
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[A-Za-z0-9_.-]+", value):
+            raise ValueError("use letters, digits, `_`, `-` or `.` only; it names a directory")
+        return value
+
+    @property
+    def dir_name(self) -> str:
+        """Where eval records and summaries go, as the estimator: `eval` or `eval_<name>`."""
+        return f"eval_{self.name}" if self.name else "eval"
+
+
+class JobSpec(Frozen):
+    """One distributed train-and-evaluate job."""
+
+    name: str
+    trainer: TrainerSpec
+    cluster: ClusterSpec = Field(default_factory=ClusterSpec)
+    train_spec: TrainSpec
+    eval_spec: EvalSpec = Field(default_factory=EvalSpec)
+    model_dir: str
+    data_dir: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _dns_label(cls, value: str) -> str:
+        if len(value) > 40 or not DNS1123_LABEL.match(value):
+            raise ValueError(
+                f"{value!r} must be a DNS-1123 label of at most 40 characters (lowercase "
+                "letters, digits and `-`, starting and ending with a letter or digit); "
+                "it names processes and pods"
+            )
+        return value
+
+    @field_validator("model_dir")
+    @classmethod
+    def _model_dir(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("model_dir should be non-empty; set it to a path or gs://bucket/dir")
+        return value.rstrip("/") if value not in ("/",) else value
+
+    def roles(self) -> list[tuple[Role, int]]:
+        """Every (role, index) of the job: chief first, evaluator last."""
+        order = (Role.CHIEF, Role.WORKER, Role.PS, Role.EVALUATOR)
+        return [(role, i) for role in order for i in range(self.cluster.count(role))]
+
+    def with_overrides(self, changes: Mapping[str, Any]) -> JobSpec:
+        """A validated copy with fields replaced by dotted path (`train_spec.max_steps`)."""
+        data = self.model_dump()
+        for key, value in changes.items():
+            *parents, leaf = key.split(".")
+            target = data
+            for parent in parents:
+                target = target.setdefault(parent, {})
+            target[leaf] = value
+        return parse_spec(data)
+
+
+# Environment variables tfdist sets for every role process.
+RESERVED_ENV = frozenset({"TF_CONFIG", "MODEL_DIR", "TFDIST_JOB", "TFDIST_DATA_DIR"})
+
+
+def _format_errors(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        field = ".".join(str(part) for part in item["loc"]) or "(spec)"
+        message = str(item["msg"]).removeprefix("Value error, ")
+        lines.append(f"  {field}: {message}")
+    return "invalid job spec:\n" + "\n".join(lines)
+
+
+def parse_spec(data: Any) -> JobSpec:
+    """Validate a dict (from YAML, JSON or Python) into a `JobSpec`, or raise `SpecError`."""
+    if not isinstance(data, dict):
+        raise SpecError("invalid job spec: expected a mapping with `name`, `trainer`, ...")
+    try:
+        return JobSpec.model_validate(data)
+    except ValidationError as error:
+        raise SpecError(_format_errors(error)) from None
+
+
+def load_spec(path: str | Path) -> JobSpec:
+    """Read a job spec from a `.yaml`, `.yml` or `.json` file."""
+    text = Path(path).read_text()
+    try:
+        data = json.loads(text) if str(path).endswith(".json") else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as error:
+        raise SpecError(f"{path}: not valid YAML/JSON: {error}") from None
+    return parse_spec(data)

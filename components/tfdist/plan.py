@@ -65,9 +65,7 @@ def role_command(spec: JobSpec, python: str = "python") -> tuple[str, ...]:
     return (python, "-m", RUNTIME_MODULE)
 
 
-def plan(
-    spec: JobSpec, addresses: Mapping[str, Sequence[str]], python: str = "python"
-) -> JobPlan:
+def plan(spec: JobSpec, addresses: Mapping[str, Sequence[str]], python: str = "python") -> JobPlan:
     """Build every role's `TF_CONFIG` and environment.
 
     `addresses` maps each training role (chief, worker, ps) to one address per replica; the

@@ -16,6 +16,7 @@ from typing import Any, Self
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 MODULE_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
@@ -38,6 +39,20 @@ class Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+def _field_error(model: type[BaseModel], field: str, value: Any, message: str) -> ValidationError:
+    """An error of a cross-field check, reported at `field` rather than at the whole section."""
+    return ValidationError.from_exception_data(
+        model.__name__,
+        [
+            InitErrorDetails(
+                type=PydanticCustomError("value_error", "{message}", {"message": message}),
+                loc=(field,),
+                input=value,
+            )
+        ],
+    )
+
+
 class TrainerSpec(Frozen):
     """What each role runs: a Python module following the tfdist trainer contract, or any program.
 
@@ -53,7 +68,7 @@ class TrainerSpec(Frozen):
     @field_validator("entrypoint")
     @classmethod
     def _module_path(cls, value: str | None) -> str | None:
-        if value is not None and not MODULE_PATH.match(value):
+        if value is not None and not MODULE_PATH.fullmatch(value):
             raise ValueError(
                 f"{value!r} is not a Python module path; write it like `package.module`"
             )
@@ -71,7 +86,10 @@ class TrainerSpec(Frozen):
     def _no_reserved_env(cls, value: dict[str, str]) -> dict[str, str]:
         reserved = sorted(set(value) & RESERVED_ENV)
         if reserved:
-            raise ValueError(f"{', '.join(reserved)} are set by tfdist per role; remove them")
+            verb, pronoun = ("is", "it") if len(reserved) == 1 else ("are", "them")
+            raise ValueError(
+                f"{', '.join(reserved)} {verb} set by tfdist for each role; remove {pronoun}"
+            )
         return value
 
     @model_validator(mode="after")
@@ -111,9 +129,12 @@ class ClusterSpec(Frozen):
     @model_validator(mode="after")
     def _ps_needs_workers(self) -> Self:
         if self.ps and not self.worker:
-            raise ValueError(
+            raise _field_error(
+                type(self),
+                "ps",
+                self.ps,
                 "parameter-server training needs at least one worker; set `worker: 1` or more, "
-                "or `ps: 0` for all-reduce training"
+                "or `ps: 0` for all-reduce training",
             )
         return self
 
@@ -137,12 +158,20 @@ class TrainSpec(Frozen):
     @model_validator(mode="after")
     def _stop_condition(self) -> Self:
         if self.max_steps is None and not self.train_forever:
-            raise ValueError(
-                "max_steps is required; set `max_steps` to a positive number, or set "
-                "`train_forever: true` to train until the job is stopped"
+            raise _field_error(
+                type(self),
+                "max_steps",
+                None,
+                "required; set `max_steps` to a positive number, or set "
+                "`train_forever: true` to train until the job is stopped",
             )
         if self.max_steps is not None and self.train_forever:
-            raise ValueError("set either `max_steps` or `train_forever: true`, not both")
+            raise _field_error(
+                type(self),
+                "max_steps",
+                self.max_steps,
+                "set either `max_steps` or `train_forever: true`, not both",
+            )
         return self
 
 
@@ -181,7 +210,7 @@ class JobSpec(Frozen):
     @field_validator("name")
     @classmethod
     def _dns_label(cls, value: str) -> str:
-        if len(value) > 40 or not DNS1123_LABEL.match(value):
+        if len(value) > 40 or not DNS1123_LABEL.fullmatch(value):
             raise ValueError(
                 f"{value!r} must be a DNS-1123 label of at most 40 characters (lowercase "
                 "letters, digits and `-`, starting and ending with a letter or digit); "
@@ -194,7 +223,7 @@ class JobSpec(Frozen):
     def _model_dir(cls, value: str) -> str:
         if not value.strip():
             raise ValueError("model_dir should be non-empty; set it to a path or gs://bucket/dir")
-        return value.rstrip("/") if value not in ("/",) else value
+        return value.rstrip("/") or "/"
 
     def roles(self) -> list[tuple[Role, int]]:
         """Every (role, index) of the job: chief first, evaluator last."""
@@ -202,14 +231,28 @@ class JobSpec(Frozen):
         return [(role, i) for role in order for i in range(self.cluster.count(role))]
 
     def with_overrides(self, changes: Mapping[str, Any]) -> JobSpec:
-        """A validated copy with fields replaced by dotted path (`train_spec.max_steps`)."""
+        """A validated copy with fields replaced by dotted path.
+
+        For example `{"train_spec.max_steps": 10, "model_dir": "/x", "trainer.env.SEED": "1"}`.
+        A value replaces the whole field, so `{"cluster": {"worker": 2}}` resets `ps` to 0.
+        Raises `SpecError` for a path that names no field and for an invalid value.
+        """
         data = self.model_dump()
-        for key, value in changes.items():
-            *parents, leaf = key.split(".")
+        for path, value in changes.items():
+            parts = path.split(".")
+            if not all(parts):
+                raise SpecError(f"invalid override {path!r}: write a dotted field path")
             target = data
-            for parent in parents:
-                target = target.setdefault(parent, {})
-            target[leaf] = value
+            for depth, part in enumerate(parts[:-1], start=1):
+                child = target.get(part)
+                if not isinstance(child, dict):
+                    prefix = ".".join(parts[:depth])
+                    raise SpecError(
+                        f"invalid override {path!r}: {prefix} has no fields; "
+                        "name a field of the job spec, for example `train_spec.max_steps`"
+                    )
+                target = child
+            target[parts[-1]] = value
         return parse_spec(data)
 
 
@@ -217,11 +260,18 @@ class JobSpec(Frozen):
 RESERVED_ENV = frozenset({"TF_CONFIG", "MODEL_DIR", "TFDIST_JOB", "TFDIST_DATA_DIR"})
 
 
+# Pydantic messages that do not say what to do, by error type.
+_FIXES = {
+    "missing": "required; add it",
+    "extra_forbidden": "unknown field; remove it or correct its spelling",
+}
+
+
 def _format_errors(error: ValidationError) -> str:
     lines = []
     for item in error.errors():
         field = ".".join(str(part) for part in item["loc"]) or "(spec)"
-        message = str(item["msg"]).removeprefix("Value error, ")
+        message = _FIXES.get(item["type"]) or str(item["msg"]).removeprefix("Value error, ")
         lines.append(f"  {field}: {message}")
     return "invalid job spec:\n" + "\n".join(lines)
 

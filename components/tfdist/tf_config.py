@@ -44,7 +44,11 @@ class TFConfig(BaseModel):
 
     @property
     def num_worker_replicas(self) -> int:
-        return len(self.cluster.get(WORKER, ())) + len(self.cluster.get(CHIEF, ()))
+        """Processes that train: workers plus the chief (or master); local: 1, evaluator: 0."""
+        if self.mode == "local":
+            return 1
+        chief = len(self.cluster.get(CHIEF, ())) + len(self.cluster.get(MASTER, ()))
+        return len(self.cluster.get(WORKER, ())) + chief
 
 
 def build_tf_config(
@@ -61,7 +65,10 @@ def build_tf_config(
 
 
 def _cluster_str(cluster: Mapping[str, Sequence[str]]) -> str:
-    jobs = ", ".join(f"{job!r}: {list(addrs)!r}" for job, addrs in sorted(cluster.items()))
+    """As `str(tf.train.ClusterSpec(cluster))`: jobs sorted, an empty job shown as `{}`."""
+    jobs = ", ".join(
+        f"{job!r}: {list(addrs) if addrs else {}!r}" for job, addrs in sorted(cluster.items())
+    )
     return "ClusterSpec({" + jobs + "})"
 
 
@@ -79,21 +86,24 @@ def _read_cluster(raw: Any) -> dict[str, list[str]]:
                 f'job {job!r} in TF_CONFIG "cluster" must be a list of "host:port" strings. '
                 f"Given {addresses!r}"
             )
-        if addresses:
-            cluster[str(job)] = list(addresses)
+        # An empty job still makes the cluster "set", as it does for `tf.train.ClusterSpec`.
+        cluster[str(job)] = list(addresses)
     return cluster
 
 
 def _task_index(raw: Any) -> int:
     if isinstance(raw, bool) or not isinstance(raw, int | str | float):
         raise TFConfigTypeError(f"task index must be an integer. Given {raw!r}")
-    return int(raw)  # "1" is accepted; "x" raises "invalid literal for int() ...", as before
+    try:
+        return int(raw)  # "1" is accepted; "x" fails with "invalid literal for int() ..."
+    except (ValueError, OverflowError) as error:
+        raise TFConfigError(str(error)) from None
 
 
 def _validate_task(
     cluster: dict[str, list[str]], task: Mapping[str, Any], chief_task_type: str
 ) -> tuple[str, int]:
-    if chief_task_type not in cluster:
+    if not cluster.get(chief_task_type):
         raise TFConfigError(
             f'If "cluster" is set in TF_CONFIG, it must have one "{chief_task_type}" node.'
         )
@@ -112,7 +122,7 @@ def _validate_task(
         raise TFConfigError("Task index must be non-negative number.")
     if task_type == EVALUATOR:  # not part of the training cluster: any index passes here
         return task_type, index
-    if task_type not in cluster:
+    if not isinstance(task_type, str) or task_type not in cluster:
         raise TFConfigError(
             f"{task_type} is not a valid task_type in the cluster_spec:\n"
             f"{_cluster_str(cluster)}{_NOTE}"
@@ -122,7 +132,7 @@ def _validate_task(
             f"{index} is not a valid task_id for task_type {task_type} in the cluster_spec:\n"
             f"{_cluster_str(cluster)}{_NOTE}"
         )
-    return str(task_type), index
+    return task_type, index
 
 
 def parse_tf_config(raw: str | None) -> TFConfig:
@@ -154,7 +164,9 @@ def parse_tf_config(raw: str | None) -> TFConfig:
 
     if MASTER in cluster:
         if CHIEF in cluster:
-            raise TFConfigError("If `master` node exists in `cluster`, job `chief` is not supported.")
+            raise TFConfigError(
+                "If `master` node exists in `cluster`, job `chief` is not supported."
+            )
         task_type, index = _validate_task(cluster, task, MASTER)
         if task_type == EVALUATOR:
             raise TFConfigError(
@@ -172,11 +184,13 @@ def parse_tf_config(raw: str | None) -> TFConfig:
     if task_type == "local":
         raise TFConfigError(
             "`task.type` in TF_CONFIG cannot be `local`. Leaving `cluster` and `task` properties "
-            "in TF_CONFIG absent triggers train and evaluate locally (non-distributed)."
+            "in TF_CONFIG absent triggers train and evaluate `Estimator` locally (non-distributed)."
         )
     if task_type not in SUPPORTED_TASK_TYPES:
         raise TFConfigError(
             f"Task type {task_type} is not supported. Supported task types are "
             f"{list(SUPPORTED_TASK_TYPES)}"
         )
+    if task_type == EVALUATOR:  # not part of the training cluster: it sees none, as in RunConfig
+        cluster = {}
     return TFConfig(task_type=task_type, task_index=index, cluster=cluster, mode="distributed")

@@ -1,0 +1,57 @@
+"""`train_and_evaluate(...)`: one DAG step that expands into the job's role tasks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from airflow.sdk import TaskGroup
+
+from tfdist.spec import JobSpec, load_spec
+from tfdist_airflow.backends import Backend, LocalBackend
+from tfdist_airflow.roles import LaunchRolesOperator, StopRolesOperator, WatchRoleOperator
+
+
+def train_and_evaluate(
+    job: JobSpec | str | Path,
+    *,
+    group_id: str = "train_and_evaluate",
+    backend: Backend | None = None,
+    model_dir_base: str | None = None,
+    overrides: dict[str, Any] | None = None,
+    watch_retries: int = 2,
+    poll_interval: float = 2.0,
+) -> TaskGroup:
+    """Add a task group `launch >> watch[chief-0, worker-0, ...] >> stop` to the current DAG.
+
+    :param job: a `JobSpec`, or the path of its YAML/JSON file (read when the DAG is parsed).
+    :param backend: where roles run; default: local processes (`LocalBackend()`).
+    :param model_dir_base: each run trains in `<base>/<dag_id>/<run>`; default: the spec's
+        `model_dir`. (templated)
+    :param overrides: spec fields by dotted path, e.g. `{"train_spec.max_steps":
+        "{{ params.max_steps }}"}`. (templated)
+    :param watch_retries: retries of each watch task: they reattach to a running role, and
+        relaunch a crashed role only when that is safe alone.
+    """
+    spec = job if isinstance(job, JobSpec) else load_spec(job)
+    backend_data = (backend or LocalBackend()).model_dump(mode="json")
+    with TaskGroup(group_id=group_id, tooltip=f"train and evaluate {spec.name}") as group:
+        launch = LaunchRolesOperator(
+            task_id="launch",
+            job=spec.model_dump(mode="json"),
+            backend=backend_data,
+            group_id=group.group_id,
+            model_dir_base=model_dir_base or spec.model_dir,
+            overrides=overrides,
+        )
+        watch = WatchRoleOperator.partial(
+            task_id="watch",
+            launch_task_id=launch.task_id,
+            backend=backend_data,
+            poll_interval=poll_interval,
+            retries=watch_retries,
+            map_index_template="{{ task.role }}",
+        ).expand(role=[f"{role.value}-{index}" for role, index in spec.roles()])
+        stop = StopRolesOperator(task_id="stop", backend=backend_data, group_id=group.group_id)
+        launch >> watch >> stop.as_teardown(setups=launch)
+    return group

@@ -1,0 +1,217 @@
+"""The operators of one train-and-evaluate step: launch all roles, watch each, stop what is left.
+
+Airflow has no gang scheduling, and `airflow dags test` runs one task at a time, so a chief
+task that waited for worker tasks would hang. Instead one setup task starts every role at
+once, each role gets its own deferrable watch task (its log, its state, its retries), and a
+teardown task stops whatever the run left behind, also when the run failed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+
+from tfdist.launch.base import JobHandle, RoleState, RoleStatus
+from tfdist.plan import plan
+from tfdist.spec import JobSpec, parse_spec
+from tfdist_airflow.backends import LocalBackend, backend_from_dict
+from tfdist_airflow.runs import Relaunch, relaunch_scope, run_model_dir, run_scope
+from tfdist_airflow.triggers import RoleExitTrigger
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+
+class RoleFailed(RuntimeError):
+    """A role process ended with a non-zero exit code."""
+
+
+def _scope(context: Context, group_id: str) -> str:
+    return run_scope(context["dag"].dag_id, context["run_id"], group_id)
+
+
+def launched_job(context: Context, launch_task_id: str) -> tuple[JobSpec, JobHandle]:
+    """The spec and handle that the launch task of this run pushed to XCom."""
+    pushed = context["ti"].xcom_pull(task_ids=launch_task_id)
+    if not pushed:
+        raise RuntimeError(f"{launch_task_id} pushed no job; did the launch task run?")
+    return JobSpec.model_validate(pushed["spec"]), JobHandle.model_validate(pushed["handle"])
+
+
+class LaunchRolesOperator(BaseOperator):
+    """Plans the job for this run and starts every role together.
+
+    :param job: the job spec, as a dict (see `tfdist.spec.JobSpec`).
+    :param backend: where roles run, as a dict (see `tfdist_airflow.backends`).
+    :param group_id: the train-and-evaluate step this launch belongs to.
+    :param model_dir_base: model directories are `<base>/<dag_id>/<run>`. (templated)
+    :param overrides: spec fields by dotted path, e.g. `{"train_spec.max_steps": 400}`. (templated)
+    """
+
+    template_fields: Sequence[str] = ("model_dir_base", "overrides")
+    ui_color = "#ffe0b2"
+
+    def __init__(
+        self,
+        *,
+        job: dict[str, Any],
+        backend: dict[str, Any],
+        group_id: str,
+        model_dir_base: str,
+        overrides: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ):
+        super().__init__(**kwargs)
+        self.job = job
+        self.backend = backend
+        self.group_id = group_id
+        self.model_dir_base = model_dir_base
+        self.overrides = overrides or {}
+
+    def render_spec(self, context: Context) -> JobSpec:
+        model_dir = run_model_dir(self.model_dir_base, context["dag"].dag_id, context["run_id"])
+        return parse_spec(self.job).with_overrides({**self.overrides, "model_dir": model_dir})
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        spec = self.render_spec(context)
+        backend = backend_from_dict(self.backend)
+        scope = _scope(context, self.group_id)
+        for previous in backend.handles(scope):  # an earlier try of this task: never two gangs
+            self.log.info("stopping the roles of an earlier launch %s", previous.launch_id)
+            backend.launcher(scope).stop(previous)
+        launcher = backend.launcher(scope)
+        job = plan(spec, launcher.addresses(spec), python=launcher.python)
+        for role in job.roles:
+            self.log.info("%s: TF_CONFIG %s", role.name, role.env["TF_CONFIG"])
+        handle = launcher.launch(job)
+        self.log.info("launched %s; model_dir %s", ", ".join(handle.roles), spec.model_dir)
+        return {"spec": spec.model_dump(mode="json"), "handle": handle.model_dump(mode="json")}
+
+
+class WatchRoleOperator(BaseOperator):
+    """Follows one role until it ends: streams its log, fails with its exit status.
+
+    Deferrable: while the role runs the task holds no worker slot. On a retry, the task
+    reattaches to a role that is still running, and relaunches a failed role only when that
+    is safe alone (the evaluator, a parameter-server worker) and its exit looks transient
+    (killed by a signal, exit code >= 128).
+
+    :param role: the role to follow, e.g. `worker-1`.
+    :param launch_task_id: the task that launched the job.
+    """
+
+    template_fields: Sequence[str] = ("role",)
+    ui_color = "#c8e6c9"
+
+    def __init__(
+        self,
+        *,
+        role: str,
+        launch_task_id: str,
+        backend: dict[str, Any],
+        poll_interval: float = 2.0,
+        **kwargs: Any,
+    ):
+        super().__init__(**kwargs)
+        self.role = role
+        self.launch_task_id = launch_task_id
+        self.backend = backend
+        self.poll_interval = poll_interval
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        spec, handle = launched_job(context, self.launch_task_id)
+        self._handle = handle
+        launcher = backend_from_dict(self.backend).launcher(scope="")
+        status = launcher.status(handle, self.role)
+        if status.state is RoleState.FAILED and context["ti"].try_number > 1:
+            self._relaunch_if_safe(spec, handle, status)
+            status = launcher.status(handle, self.role)
+        if not status.state.finished:
+            self.defer(
+                trigger=RoleExitTrigger(
+                    backend=self.backend,
+                    handle=handle.model_dump(mode="json"),
+                    role=self.role,
+                    log_offset=0,
+                    poll_interval=self.poll_interval,
+                ),
+                method_name="execute_complete",
+            )
+        return self._finish(context, handle, 0)
+
+    def execute_complete(
+        self, context: Context, event: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        _, handle = launched_job(context, self.launch_task_id)
+        # Do not trust the event alone (inline triggers in `dags test` may not pass it): the
+        # status is re-read from the backend, the log from where the trigger stopped.
+        offset = int(event.get("log_offset", 0)) if event else 0
+        return self._finish(context, handle, offset)
+
+    def _finish(self, context: Context, handle: JobHandle, offset: int) -> dict[str, Any]:
+        launcher = backend_from_dict(self.backend).launcher(scope="")
+        text, _ = launcher.read_log(handle, self.role, offset)
+        for line in text.splitlines():
+            self.log.info("[%s] %s", self.role, line)
+        status = launcher.status(handle, self.role)
+        if status.state is not RoleState.SUCCEEDED:
+            raise RoleFailed(f"{self.role} {status.state.value}: exit code {status.exit_code}"
+                             f"{' (' + status.detail + ')' if status.detail else ''}")
+        self.log.info("%s succeeded", self.role)
+        return status.model_dump(mode="json")
+
+    def _relaunch_if_safe(self, spec: JobSpec, handle: JobHandle, status: RoleStatus) -> None:
+        scope = relaunch_scope(self.role, spec.cluster.uses_parameter_servers)
+        if scope is Relaunch.ROLE and status.retryable:
+            self.log.warning("%s died (exit %s); starting it again", self.role, status.exit_code)
+            backend_from_dict(self.backend).launcher(scope="").relaunch(handle, self.role)
+            return
+        why = (
+            f"exit code {status.exit_code} is a failure of the program itself, not a crash"
+            if not status.retryable
+            else "it cannot rejoin the running roles alone"
+        )
+        raise RoleFailed(
+            f"{self.role} failed with exit code {status.exit_code}; not relaunching it alone: "
+            f"{why}. Clear the whole train-and-evaluate group to restart every role from the "
+            "last checkpoint."
+        )
+
+    def on_kill(self) -> None:
+        """A killed watch task stops its role: a half-watched job must not run on unseen."""
+        handle: JobHandle | None = getattr(self, "_handle", None)
+        if handle is not None:
+            backend_from_dict(self.backend).launcher(scope="").stop(handle, [self.role])
+
+
+class StopRolesOperator(BaseOperator):
+    """Teardown: stops every role this run's step still has running, whatever happened."""
+
+    ui_color = "#ffcdd2"
+
+    def __init__(self, *, backend: dict[str, Any], group_id: str, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.backend = backend
+        self.group_id = group_id
+
+    def execute(self, context: Context) -> None:
+        backend = backend_from_dict(self.backend)
+        scope = _scope(context, self.group_id)
+        launcher = backend.launcher(scope)
+        for handle in backend.handles(scope):
+            running = [
+                role
+                for role in handle.roles
+                if not launcher.status(handle, role).state.finished
+            ]
+            if running:
+                self.log.warning("stopping %s of launch %s", ", ".join(running), handle.launch_id)
+                launcher.stop(handle, running)
+            else:
+                self.log.info("launch %s: every role had already ended", handle.launch_id)
+
+
+def default_backend() -> dict[str, Any]:
+    return LocalBackend().model_dump(mode="json")

@@ -1,0 +1,59 @@
+"""The trigger a role's watch task defers to: stream the role's log until the role ends."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from tfdist.launch.base import JobHandle
+from tfdist_airflow.backends import backend_from_dict
+
+
+class RoleExitTrigger(BaseTrigger):
+    """Polls one role; logs its new lines as they appear; fires once the role has finished."""
+
+    def __init__(
+        self,
+        backend: dict[str, Any],
+        handle: dict[str, Any],
+        role: str,
+        log_offset: int = 0,
+        poll_interval: float = 2.0,
+    ):
+        super().__init__()
+        self.backend = backend
+        self.handle = handle
+        self.role = role
+        self.log_offset = log_offset
+        self.poll_interval = poll_interval
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "backend": self.backend,
+                "handle": self.handle,
+                "role": self.role,
+                "log_offset": self.log_offset,
+                "poll_interval": self.poll_interval,
+            },
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        handle = JobHandle.model_validate(self.handle)
+        launcher = backend_from_dict(self.backend).launcher(scope="")
+        offset = self.log_offset
+        while True:
+            text, offset = await asyncio.to_thread(launcher.read_log, handle, self.role, offset)
+            for line in text.splitlines():
+                self.log.info("[%s] %s", self.role, line)
+            status = await asyncio.to_thread(launcher.status, handle, self.role)
+            if status.state.finished:
+                yield TriggerEvent(
+                    {"status": status.model_dump(mode="json"), "log_offset": offset}
+                )
+                return
+            await asyncio.sleep(self.poll_interval)

@@ -1,0 +1,30 @@
+"""The digits trainer, except that a worker fails to build its model."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tfdist.examples.digits import (
+    build_optimizer,
+    eval_input_fn,
+    eval_metrics,
+    loss_fn,
+    train_input_fn,
+)
+from tfdist.examples.digits import build_model as _build_model
+from tfdist.runtime.contract import RunContext
+
+__all__ = [
+    "build_model",
+    "build_optimizer",
+    "eval_input_fn",
+    "eval_metrics",
+    "loss_fn",
+    "train_input_fn",
+]
+
+
+def build_model(ctx: RunContext) -> Any:
+    if ctx.task_type == "worker":
+        raise RuntimeError("worker model is broken on purpose")
+    return _build_model(ctx)

@@ -35,7 +35,10 @@ def _absolute(path: str | None) -> str | None:
 
 
 def _load(args: argparse.Namespace) -> JobSpec:
-    spec = load_spec(args.spec)
+    try:
+        spec = load_spec(args.spec)
+    except OSError as error:
+        raise SpecError(f"cannot read job spec {args.spec}: {error.strerror}") from None
     changes = _overrides(args.set)
     changes["model_dir"] = _absolute(changes.get("model_dir", spec.model_dir))
     changes["data_dir"] = _absolute(changes.get("data_dir", spec.data_dir))
@@ -67,8 +70,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         print("tfdist: interrupted; every role was stopped", file=sys.stderr)
         return 130
     if not outcome.succeeded:
-        print(f"tfdist: job {spec.name} failed: {outcome.failed_role} ({outcome.detail})",
-              file=sys.stderr)
+        print(
+            f"tfdist: job {spec.name} failed: {outcome.failed_role} ({outcome.detail})",
+            file=sys.stderr,
+        )
         return 1
     print(f"tfdist: job {spec.name} succeeded; model_dir {spec.model_dir}")
     return 0
@@ -91,10 +96,18 @@ def build_parser() -> argparse.ArgumentParser:
     def with_spec(name: str, help_text: str) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help_text)
         sub.add_argument("spec", help="job spec file (.yaml or .json)")
-        sub.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                         help="override a spec field, e.g. --set train_spec.max_steps=100")
-        sub.add_argument("--run-root", default=DEFAULT_RUN_ROOT,
-                         help="where run directories (role logs, exit codes) are created")
+        sub.add_argument(
+            "--set",
+            action="append",
+            default=[],
+            metavar="FIELD=VALUE",
+            help="override a spec field, e.g. --set train_spec.max_steps=100",
+        )
+        sub.add_argument(
+            "--run-root",
+            default=DEFAULT_RUN_ROOT,
+            help="where run directories (role logs, exit codes) are created",
+        )
         return sub
 
     with_spec("plan", "print each role's name and TF_CONFIG; launch nothing").set_defaults(

@@ -16,9 +16,10 @@ one entry per metric the evaluator writes::
   `(candidate - baseline) / |baseline|`, which is `candidate / baseline - 1` for a positive
   baseline (a zero baseline gives ±inf by the sign of the change, or 0 when equal). With
   `lower_is_better` the change must be <= the limit, with `higher_is_better` >= the limit
-  (as TFMA). So `{"direction": "lower_is_better", "absolute": 0.05}` lets loss rise by at most
-  0.05, and `{"direction": "higher_is_better", "relative": -0.01}` lets accuracy fall by at
-  most 1%; a positive limit demands an improvement.
+  (as TFMA; a change equal to the limit up to float rounding passes). So
+  `{"direction": "lower_is_better", "absolute": 0.05}` lets loss rise by at most 0.05, and
+  `{"direction": "higher_is_better", "relative": -0.01}` lets accuracy fall by at most 1%;
+  a positive limit demands an improvement.
 
 With no thresholds at all nothing is blessed: tfdist never deploys an unvalidated model.
 A NaN metric fails every threshold on it.
@@ -238,8 +239,8 @@ def _change_failures(
     for name, limit, actual, show in limits:
         if limit is None:
             continue
-        passed = actual <= limit if lower else actual >= limit
-        if not passed:
+        at_limit = math.isclose(actual, limit, rel_tol=1e-9, abs_tol=1e-12)  # float rounding
+        if not (at_limit or (actual <= limit if lower else actual >= limit)):
             failures.append(
                 f"{metric}: {name} {show(actual)} {observed}; {change.direction} "
                 f"allows {bound} {show(limit)}"

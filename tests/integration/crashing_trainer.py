@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tfdist.examples.digits import build_model as _build_model
 from tfdist.examples.digits import (
     build_optimizer,
     eval_input_fn,
@@ -11,7 +12,6 @@ from tfdist.examples.digits import (
     loss_fn,
     train_input_fn,
 )
-from tfdist.examples.digits import build_model as _build_model
 from tfdist.runtime.contract import RunContext
 
 __all__ = [

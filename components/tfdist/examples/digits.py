@@ -32,7 +32,8 @@ def _example(image: np.ndarray, label: int) -> bytes:
         "image": tf.train.Feature(float_list=tf.train.FloatList(value=image.tolist())),
         "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[label])),
     }
-    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+    example = tf.train.Example(features=tf.train.Features(feature=feature))
+    return bytes(example.SerializeToString())
 
 
 def _write_shard(path: str, images: np.ndarray, labels: np.ndarray) -> None:

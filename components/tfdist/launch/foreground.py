@@ -42,20 +42,29 @@ def run_in_foreground(
     """Launch the plan, stream role-prefixed log lines through `write`, return the outcome."""
     handle = launcher.launch(job)
     write(f"tfdist: launched {', '.join(handle.roles)} ({handle.job_id})")
+    offsets = dict.fromkeys(handle.roles, 0)
     try:
-        return _watch(handle, launcher, write)
+        return _watch(handle, launcher, write, offsets)
     finally:
         launcher.stop(handle)
+        _copy_logs(handle, launcher, write, offsets)  # the last lines, such as a traceback
 
 
-def _watch(handle: JobHandle, launcher: Launcher, write: Callable[[str], None]) -> Outcome:
-    offsets = dict.fromkeys(handle.roles, 0)
+def _copy_logs(
+    handle: JobHandle, launcher: Launcher, write: Callable[[str], None], offsets: dict[str, int]
+) -> None:
+    for role in handle.roles:
+        text, offsets[role] = launcher.read_log(handle, role, offsets[role])
+        for line in text.splitlines():
+            write(f"[{role}] {line}")
+
+
+def _watch(
+    handle: JobHandle, launcher: Launcher, write: Callable[[str], None], offsets: dict[str, int]
+) -> Outcome:
     chief_done_at: float | None = None
     while True:
-        for role in handle.roles:
-            text, offsets[role] = launcher.read_log(handle, role, offsets[role])
-            for line in text.splitlines():
-                write(f"[{role}] {line}")
+        _copy_logs(handle, launcher, write, offsets)
         statuses = {role: launcher.status(handle, role) for role in handle.roles}
         outcome = job_outcome(statuses)
         if outcome is not None:
@@ -72,4 +81,3 @@ def _watch(handle: JobHandle, launcher: Launcher, write: Callable[[str], None]) 
                 launcher.stop(handle, lingering)
                 return Outcome(succeeded=True, detail=f"stopped {', '.join(lingering)}")
         time.sleep(POLL_SECS)
-

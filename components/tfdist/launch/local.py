@@ -1,8 +1,10 @@
 """The embedded default backend: every role is an OS process on 127.0.0.1.
 
 A launch creates a run directory holding, per role, its log (`<role>.log`), its supervisor's
-process id (`<role>.pid`), its launch record (`<role>.json`: command and environment, so a role
-can be started again) and, once it ended, its exit record (`<role>.exit`).
+process id (`<role>.pid`), its launch record (`<role>.json`: command, environment and working
+directory, so a role can be started again) and, once it ended, its exit record (`<role>.exit`).
+Roles run in the launcher's working directory, so a `command` such as `[python, train.py]` or an
+entrypoint module next to the spec is found as it would be when run by hand.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import sys
 import time
 import uuid
 from collections.abc import Mapping, Sequence
-from contextlib import ExitStack
+from contextlib import ExitStack, suppress
 from pathlib import Path
 
 import psutil
@@ -47,9 +49,12 @@ class LocalLauncher:
     setup task leaves it False, since the roles must outlive it, and relies on teardown.
     """
 
-    def __init__(self, run_root: str | Path, bind_to_parent: bool = False):
+    def __init__(
+        self, run_root: str | Path, bind_to_parent: bool = False, workdir: str | Path | None = None
+    ):
         self.run_root = Path(run_root).absolute()
         self.bind_to_parent = bind_to_parent
+        self.workdir = Path(workdir if workdir is not None else Path.cwd()).absolute()
         self.python = sys.executable
 
     # -- planning -------------------------------------------------------------------------
@@ -86,7 +91,8 @@ class LocalLauncher:
             command[0] = self.python
         env = {**QUIET_TF_ENV, **role.env, "TFDIST_LAUNCH_ID": launch_id}
         path = run_dir / f"{role.name}.json"
-        path.write_text(json.dumps({"command": command, "env": env}))
+        record = {"command": command, "env": env, "cwd": str(self.workdir)}
+        path.write_text(json.dumps(record))
         path.chmod(0o600)  # the environment may hold the user's trainer.env values
 
     def _start(self, run_dir: Path, name: str) -> None:
@@ -97,14 +103,17 @@ class LocalLauncher:
         if self.bind_to_parent:
             supervisor += ["--parent", str(os.getpid())]
         env = {**os.environ, **record["env"]}
-        with (run_dir / f"{name}.log").open("ab") as log:
+        with (
+            (run_dir / f"{name}.log").open("ab") as log,
+            open(os.devnull, "rb") as devnull,
+        ):
             process = psutil.Popen(
                 [*supervisor, "--", *record["command"]],
                 env=env,
-                stdin=os.open(os.devnull, os.O_RDONLY),
+                stdin=devnull,
                 stdout=log,
                 stderr=log,
-                cwd=run_dir,
+                cwd=record.get("cwd", run_dir),
                 start_new_session=True,
             )
         pid_record = {"pid": process.pid, "created": process.create_time()}
@@ -167,12 +176,20 @@ class LocalLauncher:
     def stop(self, handle: JobHandle, roles: Sequence[str] | None = None) -> None:
         run_dir = Path(handle.job_id)
         names = list(roles) if roles is not None else list(handle.roles)
-        processes = [p for p in (self._process(run_dir, name) for name in names) if p]
-        for process in processes:
-            _signal_group(process.pid, signal.SIGTERM)
-        _, alive = psutil.wait_procs(processes, timeout=STOP_GRACE_SECS)
-        for process in alive:
-            _signal_group(process.pid, signal.SIGKILL)
+        groups: dict[int, list[psutil.Process]] = {}  # process group -> whom to wait for
+        for name in names:
+            supervisor = self._process(run_dir, name)
+            if supervisor is not None:
+                groups[supervisor.pid] = [supervisor]
+            else:  # a supervisor that died on its own may have left its role running
+                groups.update(self._orphans(run_dir, name, handle.launch_id))
+        for group in groups:
+            _signal_group(group, signal.SIGTERM)
+        waited = [process for members in groups.values() for process in members]
+        _, alive = psutil.wait_procs(waited, timeout=STOP_GRACE_SECS)
+        for group, members in groups.items():
+            if any(process in alive for process in members):
+                _signal_group(group, signal.SIGKILL)
         psutil.wait_procs(alive, timeout=5)
         for name in names:  # a supervisor killed before it could write its exit record
             exit_file = run_dir / f"{name}.exit"
@@ -181,13 +198,28 @@ class LocalLauncher:
                     json.dumps({"exit_code": 137, "reason": "killed", "ended": time.time()})
                 )
 
+    def _orphans(self, run_dir: Path, name: str, launch_id: str) -> dict[int, list[psutil.Process]]:
+        """The processes still in the group of a role whose supervisor is gone."""
+        try:
+            group = int(json.loads((run_dir / f"{name}.pid").read_text())["pid"])
+        except FileNotFoundError:
+            return {}
+        found = []
+        for process in psutil.process_iter():
+            with suppress(psutil.Error, OSError):
+                # The launch id guards against a group id reused by an unrelated process.
+                if (
+                    os.getpgid(process.pid) == group
+                    and process.environ().get("TFDIST_LAUNCH_ID") == launch_id
+                ):
+                    found.append(process)
+        return {group: found} if found else {}
+
 
 def _signal_group(pid: int, signum: int) -> None:
     """Signal the supervisor's process group (it leads its own session) and thus the role."""
-    try:
+    with suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signum)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def load_handle(run_dir: str | Path) -> JobHandle:

@@ -3,8 +3,8 @@
 The local launcher starts each role under this small supervisor, in a new session. The
 supervisor outlives whoever launched it (an Airflow setup task exits right after launching),
 writes the role's exit code to `<role>.exit` when it ends, forwards SIGTERM to the role's
-process group, and, when bound to a parent (`--parent PID`), stops the role if that parent dies,
-so a killed `tfdist run` leaves no orphans.
+process group, and, when bound to a parent (`--parent PID`), stops the role and whatever it
+started if that parent dies, so a killed `tfdist run` leaves no orphans.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import suppress
 from pathlib import Path
 from types import FrameType
 
@@ -34,14 +35,13 @@ def _write_exit(path: Path, code: int, reason: str) -> None:
     os.replace(temporary, path)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+def _parent_gone(parent: int) -> bool:
+    """The launcher started us; once it dies we are re-parented (to init or a subreaper).
+
+    Unlike probing its process id, this holds while it is an unreaped zombie and after its id
+    has been reused.
+    """
+    return os.getppid() != parent
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -62,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
 
     def stop_child(signum: int, _frame: FrameType | None) -> None:
         nonlocal reason
-        reason = "stopped"
+        if reason == "exited":
+            reason = "stopped"
         child.send_signal(signum)
 
     signal.signal(signal.SIGTERM, stop_child)
@@ -72,9 +73,10 @@ def main(argv: list[str] | None = None) -> int:
             returncode = child.wait(timeout=PARENT_POLL_SECS)
             break
         except subprocess.TimeoutExpired:
-            if args.parent is not None and not _alive(args.parent):
+            if args.parent is not None and _parent_gone(args.parent):
                 reason = "launcher gone"
-                child.terminate()
+                with suppress(ProcessLookupError):  # the role and whatever it started
+                    os.killpg(os.getpgrp(), signal.SIGTERM)
                 try:
                     returncode = child.wait(timeout=STOP_GRACE_SECS)
                 except subprocess.TimeoutExpired:

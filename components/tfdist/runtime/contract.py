@@ -7,7 +7,7 @@ A trainer module defines plain functions; each receives a `RunContext`::
     def train_input_fn(ctx, input_context) -> tf.data.Dataset      # repeated, per-replica batches
     def eval_input_fn(ctx) -> tf.data.Dataset
     def build_optimizer(ctx) -> keras.optimizers.Optimizer         # optional, default Adam(1e-3)
-    def eval_metrics(ctx) -> dict[str, keras.metrics.Metric]       # optional, `loss` is always there
+    def eval_metrics(ctx) -> dict[str, keras.metrics.Metric]       # optional; `loss` is built in
 
 The runtime owns everything else: the strategy, the step counter, checkpoints, the evaluator
 loop and the stop condition (`max_steps`), as `tf.estimator.train_and_evaluate` did.

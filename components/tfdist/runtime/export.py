@@ -45,6 +45,11 @@ def export_saved_model(spec: JobSpec, trainer: Trainer, checkpoint: str, out: st
         return False
     if _is_local(out) and os.path.exists(out):
         raise FileExistsError(f"--out {out} exists but holds no {SAVED_MODEL_PB}; remove it")
+    if not tf.io.gfile.exists(f"{checkpoint}.index"):
+        raise FileNotFoundError(
+            f"--checkpoint {checkpoint}: no such checkpoint (expected {checkpoint}.index); "
+            "pass a checkpoint prefix such as MODEL_DIR/ckpt-400"
+        )
     ctx = RunContext(
         model_dir=spec.model_dir,
         data_dir=spec.data_dir,
@@ -111,7 +116,11 @@ def main(argv: list[str] | None = None) -> int:
     except ContractError as error:
         log.error("%s", error)
         return 2
-    export_saved_model(spec, trainer, args.checkpoint, args.out)
+    try:
+        export_saved_model(spec, trainer, args.checkpoint, args.out)
+    except (FileNotFoundError, FileExistsError) as error:
+        log.error("%s", error)
+        return 2
     return 0
 
 

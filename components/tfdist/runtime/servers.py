@@ -26,7 +26,9 @@ def training_finished(spec: JobSpec, launch: str) -> bool:
     if raw is None:
         return False
     done = TrainDone.model_validate(raw)
-    reached = spec.train_spec.max_steps is not None and done.global_step >= spec.train_spec.max_steps
+    reached = (
+        spec.train_spec.max_steps is not None and done.global_step >= spec.train_spec.max_steps
+    )
     return done.launch_id == launch and reached
 
 

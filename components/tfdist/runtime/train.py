@@ -10,15 +10,16 @@ from the latest checkpoint instead of training `max_steps` more.
 from __future__ import annotations
 
 import logging
+import shutil
 import tempfile
 import time
 from typing import Any
 
 import tensorflow as tf
 
+from tfdist.records import TRAIN_DONE, TrainDone
 from tfdist.runtime.contract import RunContext, Trainer
 from tfdist.runtime.storage import launch_id, write_json
-from tfdist.records import TRAIN_DONE, TrainDone
 from tfdist.spec import JobSpec
 from tfdist.tf_config import TFConfig
 
@@ -89,13 +90,12 @@ def _make_step_fn(state: TrainState, trainer: Trainer, strategy: tf.distribute.S
         state.step.assign_add(1)
         return loss
 
-    @tf.function
     def train_step(iterator: Any) -> tf.Tensor:
         features, labels = next(iterator)
         per_replica = strategy.run(replica_step, args=(features, labels))
         return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
 
-    return train_step
+    return tf.function(train_step)
 
 
 class Progress:
@@ -134,24 +134,27 @@ def train(spec: JobSpec, trainer: Trainer, config: TFConfig) -> int:
     state = TrainState(trainer, ctx, strategy)
     step = state.restore_latest(spec.model_dir)
     max_steps = spec.train_spec.max_steps
-    every = spec.train_spec.save_checkpoints_steps
     # Non-chief all-reduce workers take part in saving (it is collective) but write elsewhere.
     save_dir = spec.model_dir if config.is_chief else tempfile.mkdtemp(prefix="tfdist-ckpt-")
-    manager = tf.train.CheckpointManager(
-        state.checkpoint,
-        save_dir,
-        max_to_keep=spec.train_spec.keep_checkpoint_max,
-        checkpoint_name="ckpt",
-    )
-    if max_steps is not None and step >= max_steps:
-        log.info("checkpoint at step %d >= max_steps %d: nothing to train", step, max_steps)
-    else:
-        log.info("training from step %d to %s", step, max_steps or "forever")
-        parameter_servers = isinstance(
-            strategy, tf.distribute.experimental.ParameterServerStrategy
+    try:
+        manager = tf.train.CheckpointManager(
+            state.checkpoint,
+            save_dir,
+            max_to_keep=spec.train_spec.keep_checkpoint_max,
+            checkpoint_name="ckpt",
         )
-        run = _coordinated_loop if parameter_servers else _synchronous_loop
-        step = run(spec, trainer, ctx, state, strategy, manager, step)
+        if max_steps is not None and step >= max_steps:
+            log.info("checkpoint at step %d >= max_steps %d: nothing to train", step, max_steps)
+        else:
+            log.info("training from step %d to %s", step, max_steps or "forever")
+            parameter_servers = isinstance(
+                strategy, tf.distribute.experimental.ParameterServerStrategy
+            )
+            run = _coordinated_loop if parameter_servers else _synchronous_loop
+            step = run(spec, trainer, ctx, state, strategy, manager, step)
+    finally:
+        if not config.is_chief:
+            shutil.rmtree(save_dir, ignore_errors=True)
     if config.is_chief:
         done = TrainDone(
             global_step=step, max_steps=max_steps, timestamp=time.time(), launch_id=launch_id()

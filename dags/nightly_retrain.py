@@ -1,5 +1,8 @@
 """Nightly retraining of the digits model: prepare data, train and evaluate, gate, export, deploy.
 
+The gate blesses a model whose accuracy is at least `min_accuracy`, whose loss is at most
+`max_loss`, and whose accuracy is no more than 0.02 below the deployed version's.
+
 The train-and-evaluate step expands into one task per role (chief, 2 workers, 1 ps, evaluator)
 on local processes. Trigger with other values: `airflow dags test nightly_retrain -c
 '{"max_steps": 200}'`. Directories live under `$TFDIST_BASE_DIR` (default /tmp/tfdist).
@@ -12,7 +15,7 @@ from pathlib import Path
 
 from airflow.sdk import DAG, Param, task
 
-from tfdist_airflow import train_and_evaluate
+from tfdist_airflow import gate_export_deploy, train_and_evaluate
 from tfdist_airflow.runs import run_model_dir
 
 BASE_DIR = os.environ.get("TFDIST_BASE_DIR", "/tmp/tfdist")
@@ -49,3 +52,15 @@ with DAG(
         },
     )
     data_dir >> training
+    gate_export_deploy(
+        training,
+        thresholds={
+            "accuracy": {
+                "min": "{{ params.min_accuracy }}",
+                "change": {"direction": "higher_is_better", "absolute": -0.02},
+            },
+            "loss": {"max": "{{ params.max_loss }}"},
+        },
+        serving_base=f"{BASE_DIR}/serving",
+        model_name="digits",
+    )

@@ -47,5 +47,9 @@ def eval_record_name(eval_dir: str, global_step: int) -> str:
 
 def latest_record(names: list[str]) -> str | None:
     """The record of the highest step among `names` (paths ending in `record-<step>.json`)."""
-    records = sorted(n for n in names if n.rsplit("/", 1)[-1].startswith("record-"))
+    records = sorted(
+        name
+        for name in names
+        if name.rsplit("/", 1)[-1].startswith("record-") and name.endswith(".json")
+    )
     return records[-1] if records else None

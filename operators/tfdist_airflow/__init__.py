@@ -1,12 +1,30 @@
 """Airflow binding of tfdist: role tasks, the blessing gate, export and deployment.
 
-Importing this package loads no TensorFlow, Kubernetes or Google client modules, so DAG files
-that use it parse fast.
+Names are imported lazily: Airflow imports this package early (for `get_provider_info`), before
+its own configuration is ready. Nothing here loads TensorFlow, Kubernetes or Google clients, so
+DAG files that use it parse fast.
 """
 
 from __future__ import annotations
 
-from tfdist_airflow.backends import LocalBackend
-from tfdist_airflow.group import train_and_evaluate
+import importlib
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["LocalBackend", "train_and_evaluate"]
+if TYPE_CHECKING:
+    from tfdist_airflow.backends import LocalBackend
+    from tfdist_airflow.gating import gate_export_deploy
+    from tfdist_airflow.group import train_and_evaluate
+
+_LAZY = {
+    "LocalBackend": "tfdist_airflow.backends",
+    "gate_export_deploy": "tfdist_airflow.gating",
+    "train_and_evaluate": "tfdist_airflow.group",
+}
+
+__all__ = ["LocalBackend", "gate_export_deploy", "train_and_evaluate"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

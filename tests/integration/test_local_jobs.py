@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -169,7 +170,8 @@ def test_crashing_trainer_fails_the_job_and_stops_every_role(
     run_dir = latest_run_dir(tmp_path, "crash")
     records = exit_records(run_dir)
     assert records["worker-0"]["exit_code"] == 1
-    assert records["chief-0"]["reason"] == records["evaluator-0"]["reason"] == "stopped"
+    for role in ("chief-0", "evaluator-0"):  # stopped by SIGTERM, not ended by their own error
+        assert (records[role]["exit_code"], records[role]["reason"]) == (143, "stopped")
     assert_no_process_left(run_dir)
 
 
@@ -256,12 +258,15 @@ def start_forever_job(tmp_path: Path, digits_data: str) -> tuple[subprocess.Pope
 def test_ctrl_c_stops_every_role(tmp_path: Path, digits_data: str) -> None:
     process, run_dir = start_forever_job(tmp_path, digits_data)
     try:
+        interrupted = time.monotonic()
         process.send_signal(signal.SIGINT)
         _, stderr = process.communicate(timeout=30)
+        stopped_after = time.monotonic() - interrupted
     finally:
         process.kill()
 
     assert process.returncode == 130, stderr
+    assert stopped_after < 10, f"took {stopped_after:.1f} s to stop"
     assert "interrupted" in stderr
     assert_no_process_left(run_dir)
 
@@ -270,7 +275,8 @@ def test_ctrl_c_stops_every_role(tmp_path: Path, digits_data: str) -> None:
 def test_killed_launcher_leaves_no_role_behind(tmp_path: Path, digits_data: str) -> None:
     process, run_dir = start_forever_job(tmp_path, digits_data)
     process.kill()
-    process.communicate(timeout=10)
-
-    assert_no_process_left(run_dir, within=15)
+    try:  # checked before the killed launcher is reaped: it lingers as a zombie until then
+        assert_no_process_left(run_dir, within=15)
+    finally:
+        process.communicate(timeout=10)
     assert {record["reason"] for record in exit_records(run_dir).values()} == {"launcher gone"}

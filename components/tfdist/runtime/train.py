@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import signal
 import tempfile
 import time
 from typing import Any
@@ -67,14 +68,21 @@ def build_strategy(config: TFConfig) -> tf.distribute.Strategy:
     if config.mode == "local":
         return tf.distribute.get_strategy()
     resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
+    strategy: tf.distribute.Strategy
     if config.cluster.get("ps"):
-        return tf.distribute.experimental.ParameterServerStrategy(resolver)
-    communication = tf.distribute.experimental.CommunicationOptions(
-        implementation=tf.distribute.experimental.CommunicationImplementation.RING
-    )
-    return tf.distribute.MultiWorkerMirroredStrategy(
-        cluster_resolver=resolver, communication_options=communication
-    )
+        strategy = tf.distribute.experimental.ParameterServerStrategy(resolver)
+    else:
+        communication = tf.distribute.experimental.CommunicationOptions(
+            implementation=tf.distribute.experimental.CommunicationImplementation.RING
+        )
+        strategy = tf.distribute.MultiWorkerMirroredStrategy(
+            cluster_resolver=resolver, communication_options=communication
+        )
+    # The multi-worker strategies install TensorFlow's preemption notifier, which catches
+    # SIGTERM and only records it. Nothing here acts on that, so a stopped role would keep
+    # running until killed; end at once instead (a restart resumes from the last checkpoint).
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    return strategy
 
 
 def _make_step_fn(state: TrainState, trainer: Trainer, strategy: tf.distribute.Strategy) -> Any:
@@ -186,7 +194,8 @@ def _synchronous_loop(
             step += 1
             progress.maybe_log(step, loss)
         manager.save(checkpoint_number=step)
-        log.info("saved checkpoint for step %d", step)
+        if manager.directory == spec.model_dir:  # not a worker's throwaway copy
+            log.info("saved checkpoint for step %d", step)
     progress.maybe_log(step, loss, force=step != progress.last_step)
     return step
 

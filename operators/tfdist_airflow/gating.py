@@ -1,0 +1,271 @@
+"""After training: gate on the evaluator's final record, export the model, deploy a version.
+
+Follows the TFX contract: the gate writes a blessing (`BLESSED` or `NOT_BLESSED` plus
+`blessing.json`) to the model directory; a model that is not blessed skips export and deploy
+(the run stays green, the gate's log says why); deploy publishes `<serving_base>/<model>/<N>/`
+with `saved_model.pb` last and emits an Asset event only when it really deployed.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import logging
+import os
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow.providers.standard.operators.python import ShortCircuitOperator
+from airflow.sdk import Asset, BaseOperator, TaskGroup, get_current_context
+from airflow.sdk.exceptions import AirflowSkipException
+
+from tfdist.deploy import deploy, latest_deployment, model_root
+from tfdist.gate import Blessing, GateSpec, decide, read_blessing, read_final_eval, write_blessing
+from tfdist.runtime.export import export_command
+from tfdist.storage import join, storage_for
+from tfdist_airflow.backends import backend_from_dict
+from tfdist_airflow.roles import LaunchRolesOperator, launched_job
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+EXPORT_TIMEOUT_SECS = 1800
+
+log = logging.getLogger(__name__)
+
+
+def _as_mapping(thresholds: Mapping[str, Any] | str | None) -> Mapping[str, Any] | None:
+    """Thresholds as given, or rendered from a template (JSON or a Python literal)."""
+    if thresholds is None or isinstance(thresholds, Mapping):
+        return thresholds
+    try:
+        value = json.loads(thresholds)
+    except json.JSONDecodeError:
+        value = ast.literal_eval(thresholds)
+    if not isinstance(value, Mapping):
+        raise ValueError(f"thresholds must be a mapping of metric -> bounds, got {value!r}")
+    return value
+
+
+def model_asset(serving_base: str, model_name: str) -> Asset:
+    """The Asset a deploy updates: the model's serving directory."""
+    root = model_root(serving_base, model_name)
+    return Asset(uri=root if "://" in root else f"file://{root}", name=f"tfdist/{model_name}")
+
+
+def decide_blessing(
+    launch_task_id: str,
+    thresholds: Mapping[str, Any] | str | None,
+    serving_base: str,
+    model_name: str,
+) -> dict[str, Any] | bool:
+    """The gate's callable: decide, write the blessing, return it (falsy when not blessed)."""
+    context = get_current_context()
+    spec, _ = launched_job(context, launch_task_id)
+    storage = storage_for(spec.model_dir)
+    gate = GateSpec.from_params(_as_mapping(thresholds))
+    record = read_final_eval(
+        storage,
+        spec.model_dir,
+        max_steps=spec.train_spec.max_steps,
+        eval_dir_name=spec.eval_spec.dir_name,
+    )
+    deployed = latest_deployment(storage_for(serving_base), serving_base, model_name)
+    blessing = decide(
+        record,
+        gate,
+        deployed.baseline() if deployed else None,
+        now=time.time(),
+        model_dir=spec.model_dir,
+    )
+    write_blessing(storage, spec.model_dir, blessing)
+    shown = ", ".join(f"{k} {v:.4f}" for k, v in sorted(blessing.metrics.items()))
+    log.info("final eval at step %d: %s", blessing.global_step, shown)
+    for note in blessing.notes:
+        log.info("note: %s", note)
+    summary = blessing.model_dump(mode="json")
+    context["ti"].xcom_push(key="blessing", value=summary)
+    if not blessing.blessed:
+        for reason in blessing.reasons:
+            log.warning("NOT BLESSED: %s", reason)
+        log.warning("export and deploy are skipped; the blessing is in %s", spec.model_dir)
+        return False
+    log.info("BLESSED (baseline: %s)", f"version {deployed.version}" if deployed else "none")
+    return summary
+
+
+class BlessingGateOperator(ShortCircuitOperator):
+    """Decides whether the model of this run is blessed; skips export and deploy if not.
+
+    Only the direct downstream is skipped, so teardowns and notifications still run.
+
+    :param launch_task_id: the train-and-evaluate step's launch task.
+    :param thresholds: per metric, e.g. `{"accuracy": {"min": 0.9}, "loss": {"max": 0.3,
+        "change": {"direction": "lower_is_better", "absolute": 0.05}}}`; change thresholds
+        compare with the currently deployed version. No thresholds: never blessed. (templated)
+    :param serving_base: where deployed versions live (for the baseline). (templated)
+    :param model_name: the model's directory under `serving_base`.
+    """
+
+    ui_color = "#fff9c4"
+
+    def __init__(
+        self,
+        *,
+        launch_task_id: str,
+        thresholds: Mapping[str, Any] | str | None,
+        serving_base: str,
+        model_name: str,
+        **kwargs: Any,
+    ):
+        super().__init__(
+            python_callable=decide_blessing,
+            op_kwargs={
+                "launch_task_id": launch_task_id,
+                "thresholds": thresholds,
+                "serving_base": serving_base,
+                "model_name": model_name,
+            },
+            ignore_downstream_trigger_rules=False,
+            **kwargs,
+        )
+
+
+def _blessing(context: Context, launch_task_id: str) -> tuple[Any, Blessing]:
+    spec, _ = launched_job(context, launch_task_id)
+    blessing = read_blessing(storage_for(spec.model_dir), spec.model_dir)
+    if blessing is None or not blessing.blessed:
+        raise AirflowSkipException(f"the model in {spec.model_dir} is not blessed")
+    return spec, blessing
+
+
+class ExportModelOperator(BaseOperator):
+    """Exports the evaluated final checkpoint as a SavedModel, in the trainer environment.
+
+    Writes `<model_dir>/export/<global_step>/`; a rerun finds it there and does nothing.
+    """
+
+    ui_color = "#bbdefb"
+
+    def __init__(self, *, launch_task_id: str, backend: dict[str, Any], **kwargs: Any):
+        super().__init__(**kwargs)
+        self.launch_task_id = launch_task_id
+        self.backend = backend
+
+    def execute(self, context: Context) -> str:
+        spec, blessing = _blessing(context, self.launch_task_id)
+        out = join(spec.model_dir, "export", str(blessing.global_step))
+        launcher = backend_from_dict(self.backend).launcher(scope="")
+        command = export_command(launcher.python, blessing.checkpoint_path, out)
+        env = {"TFDIST_JOB": spec.model_dump_json(), "TF_CPP_MIN_LOG_LEVEL": "2"}
+        self.log.info("exporting %s to %s", blessing.checkpoint_path, out)
+        result = subprocess.run(
+            command,
+            env={**os.environ, **env},
+            capture_output=True,
+            text=True,
+            timeout=EXPORT_TIMEOUT_SECS,
+            check=False,
+        )
+        for line in (result.stdout + result.stderr).splitlines():
+            self.log.info("[export] %s", line)
+        if result.returncode != 0:
+            raise RuntimeError(f"export failed with exit code {result.returncode}")
+        return out
+
+
+class DeployModelOperator(BaseOperator):
+    """Deploys the exported SavedModel as the next version under `serving_base/model_name`.
+
+    Skips (no Asset event) when a model trained on newer data is already deployed, as after a
+    backfill of an old date; a rerun of a deployed run returns its version and adds none.
+
+    :param serving_base: the TF Serving base directory. (templated)
+    """
+
+    template_fields: Sequence[str] = ("serving_base",)
+    ui_color = "#b2dfdb"
+
+    def __init__(
+        self,
+        *,
+        launch_task_id: str,
+        export_task_id: str,
+        serving_base: str,
+        model_name: str,
+        **kwargs: Any,
+    ):
+        kwargs.setdefault("outlets", [model_asset(serving_base, model_name)])
+        super().__init__(**kwargs)
+        self.launch_task_id = launch_task_id
+        self.export_task_id = export_task_id
+        self.serving_base = serving_base
+        self.model_name = model_name
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        _, blessing = _blessing(context, self.launch_task_id)
+        export_dir = context["ti"].xcom_pull(task_ids=self.export_task_id)
+        dag_run = context["dag_run"]
+        trained_on = dag_run.data_interval_end or dag_run.run_after
+        result = deploy(
+            storage_for(self.serving_base),
+            export_dir=export_dir,
+            serving_base=self.serving_base,
+            model_name=self.model_name,
+            run_id=context["run_id"],
+            blessing=blessing,
+            now=time.time(),
+            trained_on=trained_on.timestamp() if trained_on else None,
+        )
+        if result.skipped or result.deployment is None:
+            raise AirflowSkipException(result.reason)
+        deployment = result.deployment
+        self.log.info("%s: %s", result.status.value, result.reason)
+        self.log.info("serving %s version %d from %s", self.model_name, deployment.version,
+                      deployment.path)
+        for outlet in self.outlets:
+            context["outlet_events"][outlet].extra = {
+                "version": deployment.version,
+                "path": deployment.path,
+                "run_id": deployment.run_id,
+                "metrics": deployment.metrics,
+            }
+        return deployment.model_dump(mode="json")
+
+
+def gate_export_deploy(
+    training: TaskGroup,
+    *,
+    thresholds: Mapping[str, Any] | str | None,
+    serving_base: str,
+    model_name: str,
+) -> tuple[BlessingGateOperator, ExportModelOperator, DeployModelOperator]:
+    """`gate >> export >> deploy` after a `train_and_evaluate` group."""
+    launch = training.children[f"{training.group_id}.launch"]
+    assert isinstance(launch, LaunchRolesOperator)
+    if not launch.job.get("cluster", {}).get("evaluator"):
+        raise ValueError(
+            f"{training.group_id}: the gate reads the evaluator's results; add "
+            "`evaluator: 1` to the job's cluster"
+        )
+    gate = BlessingGateOperator(
+        task_id="gate",
+        launch_task_id=launch.task_id,
+        thresholds=thresholds,
+        serving_base=serving_base,
+        model_name=model_name,
+    )
+    export = ExportModelOperator(
+        task_id="export", launch_task_id=launch.task_id, backend=launch.backend
+    )
+    deploy_task = DeployModelOperator(
+        task_id="deploy",
+        launch_task_id=launch.task_id,
+        export_task_id=export.task_id,
+        serving_base=serving_base,
+        model_name=model_name,
+    )
+    training >> gate >> export >> deploy_task
+    return gate, export, deploy_task

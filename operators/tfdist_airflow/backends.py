@@ -6,8 +6,13 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from tfdist.kubernetes.api import KubeApi
+from tfdist.kubernetes.launcher import KubernetesLauncher
+from tfdist.kubernetes.manifests import Target
+from tfdist.kubernetes.placement import JobPlacement
+from tfdist.kubernetes.status import Timeouts
 from tfdist.launch.base import JobHandle
 from tfdist.launch.local import LocalLauncher, load_handle
 
@@ -48,9 +53,76 @@ class LocalBackend(BaseModel):
         paths = sorted((self.root() / scope).glob("*/handle.json"), key=os.path.getmtime)
         return [load_handle(path.parent) for path in paths]
 
+    def cleanup(self, handle: JobHandle) -> None:
+        """Nothing: the run directory keeps the roles' logs and exit codes."""
 
-Backend = LocalBackend
+
+class KubernetesBackend(BaseModel):
+    """Every role as a pod on a Kubernetes cluster (GKE GPU node pools), behind one headless
+    Service per launch; `TF_CONFIG` names the pods by their stable DNS names.
+
+    The cncf-kubernetes provider's hook connects: `connection_id` names an Airflow connection
+    of type Kubernetes; `in_cluster=True` uses the service account of Airflow's own pod.
+
+    :param image: the trainer image (`docker/trainer.Dockerfile`); a role's placement may
+        name another.
+    :param placement: node pool, GPUs, spot, resources, service account and secrets per role.
+    :param timeouts: how long a pod may stay unscheduled, then not started, before it fails.
+    :param cluster_domain: appended to `<role>-<i>.<service>.<namespace>.svc` when set.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: Literal["kubernetes"] = "kubernetes"
+    namespace: str = "default"
+    connection_id: str | None = "kubernetes_default"
+    in_cluster: bool | None = None
+    cluster_context: str | None = None
+    image: str
+    placement: JobPlacement = Field(default_factory=JobPlacement)
+    timeouts: Timeouts = Field(default_factory=Timeouts)
+    cluster_domain: str | None = None
+
+    @model_validator(mode="after")
+    def _valid_target(self) -> KubernetesBackend:
+        self.target()  # a bad namespace or domain fails when the DAG is parsed
+        return self
+
+    def target(self) -> Target:
+        return Target(
+            namespace=self.namespace,
+            image=self.image,
+            cluster_domain=self.cluster_domain,
+            placement=self.placement,
+        )
+
+    def api(self) -> KubeApi:
+        from tfdist_airflow.kubernetes_api import ProviderKubeApi
+
+        return ProviderKubeApi(self.connection_id, self.in_cluster, self.cluster_context)
+
+    def launcher(self, scope: str) -> KubernetesLauncher:
+        return KubernetesLauncher(self.api(), self.target(), timeouts=self.timeouts, scope=scope)
+
+    def handles(self, scope: str) -> list[JobHandle]:
+        """Every launch of this scope still on the cluster, oldest first."""
+        return self.launcher(scope).handles()
+
+    def cleanup(self, handle: JobHandle) -> None:
+        """Delete every pod and the Service of the launch, finished ones included."""
+        self.launcher("").stop(handle)
+
+
+Backend = LocalBackend | KubernetesBackend
+_KINDS: dict[str, type[LocalBackend] | type[KubernetesBackend]] = {
+    "local": LocalBackend,
+    "kubernetes": KubernetesBackend,
+}
 
 
 def backend_from_dict(data: dict[str, Any]) -> Backend:
-    return LocalBackend.model_validate(data)
+    """The backend a dict describes, by its `kind` (default `local`)."""
+    kind = data.get("kind", "local")
+    if kind not in _KINDS:
+        raise ValueError(f"unknown backend kind {kind!r}; use one of {', '.join(_KINDS)}")
+    return _KINDS[kind].model_validate(data)

@@ -223,15 +223,17 @@ class DeployModelOperator(BaseOperator):
             raise AirflowSkipException(result.reason)
         deployment = result.deployment
         self.log.info("%s: %s", result.status.value, result.reason)
-        self.log.info("serving %s version %d from %s", self.model_name, deployment.version,
-                      deployment.path)
+        self.log.info(
+            "serving %s version %d from %s", self.model_name, deployment.version, deployment.path
+        )
+        extra: dict[str, Any] = {
+            "version": deployment.version,
+            "path": deployment.path,
+            "run_id": deployment.run_id,
+            "metrics": deployment.metrics,
+        }
         for outlet in self.outlets:
-            context["outlet_events"][outlet].extra = {
-                "version": deployment.version,
-                "path": deployment.path,
-                "run_id": deployment.run_id,
-                "metrics": deployment.metrics,
-            }
+            context["outlet_events"][outlet].extra = extra
         return deployment.model_dump(mode="json")
 
 

@@ -30,7 +30,5 @@ def get_provider_info() -> dict[str, Any]:
                 "python-modules": ["tfdist_airflow.roles", "tfdist_airflow.gating"],
             }
         ],
-        "triggers": [
-            {"integration-name": "tfdist", "python-modules": ["tfdist_airflow.triggers"]}
-        ],
+        "triggers": [{"integration-name": "tfdist", "python-modules": ["tfdist_airflow.triggers"]}],
     }

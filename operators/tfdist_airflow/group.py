@@ -40,7 +40,7 @@ def train_and_evaluate(
             task_id="launch",
             job=spec.model_dump(mode="json"),
             backend=backend_data,
-            group_id=group.group_id,
+            group_id=group.group_id or group_id,
             model_dir_base=model_dir_base or spec.model_dir,
             overrides=overrides,
         )
@@ -52,6 +52,8 @@ def train_and_evaluate(
             retries=watch_retries,
             map_index_template="{{ task.role }}",
         ).expand(role=[f"{role.value}-{index}" for role, index in spec.roles()])
-        stop = StopRolesOperator(task_id="stop", backend=backend_data, group_id=group.group_id)
+        stop = StopRolesOperator(
+            task_id="stop", backend=backend_data, group_id=group.group_id or group_id
+        )
         launch >> watch >> stop.as_teardown(setups=launch)
     return group

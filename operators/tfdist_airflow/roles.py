@@ -15,6 +15,7 @@ from airflow.sdk import BaseOperator
 
 from tfdist.launch.base import JobHandle, RoleState, RoleStatus
 from tfdist.plan import plan
+from tfdist.preflight import check_writable
 from tfdist.spec import JobSpec, parse_spec
 from tfdist_airflow.backends import LocalBackend, backend_from_dict
 from tfdist_airflow.runs import Relaunch, relaunch_scope, run_model_dir, run_scope
@@ -42,6 +43,9 @@ def launched_job(context: Context, launch_task_id: str) -> tuple[JobSpec, JobHan
 
 class LaunchRolesOperator(BaseOperator):
     """Plans the job for this run and starts every role together.
+
+    First checks that the run's model directory can be written (`tfdist.preflight`): a
+    missing bucket or permission fails this task before any role is started.
 
     :param job: the job spec, as a dict (see `tfdist.spec.JobSpec`).
     :param backend: where roles run, as a dict (see `tfdist_airflow.backends`).
@@ -76,6 +80,8 @@ class LaunchRolesOperator(BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         spec = self.render_spec(context)
+        check_writable(spec.model_dir)  # no role starts against a model_dir it cannot write
+        self.log.info("preflight: model_dir %s is writable", spec.model_dir)
         backend = backend_from_dict(self.backend)
         scope = _scope(context, self.group_id)
         for previous in backend.handles(scope):  # an earlier try of this task: never two gangs
@@ -157,8 +163,10 @@ class WatchRoleOperator(BaseOperator):
             self.log.info("[%s] %s", self.role, line)
         status = launcher.status(handle, self.role)
         if status.state is not RoleState.SUCCEEDED:
-            raise RoleFailed(f"{self.role} {status.state.value}: exit code {status.exit_code}"
-                             f"{' (' + status.detail + ')' if status.detail else ''}")
+            raise RoleFailed(
+                f"{self.role} {status.state.value}: exit code {status.exit_code}"
+                f"{' (' + status.detail + ')' if status.detail else ''}"
+            )
         self.log.info("%s succeeded", self.role)
         return status.model_dump(mode="json")
 
@@ -187,7 +195,10 @@ class WatchRoleOperator(BaseOperator):
 
 
 class StopRolesOperator(BaseOperator):
-    """Teardown: stops every role this run's step still has running, whatever happened."""
+    """Teardown: stops every role this run's step still has running, whatever happened.
+
+    Then the backend removes what a launch leaves behind (on Kubernetes: its pods and Service).
+    """
 
     ui_color = "#ffcdd2"
 
@@ -202,15 +213,14 @@ class StopRolesOperator(BaseOperator):
         launcher = backend.launcher(scope)
         for handle in backend.handles(scope):
             running = [
-                role
-                for role in handle.roles
-                if not launcher.status(handle, role).state.finished
+                role for role in handle.roles if not launcher.status(handle, role).state.finished
             ]
             if running:
                 self.log.warning("stopping %s of launch %s", ", ".join(running), handle.launch_id)
                 launcher.stop(handle, running)
             else:
                 self.log.info("launch %s: every role had already ended", handle.launch_id)
+            backend.cleanup(handle)
 
 
 def default_backend() -> dict[str, Any]:

@@ -13,7 +13,7 @@ from tfdist_airflow.backends import backend_from_dict
 
 
 class RoleExitTrigger(BaseTrigger):
-    """Polls one role; logs its new lines as they appear; fires once the role has finished."""
+    """Polls one role; logs its new lines (and why it waits) as they appear; fires once it ended."""
 
     def __init__(
         self,
@@ -46,14 +46,17 @@ class RoleExitTrigger(BaseTrigger):
         handle = JobHandle.model_validate(self.handle)
         launcher = backend_from_dict(self.backend).launcher(scope="")
         offset = self.log_offset
+        shown = ""  # e.g. why a pod is still pending: shown once each time it changes
         while True:
             text, offset = await asyncio.to_thread(launcher.read_log, handle, self.role, offset)
             for line in text.splitlines():
                 self.log.info("[%s] %s", self.role, line)
             status = await asyncio.to_thread(launcher.status, handle, self.role)
             if status.state.finished:
-                yield TriggerEvent(
-                    {"status": status.model_dump(mode="json"), "log_offset": offset}
-                )
+                yield TriggerEvent({"status": status.model_dump(mode="json"), "log_offset": offset})
                 return
+            if status.detail != shown:
+                shown = status.detail
+                if shown:
+                    self.log.info("[%s] %s: %s", self.role, status.state.value, shown)
             await asyncio.sleep(self.poll_interval)

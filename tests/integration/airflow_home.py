@@ -65,6 +65,8 @@ class AirflowHome:
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
             "TFDIST_BASE_DIR": str(self.base_dir),
             "TFDIST_RUN_ROOT": str(root / "runs"),
+            # `airflow standalone` starts its components as `airflow ...` from PATH.
+            "PATH": f"{Path(AIRFLOW).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         }
 
     def airflow(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:

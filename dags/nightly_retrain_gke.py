@@ -1,0 +1,76 @@
+"""Nightly retraining of the digits model on GKE: every role is a pod on a GPU or CPU node pool.
+
+The same steps as `nightly_retrain` (train and evaluate, gate, export, deploy) with the
+Kubernetes backend: the chief trains on an NVIDIA L4 in node pool `gpu-pool`, the workers on
+L4s in the spot pool `gpu-spot-pool` (a preempted worker is recreated by its watch task's
+retry), the parameter server and the evaluator on `cpu-pool`. The roles prepare the data
+themselves; data, checkpoints, eval records and serving versions live in
+`gs://<bucket>/...`, the bucket named by the Airflow Variable `tfdist_bucket` (read when a task
+runs, not when this file is parsed). Pods run as the Kubernetes service account
+`tfdist-trainer` in namespace `tfdist`, bound to a Google service account by Workload Identity.
+The trainer image comes from `$TFDIST_TRAINER_IMAGE`. See "Running on GKE" in the README.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from airflow.sdk import DAG, Param
+
+from tfdist.kubernetes.placement import JobPlacement, RolePlacement
+from tfdist_airflow import KubernetesBackend, gate_export_deploy, train_and_evaluate
+
+BUCKET = "gs://{{ var.value.tfdist_bucket }}"
+SPEC = Path(__file__).parent / "specs" / "digits.yaml"
+L4 = {"accelerator": "nvidia-l4", "gpus": 1, "cpu": "4", "memory": "16Gi"}
+
+BACKEND = KubernetesBackend(
+    namespace="tfdist",
+    connection_id="kubernetes_default",  # absent: the in-cluster service account is used
+    image=os.environ.get("TFDIST_TRAINER_IMAGE", "tfdist-trainer:latest"),
+    placement=JobPlacement(
+        default=RolePlacement(
+            service_account="tfdist-trainer", node_pool="cpu-pool", cpu="2", memory="8Gi"
+        ),
+        chief=RolePlacement(node_pool="gpu-pool", **L4),
+        worker=RolePlacement(node_pool="gpu-spot-pool", spot=True, **L4),
+    ),
+)
+
+with DAG(
+    dag_id="nightly_retrain_gke",
+    schedule="@daily",
+    catchup=False,
+    max_active_runs=3,
+    params={
+        "max_steps": Param(400, type="integer", minimum=1, description="training steps"),
+        "min_accuracy": Param(0.9, type="number", description="gate: accuracy >= this"),
+        "max_loss": Param(0.5, type="number", description="gate: loss <= this"),
+    },
+    tags=["tfdist", "example", "gke"],
+    doc_md=__doc__,
+):
+    training = train_and_evaluate(
+        SPEC,
+        backend=BACKEND,
+        model_dir_base=f"{BUCKET}/models",
+        overrides={
+            "train_spec.max_steps": "{{ params.max_steps }}",
+            "data_dir": f"{BUCKET}/data/digits",
+        },
+        watch_retries=3,
+        poll_interval=10.0,
+    )
+    gate_export_deploy(
+        training,
+        thresholds={
+            "accuracy": {
+                "min": "{{ params.min_accuracy }}",
+                "change": {"direction": "higher_is_better", "absolute": -0.02},
+            },
+            "loss": {"max": "{{ params.max_loss }}"},
+        },
+        serving_base=f"{BUCKET}/serving",
+        model_name="digits",
+    )

@@ -1,0 +1,138 @@
+"""`KubeApi` on a real cluster, through the cncf-kubernetes provider's `KubernetesHook`.
+
+The hook brings the connection handling (an Airflow connection holding a kubeconfig or
+`in_cluster`, or the default in-cluster / `~/.kube/config` lookup). The `kubernetes` client and
+the provider are imported on first use only, so DAG files that name this backend parse fast.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from functools import cached_property
+from typing import Any, TypeVar
+
+from tfdist.kubernetes.api import AlreadyExists, KubeApiError
+from tfdist.kubernetes.manifests import CONTAINER
+
+T = TypeVar("T")
+
+
+class ProviderKubeApi:
+    """Implements `tfdist.kubernetes.api.KubeApi` with the provider's hook.
+
+    :param conn_id: the Airflow connection (type Kubernetes); `kubernetes_default` falls back
+        to in-cluster configuration, then `~/.kube/config`, when it does not exist.
+    :param in_cluster: use the service account of the pod Airflow runs in.
+    :param cluster_context: the kubeconfig context to use.
+    """
+
+    def __init__(
+        self,
+        conn_id: str | None = "kubernetes_default",
+        in_cluster: bool | None = None,
+        cluster_context: str | None = None,
+    ):
+        self.conn_id = conn_id
+        self.in_cluster = in_cluster
+        self.cluster_context = cluster_context
+
+    @cached_property
+    def hook(self) -> Any:
+        from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
+
+        return KubernetesHook(
+            conn_id=self.conn_id, in_cluster=self.in_cluster, cluster_context=self.cluster_context
+        )
+
+    @property
+    def core(self) -> Any:
+        return self.hook.core_v1_client
+
+    def _call(
+        self,
+        what: str,
+        request: Callable[[], T],
+        missing: T | None = None,
+        absent: tuple[int, ...] = (404,),
+    ) -> T | None:
+        """One request; a status in `absent` gives `missing`; a 401 retries with a new client."""
+        from kubernetes.client.exceptions import ApiException
+
+        for attempt in (1, 2):
+            try:
+                return request()
+            except ApiException as error:
+                if error.status in absent:
+                    return missing
+                if error.status == 401 and attempt == 1:
+                    self.__dict__.pop("hook", None)  # credentials expire on long jobs
+                    continue
+                message = f"{what}: {error.status} {error.reason}: {_message(error.body)}"
+                if error.status == 409:
+                    raise AlreadyExists(message) from None
+                raise KubeApiError(message) from None
+        raise AssertionError("unreachable")
+
+    def _plain(self, obj: Any) -> dict[str, Any]:
+        return dict(self.hook.api_client.sanitize_for_serialization(obj))
+
+    def create_pod(self, namespace: str, manifest: Mapping[str, Any]) -> None:
+        name = manifest["metadata"]["name"]
+        self._call(
+            f"create pod {name}", lambda: self.core.create_namespaced_pod(namespace, manifest)
+        )
+
+    def get_pod(self, namespace: str, name: str) -> dict[str, Any] | None:
+        pod = self._call(f"read pod {name}", lambda: self.core.read_namespaced_pod(name, namespace))
+        return self._plain(pod) if pod is not None else None
+
+    def delete_pod(self, namespace: str, name: str) -> None:
+        self._call(f"delete pod {name}", lambda: self.core.delete_namespaced_pod(name, namespace))
+
+    def list_pods(self, namespace: str, labels: Mapping[str, str]) -> list[dict[str, Any]]:
+        found = self._call(
+            "list pods",
+            lambda: self.core.list_namespaced_pod(namespace, label_selector=_selector(labels)),
+        )
+        return [self._plain(pod) for pod in found.items] if found is not None else []
+
+    def read_pod_log(self, namespace: str, name: str) -> str:
+        text = self._call(
+            f"read log of {name}",
+            lambda: self.core.read_namespaced_pod_log(name, namespace, container=CONTAINER),
+            missing="",
+            absent=(400, 404),  # 400: the container has not started yet
+        )
+        return str(text or "")
+
+    def create_service(self, namespace: str, manifest: Mapping[str, Any]) -> None:
+        name = manifest["metadata"]["name"]
+        self._call(
+            f"create service {name}",
+            lambda: self.core.create_namespaced_service(namespace, manifest),
+        )
+
+    def delete_service(self, namespace: str, name: str) -> None:
+        self._call(
+            f"delete service {name}", lambda: self.core.delete_namespaced_service(name, namespace)
+        )
+
+    def list_services(self, namespace: str, labels: Mapping[str, str]) -> list[dict[str, Any]]:
+        found = self._call(
+            "list services",
+            lambda: self.core.list_namespaced_service(namespace, label_selector=_selector(labels)),
+        )
+        return [self._plain(svc) for svc in found.items] if found is not None else []
+
+
+def _selector(labels: Mapping[str, str]) -> str:
+    return ",".join(f"{key}={value}" for key, value in labels.items())
+
+
+def _message(body: Any) -> str:
+    """The API server's own message from an error body (JSON `Status`), else the body."""
+    try:
+        return str(json.loads(body)["message"])
+    except (TypeError, ValueError, KeyError):
+        return str(body or "")

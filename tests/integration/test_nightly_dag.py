@@ -1,0 +1,164 @@
+"""The nightly DAG for real: Airflow 3.3 on SQLite, role processes, gate, export, deploy.
+
+Once under `airflow dags test` (tasks one at a time; the gang launch keeps it from hanging),
+and once under `airflow standalone` with LocalExecutor, where the role tasks must overlap.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from importlib.metadata import version
+from pathlib import Path
+
+import psutil
+import pytest
+from airflow_home import REPO, AirflowHome, TaskRow
+
+pytestmark = pytest.mark.integration
+
+DAG_ID = "nightly_retrain"
+ROLES = {"chief-0", "worker-0", "worker-1", "ps-0", "evaluator-0"}
+FAST = {"max_steps": 200}
+
+
+@pytest.fixture(scope="module")
+def airflow(tmp_path_factory: pytest.TempPathFactory) -> AirflowHome:
+    home = AirflowHome(tmp_path_factory.mktemp("nightly"))
+    home.migrate()
+    return home
+
+
+def states(rows: list[TaskRow]) -> dict[str, str | None]:
+    """Task id (mapped watch tasks by role) -> state."""
+    return {
+        (row.rendered_map_index if row.map_index >= 0 else row.task_id.split(".")[-1]): row.state
+        for row in rows
+    }
+
+
+def last_json_line(stdout: str) -> object:
+    """The CLI's JSON output (Airflow may print warnings before it)."""
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
+def latest_model_dir(home: AirflowHome) -> Path:
+    run_id = home.runs(DAG_ID)[-1][0]
+    from tfdist_airflow.runs import run_model_dir
+
+    return Path(run_model_dir(str(home.base_dir / "models"), DAG_ID, run_id))
+
+
+def leftover_roles(home: AirflowHome) -> list[str]:
+    root = str(home.root / "runs")
+    found = []
+    for process in psutil.process_iter(["cmdline", "environ"]):
+        try:
+            cmdline = " ".join(process.info["cmdline"] or [])
+            env = process.info["environ"] or {}
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        if "tfdist" in cmdline and (root in cmdline or root in json.dumps(env)):
+            found.append(cmdline)
+    return found
+
+
+def test_dag_file_imports_no_heavy_modules() -> None:
+    dag_file = str(REPO / "dags" / "nightly_retrain.py")
+    code = (
+        "import importlib.util, sys\n"
+        f"spec = importlib.util.spec_from_file_location('dag', {dag_file!r})\n"
+        "module = importlib.util.module_from_spec(spec); spec.loader.exec_module(module)\n"
+        "heavy = sorted({m.split('.')[0] for m in sys.modules} & "
+        "{'tensorflow', 'keras', 'kubernetes', 'kubernetes_asyncio', 'google'})\n"
+        "print(','.join(heavy))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == ""
+
+
+def test_dagbag_has_no_import_errors(airflow: AirflowHome) -> None:
+    code = (
+        "import json\n"
+        "from airflow.dag_processing.dagbag import DagBag\n"
+        f"bag = DagBag(dag_folder={str(REPO / 'dags')!r})\n"
+        "print(json.dumps({'errors': bag.import_errors, 'dags': sorted(bag.dag_ids)}))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=airflow.env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    bag = last_json_line(result.stdout)
+    assert isinstance(bag, dict)
+    assert bag["errors"] == {}
+    assert DAG_ID in bag["dags"]
+
+
+def test_dags_test_deploys_then_next_run_is_gated_against_it(airflow: AirflowHome) -> None:
+    first = airflow.dags_test(DAG_ID, FAST)
+    assert first.returncode == 0, first.stdout[-4000:] + first.stderr[-4000:]
+    rows = states(airflow.tasks(DAG_ID))
+    assert {role: rows[role] for role in ROLES} == dict.fromkeys(ROLES, "success")
+    assert [rows[t] for t in ("gate", "export", "deploy", "stop")] == ["success"] * 4
+    serving = airflow.base_dir / "serving" / "digits"
+    assert (serving / "1" / "saved_model.pb").exists()
+    first_blessing = json.loads(
+        (latest_model_dir(airflow) / "blessing" / "blessing.json").read_text()
+    )
+    assert first_blessing["blessed"] is True and first_blessing["baseline"] is None
+    assert (latest_model_dir(airflow) / "blessing" / "BLESSED").exists()
+    assert first_blessing["global_step"] == FAST["max_steps"]
+
+    second = airflow.dags_test(DAG_ID, FAST)
+    assert second.returncode == 0, second.stdout[-4000:]
+    assert (serving / "2" / "saved_model.pb").exists()
+    blessing = json.loads((latest_model_dir(airflow) / "blessing" / "blessing.json").read_text())
+    assert blessing["blessed"] is True
+    assert blessing["baseline"]["version"] == 1
+    deployment = json.loads((serving / "2" / "tfdist-deployment.json").read_text())
+    assert deployment["version"] == 2 and deployment["run_id"] == airflow.runs(DAG_ID)[-1][0]
+    assert leftover_roles(airflow) == []
+
+
+def test_impossible_threshold_ends_green_with_deploy_skipped(airflow: AirflowHome) -> None:
+    versions_before = sorted((airflow.base_dir / "serving" / "digits").glob("[0-9]*"))
+    result = airflow.dags_test(DAG_ID, {**FAST, "min_accuracy": 1.01})
+    assert result.returncode == 0, result.stdout[-4000:]
+    assert airflow.runs(DAG_ID)[-1][1] == "success"
+    rows = states(airflow.tasks(DAG_ID))
+    assert rows["gate"] == "success"
+    assert (rows["export"], rows["deploy"]) == ("skipped", "skipped")
+    model_dir = latest_model_dir(airflow)
+    assert (model_dir / "blessing" / "NOT_BLESSED").exists()
+    assert not (model_dir / "blessing" / "BLESSED").exists()
+    blessing = json.loads((model_dir / "blessing" / "blessing.json").read_text())
+    assert blessing["blessed"] is False
+    assert any("accuracy" in reason for reason in blessing["reasons"])
+    assert sorted((airflow.base_dir / "serving" / "digits").glob("[0-9]*")) == versions_before
+
+
+def test_scheduler_runs_the_role_tasks_in_parallel(tmp_path: Path) -> None:
+    home = AirflowHome(tmp_path)
+    home.migrate()
+    with home.standalone():
+        unpaused = home.airflow("dags", "unpause", DAG_ID)
+        assert unpaused.returncode == 0, unpaused.stderr[-2000:]
+        run_id, state = home.wait_for_run(DAG_ID, timeout=600)
+    rows = [row for row in home.tasks(DAG_ID, run_id) if row.rendered_map_index in ROLES]
+    assert state == "success", {row.rendered_map_index: row.state for row in rows}
+    assert {row.rendered_map_index for row in rows} == ROLES
+    # Every role task was running at one same moment: the latest start precedes the first end.
+    starts = [row.start_date for row in rows if row.start_date]
+    ends = [row.end_date for row in rows if row.end_date]
+    assert len(starts) == len(ends) == len(ROLES)
+    assert max(starts) < min(ends)
+    assert leftover_roles(home) == []
+
+
+def test_airflow_lists_tfdist_as_a_provider(airflow: AirflowHome) -> None:
+    result = airflow.airflow("providers", "list", "-o", "json")
+    assert result.returncode == 0, result.stderr[-2000:]
+    providers = {p["package_name"]: p for p in last_json_line(result.stdout)}  # type: ignore[attr-defined]
+    assert providers["tfdist"]["version"] == version("tfdist")

@@ -47,6 +47,8 @@ def _load(args: argparse.Namespace) -> JobSpec:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     spec = _load(args)
+    if args.backend == "kubernetes":
+        return _plan_kubernetes(spec, args)
     from tfdist.launch.local import LocalLauncher
     from tfdist.plan import plan
 
@@ -56,12 +58,66 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
+def _plan_kubernetes(spec: JobSpec, args: argparse.Namespace) -> int:
+    """Print the Service and pods a Kubernetes launch would create; contact no cluster."""
+    from pydantic import ValidationError
+
+    from tfdist.kubernetes.manifests import Target, plan_manifests, to_yaml
+    from tfdist.kubernetes.placement import JobPlacement, load_placement
+
+    placement = load_placement(args.placement) if args.placement else JobPlacement()
+    try:
+        target = Target(
+            namespace=args.namespace,
+            image=args.image,
+            cluster_domain=args.cluster_domain,
+            placement=placement,
+        )
+    except ValidationError as error:
+        problems = [
+            f"  --{str(item['loc'][0]).replace('_', '-')}: "
+            + str(item["msg"]).removeprefix("Value error, ")
+            for item in error.errors()
+        ]
+        raise SpecError("invalid Kubernetes target:\n" + "\n".join(problems)) from None
+    print(to_yaml(plan_manifests(spec, target)), end="")
+    return 0
+
+
+def _kubernetes_options(sub: argparse.ArgumentParser) -> None:
+    from tfdist.kubernetes.manifests import DEFAULT_IMAGE
+
+    sub.add_argument(
+        "--backend",
+        choices=("local", "kubernetes"),
+        default="local",
+        help="kubernetes: print the Service and pod manifests (YAML) instead",
+    )
+    sub.add_argument("--namespace", default="default", help="kubernetes: the namespace")
+    sub.add_argument("--image", default=DEFAULT_IMAGE, help="kubernetes: the trainer image")
+    sub.add_argument(
+        "--placement",
+        metavar="FILE",
+        help="kubernetes: YAML mapping role (and `default`) to node pool, GPUs, spot, ...",
+    )
+    sub.add_argument(
+        "--cluster-domain",
+        help="kubernetes: appended to the pods' DNS names (default: none, `<ns>.svc`)",
+    )
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from tfdist.launch.foreground import run_in_foreground
     from tfdist.launch.local import LocalLauncher
     from tfdist.plan import plan
+    from tfdist.preflight import PreflightError, check_writable
 
     spec = _load(args)
+    try:
+        check_writable(spec.model_dir)
+    except PreflightError as error:
+        print(f"tfdist: {error}", file=sys.stderr)
+        return 2
     launcher = LocalLauncher(args.run_root, bind_to_parent=True)
     job = plan(spec, launcher.addresses(spec), python=sys.executable)
     try:
@@ -110,9 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
         )
         return sub
 
-    with_spec("plan", "print each role's name and TF_CONFIG; launch nothing").set_defaults(
-        handler=cmd_plan
-    )
+    plan_command = with_spec("plan", "print each role's name and TF_CONFIG; launch nothing")
+    plan_command.set_defaults(handler=cmd_plan)
+    _kubernetes_options(plan_command)
     with_spec("run", "run the job on this machine, one process per role").set_defaults(
         handler=cmd_run
     )

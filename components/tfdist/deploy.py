@@ -9,13 +9,16 @@ ignored), the highest one served. A deploy
    date never replaces it);
 3. claims the next version atomically (`.claims/<version>`, created only if absent; a
    concurrent deploy that lost the race takes the next number), so no version is overwritten;
-4. copies every file except `saved_model.pb`, writes `tfdist-deployment.json`, and copies
-   `saved_model.pb` last: TF Serving loads a version once that file is there.
+4. copies every file except `saved_model.pb` (up to `COPY_THREADS` at a time: on GCS each copy
+   is a server-side request), writes `tfdist-deployment.json` once they all completed, and
+   copies `saved_model.pb` last: TF Serving loads a version once that file is there.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -28,6 +31,7 @@ SAVED_MODEL_PB = "saved_model.pb"
 DEPLOYMENT_JSON = "tfdist-deployment.json"
 CLAIMS_DIR = ".claims"
 MAX_CLAIM_ATTEMPTS = 100
+COPY_THREADS = 16
 VERSION = re.compile(r"[0-9]+")
 MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
@@ -185,6 +189,23 @@ def _export_files(storage: Storage, export_dir: str) -> list[str]:
     return files
 
 
+def copy_all(storage: Storage, pairs: Sequence[tuple[str, str]], threads: int) -> None:
+    """Copy each `(src, dst)`, `threads` at a time; returns once all completed.
+
+    The first failure is raised after the copies already running have ended; the rest are
+    not started.
+    """
+    if not pairs:
+        return
+    with ThreadPoolExecutor(max_workers=max(1, min(threads, len(pairs)))) as pool:
+        futures = [pool.submit(storage.copy, src, dst) for src, dst in pairs]
+        done, pending = wait(futures, return_when=FIRST_EXCEPTION)
+        for future in pending:
+            future.cancel()
+        for future in done:
+            future.result()
+
+
 def deploy(
     storage: Storage,
     *,
@@ -195,6 +216,7 @@ def deploy(
     blessing: Blessing,
     now: float,
     trained_on: float | None = None,
+    copy_threads: int = COPY_THREADS,
 ) -> DeployResult:
     """Publish `export_dir` as the next version of `model_name`; see the module docstring."""
     if not MODEL_NAME.fullmatch(model_name):
@@ -218,9 +240,10 @@ def deploy(
     files = _export_files(storage, export_dir)
     version = claimed if claimed is not None else _claim(storage, root, layout, run_id, now)
     target = join(root, str(version))
-    for name in files:
-        if name != SAVED_MODEL_PB:
-            storage.copy(join(export_dir, name), join(target, name))
+    pairs = [
+        (join(export_dir, name), join(target, name)) for name in files if name != SAVED_MODEL_PB
+    ]
+    copy_all(storage, pairs, copy_threads)
     deployment = Deployment(
         model_name=model_name,
         version=version,

@@ -39,6 +39,12 @@ def assert_trained_and_evaluated(model_dir: Path, max_steps: int) -> None:
     assert list((model_dir / "eval").glob("events.out.tfevents.*")), "no TensorBoard events"
 
 
+def assert_nothing_left_in(env: dict[str, str]) -> None:
+    """Roles' temporary files (a worker's checkpoint copies, AutoGraph's modules) are gone."""
+    leftovers = sorted(path.name for path in Path(env["TMPDIR"]).iterdir())
+    assert not leftovers, f"left in TMPDIR: {leftovers}"
+
+
 def assert_all_exited_by_themselves(run_dir: Path, roles: list[str]) -> None:
     records = exit_records(run_dir)
     assert sorted(records) == sorted(roles)
@@ -60,8 +66,7 @@ def test_all_reduce_job(tmp_path: Path, digits_data: str, scratch_tmpdir: dict[s
     run_dir = latest_run_dir(tmp_path, "allreduce")
     assert_all_exited_by_themselves(run_dir, ["chief-0", "worker-0", "evaluator-0"])
     assert "[worker-0]" in result.stdout and "[evaluator-0]" in result.stdout
-    leftovers = list(Path(scratch_tmpdir["TMPDIR"]).glob("tfdist-*"))
-    assert not leftovers, "the worker left its checkpoint copies behind"
+    assert_nothing_left_in(scratch_tmpdir)
     assert_no_process_left(run_dir)
 
 
@@ -106,27 +111,54 @@ def test_rerun_resumes_from_the_latest_checkpoint(tmp_path: Path, digits_data: s
         assert_no_process_left(run_dir)
 
 
-@pytest.mark.timeout(180)
-def test_local_mode_trains_then_evaluates(tmp_path: Path, digits_data: str) -> None:
-    model_dir = tmp_path / "model"
-    spec = digits_job("local", model_dir, digits_data, {"worker": 1}, max_steps=40)
+def run_runtime(spec: dict[str, Any], **env: str) -> subprocess.CompletedProcess[str]:
+    """`python -m tfdist.runtime` in local mode: no TF_CONFIG."""
     from tfdist.spec import parse_spec
 
-    env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
-    env["TFDIST_JOB"] = parse_spec(spec).model_dump_json()
-
-    result = subprocess.run(
+    environ = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
+    environ |= {"TFDIST_JOB": parse_spec(spec).model_dump_json(), **env}
+    return subprocess.run(
         [sys.executable, "-m", "tfdist.runtime"],
-        env=env,
+        env=environ,
         capture_output=True,
         text=True,
         timeout=150,
         check=False,
     )
 
+
+@pytest.mark.timeout(180)
+def test_local_mode_trains_then_evaluates(tmp_path: Path, digits_data: str) -> None:
+    model_dir = tmp_path / "model"
+    spec = digits_job("local", model_dir, digits_data, {"worker": 1}, max_steps=40)
+
+    result = run_runtime(spec)
+
     assert result.returncode == 0, result.stdout + result.stderr
     assert "local INFO tfdist.train: training from step 0 to 40" in result.stdout
     assert_trained_and_evaluated(model_dir, 40)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize(
+    ("crash_with", "exit_code", "output"),
+    [
+        ("error", 1, "RuntimeError: worker model is broken on purpose"),
+        ("exit-3", 3, ""),
+        ("interrupt", 130, ""),
+    ],
+)
+def test_runtime_exit_status_tells_how_the_trainer_ended(
+    tmp_path: Path, digits_data: str, crash_with: str, exit_code: int, output: str
+) -> None:
+    spec = digits_job("local", tmp_path / "model", digits_data, {}, max_steps=40)
+    spec["trainer"] = {"entrypoint": "crashing_trainer"}
+
+    result = run_runtime(spec, PYTHONPATH=str(HERE), CRASH_WITH=crash_with)
+
+    assert result.returncode == exit_code, result.stdout + result.stderr
+    assert output in result.stderr
+    assert ("Traceback" in result.stderr) is (crash_with == "error")
 
 
 @pytest.mark.timeout(180)
@@ -237,12 +269,18 @@ def test_role_whose_supervisor_died_is_stopped(tmp_path: Path) -> None:
     assert_no_process_left(run_dir)
 
 
-def start_forever_job(tmp_path: Path, digits_data: str) -> tuple[subprocess.Popen[str], Path]:
+def start_forever_job(
+    tmp_path: Path, digits_data: str, env: dict[str, str]
+) -> tuple[subprocess.Popen[str], Path]:
     """`tfdist run` of an all-reduce job that trains until stopped, once both roles train."""
     spec = digits_job("forever", tmp_path / "model", digits_data, {"worker": 1})
     spec["train_spec"]["train_forever"] = True
     process = subprocess.Popen(
-        tfdist_command(spec, tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        tfdist_command(spec, tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
     )
     wait_for(lambda: list((tmp_path / "runs").glob("forever-*/chief-0.log")), 30, "the launch")
     run_dir = latest_run_dir(tmp_path, "forever")
@@ -255,8 +293,10 @@ def start_forever_job(tmp_path: Path, digits_data: str) -> tuple[subprocess.Pope
 
 
 @pytest.mark.timeout(180)
-def test_ctrl_c_stops_every_role(tmp_path: Path, digits_data: str) -> None:
-    process, run_dir = start_forever_job(tmp_path, digits_data)
+def test_ctrl_c_stops_every_role(
+    tmp_path: Path, digits_data: str, scratch_tmpdir: dict[str, str]
+) -> None:
+    process, run_dir = start_forever_job(tmp_path, digits_data, scratch_tmpdir)
     try:
         interrupted = time.monotonic()
         process.send_signal(signal.SIGINT)
@@ -269,14 +309,18 @@ def test_ctrl_c_stops_every_role(tmp_path: Path, digits_data: str) -> None:
     assert stopped_after < 10, f"took {stopped_after:.1f} s to stop"
     assert "interrupted" in stderr
     assert_no_process_left(run_dir)
+    assert_nothing_left_in(scratch_tmpdir)
 
 
 @pytest.mark.timeout(180)
-def test_killed_launcher_leaves_no_role_behind(tmp_path: Path, digits_data: str) -> None:
-    process, run_dir = start_forever_job(tmp_path, digits_data)
+def test_killed_launcher_leaves_no_role_behind(
+    tmp_path: Path, digits_data: str, scratch_tmpdir: dict[str, str]
+) -> None:
+    process, run_dir = start_forever_job(tmp_path, digits_data, scratch_tmpdir)
     process.kill()
     try:  # checked before the killed launcher is reaped: it lingers as a zombie until then
         assert_no_process_left(run_dir, within=15)
     finally:
         process.communicate(timeout=10)
     assert {record["reason"] for record in exit_records(run_dir).values()} == {"launcher gone"}
+    assert_nothing_left_in(scratch_tmpdir)

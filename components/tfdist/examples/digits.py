@@ -78,8 +78,13 @@ def _parse(record: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     return parsed["image"], parsed["label"]
 
 
+def _prepared_data_dir(ctx: RunContext) -> str:
+    """`prepare_data` as plain Python, also when `tf.function` traces an input function."""
+    return str(tf.autograph.experimental.do_not_convert(prepare_data)(data_dir_of(ctx)))
+
+
 def train_input_fn(ctx: RunContext, input_context: tf.distribute.InputContext) -> tf.data.Dataset:
-    data_dir = prepare_data(data_dir_of(ctx))
+    data_dir = _prepared_data_dir(ctx)
     files = tf.data.Dataset.list_files(f"{data_dir}/train-*.tfrecord", shuffle=False)
     files = files.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
     batch = input_context.get_per_replica_batch_size(GLOBAL_BATCH_SIZE)
@@ -95,7 +100,7 @@ def train_input_fn(ctx: RunContext, input_context: tf.distribute.InputContext) -
 
 
 def eval_input_fn(ctx: RunContext) -> tf.data.Dataset:
-    data_dir = prepare_data(data_dir_of(ctx))
+    data_dir = _prepared_data_dir(ctx)
     return (
         tf.data.TFRecordDataset(f"{data_dir}/eval-0.tfrecord")
         .map(_parse, num_parallel_calls=tf.data.AUTOTUNE)

@@ -99,6 +99,8 @@ class LocalLauncher:
         record = json.loads((run_dir / f"{name}.json").read_text())
         exit_file = run_dir / f"{name}.exit"
         exit_file.unlink(missing_ok=True)
+        # Until the new supervisor's id is recorded the role is pending, not a dead supervisor.
+        (run_dir / f"{name}.pid").unlink(missing_ok=True)
         supervisor = [self.python, "-m", "tfdist.launch.supervise", "--exit-file", str(exit_file)]
         if self.bind_to_parent:
             supervisor += ["--parent", str(os.getpid())]

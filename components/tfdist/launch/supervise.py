@@ -2,9 +2,10 @@
 
 The local launcher starts each role under this small supervisor, in a new session. The
 supervisor outlives whoever launched it (an Airflow setup task exits right after launching),
-writes the role's exit code to `<role>.exit` when it ends, forwards SIGTERM to the role's
-process group, and, when bound to a parent (`--parent PID`), stops the role and whatever it
-started if that parent dies, so a killed `tfdist run` leaves no orphans.
+gives the role a private TMPDIR that it removes when the role ends, writes the role's exit
+code to `<role>.exit`, forwards SIGTERM to the role's process group, and, when bound to a
+parent (`--parent PID`), stops the role and whatever it started if that parent dies, so a
+killed `tfdist run` leaves no orphans.
 """
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from contextlib import suppress
 from pathlib import Path
@@ -52,12 +55,23 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
 
+    # The role's TMPDIR, removed however the role ends (a stopped role cannot clean up).
+    scratch = tempfile.mkdtemp(prefix="tfdist-role-")
     try:
-        child = subprocess.Popen(command)  # inherits our session, stdout and stderr
+        code, reason = _run(command, {**os.environ, "TMPDIR": scratch}, args.parent)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    _write_exit(args.exit_file, code, reason)
+    return code
+
+
+def _run(command: list[str], env: dict[str, str], parent: int | None) -> tuple[int, str]:
+    """Run the role until it ends; its exit code and why it ended."""
+    try:
+        child = subprocess.Popen(command, env=env)  # inherits our session, stdout and stderr
     except OSError as error:
         print(f"tfdist: cannot start {command[0]!r}: {error}", file=sys.stderr, flush=True)
-        _write_exit(args.exit_file, 127, f"cannot start: {error}")
-        return 127
+        return 127, f"cannot start: {error}"
     reason = "exited"
 
     def stop_child(signum: int, _frame: FrameType | None) -> None:
@@ -73,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
             returncode = child.wait(timeout=PARENT_POLL_SECS)
             break
         except subprocess.TimeoutExpired:
-            if args.parent is not None and _parent_gone(args.parent):
+            if parent is not None and _parent_gone(parent):
                 reason = "launcher gone"
                 with suppress(ProcessLookupError):  # the role and whatever it started
                     os.killpg(os.getpgrp(), signal.SIGTERM)
@@ -83,9 +97,7 @@ def main(argv: list[str] | None = None) -> int:
                     child.kill()
                     returncode = child.wait()
                 break
-    code = _exit_code(returncode)
-    _write_exit(args.exit_file, code, reason)
-    return code
+    return _exit_code(returncode), reason
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 import traceback
 
@@ -84,10 +85,23 @@ def _latest_checkpoint(model_dir: str) -> str:
     return str(latest)
 
 
+def _exit_code(stop: SystemExit) -> int:
+    """The status `sys.exit(arg)` would have ended the process with."""
+    if stop.code is None or isinstance(stop.code, int):
+        return stop.code or 0
+    print(stop.code, file=sys.stderr)
+    return 1
+
+
 if __name__ == "__main__":
+    # Report how the role ended, then exit without waiting on TensorFlow's threads.
     try:
         code = main()
-    except BaseException:  # print it, then exit without waiting on TensorFlow's threads
+    except SystemExit as stop:  # sys.exit(n) in trainer code ends the role with status n
+        code = _exit_code(stop)
+    except KeyboardInterrupt:  # interrupted, as a shell reports it: 128 + SIGINT
+        code = 128 + signal.SIGINT
+    except BaseException:
         traceback.print_exc()
         code = 1
     sys.stdout.flush()

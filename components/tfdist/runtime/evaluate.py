@@ -105,16 +105,22 @@ def run_evaluator(spec: JobSpec, trainer: Trainer, ctx: RunContext) -> EvalRecor
     last_started = float("-inf")
     while True:
         latest = tf.train.latest_checkpoint(spec.model_dir)
-        step = checkpoint_step(latest) if latest else None
-        if latest is None or step in done:
-            time.sleep(POLL_SECS)
+        try:
+            if latest is None or checkpoint_step(latest) in done:
+                time.sleep(POLL_SECS)
+                continue
+            wait = spec.eval_spec.throttle_secs - (time.monotonic() - last_started)
+            if wait > 0:
+                time.sleep(min(wait, POLL_SECS))
+                continue  # look again: a newer checkpoint may have arrived while we waited
+            last_started = time.monotonic()
+            record = evaluation.run(latest)
+        except tf.errors.NotFoundError:
+            if tf.io.gfile.exists(f"{latest}.index"):
+                raise
+            # The chief keeps only `keep_checkpoint_max` checkpoints: take the newest instead.
+            log.info("%s was deleted before it could be evaluated; taking the latest", latest)
             continue
-        wait = spec.eval_spec.throttle_secs - (time.monotonic() - last_started)
-        if wait > 0:
-            time.sleep(min(wait, POLL_SECS))
-            continue  # look again: a newer checkpoint may have arrived while we waited
-        last_started = time.monotonic()
-        record = evaluation.run(latest)
         done.add(record.global_step)
         if max_steps is not None and record.global_step >= max_steps:
             return record

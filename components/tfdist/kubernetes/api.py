@@ -1,0 +1,48 @@
+"""The few Kubernetes API calls the launcher makes, as an interface over plain dicts.
+
+Objects go in and come out in the API's JSON shape (camelCase keys, RFC 3339 timestamps), as
+`kubectl get -o json` shows them. `tfdist.kubernetes.fake.FakeKubeApi` keeps them in memory;
+`tfdist_airflow.kubernetes_api.ProviderKubeApi` calls a cluster through the cncf-kubernetes
+provider's hook.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+
+class KubeApiError(RuntimeError):
+    """A request the API server refused."""
+
+
+class AlreadyExists(KubeApiError):
+    """An object of that name exists (perhaps still being deleted)."""
+
+
+class KubeApi(Protocol):
+    def create_pod(self, namespace: str, manifest: Mapping[str, Any]) -> None: ...
+
+    def get_pod(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The pod, or None if there is none of that name."""
+        ...
+
+    def delete_pod(self, namespace: str, name: str) -> None:
+        """Ask for deletion; no error if the pod is already gone."""
+        ...
+
+    def list_pods(self, namespace: str, labels: Mapping[str, str]) -> list[dict[str, Any]]:
+        """The pods carrying every one of `labels`."""
+        ...
+
+    def read_pod_log(self, namespace: str, name: str) -> str:
+        """The pod's whole log so far; empty before its container started or once it is gone."""
+        ...
+
+    def create_service(self, namespace: str, manifest: Mapping[str, Any]) -> None: ...
+
+    def delete_service(self, namespace: str, name: str) -> None:
+        """Ask for deletion; no error if the Service is already gone."""
+        ...
+
+    def list_services(self, namespace: str, labels: Mapping[str, str]) -> list[dict[str, Any]]: ...

@@ -1,0 +1,190 @@
+"""An in-memory Kubernetes API for tests and demos: no scheduler, no kubelet.
+
+Tests move pods along themselves (`schedule`, `start`, `exit`, `preempt`, ...) and read the
+`calls` made. Deleted pods disappear at once, or after `linger` reads, as a terminating pod
+does after its grace period.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from tfdist.kubernetes.api import AlreadyExists, KubeApiError
+
+Key = tuple[str, str]
+
+
+class FakeKubeApi:
+    """Implements `tfdist.kubernetes.api.KubeApi` in memory."""
+
+    def __init__(self, clock: Callable[[], float] = time.time, linger: int = 0):
+        self.clock = clock
+        self.linger = linger
+        self.pods: dict[Key, dict[str, Any]] = {}
+        self.services: dict[Key, dict[str, Any]] = {}
+        self.logs: dict[Key, str] = {}
+        self.calls: list[tuple[str, str]] = []  # (verb, object name)
+        self.refuse: set[str] = set()  # names whose creation the "server" rejects
+        self._terminating: dict[Key, int] = {}
+        self._uids = itertools.count(1)
+
+    # -- the KubeApi interface --------------------------------------------------------------
+    def create_pod(self, namespace: str, manifest: Mapping[str, Any]) -> None:
+        pod = self._create(self.pods, namespace, manifest, "create_pod")
+        pod["status"] = {"phase": "Pending"}
+
+    def get_pod(self, namespace: str, name: str) -> dict[str, Any] | None:
+        self._tick()
+        pod = self.pods.get((namespace, name))
+        return copy.deepcopy(pod) if pod is not None else None
+
+    def delete_pod(self, namespace: str, name: str) -> None:
+        self.calls.append(("delete_pod", name))
+        key = (namespace, name)
+        if key not in self.pods or key in self._terminating:
+            return
+        if self.linger:
+            self.pods[key]["metadata"]["deletionTimestamp"] = self._now()
+            self._terminating[key] = self.linger
+        else:
+            self._remove(key)
+
+    def list_pods(self, namespace: str, labels: Mapping[str, str]) -> list[dict[str, Any]]:
+        self._tick()
+        return _matching(self.pods, namespace, labels)
+
+    def read_pod_log(self, namespace: str, name: str) -> str:
+        return self.logs.get((namespace, name), "")
+
+    def create_service(self, namespace: str, manifest: Mapping[str, Any]) -> None:
+        self._create(self.services, namespace, manifest, "create_service")
+
+    def delete_service(self, namespace: str, name: str) -> None:
+        self.calls.append(("delete_service", name))
+        self.services.pop((namespace, name), None)
+
+    def list_services(self, namespace: str, labels: Mapping[str, str]) -> list[dict[str, Any]]:
+        return _matching(self.services, namespace, labels)
+
+    # -- what a scheduler, a kubelet or a cloud would do ----------------------------------
+    def pod(self, name: str) -> dict[str, Any]:
+        """The stored pod of that name, in any namespace (changes show in later reads)."""
+        for (_, pod_name), pod in self.pods.items():
+            if pod_name == name:
+                return pod
+        raise KeyError(f"no pod {name!r}; pods: {sorted(n for _, n in self.pods)}")
+
+    def schedule(self, name: str, node: str = "node-1") -> None:
+        pod = self.pod(name)
+        pod["spec"]["nodeName"] = node
+        self._condition(pod, "PodScheduled", "True")
+        self._state(pod, "waiting", {"reason": "ContainerCreating"})
+
+    def unschedulable(self, name: str, message: str) -> None:
+        self._condition(self.pod(name), "PodScheduled", "False", "Unschedulable", message)
+
+    def wait(self, name: str, reason: str, message: str = "") -> None:
+        """The scheduled pod's container waits, e.g. `ImagePullBackOff`."""
+        self._state(self.pod(name), "waiting", {"reason": reason, "message": message})
+
+    def start(self, name: str) -> None:
+        pod = self.pod(name)
+        if "nodeName" not in pod["spec"]:
+            self.schedule(name)
+        pod["status"]["phase"] = "Running"
+        self._state(pod, "running", {"startedAt": self._now()})
+
+    def exit(self, name: str, code: int, reason: str | None = None) -> None:
+        pod = self.pod(name)
+        pod["status"]["phase"] = "Succeeded" if code == 0 else "Failed"
+        default = "Completed" if code == 0 else "Error"
+        self._state(pod, "terminated", {"exitCode": code, "reason": reason or default})
+
+    def preempt(
+        self,
+        name: str,
+        reason: str = "Terminated",
+        message: str = "Pod was terminated in response to imminent node shutdown.",
+        code: int = 143,
+    ) -> None:
+        """A spot VM reclaimed: the kubelet stops the pod and marks it failed."""
+        pod = self.pod(name)
+        pod["status"].update(phase="Failed", reason=reason, message=message)
+        self._condition(pod, "DisruptionTarget", "True", "TerminationByKubelet", message)
+        self._state(pod, "terminated", {"exitCode": code, "reason": "Error"})
+
+    def vanish(self, name: str) -> None:
+        """The pod is removed with its node, without a delete call."""
+        self._remove(next(key for key in self.pods if key[1] == name))
+
+    def write_log(self, name: str, text: str) -> None:
+        key = next(key for key in self.pods if key[1] == name)
+        self.logs[key] = self.logs.get(key, "") + text
+
+    # -- internals --------------------------------------------------------------------------
+    def _create(
+        self,
+        store: dict[Key, dict[str, Any]],
+        namespace: str,
+        manifest: Mapping[str, Any],
+        verb: str,
+    ) -> dict[str, Any]:
+        name = manifest["metadata"]["name"]
+        self.calls.append((verb, name))
+        if name in self.refuse:
+            raise KubeApiError(f"{verb} {name}: refused (forbidden: exceeded quota)")
+        if (namespace, name) in store:
+            raise AlreadyExists(f"{verb} {name}: already exists")
+        obj = copy.deepcopy(dict(manifest))
+        obj["metadata"].update(
+            namespace=namespace, uid=f"uid-{next(self._uids)}", creationTimestamp=self._now()
+        )
+        store[(namespace, name)] = obj
+        return obj
+
+    def _remove(self, key: Key) -> None:
+        self.pods.pop(key, None)
+        self.logs.pop(key, None)
+        self._terminating.pop(key, None)
+
+    def _tick(self) -> None:
+        for key in list(self._terminating):
+            self._terminating[key] -= 1
+            if self._terminating[key] < 0:
+                self._remove(key)
+
+    def _now(self) -> str:
+        return datetime.fromtimestamp(self.clock(), UTC).isoformat().replace("+00:00", "Z")
+
+    def _condition(
+        self, pod: dict[str, Any], kind: str, status: str, reason: str = "", message: str = ""
+    ) -> None:
+        conditions = [c for c in pod["status"].get("conditions", []) if c["type"] != kind]
+        condition = {"type": kind, "status": status, "lastTransitionTime": self._now()}
+        if reason:
+            condition["reason"] = reason
+        if message:
+            condition["message"] = message
+        pod["status"]["conditions"] = [*conditions, condition]
+
+    def _state(self, pod: dict[str, Any], kind: str, details: dict[str, Any]) -> None:
+        container = pod["spec"]["containers"][0]
+        pod["status"]["containerStatuses"] = [
+            {"name": container["name"], "image": container["image"], "state": {kind: details}}
+        ]
+
+
+def _matching(
+    store: Mapping[Key, dict[str, Any]], namespace: str, labels: Mapping[str, str]
+) -> list[dict[str, Any]]:
+    return [
+        copy.deepcopy(obj)
+        for (space, _), obj in store.items()
+        if space == namespace
+        and all(obj["metadata"].get("labels", {}).get(k) == v for k, v in labels.items())
+    ]

@@ -1,0 +1,263 @@
+"""The Kubernetes launcher: every role as a pod behind one headless Service, via a `KubeApi`.
+
+A launch creates the Service and every pod together (a gang: if one cannot be created, the
+others are deleted again). A `JobHandle`'s `job_id` is `<namespace>/<service>`; every object
+carries the launch's labels, so any process (a watch task, a teardown, a retry) finds them.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from tfdist.kubernetes.api import KubeApi, KubeApiError
+from tfdist.kubernetes.manifests import Target, build_manifests, build_pod, kubernetes_addresses
+from tfdist.kubernetes.names import (
+    INDEX,
+    LAUNCH,
+    MANAGED_BY,
+    ROLE,
+    ROLES_ANNOTATION,
+    SCOPE,
+    SCOPE_ANNOTATION,
+    SPEC_ANNOTATION,
+    TRY,
+    RunRef,
+    pod_name,
+    scope_label,
+    service_name,
+)
+from tfdist.kubernetes.status import Timeouts, pod_status
+from tfdist.launch.base import JobHandle, RoleStatus
+from tfdist.plan import JobPlan, plan
+from tfdist.spec import JobSpec, Role
+
+BACKEND = "kubernetes"
+_ROLE_ORDER = {role.value: rank for rank, role in enumerate(Role)}
+
+
+class KubernetesLauncher:
+    """Launches, watches and stops the role pods of one train-and-evaluate step.
+
+    :param api: the cluster (`ProviderKubeApi`) or `FakeKubeApi`.
+    :param target: namespace, image, placement and cluster domain of the pods.
+    :param scope: `<dag>/<run>/<group>` of the step (see `tfdist_airflow.runs.run_scope`);
+        names and labels of a launch derive from it and from the launch id, new per launcher.
+    :param clock: seconds since the epoch (pod timestamps are compared with it).
+    """
+
+    python = "python"  # the interpreter in the trainer image
+
+    def __init__(
+        self,
+        api: KubeApi,
+        target: Target,
+        *,
+        timeouts: Timeouts | None = None,
+        scope: str = "",
+        launch_id: str | None = None,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+        delete_wait_secs: float = 120.0,
+    ):
+        self.api = api
+        self.target = target
+        self.timeouts = timeouts or Timeouts()
+        self.ref = RunRef.from_scope(scope, launch_id or uuid.uuid4().hex[:12])
+        self.clock = clock
+        self.sleep = sleep
+        self.delete_wait_secs = delete_wait_secs
+
+    @property
+    def namespace(self) -> str:
+        return self.target.namespace
+
+    # -- planning and launching -------------------------------------------------------------
+    def addresses(self, spec: JobSpec) -> Mapping[str, Sequence[str]]:
+        service = service_name(spec.name, self.ref)
+        return kubernetes_addresses(spec, service, self.namespace, self.target.cluster_domain)
+
+    def launch(self, plan: JobPlan) -> JobHandle:
+        service, *pods = build_manifests(plan, self.ref, self.target)
+        created: list[dict[str, Any]] = []
+        try:
+            self.api.create_service(self.namespace, service)
+            created.append(service)
+            for pod in pods:
+                self.api.create_pod(self.namespace, pod)
+                created.append(pod)
+        except Exception as error:
+            for obj in reversed(created):
+                self._delete(obj)
+            raise KubeApiError(
+                f"could not create every role of {plan.spec.name} ({error}); deleted the "
+                f"{len(created)} objects already created, so that no role runs alone"
+            ) from error
+        return JobHandle(
+            backend=BACKEND,
+            job_id=f"{self.namespace}/{service['metadata']['name']}",
+            launch_id=self.ref.launch,
+            roles=tuple(plan.role_names),
+        )
+
+    def _delete(self, obj: Mapping[str, Any]) -> None:
+        name = obj["metadata"]["name"]
+        if obj["kind"] == "Service":
+            self.api.delete_service(self.namespace, name)
+        else:
+            self.api.delete_pod(self.namespace, name)
+
+    # -- watching ---------------------------------------------------------------------------
+    def status(self, handle: JobHandle, role: str) -> RoleStatus:
+        namespace, service = _where(handle)
+        pod = self.api.get_pod(namespace, pod_name(service, role))
+        return pod_status(role, pod, self.clock(), self.timeouts)
+
+    def read_log(self, handle: JobHandle, role: str, offset: int = 0) -> tuple[str, int]:
+        """Whole lines from byte `offset`; from the start again once the pod was recreated."""
+        namespace, service = _where(handle)
+        data = self.api.read_pod_log(namespace, pod_name(service, role)).encode()
+        if offset > len(data):
+            offset = 0
+        end = data.rfind(b"\n", offset) + 1
+        if end <= offset:
+            return "", offset
+        return data[offset:end].decode(errors="replace"), end
+
+    # -- relaunching ------------------------------------------------------------------------
+    def relaunch(self, handle: JobHandle, role: str) -> None:
+        """Recreate one finished role's pod under the same name (so the same DNS name).
+
+        The old pod is deleted first and its deletion awaited; the new one's `try` label is
+        one higher. The pod is rebuilt from the Service's annotations, so this works also
+        when the old pod went away with its node.
+        """
+        namespace, _ = _where(handle)
+        job, ref = self._recorded_plan(handle)
+        manifest = build_pod(job, job.role(role), ref, self.target)
+        name = manifest["metadata"]["name"]
+        old = self.api.get_pod(namespace, name)
+        attempt = 2
+        if old is not None:
+            if not pod_status(role, old, self.clock(), self.timeouts).state.finished:
+                raise RuntimeError(f"{role} is still running; stop it before starting it again")
+            attempt = int(old["metadata"].get("labels", {}).get(TRY, "1")) + 1
+            self.api.delete_pod(namespace, name)
+            if not self._await_gone(namespace, [name]):
+                raise KubeApiError(
+                    f"{role}: pod {name} is still being deleted after "
+                    f"{self.delete_wait_secs:.0f} s; retry once it is gone"
+                )
+        manifest["metadata"]["labels"][TRY] = str(attempt)
+        self.api.create_pod(namespace, manifest)
+
+    def _recorded_plan(self, handle: JobHandle) -> tuple[JobPlan, RunRef]:
+        namespace, service = _where(handle)
+        found = [
+            svc
+            for svc in self.api.list_services(namespace, _launch_labels(handle))
+            if svc["metadata"]["name"] == service
+        ]
+        if not found:
+            raise KubeApiError(
+                f"Service {service} of launch {handle.launch_id} is gone (torn down?); clear "
+                "the whole train-and-evaluate group to launch every role again"
+            )
+        annotations = found[0]["metadata"].get("annotations") or {}
+        spec = JobSpec.model_validate_json(annotations[SPEC_ANNOTATION])
+        ref = RunRef.from_scope(annotations[SCOPE_ANNOTATION], handle.launch_id)
+        if service_name(spec.name, ref) != service:
+            raise KubeApiError(f"Service {service} does not match its recorded job and run")
+        domain = self.target.cluster_domain
+        addresses = kubernetes_addresses(spec, service, namespace, domain)
+        return plan(spec, addresses, python=self.python), ref
+
+    # -- stopping ---------------------------------------------------------------------------
+    def stop(self, handle: JobHandle, roles: Sequence[str] | None = None) -> None:
+        """Delete the given roles' pods, or (default) every pod and the Service of the launch.
+
+        Waits up to `delete_wait_secs` for the pods to be gone; Kubernetes finishes the
+        deletion on its own after that.
+        """
+        namespace, service = _where(handle)
+        labels = _launch_labels(handle)
+        if roles is None:
+            names = [
+                pod["metadata"]["name"]
+                for pod in self.api.list_pods(namespace, labels)
+                if pod["spec"].get("subdomain") == service
+            ]
+        else:
+            names = [pod_name(service, role) for role in roles]
+        for name in names:
+            self.api.delete_pod(namespace, name)
+        if roles is None:
+            for svc in self.api.list_services(namespace, labels):
+                if svc["metadata"]["name"] == service:
+                    self.api.delete_service(namespace, service)
+        self._await_gone(namespace, names)
+
+    def _await_gone(self, namespace: str, names: Sequence[str]) -> bool:
+        deadline = self.clock() + self.delete_wait_secs
+        left = list(names)
+        while True:
+            left = [name for name in left if self.api.get_pod(namespace, name) is not None]
+            if not left:
+                return True
+            if self.clock() >= deadline:
+                return False
+            self.sleep(1.0)
+
+    # -- finding launches -------------------------------------------------------------------
+    def handles(self) -> list[JobHandle]:
+        """Every launch of this launcher's scope still on the cluster, oldest first."""
+        labels = {MANAGED_BY: "tfdist", SCOPE: scope_label(self.ref.scope)}
+        found: dict[str, dict[str, Any]] = {}
+        for svc in self.api.list_services(self.namespace, labels):
+            meta = svc["metadata"]
+            entry = _entry(found, meta)
+            entry["service"] = meta["name"]
+            entry["roles"].update(
+                dict.fromkeys((meta.get("annotations") or {}).get(ROLES_ANNOTATION, "").split(","))
+            )
+        for pod in self.api.list_pods(self.namespace, labels):
+            meta = pod["metadata"]
+            entry = _entry(found, meta)
+            entry.setdefault("service", pod["spec"].get("subdomain", ""))
+            entry["roles"][f"{meta['labels'][ROLE]}-{meta['labels'][INDEX]}"] = None
+        launches = sorted(found.items(), key=lambda item: item[1]["created"])
+        return [
+            JobHandle(
+                backend=BACKEND,
+                job_id=f"{self.namespace}/{entry['service']}",
+                launch_id=launch,
+                roles=tuple(sorted((r for r in entry["roles"] if r), key=_role_key)),
+            )
+            for launch, entry in launches
+        ]
+
+
+def _entry(found: dict[str, dict[str, Any]], meta: Mapping[str, Any]) -> dict[str, Any]:
+    entry = found.setdefault(
+        meta["labels"][LAUNCH], {"roles": {}, "created": meta.get("creationTimestamp") or ""}
+    )
+    entry["created"] = min(entry["created"], meta.get("creationTimestamp") or entry["created"])
+    return entry
+
+
+def _role_key(name: str) -> tuple[int, int]:
+    kind, _, index = name.rpartition("-")
+    return _ROLE_ORDER.get(kind, len(_ROLE_ORDER)), int(index)
+
+
+def _where(handle: JobHandle) -> tuple[str, str]:
+    if handle.backend != BACKEND or "/" not in handle.job_id:
+        raise ValueError(f"not a Kubernetes launch: {handle.backend} {handle.job_id}")
+    namespace, service = handle.job_id.split("/", 1)
+    return namespace, service
+
+
+def _launch_labels(handle: JobHandle) -> dict[str, str]:
+    return {MANAGED_BY: "tfdist", LAUNCH: handle.launch_id}

@@ -1,0 +1,242 @@
+"""Pure builders from a `JobPlan` to Kubernetes manifests, as plain dicts.
+
+One headless Service per launch and one Pod per role. Each pod has `hostname` `<role>-<index>`
+and `subdomain` the Service, so its stable DNS name is
+`<role>-<index>.<service>.<namespace>.svc[.<cluster domain>]`; `TF_CONFIG` lists exactly these
+names (`kubernetes_addresses`). The Service publishes not-ready addresses, so a role's name
+resolves as soon as its pod has an IP, before any readiness.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Annotated, Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from tfdist.kubernetes.names import (
+    INDEX,
+    ROLE,
+    ROLES_ANNOTATION,
+    SCOPE_ANNOTATION,
+    SPEC_ANNOTATION,
+    TRY,
+    RunRef,
+    launch_labels,
+    pod_name,
+    selector,
+    service_name,
+)
+from tfdist.kubernetes.placement import DNS1123_SUBDOMAIN, JobPlacement, RolePlacement, matching
+from tfdist.plan import JobPlan, RolePlan, plan
+from tfdist.spec import JobSpec, Role
+
+PORT = 2222
+PORT_NAME = "tfdist"
+CONTAINER = "tensorflow"
+DEFAULT_IMAGE = "tfdist-trainer:latest"
+RUN_AS = 1000  # the `trainer` user of docker/trainer.Dockerfile
+NODE_POOL = "cloud.google.com/gke-nodepool"
+ACCELERATOR = "cloud.google.com/gke-accelerator"
+SPOT = "cloud.google.com/gke-spot"
+GPU = "nvidia.com/gpu"
+
+_NAMESPACE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+class Target(BaseModel):
+    """Where and how the pods of a job are created."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    namespace: Annotated[str, matching(_NAMESPACE, "a namespace name (DNS-1123 label)", 63)] = (
+        "default"
+    )
+    image: Annotated[str, Field(min_length=1)] = DEFAULT_IMAGE
+    cluster_domain: (
+        Annotated[str, matching(DNS1123_SUBDOMAIN, "a DNS domain such as cluster.local")] | None
+    ) = None
+    placement: JobPlacement = Field(default_factory=JobPlacement)
+
+
+def dns_suffix(namespace: str, domain: str | None = None) -> str:
+    """`<namespace>.svc`, plus the cluster domain when one is given."""
+    return f"{namespace}.svc.{domain}" if domain else f"{namespace}.svc"
+
+
+def kubernetes_addresses(
+    spec: JobSpec, service: str, namespace: str, domain: str | None = None
+) -> dict[str, list[str]]:
+    """The stable DNS name and port of every chief, worker and ps replica, for `plan`."""
+    suffix = dns_suffix(namespace, domain)
+    return {
+        role.value: [
+            f"{role.value}-{index}.{service}.{suffix}:{PORT}"
+            for index in range(spec.cluster.count(role))
+        ]
+        for role in (Role.CHIEF, Role.WORKER, Role.PS)
+    }
+
+
+def build_service(job: JobPlan, ref: RunRef, target: Target) -> dict[str, Any]:
+    """The headless Service that gives every pod of the launch its DNS name.
+
+    Its annotations keep what recreating a role's pod needs (the spec and the run's scope),
+    also after that pod is gone with its node.
+    """
+    name = job.spec.name
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": service_name(name, ref),
+            "namespace": target.namespace,
+            "labels": launch_labels(name, ref),
+            "annotations": {
+                ROLES_ANNOTATION: ",".join(job.role_names),
+                SCOPE_ANNOTATION: ref.scope,
+                SPEC_ANNOTATION: job.spec.model_dump_json(),
+            },
+        },
+        "spec": {
+            "clusterIP": "None",
+            "publishNotReadyAddresses": True,
+            "selector": selector(name, ref),
+            "ports": [{"name": PORT_NAME, "port": PORT, "targetPort": PORT, "protocol": "TCP"}],
+        },
+    }
+
+
+def build_pod(job: JobPlan, role: RolePlan, ref: RunRef, target: Target) -> dict[str, Any]:
+    """One role's pod: never restarted by the kubelet (the watch task decides)."""
+    service = service_name(job.spec.name, ref)
+    placed = target.placement.for_role(role.role)
+    labels = {
+        **launch_labels(job.spec.name, ref),
+        ROLE: role.role.value,
+        INDEX: str(role.index),
+        TRY: "1",
+    }
+    spec: dict[str, Any] = {
+        "hostname": role.name,
+        "subdomain": service,
+        "restartPolicy": "Never",
+        "enableServiceLinks": False,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": RUN_AS,
+            "runAsGroup": RUN_AS,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [_container(role, ref, placed, target.image)],
+    }
+    if placed.service_account:
+        spec["serviceAccountName"] = placed.service_account
+    selectors, tolerations = _scheduling(placed)
+    if selectors:
+        spec["nodeSelector"] = selectors
+    if tolerations:
+        spec["tolerations"] = tolerations
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": pod_name(service, role.name),
+            "namespace": target.namespace,
+            "labels": labels,
+        },
+        "spec": spec,
+    }
+
+
+def _container(role: RolePlan, ref: RunRef, placed: RolePlacement, image: str) -> dict[str, Any]:
+    env = {"PYTHONUNBUFFERED": "1", **role.env, "TFDIST_LAUNCH_ID": ref.launch}
+    clash = sorted(set(env) & set(placed.secret_env or {}))
+    if clash:
+        raise ValueError(
+            f"{role.name}: {', '.join(clash)} set both in trainer.env and in the placement's "
+            "secret_env; keep one"
+        )
+    container: dict[str, Any] = {
+        "name": CONTAINER,
+        "image": placed.image or image,
+        "command": list(role.command),
+        "env": [{"name": key, "value": value} for key, value in env.items()]
+        + [
+            {"name": key, "valueFrom": {"secretKeyRef": {"name": source.secret, "key": source.key}}}
+            for key, source in (placed.secret_env or {}).items()
+        ],
+        "securityContext": {
+            "runAsNonRoot": True,
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+        },
+    }
+    if placed.env_from_secrets:
+        container["envFrom"] = [{"secretRef": {"name": name}} for name in placed.env_from_secrets]
+    if role.address is not None:
+        container["ports"] = [{"name": PORT_NAME, "containerPort": PORT, "protocol": "TCP"}]
+    resources = _resources(placed)
+    if resources:
+        container["resources"] = resources
+    return container
+
+
+def _resources(placed: RolePlacement) -> dict[str, dict[str, str]]:
+    requests = {"cpu": placed.cpu, "memory": placed.memory}
+    limits = {"cpu": placed.cpu_limit, "memory": placed.memory_limit}
+    if placed.gpus:
+        limits[GPU] = str(placed.gpus)
+    out = {
+        kind: {key: value for key, value in values.items() if value is not None}
+        for kind, values in (("requests", requests), ("limits", limits))
+    }
+    return {kind: values for kind, values in out.items() if values}
+
+
+def _scheduling(placed: RolePlacement) -> tuple[dict[str, str], list[dict[str, str]]]:
+    selectors: dict[str, str] = {}
+    tolerations: list[dict[str, str]] = []
+    if placed.node_pool:
+        selectors[NODE_POOL] = placed.node_pool
+    if placed.accelerator:
+        selectors[ACCELERATOR] = placed.accelerator
+    if placed.gpus:
+        tolerations.append({"key": GPU, "operator": "Exists", "effect": "NoSchedule"})
+    if placed.spot:
+        selectors[SPOT] = "true"
+        tolerations.append(
+            {"key": SPOT, "operator": "Equal", "value": "true", "effect": "NoSchedule"}
+        )
+    return selectors, tolerations
+
+
+def build_manifests(job: JobPlan, ref: RunRef, target: Target) -> list[dict[str, Any]]:
+    """The Service, then one Pod per role (chief first). The plan must use this Service's names."""
+    service = service_name(job.spec.name, ref)
+    expected = kubernetes_addresses(job.spec, service, target.namespace, target.cluster_domain)
+    if job.cluster != {role: names for role, names in expected.items() if names}:
+        raise ValueError(
+            f"the plan's addresses are not the DNS names of Service {service}; plan with "
+            "kubernetes_addresses(spec, service, namespace, domain)"
+        )
+    return [build_service(job, ref, target)] + [
+        build_pod(job, role, ref, target) for role in job.roles
+    ]
+
+
+def plan_manifests(
+    spec: JobSpec, target: Target, ref: RunRef | None = None
+) -> list[dict[str, Any]]:
+    """Plan `spec` with the Service's DNS names and build its manifests, as a launch would."""
+    ref = ref or RunRef()
+    service = service_name(spec.name, ref)
+    addresses = kubernetes_addresses(spec, service, target.namespace, target.cluster_domain)
+    return build_manifests(plan(spec, addresses, python="python"), ref, target)
+
+
+def to_yaml(manifests: Sequence[Mapping[str, Any]]) -> str:
+    """Multi-document YAML, as `kubectl apply -f -` reads it."""
+    return yaml.safe_dump_all(manifests, sort_keys=False, explicit_start=True)

@@ -1,0 +1,102 @@
+"""Names and labels of a launch's Kubernetes objects: valid DNS-1123, unique per run and launch.
+
+A launch belongs to one train-and-evaluate step of one Airflow run (its scope,
+`<dag>/<run>/<group>`) and has its own id, new for every try of the launch task, so concurrent
+backfill runs and retries never share a name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+from pydantic import BaseModel, ConfigDict
+
+MAX_NAME = 63  # label values, Service names and hostnames
+MANAGED_BY = "app.kubernetes.io/managed-by"
+JOB = "tfdist.io/job"
+DAG = "tfdist.io/dag"
+RUN = "tfdist.io/run"  # the run id as a label value
+SCOPE = "tfdist.io/scope"  # a hash of `<dag>/<run>/<group>`: the step of one run
+LAUNCH = "tfdist.io/launch"  # new for every launch (every try of the launch task)
+ROLE = "tfdist.io/role"
+INDEX = "tfdist.io/index"
+TRY = "tfdist.io/try"  # 1 at launch, one more each time the role's pod is recreated
+# Service annotations: the roles, the raw scope and the job spec of the launch.
+ROLES_ANNOTATION = "tfdist.io/roles"
+SCOPE_ANNOTATION = "tfdist.io/scope"
+SPEC_ANNOTATION = "tfdist.io/spec"
+
+_NOT_LABEL = re.compile(r"[^A-Za-z0-9_.-]+")
+_EDGES = re.compile(r"^[^A-Za-z0-9]+|[^A-Za-z0-9]+$")
+
+
+def digest(text: str, length: int = 10) -> str:
+    """A short, stable, DNS-safe hash."""
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def label_value(text: str) -> str:
+    """`text` as a valid label value: unsafe characters become `-`; a long one ends in a hash."""
+    value = _EDGES.sub("", _NOT_LABEL.sub("-", text))
+    if len(value) <= MAX_NAME and (value or not text):
+        return value
+    head = _EDGES.sub("", value[: MAX_NAME - 11])
+    return f"{head}-{digest(text)}" if head else digest(text)
+
+
+class RunRef(BaseModel):
+    """Who a launch belongs to: the step of an Airflow run, and which launch of it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    dag: str = "cli"
+    run: str = "manual"
+    group: str = "train_and_evaluate"
+    launch: str = "plan"
+
+    @classmethod
+    def from_scope(cls, scope: str, launch: str) -> RunRef:
+        """From a scope made by `tfdist_airflow.runs.run_scope` (`<dag>/<run>/<group>`)."""
+        dag, run, group = ([*scope.split("/", 2), "", ""])[:3]
+        return cls(dag=dag, run=run, group=group, launch=launch)
+
+    @property
+    def scope(self) -> str:
+        return f"{self.dag}/{self.run}/{self.group}"
+
+
+def scope_label(scope: str) -> str:
+    return digest(f"scope:{scope}")
+
+
+def service_name(job: str, ref: RunRef) -> str:
+    """`<job>-<hash of run, step and launch>`: a DNS-1035 label (it starts with a letter)."""
+    base = job if job[:1].isalpha() else f"tf-{job}"
+    suffix = f"-{digest(f'{ref.scope}/{ref.launch}/{job}')}"
+    return f"{base[: MAX_NAME - len(suffix)].rstrip('-')}{suffix}"
+
+
+def pod_name(service: str, role: str) -> str:
+    """`<service>-<role>-<index>`, shortened before the Service's hash to stay within 63."""
+    base, _, hashed = service.rpartition("-")
+    room = MAX_NAME - len(hashed) - len(role) - 2
+    return f"{base[: max(room, 1)].rstrip('-')}-{hashed}-{role}"
+
+
+def launch_labels(job: str, ref: RunRef) -> dict[str, str]:
+    """What every object of a launch carries (the Service selects its pods by these)."""
+    return {
+        MANAGED_BY: "tfdist",
+        JOB: job,
+        DAG: label_value(ref.dag),
+        RUN: label_value(ref.run),
+        SCOPE: scope_label(ref.scope),
+        LAUNCH: label_value(ref.launch),
+    }
+
+
+def selector(job: str, ref: RunRef) -> dict[str, str]:
+    """The labels that pick exactly this launch's pods."""
+    labels = launch_labels(job, ref)
+    return {key: labels[key] for key in (MANAGED_BY, JOB, SCOPE, LAUNCH)}

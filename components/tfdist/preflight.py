@@ -1,0 +1,172 @@
+"""Preflight: before any role starts, prove that the run can write its model directory.
+
+`check_writable(path)` writes, reads back, lists and deletes a small probe object
+(`<path>/.tfdist-preflight-<id>`), and raises `PreflightError` naming the bucket (or
+directory), the credential and what is missing: a bucket that does not exist, or the IAM
+permission a request was refused.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tfdist.storage import GCS_SCHEME, GcsStorage, Storage, join, split_gcs_path, storage_for
+
+PROBE_PREFIX = ".tfdist-preflight-"
+FIX_ROLE = (
+    "grant it roles/storage.objectAdmin on the bucket (or a role with storage.objects.create, "
+    "get, list and delete)"
+)
+
+
+class PreflightError(ValueError):
+    """The model directory cannot be used; the message says which, as whom, and the fix."""
+
+
+def check_writable(path: str, storage: Storage | None = None) -> None:
+    """Raise `PreflightError` unless the run can create, read, list and delete under `path`.
+
+    :param storage: the backend to check with; default: `storage_for(path)` (for gs://
+        paths, Application Default Credentials).
+    """
+    if path.startswith(GCS_SCHEME):
+        _check_gcs(path, storage)
+    elif "://" in path:
+        try:
+            storage_for(path)
+        except ValueError as error:
+            raise PreflightError(f"model_dir {error}") from None
+    else:
+        _check_local(path)
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return f"uid {os.geteuid()}"
+
+
+def _check_local(path: str) -> None:
+    directory = Path(path)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise PreflightError(f"model_dir {path} exists and is not a directory") from None
+    except OSError as error:
+        raise PreflightError(
+            f"cannot create model_dir {path} as user {_user()}: {error.strerror or error}; "
+            "choose a writable location or fix the parent directory's permissions"
+        ) from None
+    probe = directory / f"{PROBE_PREFIX}{uuid.uuid4().hex}"
+    try:
+        probe.write_text("tfdist preflight\n")
+        probe.unlink()
+    except OSError as error:
+        raise PreflightError(
+            f"cannot write into model_dir {path} as user {_user()}: {error.strerror or error}; "
+            "fix the directory's permissions or choose another model_dir"
+        ) from None
+
+
+def credential_identity(client: Any) -> str:
+    """Who the client acts as, as far as its credentials tell."""
+    credentials = getattr(client, "_credentials", None)
+    if credentials is None:
+        return "unknown credentials"
+    kind = type(credentials)
+    if kind.__name__ == "AnonymousCredentials":
+        return "anonymous credentials"
+    email = getattr(credentials, "service_account_email", None)
+    if isinstance(email, str) and email and email != "default":
+        return f"service account {email}"
+    account = getattr(credentials, "account", None)
+    if isinstance(account, str) and account:
+        return f"user {account}"
+    return f"application default credentials ({kind.__module__}.{kind.__name__})"
+
+
+def _check_gcs(path: str, storage: Storage | None) -> None:
+    try:
+        bucket, _ = split_gcs_path(path)
+        gcs = storage if isinstance(storage, GcsStorage) else GcsStorage()
+    except (ValueError, ImportError) as error:
+        raise PreflightError(f"model_dir {error}") from None
+    from google.auth.exceptions import DefaultCredentialsError
+
+    try:
+        client = gcs.client
+    except DefaultCredentialsError as error:
+        raise PreflightError(
+            f"model_dir {path}: no Application Default Credentials found ({error}). On GKE "
+            "bind the Airflow worker's service account with Workload Identity; elsewhere run "
+            "`gcloud auth application-default login` or set GOOGLE_APPLICATION_CREDENTIALS"
+        ) from None
+    probe = join(path, f"{PROBE_PREFIX}{uuid.uuid4().hex}")
+    created = False
+
+    def create() -> None:
+        nonlocal created
+        created = gcs.create_exclusive(probe, "tfdist preflight\n")
+
+    def read() -> None:
+        if gcs.read_text(probe) is None:
+            raise PreflightError(f"model_dir {path}: wrote {probe} but could not read it back")
+
+    def list_() -> None:
+        if probe not in gcs.list(path):
+            raise PreflightError(f"model_dir {path}: wrote {probe} but listing does not show it")
+
+    steps: list[tuple[str, str, Callable[[], None]]] = [
+        ("create objects in", "storage.objects.create", create),
+        ("read objects in", "storage.objects.get", read),
+        ("list objects in", "storage.objects.list", list_),
+        ("delete objects in", "storage.objects.delete", lambda: gcs.delete(probe)),
+    ]
+    for action, permission, step in steps:
+        try:
+            step()
+        except PreflightError:
+            raise
+        except Exception as error:
+            problem = _explain(error, path, bucket, action, permission, credential_identity(client))
+            if permission == "storage.objects.delete":
+                problem += f" (the probe {probe} is left behind)"
+            elif created:
+                _remove_quietly(gcs, probe)
+            raise PreflightError(problem) from error
+
+
+def _explain(
+    error: Exception, path: str, bucket: str, action: str, permission: str, who: str
+) -> str:
+    from google.api_core import exceptions as api
+    from google.auth import exceptions as auth
+
+    if isinstance(error, FileNotFoundError | api.NotFound):
+        return f"bucket {bucket} does not exist; create it or fix model_dir ({path})"
+    if isinstance(error, api.Forbidden):
+        return (
+            f"{who} may not {action} gs://{bucket} (model_dir {path}): missing permission "
+            f"{permission}; {FIX_ROLE}. Cloud Storage said: {error.message}"
+        )
+    if isinstance(error, api.Unauthorized | auth.RefreshError):
+        return (
+            f"Cloud Storage rejected the credentials of {who} (model_dir {path}): {error}; "
+            "check the service account key or Workload Identity binding"
+        )
+    if isinstance(error, auth.TransportError | OSError):  # requests' errors are OSErrors
+        return f"cannot reach Cloud Storage to check model_dir {path} as {who}: {error}"
+    return f"cannot {action} gs://{bucket} as {who} (model_dir {path}): {error}"
+
+
+def _remove_quietly(gcs: GcsStorage, probe: str) -> None:
+    try:
+        gcs.delete(probe)
+    except Exception:  # the error being reported matters more than a leftover probe
+        return

@@ -1,0 +1,113 @@
+"""When a job has succeeded or failed, and which role failures are worth retrying."""
+
+from __future__ import annotations
+
+import pytest
+
+from tfdist.launch.base import RoleState, RoleStatus
+from tfdist.launch.foreground import Outcome, job_outcome
+
+PENDING, RUNNING = RoleState.PENDING, RoleState.RUNNING
+SUCCEEDED, FAILED = RoleState.SUCCEEDED, RoleState.FAILED
+
+
+def statuses(*roles: RoleStatus) -> dict[str, RoleStatus]:
+    return {role.name: role for role in roles}
+
+
+def status(
+    name: str, state: RoleState, exit_code: int | None = None, detail: str = ""
+) -> RoleStatus:
+    return RoleStatus(name=name, state=state, exit_code=exit_code, detail=detail)
+
+
+def test_every_role_succeeded() -> None:
+    outcome = job_outcome(
+        statuses(
+            status("chief-0", SUCCEEDED, 0),
+            status("worker-0", SUCCEEDED, 0),
+            status("ps-0", SUCCEEDED, 0),
+            status("evaluator-0", SUCCEEDED, 0),
+        )
+    )
+    assert outcome == Outcome(succeeded=True)
+
+
+@pytest.mark.parametrize("unfinished", [PENDING, RUNNING])
+def test_undecided_while_a_role_has_not_finished(unfinished: RoleState) -> None:
+    outcome = job_outcome(
+        statuses(status("chief-0", SUCCEEDED, 0), status("evaluator-0", unfinished))
+    )
+    assert outcome is None
+
+
+def test_undecided_while_every_role_runs() -> None:
+    assert job_outcome(statuses(status("chief-0", RUNNING), status("worker-0", PENDING))) is None
+
+
+def test_one_failure_decides_while_others_still_run() -> None:
+    outcome = job_outcome(
+        statuses(
+            status("chief-0", RUNNING),
+            status("worker-0", FAILED, 3, "exited"),
+            status("evaluator-0", RUNNING),
+        )
+    )
+    assert outcome == Outcome(succeeded=False, failed_role="worker-0", detail="exit code 3")
+
+
+def test_the_chiefs_failure_is_reported_first() -> None:
+    outcome = job_outcome(
+        statuses(
+            status("worker-0", FAILED, 143, "stopped"),
+            status("worker-1", FAILED, 1, "exited"),
+            status("chief-0", FAILED, 1, "exited"),
+        )
+    )
+    assert outcome == Outcome(succeeded=False, failed_role="chief-0", detail="exit code 1")
+
+
+def test_the_first_failed_role_when_the_chief_did_not_fail() -> None:
+    outcome = job_outcome(
+        statuses(
+            status("chief-0", SUCCEEDED, 0),
+            status("worker-1", FAILED, 2),
+            status("evaluator-0", FAILED, 1),
+        )
+    )
+    assert outcome is not None and outcome.failed_role == "worker-1"
+
+
+def test_a_failure_without_exit_code_shows_its_detail() -> None:
+    outcome = job_outcome(
+        statuses(
+            status("chief-0", RUNNING),
+            status("ps-0", FAILED, None, "the role's supervisor was killed"),
+        )
+    )
+    assert outcome == Outcome(
+        succeeded=False, failed_role="ps-0", detail="the role's supervisor was killed"
+    )
+
+
+@pytest.mark.parametrize(
+    ("role", "retryable"),
+    [
+        pytest.param(status("worker-0", FAILED, 137), True, id="killed"),
+        pytest.param(status("worker-0", FAILED, 143), True, id="terminated"),
+        pytest.param(status("worker-0", FAILED, 128), True, id="128"),
+        pytest.param(status("worker-0", FAILED, None, "supervisor killed"), True, id="unknown"),
+        pytest.param(status("worker-0", FAILED, 1), False, id="error"),
+        pytest.param(status("worker-0", FAILED, 2), False, id="usage"),
+        pytest.param(status("worker-0", FAILED, 127), False, id="not-found"),
+        pytest.param(status("worker-0", SUCCEEDED, 0), False, id="succeeded"),
+        pytest.param(status("worker-0", RUNNING), False, id="running"),
+        pytest.param(status("worker-0", PENDING), False, id="pending"),
+    ],
+)
+def test_retryable(role: RoleStatus, retryable: bool) -> None:
+    assert role.retryable is retryable
+
+
+def test_finished_states() -> None:
+    assert [state for state in RoleState if state.finished] == [SUCCEEDED, FAILED]

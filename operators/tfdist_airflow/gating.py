@@ -50,9 +50,10 @@ def _as_mapping(thresholds: Mapping[str, Any] | str | None) -> Mapping[str, Any]
 
 
 def model_asset(serving_base: str, model_name: str) -> Asset:
-    """The Asset a deploy updates: the model's serving directory."""
+    """The Asset a deploy updates: the model's serving directory (named by its URI, since
+    DAGs that deploy one model name to different places must not share an Asset name)."""
     root = model_root(serving_base, model_name)
-    return Asset(uri=root if "://" in root else f"file://{root}", name=f"tfdist/{model_name}")
+    return Asset(uri=root if "://" in root else f"file://{root}")
 
 
 def decide_blessing(

@@ -146,8 +146,9 @@ def test_scheduler_runs_the_role_tasks_in_parallel(tmp_path: Path) -> None:
         unpaused = home.airflow("dags", "unpause", DAG_ID)
         assert unpaused.returncode == 0, unpaused.stderr[-2000:]
         run_id, state = home.wait_for_run(DAG_ID, timeout=600)
-    rows = [row for row in home.tasks(DAG_ID, run_id) if row.rendered_map_index in ROLES]
-    assert state == "success", {row.rendered_map_index: row.state for row in rows}
+    every = home.tasks(DAG_ID, run_id)
+    assert state == "success", states(every)
+    rows = [row for row in every if row.rendered_map_index in ROLES]
     assert {row.rendered_map_index for row in rows} == ROLES
     # Every role task was running at one same moment: the latest start precedes the first end.
     starts = [row.start_date for row in rows if row.start_date]

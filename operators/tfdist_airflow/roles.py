@@ -18,7 +18,13 @@ from tfdist.plan import plan
 from tfdist.preflight import check_writable
 from tfdist.spec import JobSpec, parse_spec
 from tfdist_airflow.backends import LocalBackend, backend_from_dict
-from tfdist_airflow.runs import Relaunch, relaunch_scope, run_model_dir, run_scope
+from tfdist_airflow.runs import (
+    Relaunch,
+    fatal_peers,
+    relaunch_scope,
+    run_model_dir,
+    run_scope,
+)
 from tfdist_airflow.triggers import RoleExitTrigger
 
 if TYPE_CHECKING:
@@ -142,6 +148,7 @@ class WatchRoleOperator(BaseOperator):
                     role=self.role,
                     log_offset=0,
                     poll_interval=self.poll_interval,
+                    fatal_peers=self._fatal_peers(spec, handle),
                 ),
                 method_name="execute_complete",
             )
@@ -154,23 +161,38 @@ class WatchRoleOperator(BaseOperator):
         # Do not trust the event alone (inline triggers in `dags test` may not pass it): the
         # status is re-read from the backend, the log from where the trigger stopped.
         offset = int(event.get("log_offset", 0)) if event else 0
-        return self._finish(context, handle, offset)
+        cause = str(event.get("cause", "")) if event else ""
+        return self._finish(context, handle, offset, cause)
 
-    def _finish(self, context: Context, handle: JobHandle, offset: int) -> dict[str, Any]:
+    def _fatal_peers(self, spec: JobSpec, handle: JobHandle) -> list[str]:
+        return fatal_peers(self.role, list(handle.roles), spec.cluster.uses_parameter_servers)
+
+    def _finish(
+        self, context: Context, handle: JobHandle, offset: int, cause: str = ""
+    ) -> dict[str, Any]:
         launcher = backend_from_dict(self.backend).launcher(scope="")
         text, _ = launcher.read_log(handle, self.role, offset)
         for line in text.splitlines():
             self.log.info("[%s] %s", self.role, line)
         status = launcher.status(handle, self.role)
         if status.state is not RoleState.SUCCEEDED:
+            why = f"stopped because {cause}" if cause else status.detail
             raise RoleFailed(
                 f"{self.role} {status.state.value}: exit code {status.exit_code}"
-                f"{' (' + status.detail + ')' if status.detail else ''}"
+                f"{' (' + why + ')' if why else ''}"
             )
         self.log.info("%s succeeded", self.role)
         return status.model_dump(mode="json")
 
     def _relaunch_if_safe(self, spec: JobSpec, handle: JobHandle, status: RoleStatus) -> None:
+        launcher = backend_from_dict(self.backend).launcher(scope="")
+        for peer in self._fatal_peers(spec, handle):
+            if launcher.status(handle, peer).state is RoleState.FAILED:
+                raise RoleFailed(
+                    f"{self.role} is not relaunched: {peer} failed, so the job cannot finish. "
+                    "Clear the whole train-and-evaluate group to restart every role from the "
+                    "last checkpoint."
+                )
         scope = relaunch_scope(self.role, spec.cluster.uses_parameter_servers)
         if scope is Relaunch.ROLE and status.retryable:
             self.log.warning("%s died (exit %s); starting it again", self.role, status.exit_code)

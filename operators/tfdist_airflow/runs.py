@@ -42,3 +42,15 @@ def relaunch_scope(role: str, uses_parameter_servers: bool) -> Relaunch:
     if kind == "evaluator" or (kind == "worker" and uses_parameter_servers):
         return Relaunch.ROLE
     return Relaunch.JOB
+
+
+def fatal_peers(role: str, roles: list[str], uses_parameter_servers: bool) -> list[str]:
+    """The other roles whose failure ends the job, so `role` must then be stopped too.
+
+    Without this, a ps or an evaluator would wait forever for a chief that has crashed.
+    """
+    return [
+        peer
+        for peer in roles
+        if peer != role and relaunch_scope(peer, uses_parameter_servers) is Relaunch.JOB
+    ]

@@ -8,7 +8,7 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from tfdist.launch.base import JobHandle
+from tfdist.launch.base import JobHandle, Launcher, RoleState
 from tfdist_airflow.backends import backend_from_dict
 
 
@@ -22,6 +22,7 @@ class RoleExitTrigger(BaseTrigger):
         role: str,
         log_offset: int = 0,
         poll_interval: float = 2.0,
+        fatal_peers: list[str] | None = None,
     ):
         super().__init__()
         self.backend = backend
@@ -29,6 +30,7 @@ class RoleExitTrigger(BaseTrigger):
         self.role = role
         self.log_offset = log_offset
         self.poll_interval = poll_interval
+        self.fatal_peers = fatal_peers or []
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -39,8 +41,15 @@ class RoleExitTrigger(BaseTrigger):
                 "role": self.role,
                 "log_offset": self.log_offset,
                 "poll_interval": self.poll_interval,
+                "fatal_peers": self.fatal_peers,
             },
         )
+
+    def _failed_peer(self, launcher: Launcher, handle: JobHandle) -> str | None:
+        for peer in self.fatal_peers:
+            if launcher.status(handle, peer).state is RoleState.FAILED:
+                return peer
+        return None
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         handle = JobHandle.model_validate(self.handle)
@@ -54,6 +63,14 @@ class RoleExitTrigger(BaseTrigger):
             status = await asyncio.to_thread(launcher.status, handle, self.role)
             if status.state.finished:
                 yield TriggerEvent({"status": status.model_dump(mode="json"), "log_offset": offset})
+                return
+            failed_peer = await asyncio.to_thread(self._failed_peer, launcher, handle)
+            if failed_peer:
+                self.log.warning(
+                    "[%s] stopping it: %s failed, the job cannot finish", self.role, failed_peer
+                )
+                await asyncio.to_thread(launcher.stop, handle, [self.role])
+                yield TriggerEvent({"log_offset": offset, "cause": f"{failed_peer} failed"})
                 return
             if status.detail != shown:
                 shown = status.detail

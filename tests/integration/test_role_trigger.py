@@ -1,0 +1,67 @@
+"""The watch trigger with real processes: a role whose job cannot finish is stopped, not awaited."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tfdist.launch.base import RoleState
+from tfdist.launch.local import LocalLauncher
+from tfdist.plan import plan
+from tfdist.spec import parse_spec
+from tfdist_airflow.backends import LocalBackend
+from tfdist_airflow.triggers import RoleExitTrigger
+
+pytestmark = pytest.mark.integration
+
+# A role program: the chief fails after a moment, every other role would wait forever.
+ROLE_PROGRAM = (
+    "import json, os, sys, time\n"
+    "task = json.loads(os.environ['TF_CONFIG'])['task']['type']\n"
+    "print(task, 'up', flush=True)\n"
+    "time.sleep(1)\n"
+    "sys.exit(3) if task == 'chief' else time.sleep(600)\n"
+)
+
+
+async def first_event(trigger: RoleExitTrigger) -> dict[str, Any]:
+    async for event in trigger.run():
+        return dict(event.payload)
+    raise AssertionError("the trigger ended without an event")
+
+
+def test_ps_is_stopped_when_the_chief_fails(tmp_path: Path) -> None:
+    spec = parse_spec(
+        {
+            "name": "doomed",
+            "trainer": {"command": [sys.executable, "-c", ROLE_PROGRAM]},
+            "cluster": {"chief": 1, "worker": 1, "ps": 1},
+            "train_spec": {"max_steps": 10},
+            "model_dir": str(tmp_path / "model"),
+        }
+    )
+    backend = LocalBackend(run_root=str(tmp_path / "runs"))
+    launcher: LocalLauncher = backend.launcher("scope")
+    handle = launcher.launch(plan(spec, launcher.addresses(spec)))
+    try:
+        trigger = RoleExitTrigger(
+            backend=backend.model_dump(mode="json"),
+            handle=handle.model_dump(mode="json"),
+            role="ps-0",
+            poll_interval=0.2,
+            fatal_peers=["chief-0"],
+        )
+        event = asyncio.run(asyncio.wait_for(first_event(trigger), timeout=60))
+        assert event["cause"] == "chief-0 failed"
+        assert launcher.status(handle, "chief-0").exit_code == 3
+        ps = launcher.status(handle, "ps-0")
+        assert ps.state is RoleState.FAILED
+        # The worker was not a peer of this trigger: it is still running until teardown.
+        assert launcher.status(handle, "worker-0").state is RoleState.RUNNING
+    finally:
+        launcher.stop(handle)
+    assert all(launcher.status(handle, role).state.finished for role in handle.roles)

@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -30,6 +30,7 @@ import psutil
 from tfdist.deploy import Deployment, latest_deployment
 from tfdist.gate import read_blessing
 from tfdist.storage import LocalStorage
+from tfdist_airflow.backends import LocalBackend
 from tfdist_airflow.runs import run_model_dir, run_scope
 
 DAG_ID = "nightly_retrain"
@@ -43,6 +44,7 @@ FAILED_STATES = ("failed", "upstream_failed", "up_for_retry")
 _START = re.compile(r"\[DAG TEST\] starting task_id=(\S+) map_index=(-?\d+)")
 _END = re.compile(r"\[DAG TEST\] end task task_id=(\S+) map_index=(-?\d+)")
 _STATE = re.compile(r"Task instance state updated .*\bnew_state=(\w+)")
+_EXCEPTION = re.compile(r"(?:[\w.]+\.)?(\w+(?:Error|Exception|Failed)): .*")  # a traceback's end
 _LAUNCHED = re.compile(r"\blaunched ([a-z0-9, -]+); model_dir")
 _ROLE_LINE = re.compile(r"\S+ \S+ ([a-z]+-\d+) (INFO|WARNING|ERROR|CRITICAL) tfdist[\w.]*: (.*)")
 
@@ -123,9 +125,10 @@ def stamp(started: float, text: str) -> str:
 
 
 def progress(lines: Iterable[str], started: float) -> Iterator[str]:
-    """One line per task start and end, read from the `airflow dags test` output."""
+    """One line per task start and end (and why it failed), from `airflow dags test`."""
     roles: list[str] = []  # the watch tasks' map indexes, in order
     state = "?"
+    error = ""
 
     def name(task_id: str, map_index: str) -> str:
         index = int(map_index)
@@ -136,10 +139,15 @@ def progress(lines: Iterable[str], started: float) -> Iterator[str]:
     for line in lines:
         if match := _START.search(line):
             yield stamp(started, f"{name(*match.groups())} started")
+            error = ""
         elif match := _STATE.search(line):
             state = match.group(1)
         elif match := _END.search(line):
             yield stamp(started, f"{name(*match.groups())} {state}")
+            if error and state in FAILED_STATES:
+                yield stamp(started, f"    {error}")
+        elif match := _EXCEPTION.fullmatch(line):
+            error = match.group(0)
         elif match := _LAUNCHED.search(line):
             roles = match.group(1).split(", ")
 
@@ -170,7 +178,8 @@ def follow_roles(run_root: Path, started: float, done: threading.Event) -> None:
 
 def run_dag(demo: Demo, conf: dict[str, Any], log_path: Path, timeout: float) -> int:
     """`airflow dags test` with a progress view; returns its exit code (negative: killed)."""
-    command = airflow("dags", "test", DAG_ID, "-c", json.dumps(conf))
+    dag_file = demo.repo / "dags" / f"{DAG_ID}.py"  # this DAG only, not the whole folder
+    command = airflow("dags", "test", DAG_ID, "-f", str(dag_file), "-c", json.dumps(conf))
     print(f"Running {DAG_ID} with conf {json.dumps(conf)} (full log: {demo.show(log_path)})")
     started = time.monotonic()
     done = threading.Event()
@@ -221,8 +230,15 @@ def latest_run(demo: Demo) -> tuple[int, str, str] | None:
     return None if row is None else (int(row[0]), str(row[1]), str(row[2]))
 
 
+def launched_roles(demo: Demo, run_id: str) -> tuple[str, ...]:
+    """The roles the run launched, in the order of the watch tasks' map indexes."""
+    handles = LocalBackend(run_root=str(demo.run_root)).handles(run_scope(DAG_ID, run_id, GROUP_ID))
+    return handles[-1].roles if handles else ()
+
+
 def task_states(demo: Demo, run_id: str) -> list[tuple[str, str]]:
     """(task label, state and duration) of every task of the run, in DAG order."""
+    roles = launched_roles(demo, run_id)
     with sqlite3.connect(demo.db) as db:
         rows = db.execute(
             "SELECT task_id, map_index, rendered_map_index, state, start_date, end_date, "
@@ -236,14 +252,16 @@ def task_states(demo: Demo, run_id: str) -> list[tuple[str, str]]:
 
     states = []
     for task_id, map_index, rendered, state, start, end, tries in sorted(rows, key=order):
-        label = f"{task_id}[{rendered or map_index}]" if map_index >= 0 else task_id
+        if map_index >= 0:
+            role = rendered or (roles[map_index] if map_index < len(roles) else map_index)
+            task_id = f"{task_id}[{role}]"
         detail = state or "none"
         if start and end:
             seconds = (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
             detail += f" ({seconds:.1f} s)"
         if tries and tries > 1:
             detail += f", {tries} tries"
-        states.append((label, detail))
+        states.append((task_id, detail))
     return states
 
 
@@ -340,7 +358,8 @@ def check_nothing_left(demo: Demo) -> bool:
     print(f"LEFT RUNNING: {len(left)} role process(es); stopping them:")
     for process in left:
         print(f"  pid {process.pid}: {' '.join(process.info['cmdline'])[:160]}")
-        process.terminate()
+        with suppress(psutil.NoSuchProcess):
+            process.terminate()
     _, alive = psutil.wait_procs(left, timeout=15)
     for process in alive:
         process.kill()
@@ -351,7 +370,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m tfdist_airflow.demo", description=__doc__)
     parser.add_argument("--root", default="var", help="where everything goes (default: var)")
     parser.add_argument("--max-steps", type=int, help="training steps (the DAG's default: 400)")
-    parser.add_argument("--conf", default="{}", help="more DAG run conf, as JSON")
+    parser.add_argument("--conf", type=json.loads, default={}, help="more DAG run conf (JSON)")
     parser.add_argument(
         "--timeout", type=float, default=600, help="seconds the DAG run may take (default: 600)"
     )
@@ -360,7 +379,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    conf = json.loads(args.conf)
+    conf = dict(args.conf)
     if args.max_steps is not None:
         conf["max_steps"] = args.max_steps
     demo = Demo(repo=Path.cwd().absolute(), root=Path(args.root).absolute())
@@ -380,7 +399,7 @@ def main(argv: list[str] | None = None) -> int:
     _, run_id, run_state = run
     print(f"\nRun {run_id}: {run_state}")
     states = task_states(demo, run_id)
-    width = max(len(label) for label, _ in states)
+    width = max((len(label) for label, _ in states), default=0)
     for label, detail in states:
         print(f"  {label:<{width}}  {detail}")
     ok = run_state == "success" and code == 0
@@ -393,7 +412,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"FAILED: run state {run_state}, airflow dags test exit code {code}")
         print(f"  failed tasks: {', '.join(failed) or 'none'}")
         role_logs = demo.run_root / run_scope(DAG_ID, run_id, GROUP_ID)
-        print(f"  role logs under {demo.show(role_logs)}")
+        if role_logs.exists():
+            print(f"  role logs under {demo.show(role_logs)}")
     print(f"Full log: {demo.show(log_path)}")
     return 0 if check_nothing_left(demo) and ok else 1
 

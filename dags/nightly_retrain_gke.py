@@ -1,14 +1,17 @@
 """Nightly retraining of the digits model on GKE: every role is a pod on a GPU or CPU node pool.
 
-The same steps as `nightly_retrain` (train and evaluate, gate, export, deploy) with the
-Kubernetes backend: the chief trains on an NVIDIA L4 in node pool `gpu-pool`, the workers on
-L4s in the spot pool `gpu-spot-pool` (a preempted worker is recreated by its watch task's
-retry), the parameter server and the evaluator on `cpu-pool`. The roles prepare the data
-themselves; data, checkpoints, eval records and serving versions live in
-`gs://<bucket>/...`, the bucket named by the Airflow Variable `tfdist_bucket` (read when a task
-runs, not when this file is parsed). Pods run as the Kubernetes service account
-`tfdist-trainer` in namespace `tfdist`, bound to a Google service account by Workload Identity.
-The trainer image comes from `$TFDIST_TRAINER_IMAGE`. See "Running on GKE" in the README.
+The same steps as `nightly_retrain` (train and evaluate, gate, export, deploy, here as model
+`digits-gke`) with the Kubernetes backend: the chief trains on an NVIDIA L4 in node pool
+`gpu-pool`, the workers on L4s in the spot pool `gpu-spot-pool` (a preempted worker is
+recreated by its watch task's retry), the parameter server and the evaluator on `cpu-pool`.
+The roles prepare the data themselves. Data, checkpoints, eval records and serving versions
+live under `gs://<bucket>/tfdist/`; the bucket is the DAG param `bucket`, else the Airflow
+Variable `tfdist_bucket`, rendered when a task runs (not when this file is parsed).
+
+Pods run as the Kubernetes service account `tfdist-trainer` in namespace `tfdist`, bound to a
+Google service account by Workload Identity; the trainer image is `$TFDIST_TRAINER_IMAGE`.
+The export step runs on the Airflow worker and needs TensorFlow there. See "Running on GKE"
+in the README.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from airflow.sdk import DAG, Param
 from tfdist.kubernetes.placement import JobPlacement, RolePlacement
 from tfdist_airflow import KubernetesBackend, gate_export_deploy, train_and_evaluate
 
-BUCKET = "gs://{{ var.value.tfdist_bucket }}"
+BUCKET = "gs://{{ params.bucket or var.value.get('tfdist_bucket', '') }}/tfdist"  # per run
 SPEC = Path(__file__).parent / "specs" / "digits.yaml"
 L4 = {"accelerator": "nvidia-l4", "gpus": 1, "cpu": "4", "memory": "16Gi"}
 
@@ -44,6 +47,11 @@ with DAG(
     catchup=False,
     max_active_runs=3,
     params={
+        "bucket": Param(
+            None,
+            type=["null", "string"],
+            description="GCS bucket for data, models and serving; default: Variable tfdist_bucket",
+        ),
         "max_steps": Param(400, type="integer", minimum=1, description="training steps"),
         "min_accuracy": Param(0.9, type="number", description="gate: accuracy >= this"),
         "max_loss": Param(0.5, type="number", description="gate: loss <= this"),
@@ -72,5 +80,5 @@ with DAG(
             "loss": {"max": "{{ params.max_loss }}"},
         },
         serving_base=f"{BUCKET}/serving",
-        model_name="digits",
+        model_name="digits-gke",  # its own serving directory and Asset name
     )

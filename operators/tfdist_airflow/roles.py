@@ -51,7 +51,8 @@ class LaunchRolesOperator(BaseOperator):
     """Plans the job for this run and starts every role together.
 
     First checks that the run's model directory can be written (`tfdist.preflight`): a
-    missing bucket or permission fails this task before any role is started.
+    missing bucket or permission fails this task before any role is started. (Local paths
+    are checked with the local backend only.)
 
     :param job: the job spec, as a dict (see `tfdist.spec.JobSpec`).
     :param backend: where roles run, as a dict (see `tfdist_airflow.backends`).
@@ -86,9 +87,12 @@ class LaunchRolesOperator(BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         spec = self.render_spec(context)
-        check_writable(spec.model_dir)  # no role starts against a model_dir it cannot write
-        self.log.info("preflight: model_dir %s is writable", spec.model_dir)
         backend = backend_from_dict(self.backend)
+        # No role starts against a model_dir it cannot write. A local path is checked only
+        # where the roles run on this machine: a pod's path is not this worker's.
+        if backend.kind == "local" or "://" in spec.model_dir:
+            check_writable(spec.model_dir)
+            self.log.info("preflight: model_dir %s is writable", spec.model_dir)
         scope = _scope(context, self.group_id)
         for previous in backend.handles(scope):  # an earlier try of this task: never two gangs
             self.log.info("stopping the roles of an earlier launch %s", previous.launch_id)

@@ -1,0 +1,136 @@
+"""`tfdist plan SPEC --backend kubernetes`: the manifests as YAML, with no cluster to talk to."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from tfdist.cli import main
+
+REPO = Path(__file__).resolve().parents[2]
+SPEC = str(REPO / "dags" / "specs" / "digits.yaml")
+PLACEMENT = """
+default: {service_account: tfdist-trainer, node_pool: cpu-pool}
+chief: {node_pool: gpu-pool, accelerator: nvidia-l4, gpus: 1}
+worker: {node_pool: gpu-spot-pool, accelerator: nvidia-l4, gpus: 1, spot: true}
+"""
+
+
+def plan_yaml(capsys: pytest.CaptureFixture[str], *args: str) -> list[dict[str, Any]]:
+    assert main(["plan", SPEC, "--backend", "kubernetes", *args]) == 0
+    return list(yaml.safe_load_all(capsys.readouterr().out))
+
+
+def test_prints_a_service_and_one_valid_pod_per_role(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    placement = tmp_path / "placement.yaml"
+    placement.write_text(PLACEMENT)
+    docs = plan_yaml(
+        capsys, "--namespace", "ml", "--image", "trainer:1", "--placement", str(placement)
+    )
+    assert [doc["kind"] for doc in docs] == ["Service"] + ["Pod"] * 5
+    for doc in docs:
+        kubernetes_validate.validate(doc, "1.30", strict=True)
+    service, chief = docs[0]["metadata"]["name"], docs[1]
+    assert chief["metadata"]["name"] == f"{service}-chief-0"
+    assert chief["spec"]["nodeSelector"] == {
+        "cloud.google.com/gke-nodepool": "gpu-pool",
+        "cloud.google.com/gke-accelerator": "nvidia-l4",
+    }
+    assert chief["spec"]["serviceAccountName"] == "tfdist-trainer"
+    container = chief["spec"]["containers"][0]
+    assert container["image"] == "trainer:1"
+    env = {item["name"]: item["value"] for item in container["env"]}
+    assert json.loads(env["TF_CONFIG"])["cluster"]["chief"] == [f"chief-0.{service}.ml.svc:2222"]
+
+
+def test_cluster_domain_and_defaults(capsys: pytest.CaptureFixture[str]) -> None:
+    docs = plan_yaml(capsys, "--cluster-domain", "cluster.local")
+    container = docs[1]["spec"]["containers"][0]
+    assert container["image"] == "tfdist-trainer:latest"
+    env = {item["name"]: item["value"] for item in container["env"]}
+    service = docs[0]["metadata"]["name"]
+    assert json.loads(env["TF_CONFIG"])["cluster"]["ps"] == [
+        f"ps-0.{service}.default.svc.cluster.local:2222"
+    ]
+
+
+def test_the_local_plan_stays_the_default(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plan", SPEC]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split("\t")[0] for line in lines] == [
+        "chief-0",
+        "worker-0",
+        "worker-1",
+        "ps-0",
+        "evaluator-0",
+    ]
+    assert "127.0.0.1:" in lines[0]
+
+
+@pytest.mark.parametrize(
+    ("args", "placement", "message"),
+    [
+        pytest.param(
+            ["--namespace", "ML"], None, "--namespace: 'ML' is not a namespace name", id="ns"
+        ),
+        pytest.param(
+            [],
+            "worker: {accelerator: nvidia-l4}",
+            "worker: accelerator nvidia-l4 without gpus; set `gpus: 1`",
+            id="gpus",
+        ),
+        pytest.param([], "chief: {gpu: 1}", "chief.gpu: unknown field", id="typo"),
+    ],
+)
+def test_bad_options_exit_2_naming_the_fix(
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    args: list[str],
+    placement: str | None,
+    message: str,
+) -> None:
+    if placement is not None:
+        path = tmp_path / "placement.yaml"
+        path.write_text(placement)
+        args = [*args, "--placement", str(path)]
+    assert main(["plan", SPEC, "--backend", "kubernetes", *args]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_missing_placement_file_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plan", SPEC, "--backend", "kubernetes", "--placement", "/nonexistent"]) == 2
+    assert "cannot read placement /nonexistent" in capsys.readouterr().err
+
+
+def test_the_command_loads_no_kubernetes_client() -> None:
+    """Planning for Kubernetes is pure: the `kubernetes` client is not even imported."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-X",
+            "importtime",
+            "-m",
+            "tfdist.cli",
+            "plan",
+            SPEC,
+            "--backend",
+            "kubernetes",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines()}
+    heavy = {name for name in imported if name.split(".")[0] in {"kubernetes", "google", "airflow"}}
+    assert heavy == set()
+    assert len(list(yaml.safe_load_all(result.stdout))) == 6

@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.standard.operators.python import ShortCircuitOperator
-from airflow.sdk import Asset, BaseOperator, TaskGroup, get_current_context
+from airflow.sdk import Asset, AssetAlias, BaseOperator, TaskGroup, get_current_context
 from airflow.sdk.exceptions import AirflowSkipException
 
 from tfdist.deploy import deploy, latest_deployment, model_root
@@ -49,11 +49,21 @@ def _as_mapping(thresholds: Mapping[str, Any] | str | None) -> Mapping[str, Any]
     return value
 
 
-def model_asset(serving_base: str, model_name: str) -> Asset:
-    """The Asset a deploy updates: the model's serving directory (named by its URI, since
-    DAGs that deploy one model name to different places must not share an Asset name)."""
+def serving_asset(serving_base: str, model_name: str) -> Asset:
+    """The model's serving directory as an Asset, named by its URI."""
     root = model_root(serving_base, model_name)
     return Asset(uri=root if "://" in root else f"file://{root}")
+
+
+def deploy_outlet(serving_base: str, model_name: str) -> Asset | AssetAlias:
+    """What a deploy task declares it updates.
+
+    A serving base that still holds a template (a bucket chosen per run) is not a URI yet: the
+    task then declares an AssetAlias and attaches the rendered directory to each event.
+    """
+    if "{{" in serving_base:
+        return AssetAlias(name=f"tfdist-serving-{model_name}")
+    return serving_asset(serving_base, model_name)
 
 
 def decide_blessing(
@@ -198,7 +208,7 @@ class DeployModelOperator(BaseOperator):
         model_name: str,
         **kwargs: Any,
     ):
-        kwargs.setdefault("outlets", [model_asset(serving_base, model_name)])
+        kwargs.setdefault("outlets", [deploy_outlet(serving_base, model_name)])
         super().__init__(**kwargs)
         self.launch_task_id = launch_task_id
         self.export_task_id = export_task_id
@@ -233,8 +243,12 @@ class DeployModelOperator(BaseOperator):
             "run_id": deployment.run_id,
             "metrics": deployment.metrics,
         }
+        served = serving_asset(self.serving_base, self.model_name)
         for outlet in self.outlets:
-            context["outlet_events"][outlet].extra = extra
+            if isinstance(outlet, AssetAlias):
+                context["outlet_events"][outlet].add(served, extra=extra)
+            else:
+                context["outlet_events"][outlet].extra = extra
         return deployment.model_dump(mode="json")
 
 

@@ -64,7 +64,7 @@ with DAG(
         },
     )
     data_dir >> training
-    gate_export_deploy(
+    *_, deploy = gate_export_deploy(
         training,
         thresholds={
             "accuracy": {

@@ -107,21 +107,30 @@ def _kubernetes_options(sub: argparse.ArgumentParser) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from tfdist.fingerprint import FingerprintMismatch, claim_model_dir
+    from tfdist.launch.base import LaunchError
     from tfdist.launch.foreground import run_in_foreground
     from tfdist.launch.local import LocalLauncher
     from tfdist.plan import plan
     from tfdist.preflight import PreflightError, check_writable
+    from tfdist.storage import storage_for
 
     spec = _load(args)
     try:
         check_writable(spec.model_dir)
-    except PreflightError as error:
+        claim_model_dir(storage_for(spec.model_dir), spec)
+    except (PreflightError, FingerprintMismatch) as error:
         print(f"tfdist: {error}", file=sys.stderr)
         return 2
     launcher = LocalLauncher(args.run_root, bind_to_parent=True)
     job = plan(spec, launcher.addresses(spec), python=sys.executable)
     try:
-        outcome = run_in_foreground(job, launcher, write=lambda line: print(line, flush=True))
+        outcome = run_in_foreground(
+            job, launcher, write=lambda line: print(line, flush=True), restarts=args.restarts
+        )
+    except LaunchError as error:
+        print(f"tfdist: {error}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("tfdist: interrupted; every role was stopped", file=sys.stderr)
         return 130
@@ -133,6 +142,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 1
     print(f"tfdist: job {spec.name} succeeded; model_dir {spec.model_dir}")
     return 0
+
+
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
 
 
 def cmd_tf_config(args: argparse.Namespace) -> int:
@@ -169,8 +185,15 @@ def build_parser() -> argparse.ArgumentParser:
     plan_command = with_spec("plan", "print each role's name and TF_CONFIG; launch nothing")
     plan_command.set_defaults(handler=cmd_plan)
     _kubernetes_options(plan_command)
-    with_spec("run", "run the job on this machine, one process per role").set_defaults(
-        handler=cmd_run
+    run_command = with_spec("run", "run the job on this machine, one process per role")
+    run_command.set_defaults(handler=cmd_run)
+    run_command.add_argument(
+        "--restarts",
+        type=_count,
+        default=0,
+        metavar="N",
+        help="when a role crashes (killed by a signal, exit code >= 128), restart every role "
+        "from the latest checkpoint, up to N times (default 0)",
     )
     commands.add_parser(
         "tf-config", help="validate TF_CONFIG from the environment and print it as JSON"

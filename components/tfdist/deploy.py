@@ -127,6 +127,13 @@ class Layout:
 
 
 def model_root(serving_base: str, model_name: str) -> str:
+    """`<serving_base>/<model_name>`; raises `DeployError` for a name that is not one plain
+    directory name (such as `../x`), so no path leaves the serving base."""
+    if not MODEL_NAME.fullmatch(model_name):
+        raise DeployError(
+            f"model_name {model_name!r}: use letters, digits, `_`, `-` or `.`; it names the "
+            "serving directory"
+        )
     return join(serving_base, model_name)
 
 
@@ -219,15 +226,10 @@ def deploy(
     copy_threads: int = COPY_THREADS,
 ) -> DeployResult:
     """Publish `export_dir` as the next version of `model_name`; see the module docstring."""
-    if not MODEL_NAME.fullmatch(model_name):
-        raise DeployError(
-            f"model_name {model_name!r}: use letters, digits, `_`, `-` or `.`; it names the "
-            "serving directory"
-        )
+    root = model_root(serving_base, model_name)
     if not blessing.blessed:
         reasons = "; ".join(blessing.reasons) or "no reason recorded"
         return DeployResult(status=DeployStatus.SKIPPED, reason=f"not blessed: {reasons}")
-    root = model_root(serving_base, model_name)
     layout = Layout.of(root, storage.list(root))
     claimed = _claimed_by(storage, root, layout, run_id)
     if claimed is not None and claimed in layout.complete_versions():

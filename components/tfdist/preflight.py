@@ -119,7 +119,8 @@ def _check_gcs(path: str, storage: Storage | None) -> None:
             raise PreflightError(f"model_dir {path}: wrote {probe} but could not read it back")
 
     def list_() -> None:
-        if probe not in gcs.list(path):
+        _, name = split_gcs_path(probe)
+        if not [blob.name for blob in client.list_blobs(bucket, prefix=name, max_results=1)]:
             raise PreflightError(f"model_dir {path}: wrote {probe} but listing does not show it")
 
     steps: list[tuple[str, str, Callable[[], None]]] = [
@@ -132,6 +133,7 @@ def _check_gcs(path: str, storage: Storage | None) -> None:
         try:
             step()
         except PreflightError:
+            _remove_quietly(gcs, probe)
             raise
         except Exception as error:
             problem = _explain(error, path, bucket, action, permission, credential_identity(client))

@@ -129,7 +129,10 @@ class LocalStorage:
 def split_gcs_path(path: str) -> tuple[str, str]:
     """`gs://bucket/some/name` -> `("bucket", "some/name")`; the name may be empty."""
     if not path.startswith(GCS_SCHEME):
-        raise ValueError(f"{path}: not a gs:// path")
+        raise ValueError(
+            f"{path}: not a gs:// path; Cloud Storage paths are gs://BUCKET/NAME (a deploy "
+            "needs the export and the serving base both on gs:// or both local)"
+        )
     bucket, _, name = path.removeprefix(GCS_SCHEME).partition("/")
     if not bucket:
         raise ValueError(f"{path}: no bucket name; write it as gs://BUCKET/PREFIX")

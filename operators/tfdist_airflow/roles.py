@@ -13,10 +13,12 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from tfdist.fingerprint import claim_model_dir
 from tfdist.launch.base import JobHandle, RoleState, RoleStatus
 from tfdist.plan import plan
 from tfdist.preflight import check_writable
 from tfdist.spec import JobSpec, parse_spec
+from tfdist.storage import storage_for
 from tfdist_airflow.backends import LocalBackend, backend_from_dict
 from tfdist_airflow.runs import (
     Relaunch,
@@ -39,12 +41,32 @@ def _scope(context: Context, group_id: str) -> str:
     return run_scope(context["dag"].dag_id, context["run_id"], group_id)
 
 
+REDACTED = "<redacted>"
+
+
+def redacted(spec: JobSpec) -> dict[str, Any]:
+    """The spec as XCom keeps it: `trainer.env` values (credentials, often) replaced."""
+    data = spec.model_dump(mode="json")
+    data["trainer"]["env"] = dict.fromkeys(data["trainer"]["env"], REDACTED)
+    return data
+
+
 def launched_job(context: Context, launch_task_id: str) -> tuple[JobSpec, JobHandle]:
-    """The spec and handle that the launch task of this run pushed to XCom."""
+    """The spec (`trainer.env` values redacted) and handle the launch task pushed to XCom."""
     pushed = context["ti"].xcom_pull(task_ids=launch_task_id)
     if not pushed:
         raise RuntimeError(f"{launch_task_id} pushed no job; did the launch task run?")
     return JobSpec.model_validate(pushed["spec"]), JobHandle.model_validate(pushed["handle"])
+
+
+def trainer_env(context: Context, launch_task_id: str) -> dict[str, str]:
+    """The real `trainer.env` of this run, rendered again from the launch task's definition
+    (XCom holds only its keys)."""
+    launch = context["dag"].get_task(launch_task_id)
+    if not isinstance(launch, LaunchRolesOperator):
+        raise TypeError(f"{launch_task_id} is not a LaunchRolesOperator")
+    launch.render_template_fields(context)
+    return dict(launch.render_spec(context).trainer.env)
 
 
 class LaunchRolesOperator(BaseOperator):
@@ -93,6 +115,7 @@ class LaunchRolesOperator(BaseOperator):
         if backend.kind == "local" or "://" in spec.model_dir:
             check_writable(spec.model_dir)
             self.log.info("preflight: model_dir %s is writable", spec.model_dir)
+            claim_model_dir(storage_for(spec.model_dir), spec)  # never resume another model
         scope = _scope(context, self.group_id)
         for previous in backend.handles(scope):  # an earlier try of this task: never two gangs
             self.log.info("stopping the roles of an earlier launch %s", previous.launch_id)
@@ -103,7 +126,7 @@ class LaunchRolesOperator(BaseOperator):
             self.log.info("%s: TF_CONFIG %s", role.name, role.env["TF_CONFIG"])
         handle = launcher.launch(job)
         self.log.info("launched %s; model_dir %s", ", ".join(handle.roles), spec.model_dir)
-        return {"spec": spec.model_dump(mode="json"), "handle": handle.model_dump(mode="json")}
+        return {"spec": redacted(spec), "handle": handle.model_dump(mode="json")}
 
 
 class WatchRoleOperator(BaseOperator):
@@ -162,6 +185,7 @@ class WatchRoleOperator(BaseOperator):
         self, context: Context, event: dict[str, Any] | None = None
     ) -> dict[str, Any]:
         _, handle = launched_job(context, self.launch_task_id)
+        self._handle = handle
         # Do not trust the event alone (inline triggers in `dags test` may not pass it): the
         # status is re-read from the backend, the log from where the trigger stopped.
         offset = int(event.get("log_offset", 0)) if event else 0

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tfdist.storage import LocalStorage, join, storage_for
+from tfdist.storage import GcsStorage, LocalStorage, join, storage_for
 
 
 def test_write_read_exists_delete(tmp_path: Path) -> None:
@@ -60,9 +60,8 @@ def test_storage_for_local_path(tmp_path: Path) -> None:
     assert isinstance(storage_for(str(tmp_path)), LocalStorage)
 
 
-def test_storage_for_gcs_names_the_extra() -> None:
-    with pytest.raises(NotImplementedError, match=r"the `gcs` extra \(pip install 'tfdist\[gcs\]'"):
-        storage_for("gs://bucket/serving")
+def test_storage_for_gcs_is_the_gcs_backend() -> None:
+    assert isinstance(storage_for("gs://bucket/serving"), GcsStorage)
 
 
 def test_storage_for_unknown_scheme() -> None:

@@ -1,0 +1,1 @@
+"""Benchmarks that measure alternatives side by side in one run and print their ratio."""

@@ -10,7 +10,7 @@ Variable `tfdist_bucket`, rendered when a task runs (not when this file is parse
 
 Pods run as the Kubernetes service account `tfdist-trainer` in namespace `tfdist`, bound to a
 Google service account by Workload Identity; the trainer image is `$TFDIST_TRAINER_IMAGE`.
-The export step runs on the Airflow worker and needs TensorFlow there. See "Running on GKE"
+The export step runs as a pod of the trainer image, placed as the chief. See "Running on GKE"
 in the README.
 """
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -15,6 +17,10 @@ from tfdist.kubernetes.placement import JobPlacement
 from tfdist.kubernetes.status import Timeouts
 from tfdist.launch.base import JobHandle
 from tfdist.launch.local import LocalLauncher, load_handle
+from tfdist.runtime.export import export_command
+from tfdist.spec import JobSpec
+
+EXPORT_TIMEOUT_SECS = 1800  # the export itself, once running
 
 
 def default_run_root() -> str:
@@ -55,6 +61,41 @@ class LocalBackend(BaseModel):
 
     def cleanup(self, handle: JobHandle) -> None:
         """Nothing: the run directory keeps the roles' logs and exit codes."""
+
+    def run_export(
+        self,
+        handle: JobHandle,
+        spec: JobSpec,
+        checkpoint: str,
+        out: str,
+        env: dict[str, str],
+        log: Callable[[str], None],
+    ) -> None:
+        """Run `python -m tfdist.runtime.export` here with `env` (it needs `TFDIST_JOB`) on top
+        of this process's environment; each line of its output goes to `log`."""
+        command = export_command(self.launcher(scope="").python, checkpoint, out)
+        try:
+            result = subprocess.run(
+                command,
+                env={**os.environ, **env},
+                capture_output=True,
+                text=True,
+                timeout=EXPORT_TIMEOUT_SECS,
+                check=False,
+            )
+        except subprocess.TimeoutExpired as error:
+            for output in (error.stdout, error.stderr):
+                text = output.decode(errors="replace") if isinstance(output, bytes) else output
+                for line in (text or "").splitlines():
+                    log(line)
+            raise RuntimeError(f"export did not end within {EXPORT_TIMEOUT_SECS} s") from None
+        for line in (result.stdout + result.stderr).splitlines():
+            log(line)
+        if result.returncode != 0:
+            raise RuntimeError(f"export failed with exit code {result.returncode}")
+
+    def stop_export(self, handle: JobHandle, checkpoint: str) -> None:
+        """Nothing: the export is a subprocess of the task, stopped with its process group."""
 
 
 class KubernetesBackend(BaseModel):
@@ -111,6 +152,29 @@ class KubernetesBackend(BaseModel):
     def cleanup(self, handle: JobHandle) -> None:
         """Delete every pod and the Service of the launch, finished ones included."""
         self.launcher("").stop(handle)
+
+    def run_export(
+        self,
+        handle: JobHandle,
+        spec: JobSpec,
+        checkpoint: str,
+        out: str,
+        env: dict[str, str],
+        log: Callable[[str], None],
+    ) -> None:
+        """Run the export as a pod of the trainer image, placed as the chief; wait for it,
+        stream its log to `log`, delete it. A retry follows or reuses the pod of the one before
+        (see `KubernetesLauncher.export`)."""
+        try:
+            self.launcher("").export(
+                handle, spec, checkpoint, out, env, log, timeout_secs=EXPORT_TIMEOUT_SECS
+            )
+        except RuntimeError as error:
+            raise RuntimeError(f"export failed: {error}") from error
+
+    def stop_export(self, handle: JobHandle, checkpoint: str) -> None:
+        """Delete the export pod (a killed export task must not leave it running)."""
+        self.launcher("").stop_export(handle, checkpoint)
 
 
 Backend = LocalBackend | KubernetesBackend

@@ -3,6 +3,7 @@
 A launch creates the Service and every pod together (a gang: if one cannot be created, the
 others are deleted again). A `JobHandle`'s `job_id` is `<namespace>/<service>`; every object
 carries the launch's labels, so any process (a watch task, a teardown, a retry) finds them.
+After training, `export` runs the export in a one-off pod of the trainer image and waits for it.
 """
 
 from __future__ import annotations
@@ -10,10 +11,17 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
-from tfdist.kubernetes.api import KubeApi, KubeApiError
-from tfdist.kubernetes.manifests import Target, build_manifests, build_pod, kubernetes_addresses
+from tfdist.kubernetes.api import AlreadyExists, KubeApi, KubeApiError
+from tfdist.kubernetes.manifests import (
+    Target,
+    build_export_pod,
+    build_manifests,
+    build_pod,
+    kubernetes_addresses,
+)
 from tfdist.kubernetes.names import (
     INDEX,
     LAUNCH,
@@ -25,12 +33,13 @@ from tfdist.kubernetes.names import (
     SPEC_ANNOTATION,
     TRY,
     RunRef,
+    export_pod_name,
     pod_name,
     scope_label,
     service_name,
 )
 from tfdist.kubernetes.status import Timeouts, pod_status
-from tfdist.launch.base import JobHandle, RoleStatus
+from tfdist.launch.base import JobHandle, RoleState, RoleStatus
 from tfdist.plan import JobPlan, plan
 from tfdist.spec import JobSpec, Role
 
@@ -118,13 +127,7 @@ class KubernetesLauncher:
     def read_log(self, handle: JobHandle, role: str, offset: int = 0) -> tuple[str, int]:
         """Whole lines from byte `offset`; from the start again once the pod was recreated."""
         namespace, service = _where(handle)
-        data = self.api.read_pod_log(namespace, pod_name(service, role)).encode()
-        if offset > len(data):
-            offset = 0
-        end = data.rfind(b"\n", offset) + 1
-        if end <= offset:
-            return "", offset
-        return data[offset:end].decode(errors="replace"), end
+        return _lines(self.api.read_pod_log(namespace, pod_name(service, role)), offset)
 
     # -- relaunching ------------------------------------------------------------------------
     def relaunch(self, handle: JobHandle, role: str) -> None:
@@ -210,6 +213,122 @@ class KubernetesLauncher:
                 return False
             self.sleep(1.0)
 
+    # -- exporting --------------------------------------------------------------------------
+    def export(
+        self,
+        handle: JobHandle,
+        spec: JobSpec,
+        checkpoint: str,
+        out: str,
+        env: Mapping[str, str],
+        log: Callable[[str], None],
+        *,
+        poll_secs: float = 5.0,
+        timeout_secs: float | None = None,
+    ) -> None:
+        """Export `checkpoint` to `out` in a pod of the trainer image (`build_export_pod`).
+
+        The pod is named after the launch and the checkpoint's step, so a retry follows a
+        pod still running, or takes one that already succeeded, rather than start another.
+        """
+        namespace, service = _where(handle)
+        if namespace != self.namespace:
+            raise ValueError(f"launch {handle.job_id} is not in namespace {self.namespace}")
+        manifest = build_export_pod(
+            spec, service, handle.launch_id, self.target, checkpoint, out, env
+        )
+        self.run_to_completion(manifest, log, poll_secs=poll_secs, timeout_secs=timeout_secs)
+
+    def stop_export(self, handle: JobHandle, checkpoint: str) -> None:
+        """Delete the export pod of `checkpoint` (as a killed export task must)."""
+        namespace, service = _where(handle)
+        self.api.delete_pod(namespace, export_pod_name(service, checkpoint))
+
+    def run_to_completion(
+        self,
+        manifest: Mapping[str, Any],
+        log: Callable[[str], None],
+        *,
+        poll_secs: float = 5.0,
+        timeout_secs: float | None = None,
+    ) -> None:
+        """Run a one-off pod to its end, pass each line of its log to `log`, then delete it.
+
+        A pod of the same name and command that is pending or running is followed, one that
+        succeeded is taken as done; a failed one is replaced. Raises `RuntimeError` when the
+        pod fails, is not scheduled or started in time (`timeouts`), or runs longer than
+        `timeout_secs`. The pod is deleted in every case.
+        """
+        name = manifest["metadata"]["name"]
+        self._adopt_or_create(manifest, log)
+        try:
+            status = self._follow(name, log, poll_secs, timeout_secs)
+        finally:
+            try:
+                self.api.delete_pod(self.namespace, name)
+            except KubeApiError as error:
+                log(f"could not delete pod {name}: {error}")
+        if status.state is not RoleState.SUCCEEDED:
+            code = f" with exit code {status.exit_code}" if status.exit_code is not None else ""
+            raise RuntimeError(f"pod {name} failed{code}: {status.detail or 'no reason given'}")
+
+    def _adopt_or_create(self, manifest: Mapping[str, Any], log: Callable[[str], None]) -> None:
+        name = manifest["metadata"]["name"]
+        old = self.api.get_pod(self.namespace, name)
+        if old is not None and not old["metadata"].get("deletionTimestamp"):
+            status = pod_status(name, old, self.clock(), self.timeouts)
+            same = _command(old) == _command(manifest)
+            if same and status.state is RoleState.SUCCEEDED:
+                log(f"pod {name} of an earlier try succeeded; taking its result")
+                return
+            if same and not status.state.finished:
+                log(f"pod {name} of an earlier try is {status.state.value}; following it")
+                return
+            if not status.state.finished:
+                raise RuntimeError(
+                    f"pod {name} is still running another command ({' '.join(_command(old))}); "
+                    "wait for it to end or delete it"
+                )
+            why = status.state.value if same else "ran another command"
+            log(f"pod {name} of an earlier try {why}; starting it again")
+            self.api.delete_pod(self.namespace, name)
+        if old is not None and not self._await_gone(self.namespace, [name]):
+            raise KubeApiError(
+                f"pod {name} is still being deleted after {self.delete_wait_secs:.0f} s; "
+                "retry once it is gone"
+            )
+        try:
+            self.api.create_pod(self.namespace, manifest)
+        except AlreadyExists:
+            log(f"pod {name} was created meanwhile by another try; following it")
+            return
+        log(f"created pod {name}")
+
+    def _follow(
+        self, name: str, log: Callable[[str], None], poll_secs: float, timeout_secs: float | None
+    ) -> RoleStatus:
+        offset, shown, started = 0, "", None
+        while True:
+            pod = self.api.get_pod(self.namespace, name)
+            status = pod_status(name, pod, self.clock(), self.timeouts)
+            text, offset = _lines(
+                self.api.read_pod_log(self.namespace, name), offset, whole=status.state.finished
+            )
+            for line in text.splitlines():
+                log(line)
+            if status.state.finished:
+                return status
+            if status.detail and status.detail != shown:
+                log(f"pod {name} {status.state.value}: {status.detail}")
+                shown = status.detail
+            if status.state is RoleState.RUNNING and timeout_secs is not None:
+                started = started or _started_at(pod) or self.clock()
+                if self.clock() - started > timeout_secs:
+                    raise RuntimeError(
+                        f"pod {name} still running after {timeout_secs:.0f} s; stopped it"
+                    )
+            self.sleep(poll_secs)
+
     # -- finding launches -------------------------------------------------------------------
     def handles(self) -> list[JobHandle]:
         """Every launch of this launcher's scope still on the cluster, oldest first."""
@@ -250,6 +369,30 @@ def _entry(found: dict[str, dict[str, Any]], meta: Mapping[str, Any]) -> dict[st
 def _role_key(name: str) -> tuple[int, int]:
     kind, _, index = name.rpartition("-")
     return _ROLE_ORDER.get(kind, len(_ROLE_ORDER)), int(index)
+
+
+def _lines(log: str, offset: int, whole: bool = False) -> tuple[str, int]:
+    """The log's whole lines from byte `offset` (all of the rest when `whole`), and the new
+    offset; from the start again when the log is shorter (a new pod)."""
+    data = log.encode()
+    if offset > len(data):
+        offset = 0
+    end = len(data) if whole else data.rfind(b"\n", offset) + 1
+    if end <= offset:
+        return "", offset
+    return data[offset:end].decode(errors="replace"), end
+
+
+def _command(pod: Mapping[str, Any]) -> list[str]:
+    containers = pod.get("spec", {}).get("containers") or [{}]
+    return list(containers[0].get("command") or [])
+
+
+def _started_at(pod: Mapping[str, Any] | None) -> float | None:
+    """When the pod's container started running, from its status."""
+    statuses = (pod or {}).get("status", {}).get("containerStatuses") or [{}]
+    stamp = (statuses[0].get("state") or {}).get("running", {}).get("startedAt")
+    return datetime.fromisoformat(str(stamp).replace("Z", "+00:00")).timestamp() if stamp else None
 
 
 def _where(handle: JobHandle) -> tuple[str, str]:

@@ -5,6 +5,9 @@ and `subdomain` the Service, so its stable DNS name is
 `<role>-<index>.<service>.<namespace>.svc[.<cluster domain>]`; `TF_CONFIG` lists exactly these
 names (`kubernetes_addresses`). The Service publishes not-ready addresses, so a role's name
 resolves as soon as its pod has an IP, before any readiness.
+
+After training, `build_export_pod` gives the one-off pod that exports the final checkpoint in
+the trainer image.
 """
 
 from __future__ import annotations
@@ -17,13 +20,19 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from tfdist.kubernetes.names import (
+    EXPORT_ROLE,
     INDEX,
+    JOB,
+    LAUNCH,
+    MANAGED_BY,
     ROLE,
     ROLES_ANNOTATION,
     SCOPE_ANNOTATION,
     SPEC_ANNOTATION,
     TRY,
     RunRef,
+    export_pod_name,
+    label_value,
     launch_labels,
     pod_name,
     selector,
@@ -31,6 +40,7 @@ from tfdist.kubernetes.names import (
 )
 from tfdist.kubernetes.placement import DNS1123_SUBDOMAIN, JobPlacement, RolePlacement, matching
 from tfdist.plan import JobPlan, RolePlan, plan
+from tfdist.runtime.export import export_command
 from tfdist.spec import JobSpec, Role
 
 PORT = 2222
@@ -119,26 +129,9 @@ def build_pod(job: JobPlan, role: RolePlan, ref: RunRef, target: Target) -> dict
         INDEX: str(role.index),
         TRY: "1",
     }
-    spec: dict[str, Any] = {
-        "hostname": role.name,
-        "subdomain": service,
-        "restartPolicy": "Never",
-        "enableServiceLinks": False,
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": RUN_AS,
-            "runAsGroup": RUN_AS,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
-        "containers": [_container(role, ref, placed, target.image)],
-    }
-    if placed.service_account:
-        spec["serviceAccountName"] = placed.service_account
-    selectors, tolerations = _scheduling(placed)
-    if selectors:
-        spec["nodeSelector"] = selectors
-    if tolerations:
-        spec["tolerations"] = tolerations
+    env = {"PYTHONUNBUFFERED": "1", **role.env, "TFDIST_LAUNCH_ID": ref.launch}
+    serves = role.address is not None
+    container = _container(role.name, role.command, env, placed, target.image, serves=serves)
     return {
         "apiVersion": "v1",
         "kind": "Pod",
@@ -147,22 +140,93 @@ def build_pod(job: JobPlan, role: RolePlan, ref: RunRef, target: Target) -> dict
             "namespace": target.namespace,
             "labels": labels,
         },
-        "spec": spec,
+        "spec": {"hostname": role.name, "subdomain": service, **_pod_spec(placed, container)},
     }
 
 
-def _container(role: RolePlan, ref: RunRef, placed: RolePlacement, image: str) -> dict[str, Any]:
-    env = {"PYTHONUNBUFFERED": "1", **role.env, "TFDIST_LAUNCH_ID": ref.launch}
+def build_export_pod(
+    spec: JobSpec,
+    service: str,
+    launch: str,
+    target: Target,
+    checkpoint: str,
+    out: str,
+    env: Mapping[str, str],
+) -> dict[str, Any]:
+    """The pod that runs `python -m tfdist.runtime.export` for a launch (`service`, `launch`).
+
+    Placed as the chief (or by `placement.export`), with its service account and secrets;
+    `TFDIST_JOB` is `spec` unless `env` sets it. It is outside the launch's Service and has
+    no scope label, so the step's teardown and the next launch leave it alone.
+    """
+    placed = target.placement.for_export()
+    command = export_command("python", checkpoint, out)
+    env = {
+        "PYTHONUNBUFFERED": "1",
+        "TFDIST_JOB": spec.model_dump_json(),
+        **env,
+        "TFDIST_LAUNCH_ID": launch,
+    }
+    labels = {
+        MANAGED_BY: "tfdist",
+        JOB: spec.name,
+        LAUNCH: label_value(launch),
+        ROLE: EXPORT_ROLE,
+    }
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": export_pod_name(service, checkpoint),
+            "namespace": target.namespace,
+            "labels": labels,
+        },
+        "spec": _pod_spec(placed, _container(EXPORT_ROLE, command, env, placed, target.image)),
+    }
+
+
+def _pod_spec(placed: RolePlacement, container: dict[str, Any]) -> dict[str, Any]:
+    """Never restarted by the kubelet; non-root; the placement's identity and scheduling."""
+    spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "enableServiceLinks": False,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": RUN_AS,
+            "runAsGroup": RUN_AS,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [container],
+    }
+    if placed.service_account:
+        spec["serviceAccountName"] = placed.service_account
+    selectors, tolerations = _scheduling(placed)
+    if selectors:
+        spec["nodeSelector"] = selectors
+    if tolerations:
+        spec["tolerations"] = tolerations
+    return spec
+
+
+def _container(
+    name: str,
+    command: Sequence[str],
+    env: Mapping[str, str],
+    placed: RolePlacement,
+    image: str,
+    *,
+    serves: bool = False,
+) -> dict[str, Any]:
     clash = sorted(set(env) & set(placed.secret_env or {}))
     if clash:
         raise ValueError(
-            f"{role.name}: {', '.join(clash)} set both in trainer.env and in the placement's "
+            f"{name}: {', '.join(clash)} set both in trainer.env and in the placement's "
             "secret_env; keep one"
         )
     container: dict[str, Any] = {
         "name": CONTAINER,
         "image": placed.image or image,
-        "command": list(role.command),
+        "command": list(command),
         "env": [{"name": key, "value": value} for key, value in env.items()]
         + [
             {"name": key, "valueFrom": {"secretKeyRef": {"name": source.secret, "key": source.key}}}
@@ -176,7 +240,7 @@ def _container(role: RolePlan, ref: RunRef, placed: RolePlacement, image: str) -
     }
     if placed.env_from_secrets:
         container["envFrom"] = [{"secretRef": {"name": name}} for name in placed.env_from_secrets]
-    if role.address is not None:
+    if serves:
         container["ports"] = [{"name": PORT_NAME, "containerPort": PORT, "protocol": "TCP"}]
     resources = _resources(placed)
     if resources:

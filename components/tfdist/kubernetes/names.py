@@ -27,7 +27,10 @@ ROLES_ANNOTATION = "tfdist.io/roles"
 SCOPE_ANNOTATION = "tfdist.io/scope"
 SPEC_ANNOTATION = "tfdist.io/spec"
 
+EXPORT_ROLE = "export"  # the `role` label of a launch's export pod
+
 _NOT_LABEL = re.compile(r"[^A-Za-z0-9_.-]+")
+_STEP = re.compile(r"-([0-9]{1,20})$")
 _EDGES = re.compile(r"^[^A-Za-z0-9]+|[^A-Za-z0-9]+$")
 
 
@@ -82,6 +85,15 @@ def pod_name(service: str, role: str) -> str:
     base, _, hashed = service.rpartition("-")
     room = MAX_NAME - len(hashed) - len(role) - 2
     return f"{base[: max(room, 1)].rstrip('-')}-{hashed}-{role}"
+
+
+def export_pod_name(service: str, checkpoint: str) -> str:
+    """`<service>-export-<step>` for a checkpoint `.../ckpt-<step>` (else a hash of its path).
+
+    The same for every try of the export task, so a retry finds the pod of the one before.
+    """
+    found = _STEP.search(checkpoint)
+    return pod_name(service, f"{EXPORT_ROLE}-{found.group(1) if found else digest(checkpoint, 8)}")
 
 
 def launch_labels(job: str, ref: RunRef) -> dict[str, str]:

@@ -2,7 +2,8 @@
 
 A placement file is a YAML mapping of role (`chief`, `worker`, `ps`, `evaluator`) to placement,
 plus `default` for what every role shares. Every field left out (null) is inherited from
-`default`; a role's own value wins.
+`default`; a role's own value wins. `export` places the one-off export pod like a role; without
+it, the export pod is placed as the chief.
 """
 
 from __future__ import annotations
@@ -94,19 +95,26 @@ class JobPlacement(Frozen):
     worker: RolePlacement | None = None
     ps: RolePlacement | None = None
     evaluator: RolePlacement | None = None
+    export: RolePlacement | None = None  # absent: the chief's
 
     def for_role(self, role: Role) -> RolePlacement:
         own: RolePlacement | None = getattr(self, role.value)
         return own.over(self.default) if own is not None else self.default
 
+    def for_export(self) -> RolePlacement:
+        """The export pod's placement: `export` on top of `default`, else the chief's."""
+        if self.export is None:
+            return self.for_role(Role.CHIEF)
+        return self.export.over(self.default)
+
     @model_validator(mode="after")
     def _accelerators_have_gpus(self) -> Self:
-        for role in Role:
-            placed = self.for_role(role)
+        placements = [(role.value, self.for_role(role)) for role in Role]
+        for name, placed in [*placements, ("export", self.for_export())]:
             if placed.accelerator and not placed.gpus:
                 raise ValueError(
-                    f"{role.value}: accelerator {placed.accelerator} without gpus; set "
-                    f"`gpus: 1` (or more) for {role.value}, or remove `accelerator`"
+                    f"{name}: accelerator {placed.accelerator} without gpus; set "
+                    f"`gpus: 1` (or more) for {name}, or remove `accelerator`"
                 )
         return self
 
@@ -125,8 +133,8 @@ def parse_placement(data: Any) -> JobPlacement:
             field = ".".join(str(part) for part in item["loc"]) or "(placement)"
             message = str(item["msg"]).removeprefix("Value error, ")
             if item["type"] == "extra_forbidden":
-                message = "unknown field; use default, chief, worker, ps, evaluator and the "
-                message += "fields of a role placement (image, node_pool, accelerator, gpus, ...)"
+                message = "unknown field; use default, chief, worker, ps, evaluator, export and "
+                message += "the fields of a role placement (image, node_pool, accelerator, ...)"
             lines.append(f"  {field}: {message}")
         raise SpecError("invalid placement:\n" + "\n".join(lines)) from None
 

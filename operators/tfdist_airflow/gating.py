@@ -11,8 +11,6 @@ from __future__ import annotations
 import ast
 import json
 import logging
-import os
-import subprocess
 import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -23,15 +21,12 @@ from airflow.sdk.exceptions import AirflowSkipException
 
 from tfdist.deploy import deploy, latest_deployment, model_root
 from tfdist.gate import Blessing, GateSpec, decide, read_blessing, read_final_eval, write_blessing
-from tfdist.runtime.export import export_command
 from tfdist.storage import join, storage_for
 from tfdist_airflow.backends import backend_from_dict
-from tfdist_airflow.roles import LaunchRolesOperator, launched_job
+from tfdist_airflow.roles import LaunchRolesOperator, launched_job, trainer_env
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
-
-EXPORT_TIMEOUT_SECS = 1800
 
 log = logging.getLogger(__name__)
 
@@ -167,24 +162,28 @@ class ExportModelOperator(BaseOperator):
 
     def execute(self, context: Context) -> str:
         spec, blessing = _blessing(context, self.launch_task_id)
+        _, handle = launched_job(context, self.launch_task_id)
         out = join(spec.model_dir, "export", str(blessing.global_step))
-        launcher = backend_from_dict(self.backend).launcher(scope="")
-        command = export_command(launcher.python, blessing.checkpoint_path, out)
-        env = {"TFDIST_JOB": spec.model_dump_json(), "TF_CPP_MIN_LOG_LEVEL": "2"}
+        # The trainer's own environment, as its roles had it (XCom keeps only the keys).
+        roles_env = trainer_env(context, self.launch_task_id) if spec.trainer.env else {}
+        env = {**roles_env, "TFDIST_JOB": spec.model_dump_json(), "TF_CPP_MIN_LOG_LEVEL": "2"}
         self.log.info("exporting %s to %s", blessing.checkpoint_path, out)
-        result = subprocess.run(
-            command,
-            env={**os.environ, **env},
-            capture_output=True,
-            text=True,
-            timeout=EXPORT_TIMEOUT_SECS,
-            check=False,
+        self._export = (handle, blessing.checkpoint_path)
+        backend_from_dict(self.backend).run_export(
+            handle,
+            spec,
+            blessing.checkpoint_path,
+            out,
+            env,
+            lambda line: self.log.info("[export] %s", line),
         )
-        for line in (result.stdout + result.stderr).splitlines():
-            self.log.info("[export] %s", line)
-        if result.returncode != 0:
-            raise RuntimeError(f"export failed with exit code {result.returncode}")
         return out
+
+    def on_kill(self) -> None:
+        """A killed export task stops its export (on Kubernetes: deletes the export pod)."""
+        export = getattr(self, "_export", None)
+        if export is not None:
+            backend_from_dict(self.backend).stop_export(*export)
 
 
 class DeployModelOperator(BaseOperator):

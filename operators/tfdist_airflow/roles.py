@@ -72,8 +72,10 @@ def trainer_env(context: Context, launch_task_id: str) -> dict[str, str]:
 class LaunchRolesOperator(BaseOperator):
     """Plans the job for this run and starts every role together.
 
-    First checks that the run's model directory can be written (`tfdist.preflight`): a
-    missing bucket or permission fails this task before any role is started. (Local paths
+    First checks that the run's model directory can be written (`tfdist.preflight`) and
+    holds no other trainer's checkpoints (`tfdist.fingerprint`): a missing bucket or
+    permission, or another trainer, fails this task before any role is started. XCom gets
+    the spec with `trainer.env` values redacted. (Local paths
     are checked with the local backend only.)
 
     :param job: the job spec, as a dict (see `tfdist.spec.JobSpec`).
@@ -116,7 +118,7 @@ class LaunchRolesOperator(BaseOperator):
             check_writable(spec.model_dir)
             self.log.info("preflight: model_dir %s is writable", spec.model_dir)
             claim_model_dir(storage_for(spec.model_dir), spec)  # never resume another model
-        scope = _scope(context, self.group_id)
+        scope = self._scope = _scope(context, self.group_id)
         for previous in backend.handles(scope):  # an earlier try of this task: never two gangs
             self.log.info("stopping the roles of an earlier launch %s", previous.launch_id)
             backend.launcher(scope).stop(previous)
@@ -127,6 +129,14 @@ class LaunchRolesOperator(BaseOperator):
         handle = launcher.launch(job)
         self.log.info("launched %s; model_dir %s", ", ".join(handle.roles), spec.model_dir)
         return {"spec": redacted(spec), "handle": handle.model_dump(mode="json")}
+
+    def on_kill(self) -> None:
+        """A launch task killed while launching stops whatever it had started."""
+        scope: str | None = getattr(self, "_scope", None)
+        if scope is not None:
+            backend = backend_from_dict(self.backend)
+            for handle in backend.handles(scope):
+                backend.launcher(scope).stop(handle)
 
 
 class WatchRoleOperator(BaseOperator):

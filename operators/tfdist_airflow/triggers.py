@@ -77,3 +77,11 @@ class RoleExitTrigger(BaseTrigger):
                 if shown:
                     self.log.info("[%s] %s: %s", self.role, status.state.value, shown)
             await asyncio.sleep(self.poll_interval)
+
+    async def on_kill(self) -> None:
+        """A user killed the deferred watch task (marked it or its run failed or success, or
+        cleared it): stop the role, as `WatchRoleOperator.on_kill` does for a running task."""
+        handle = JobHandle.model_validate(self.handle)
+        launcher = backend_from_dict(self.backend).launcher(scope="")
+        self.log.warning("[%s] its watch task was killed: stopping it", self.role)
+        await asyncio.to_thread(launcher.stop, handle, [self.role])

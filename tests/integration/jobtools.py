@@ -136,3 +136,22 @@ def eval_record(model_dir: Path, step: int) -> dict[str, Any]:
     assert path.exists(), f"no eval record for step {step}: {sorted(os.listdir(path.parent))}"
     record: dict[str, Any] = json.loads(path.read_text())
     return record
+
+
+def kill_role(run_dir: Path, role: str) -> int:
+    """`kill -9` the role's own process (not its supervisor, which records the exit); its pid."""
+    supervisor = psutil.Process(json.loads((run_dir / f"{role}.pid").read_text())["pid"])
+    children = supervisor.children()
+    assert children, f"{role} has no running process"
+    children[0].kill()
+    children[0].wait(timeout=10)
+    return children[0].pid
+
+
+def role_log(run_dir: Path, role: str) -> str:
+    return (run_dir / f"{role}.log").read_text(errors="replace")
+
+
+def attempts(log: str, role: str) -> list[str]:
+    """A role's log split at each relaunch of the role."""
+    return log.split(f"----- tfdist: starting {role} again -----")

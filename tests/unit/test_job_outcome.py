@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tfdist.launch.base import RoleState, RoleStatus
-from tfdist.launch.foreground import Outcome, job_outcome
+from tfdist.launch.foreground import Outcome, crashed_roles, job_outcome
 
 PENDING, RUNNING = RoleState.PENDING, RoleState.RUNNING
 SUCCEEDED, FAILED = RoleState.SUCCEEDED, RoleState.FAILED
@@ -111,3 +111,23 @@ def test_retryable(role: RoleStatus, retryable: bool) -> None:
 
 def test_finished_states() -> None:
     assert [state for state in RoleState if state.finished] == [SUCCEEDED, FAILED]
+
+
+def test_crashed_roles_are_those_killed_by_a_signal() -> None:
+    crashed = crashed_roles(
+        statuses(
+            status("chief-0", FAILED, 1, "exited"),  # failed because its peer vanished
+            status("worker-0", FAILED, 137, "exited"),
+            status("ps-0", FAILED, None, "the role's supervisor was killed"),
+            status("evaluator-0", RUNNING),
+            status("worker-1", FAILED, 2, "exited"),
+        )
+    )
+    assert crashed == ["worker-0 (exit code 137)", "ps-0 (the role's supervisor was killed)"]
+
+
+def test_no_crash_when_roles_failed_on_their_own() -> None:
+    assert (
+        crashed_roles(statuses(status("chief-0", FAILED, 1), status("worker-0", SUCCEEDED, 0)))
+        == []
+    )

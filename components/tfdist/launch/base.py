@@ -16,6 +16,10 @@ from tfdist.plan import JobPlan
 from tfdist.spec import JobSpec
 
 
+class LaunchError(RuntimeError):
+    """A launch that could not start; whatever it had started is stopped again."""
+
+
 class RoleState(StrEnum):
     PENDING = "pending"
     RUNNING = "running"

@@ -15,6 +15,7 @@ from tfdist.plan import JobPlan
 
 POLL_SECS = 0.5
 SERVER_EXIT_GRACE_SECS = 30.0
+SETTLE_SECS = 1.0
 
 
 @dataclass(frozen=True)
@@ -36,18 +37,55 @@ def job_outcome(statuses: Mapping[str, RoleStatus]) -> Outcome | None:
     return None
 
 
+def crashed_roles(statuses: Mapping[str, RoleStatus]) -> list[str]:
+    """The roles killed by a signal (exit code >= 128) rather than failed on their own, as
+    `worker-0 (exit code 137)`."""
+    return [
+        f"{name} ({f'exit code {s.exit_code}' if s.exit_code is not None else s.detail})"
+        for name, s in statuses.items()
+        if s.retryable
+    ]
+
+
 def run_in_foreground(
-    job: JobPlan, launcher: Launcher, write: Callable[[str], None] = print
+    job: JobPlan, launcher: Launcher, write: Callable[[str], None] = print, restarts: int = 0
 ) -> Outcome:
-    """Launch the plan, stream role-prefixed log lines through `write`, return the outcome."""
+    """Launch the plan, stream role-prefixed log lines through `write`, return the outcome.
+
+    When a role crashes (killed by a signal or preempted, exit code >= 128), every role is
+    stopped and started again, up to `restarts` times: training resumes from the latest
+    checkpoint, the evaluator skips what it already evaluated. A role that fails on its own
+    (exit code 1-127) ends the job at once.
+    """
     handle = launcher.launch(job)
     write(f"tfdist: launched {', '.join(handle.roles)} ({handle.job_id})")
     offsets = dict.fromkeys(handle.roles, 0)
     try:
-        return _watch(handle, launcher, write, offsets)
+        restart = 0
+        while True:
+            outcome = _watch(handle, launcher, write, offsets)
+            if outcome.succeeded or restart == restarts:
+                return outcome
+            crashed = _crashed(handle, launcher)
+            if not crashed:
+                return outcome
+            restart += 1
+            write(
+                f"tfdist: {', '.join(crashed)} crashed; restarting every role from the latest "
+                f"checkpoint (restart {restart} of {restarts})"
+            )
+            launcher.stop(handle)
+            _copy_logs(handle, launcher, write, offsets)
+            for role in handle.roles:
+                launcher.relaunch(handle, role)
     finally:
         launcher.stop(handle)
         _copy_logs(handle, launcher, write, offsets)  # the last lines, such as a traceback
+
+
+def _crashed(handle: JobHandle, launcher: Launcher) -> list[str]:
+    time.sleep(SETTLE_SECS)  # a crash's exit record may land after the failure it caused
+    return crashed_roles({role: launcher.status(handle, role) for role in handle.roles})
 
 
 def _copy_logs(

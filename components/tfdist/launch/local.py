@@ -9,10 +9,13 @@ entrypoint module next to the spec is found as it would be when run by hand.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shutil
 import signal
 import socket
+import subprocess
 import sys
 import time
 import uuid
@@ -22,22 +25,34 @@ from pathlib import Path
 
 import psutil
 
-from tfdist.launch.base import JobHandle, RoleState, RoleStatus
+from tfdist.launch.base import JobHandle, LaunchError, RoleState, RoleStatus
 from tfdist.plan import JobPlan, RolePlan
 from tfdist.spec import JobSpec, Role
 
 BACKEND = "local"
 STOP_GRACE_SECS = 15.0
 QUIET_TF_ENV = {"TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
+ENTRYPOINT_CHECK_SECS = 60.0
+# Run by the roles' interpreter, in their directory and environment: is the module there?
+# (`find_spec` imports the parent packages only, not the module itself.)
+FIND_MODULE = """
+import importlib.util, sys
+try:
+    found = importlib.util.find_spec(sys.argv[1]) is not None
+except ModuleNotFoundError:
+    found = False
+sys.exit(0 if found else 3)
+"""
 
 
-def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
-    """Ports the kernel reports free, all distinct (held open together while choosing)."""
+def free_ports(count: int) -> list[int]:
+    """Ports the kernel reports free on every interface (TensorFlow's servers bind them all),
+    all distinct (held open together while choosing)."""
     with ExitStack() as stack:
         ports = []
         for _ in range(count):
             sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
-            sock.bind((host, 0))
+            sock.bind(("", 0))
             ports.append(sock.getsockname()[1])
         return ports
 
@@ -69,26 +84,74 @@ class LocalLauncher:
 
     # -- launching ------------------------------------------------------------------------
     def launch(self, plan: JobPlan) -> JobHandle:
+        """Start every role; raises `LaunchError`, with nothing left running, if one cannot."""
+        self._check(plan)
         launch_id = uuid.uuid4().hex[:8]
         run_dir = self.run_root / f"{plan.spec.name}-{launch_id}"
-        run_dir.mkdir(parents=True, mode=0o700)
         handle = JobHandle(
             backend=BACKEND,
             job_id=str(run_dir),
             launch_id=launch_id,
             roles=tuple(plan.role_names),
         )
-        (run_dir / "handle.json").write_text(handle.model_dump_json())
-        for role in plan.roles:
-            self._write_launch_record(run_dir, role, launch_id)
-        for role in plan.roles:
-            self._start(run_dir, role.name)
+        started: list[str] = []
+        try:
+            run_dir.mkdir(parents=True, mode=0o700)
+            (run_dir / "handle.json").write_text(handle.model_dump_json())
+            for role in plan.roles:
+                self._write_launch_record(run_dir, role, launch_id)
+            for role in plan.roles:
+                self._start(run_dir, role.name)
+                started.append(role.name)
+        except OSError as error:
+            if started:
+                self.stop(handle, started)
+            undone = f"stopped {', '.join(started)} again" if started else "no role was started"
+            fix = "Free space there" if error.errno in (errno.ENOSPC, errno.EDQUOT) else "Fix it"
+            raise LaunchError(
+                f"cannot launch {plan.spec.name} in {run_dir}: {error.strerror or error}"
+                f"{f' ({error.filename})' if error.filename else ''}; {undone}. {fix} or "
+                "choose another run root (`tfdist run --run-root`, TFDIST_RUN_ROOT)"
+            ) from error
         return handle
 
+    def _check(self, plan: JobPlan) -> None:
+        """What would make a role fail at once, found before any role starts."""
+        chief = plan.roles[0]
+        trainer = plan.spec.trainer
+        env = {**os.environ, **QUIET_TF_ENV, **chief.env}
+        if trainer.entrypoint is not None:
+            found = subprocess.run(
+                [self.python, "-c", FIND_MODULE, trainer.entrypoint],
+                env=env,
+                cwd=self.workdir,
+                capture_output=True,
+                timeout=ENTRYPOINT_CHECK_SECS,
+                check=False,
+            )
+            if found.returncode == 3:
+                raise LaunchError(
+                    f"trainer.entrypoint: no module named {trainer.entrypoint!r} for "
+                    f"{self.python} in {self.workdir}; check the spelling, that its package is "
+                    "installed, or add its directory to trainer.env PYTHONPATH"
+                )
+        else:
+            program = _program(chief.command, self.python)
+            located = program if "/" in program else shutil.which(program, path=env.get("PATH"))
+            if located is None or not os.access(self.workdir / located, os.X_OK):
+                raise LaunchError(
+                    f"trainer.command: cannot run {program!r} from {self.workdir}: no such "
+                    "executable; give its path or install it on PATH"
+                )
+        for role in plan.roles:
+            if role.address is not None and not _port_free(role.address):
+                raise LaunchError(
+                    f"{role.name}: port {role.address} is already in use by another process; "
+                    "plan the job again to pick free ports"
+                )
+
     def _write_launch_record(self, run_dir: Path, role: RolePlan, launch_id: str) -> None:
-        command = list(role.command)
-        if command[0] == "python":
-            command[0] = self.python
+        command = [_program(role.command, self.python), *role.command[1:]]
         env = {**QUIET_TF_ENV, **role.env, "TFDIST_LAUNCH_ID": launch_id}
         path = run_dir / f"{role.name}.json"
         record = {"command": command, "env": env, "cwd": str(self.workdir)}
@@ -119,7 +182,15 @@ class LocalLauncher:
                 start_new_session=True,
             )
         pid_record = {"pid": process.pid, "created": process.create_time()}
-        (run_dir / f"{name}.pid").write_text(json.dumps(pid_record))
+        try:
+            (run_dir / f"{name}.pid").write_text(json.dumps(pid_record))
+        except OSError:  # unrecorded, nothing could find it again: stop it now
+            (run_dir / f"{name}.pid").unlink(missing_ok=True)
+            _signal_group(process.pid, signal.SIGTERM)
+            _, alive = psutil.wait_procs([process], timeout=STOP_GRACE_SECS)
+            _signal_group(process.pid, signal.SIGKILL)
+            psutil.wait_procs(alive, timeout=5)
+            raise
 
     def relaunch(self, handle: JobHandle, role: str) -> None:
         run_dir = Path(handle.job_id)
@@ -196,9 +267,12 @@ class LocalLauncher:
         for name in names:  # a supervisor killed before it could write its exit record
             exit_file = run_dir / f"{name}.exit"
             if not exit_file.exists() and (run_dir / f"{name}.pid").exists():
-                exit_file.write_text(
-                    json.dumps({"exit_code": 137, "reason": "killed", "ended": time.time()})
-                )
+                try:
+                    exit_file.write_text(
+                        json.dumps({"exit_code": 137, "reason": "killed", "ended": time.time()})
+                    )
+                except OSError:  # a full disk: without a record the role reads as killed too
+                    exit_file.unlink(missing_ok=True)
 
     def _orphans(self, run_dir: Path, name: str, launch_id: str) -> dict[int, list[psutil.Process]]:
         """The processes still in the group of a role whose supervisor is gone."""
@@ -216,6 +290,23 @@ class LocalLauncher:
                 ):
                     found.append(process)
         return {group: found} if found else {}
+
+
+def _program(command: Sequence[str], python: str) -> str:
+    """The program a role runs: `python` means the launcher's interpreter."""
+    return python if command[0] == "python" else command[0]
+
+
+def _port_free(address: str) -> bool:
+    """Whether a server could listen on the address's port (TensorFlow binds every interface)."""
+    port = int(address.rsplit(":", 1)[1])
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("", port))
+        except OSError:
+            return False
+    return True
 
 
 def _signal_group(pid: int, signum: int) -> None:

@@ -53,6 +53,9 @@ def main() -> int:
     except ContractError as error:
         log.error("%s", error)
         return 2
+    except Exception:
+        log.exception("%s: importing trainer.entrypoint %r failed", role, spec.trainer.entrypoint)
+        return 1
     ctx = RunContext(
         model_dir=spec.model_dir,
         data_dir=spec.data_dir,
@@ -63,15 +66,21 @@ def main() -> int:
     # TensorFlow is imported only here, once the role is known to be valid.
     from tfdist.runtime import evaluate, servers, train
 
-    if config.mode == "local":
-        train.train(spec, trainer, config)
-        evaluate.Evaluation(spec, trainer, ctx).run(_latest_checkpoint(spec.model_dir))
-    elif config.task_type == "evaluator":
-        evaluate.run_evaluator(spec, trainer, ctx)
-    elif config.task_type == "ps" or (config.task_type == "worker" and config.cluster.get("ps")):
-        servers.serve_until_done(spec, config)
-    else:
-        train.train(spec, trainer, config)
+    try:
+        if config.mode == "local":
+            train.train(spec, trainer, config)
+            evaluate.Evaluation(spec, trainer, ctx).run(_latest_checkpoint(spec.model_dir))
+        elif config.task_type == "evaluator":
+            evaluate.run_evaluator(spec, trainer, ctx)
+        elif config.task_type == "ps" or (
+            config.task_type == "worker" and config.cluster.get("ps")
+        ):
+            servers.serve_until_done(spec, config)
+        else:
+            train.train(spec, trainer, config)
+    except servers.CannotListen as error:
+        log.error("%s", error)
+        return 1
     log.info("%s finished", role)
     return 0
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import tensorflow as tf
 
@@ -19,6 +21,27 @@ from tfdist.tf_config import TFConfig
 log = logging.getLogger("tfdist.serve")
 
 POLL_SECS = 1.0
+
+
+class CannotListen(RuntimeError):
+    """This role's gRPC server could not bind its `TF_CONFIG` address."""
+
+
+@contextmanager
+def listening(config: TFConfig) -> Iterator[None]:
+    """Turn TensorFlow's "Could not start gRPC server" into an error naming the address."""
+    try:
+        yield
+    except tf.errors.OpError as error:
+        if "Could not start gRPC server" not in str(error):
+            raise
+        role = f"{config.task_type}-{config.task_index}"
+        address = config.cluster[config.task_type][config.task_index]
+        raise CannotListen(
+            f"{role} cannot listen on {address}, its TF_CONFIG address: the port is in use by "
+            "another process (or the host is not this machine); launch the job again so that "
+            "free ports are picked"
+        ) from error
 
 
 def training_finished(spec: JobSpec, launch: str) -> bool:
@@ -34,13 +57,14 @@ def training_finished(spec: JobSpec, launch: str) -> bool:
 
 def serve_until_done(spec: JobSpec, config: TFConfig) -> None:
     resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
-    server = tf.distribute.Server(
-        resolver.cluster_spec(),
-        job_name=config.task_type,
-        task_index=config.task_index,
-        protocol="grpc",
-        start=True,
-    )
+    with listening(config):
+        server = tf.distribute.Server(
+            resolver.cluster_spec(),
+            job_name=config.task_type,
+            task_index=config.task_index,
+            protocol="grpc",
+            start=True,
+        )
     log.info("serving %s", server.target)
     launch = launch_id()
     while not training_finished(spec, launch):

@@ -20,6 +20,7 @@ import tensorflow as tf
 
 from tfdist.records import TRAIN_DONE, TrainDone
 from tfdist.runtime.contract import RunContext, Trainer
+from tfdist.runtime.servers import listening
 from tfdist.runtime.storage import launch_id, write_json
 from tfdist.spec import JobSpec
 from tfdist.tf_config import TFConfig
@@ -69,15 +70,16 @@ def build_strategy(config: TFConfig) -> tf.distribute.Strategy:
         return tf.distribute.get_strategy()
     resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
     strategy: tf.distribute.Strategy
-    if config.cluster.get("ps"):
-        strategy = tf.distribute.experimental.ParameterServerStrategy(resolver)
-    else:
-        communication = tf.distribute.experimental.CommunicationOptions(
-            implementation=tf.distribute.experimental.CommunicationImplementation.RING
-        )
-        strategy = tf.distribute.MultiWorkerMirroredStrategy(
-            cluster_resolver=resolver, communication_options=communication
-        )
+    with listening(config):
+        if config.cluster.get("ps"):
+            strategy = tf.distribute.experimental.ParameterServerStrategy(resolver)
+        else:
+            communication = tf.distribute.experimental.CommunicationOptions(
+                implementation=tf.distribute.experimental.CommunicationImplementation.RING
+            )
+            strategy = tf.distribute.MultiWorkerMirroredStrategy(
+                cluster_resolver=resolver, communication_options=communication
+            )
     # The multi-worker strategies install TensorFlow's preemption notifier, which catches
     # SIGTERM and only records it. Nothing here acts on that, so a stopped role would keep
     # running until killed; end at once instead (a restart resumes from the last checkpoint).
@@ -85,7 +87,11 @@ def build_strategy(config: TFConfig) -> tf.distribute.Strategy:
     return strategy
 
 
-def _make_step_fn(state: TrainState, trainer: Trainer, strategy: tf.distribute.Strategy) -> Any:
+def _make_step_fn(
+    state: TrainState, trainer: Trainer, strategy: tf.distribute.Strategy, count: bool = True
+) -> Any:
+    """One training step; `count=False` leaves the step counter to the caller."""
+
     def replica_step(features: Any, labels: Any) -> tf.Tensor:
         with tf.GradientTape() as tape:
             outputs = state.model(features, training=True)
@@ -95,7 +101,8 @@ def _make_step_fn(state: TrainState, trainer: Trainer, strategy: tf.distribute.S
         variables = state.model.trainable_variables
         gradients = tape.gradient(loss, variables)
         state.optimizer.apply_gradients(zip(gradients, variables, strict=True))
-        state.step.assign_add(1)
+        if count:
+            state.step.assign_add(1)
         return loss
 
     def train_step(iterator: Any) -> tf.Tensor:
@@ -217,7 +224,9 @@ def _coordinated_loop(
         )
 
     iterator = iter(coordinator.create_per_worker_dataset(per_worker_dataset))
-    train_step = _make_step_fn(state, trainer, strategy)
+    # The coordinator counts the steps: a worker that dies mid-step has its step run again on
+    # another worker, and a counter on the parameter servers would count it twice.
+    train_step = _make_step_fn(state, trainer, strategy, count=False)
     max_steps = spec.train_spec.max_steps
     every = spec.train_spec.save_checkpoints_steps
     progress = Progress(step, max_steps, spec.train_spec.log_step_count_steps)
@@ -225,7 +234,8 @@ def _coordinated_loop(
         chunk = _next_chunk(step, max_steps, every)
         results = [coordinator.schedule(train_step, args=(iterator,)) for _ in range(chunk)]
         coordinator.join()
-        step = int(state.step.numpy())
+        step += chunk
+        state.step.assign(step)
         loss = float(results[-1].fetch())
         progress.maybe_log(step, loss, force=True)
         manager.save(checkpoint_number=step)

@@ -85,12 +85,17 @@ def _prepared_data_dir(ctx: RunContext) -> str:
 
 def train_input_fn(ctx: RunContext, input_context: tf.distribute.InputContext) -> tf.data.Dataset:
     data_dir = _prepared_data_dir(ctx)
+    pipelines, pipeline = input_context.num_input_pipelines, input_context.input_pipeline_id
     files = tf.data.Dataset.list_files(f"{data_dir}/train-*.tfrecord", shuffle=False)
-    files = files.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+    if pipelines <= TRAIN_SHARDS:  # each process reads its own files
+        records = files.shard(pipelines, pipeline).interleave(
+            tf.data.TFRecordDataset, num_parallel_calls=tf.data.AUTOTUNE
+        )
+    else:  # more processes than files: each reads every pipelines-th record
+        records = tf.data.TFRecordDataset(files).shard(pipelines, pipeline)
     batch = input_context.get_per_replica_batch_size(GLOBAL_BATCH_SIZE)
     return (
-        files.interleave(tf.data.TFRecordDataset, num_parallel_calls=tf.data.AUTOTUNE)
-        .map(_parse, num_parallel_calls=tf.data.AUTOTUNE)
+        records.map(_parse, num_parallel_calls=tf.data.AUTOTUNE)
         .cache()
         .shuffle(1024, seed=input_context.input_pipeline_id)
         .repeat()

@@ -32,6 +32,8 @@ from tfdist_airflow.triggers import RoleExitTrigger
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
+REDACTED = "<redacted>"
+
 
 class RoleFailed(RuntimeError):
     """A role process ended with a non-zero exit code."""
@@ -39,9 +41,6 @@ class RoleFailed(RuntimeError):
 
 def _scope(context: Context, group_id: str) -> str:
     return run_scope(context["dag"].dag_id, context["run_id"], group_id)
-
-
-REDACTED = "<redacted>"
 
 
 def redacted(spec: JobSpec) -> dict[str, Any]:
@@ -75,8 +74,8 @@ class LaunchRolesOperator(BaseOperator):
     First checks that the run's model directory can be written (`tfdist.preflight`) and
     holds no other trainer's checkpoints (`tfdist.fingerprint`): a missing bucket or
     permission, or another trainer, fails this task before any role is started. XCom gets
-    the spec with `trainer.env` values redacted. (Local paths
-    are checked with the local backend only.)
+    the spec with `trainer.env` values redacted. (Local paths are checked with the local
+    backend only.)
 
     :param job: the job spec, as a dict (see `tfdist.spec.JobSpec`).
     :param backend: where roles run, as a dict (see `tfdist_airflow.backends`).

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from tfdist.fingerprint import claim_model_dir
-from tfdist.launch.base import JobHandle, RoleState, RoleStatus
+from tfdist.launch.base import JobHandle, Launcher, RoleState, RoleStatus
 from tfdist.plan import plan
 from tfdist.preflight import check_writable
 from tfdist.spec import JobSpec, parse_spec
@@ -171,7 +171,7 @@ class WatchRoleOperator(BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         spec, handle = launched_job(context, self.launch_task_id)
         self._handle = handle
-        launcher = backend_from_dict(self.backend).launcher(scope="")
+        launcher = self._launcher()
         status = launcher.status(handle, self.role)
         if status.state is RoleState.FAILED and context["ti"].try_number > 1:
             self._relaunch_if_safe(spec, handle, status)
@@ -201,13 +201,17 @@ class WatchRoleOperator(BaseOperator):
         cause = str(event.get("cause", "")) if event else ""
         return self._finish(context, handle, offset, cause)
 
+    def _launcher(self) -> Launcher:
+        """A launcher to follow an existing launch (its handle says where the job lives)."""
+        return backend_from_dict(self.backend).launcher(scope="")
+
     def _fatal_peers(self, spec: JobSpec, handle: JobHandle) -> list[str]:
         return fatal_peers(self.role, list(handle.roles), spec.cluster.uses_parameter_servers)
 
     def _finish(
         self, context: Context, handle: JobHandle, offset: int, cause: str = ""
     ) -> dict[str, Any]:
-        launcher = backend_from_dict(self.backend).launcher(scope="")
+        launcher = self._launcher()
         text, _ = launcher.read_log(handle, self.role, offset)
         for line in text.splitlines():
             self.log.info("[%s] %s", self.role, line)
@@ -222,7 +226,7 @@ class WatchRoleOperator(BaseOperator):
         return status.model_dump(mode="json")
 
     def _relaunch_if_safe(self, spec: JobSpec, handle: JobHandle, status: RoleStatus) -> None:
-        launcher = backend_from_dict(self.backend).launcher(scope="")
+        launcher = self._launcher()
         for peer in self._fatal_peers(spec, handle):
             if launcher.status(handle, peer).state is RoleState.FAILED:
                 raise RoleFailed(
@@ -233,7 +237,7 @@ class WatchRoleOperator(BaseOperator):
         scope = relaunch_scope(self.role, spec.cluster.uses_parameter_servers)
         if scope is Relaunch.ROLE and status.retryable:
             self.log.warning("%s died (exit %s); starting it again", self.role, status.exit_code)
-            backend_from_dict(self.backend).launcher(scope="").relaunch(handle, self.role)
+            launcher.relaunch(handle, self.role)
             return
         why = (
             f"exit code {status.exit_code} is a failure of the program itself, not a crash"
@@ -250,7 +254,7 @@ class WatchRoleOperator(BaseOperator):
         """A killed watch task stops its role: a half-watched job must not run on unseen."""
         handle: JobHandle | None = getattr(self, "_handle", None)
         if handle is not None:
-            backend_from_dict(self.backend).launcher(scope="").stop(handle, [self.role])
+            self._launcher().stop(handle, [self.role])
 
 
 class StopRolesOperator(BaseOperator):

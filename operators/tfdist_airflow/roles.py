@@ -19,7 +19,7 @@ from tfdist.plan import plan
 from tfdist.preflight import check_writable
 from tfdist.spec import JobSpec, parse_spec
 from tfdist.storage import storage_for
-from tfdist_airflow.backends import LocalBackend, backend_from_dict
+from tfdist_airflow.backends import backend_from_dict
 from tfdist_airflow.runs import (
     Relaunch,
     fatal_peers,
@@ -284,7 +284,3 @@ class StopRolesOperator(BaseOperator):
             else:
                 self.log.info("launch %s: every role had already ended", handle.launch_id)
             backend.cleanup(handle)
-
-
-def default_backend() -> dict[str, Any]:
-    return LocalBackend().model_dump(mode="json")

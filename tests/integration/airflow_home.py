@@ -141,13 +141,20 @@ class AirflowHome:
                 process.wait()
             log.close()
 
-    def wait_for_run(self, dag_id: str, timeout: float = 600) -> tuple[str, str]:
-        """The first run of the DAG once it has finished: (run_id, state)."""
+    def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 600) -> str:
+        """The state of the run once it has finished."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            runs = self.runs(dag_id) if (self.home / "airflow.db").exists() else []
-            finished = [(r, s) for r, s in runs if s in ("success", "failed")]
-            if finished:
-                return finished[0]
+            states = dict(self.runs(dag_id))
+            if states.get(run_id) in ("success", "failed"):
+                return states[run_id]
             time.sleep(2)
-        raise TimeoutError(f"no run of {dag_id} finished within {timeout} s")
+        raise TimeoutError(f"run {run_id} of {dag_id} did not finish within {timeout} s")
+
+    def wait_until_idle(self, dag_id: str, timeout: float = 600) -> None:
+        """Until no run of the DAG is queued or running (the schedule may have added one)."""
+        deadline = time.monotonic() + timeout
+        while any(state in ("queued", "running") for _, state in self.runs(dag_id)):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"runs of {dag_id} still going after {timeout} s")
+            time.sleep(2)

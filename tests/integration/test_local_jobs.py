@@ -26,6 +26,11 @@ from jobtools import (
     wait_for,
 )
 
+from tfdist.launch.base import RoleState
+from tfdist.launch.local import LocalLauncher
+from tfdist.plan import plan
+from tfdist.spec import parse_spec
+
 pytestmark = pytest.mark.integration
 
 
@@ -245,6 +250,38 @@ def test_command_exit_code_names_the_failing_role(tmp_path: Path) -> None:
     run_dir = latest_run_dir(tmp_path, "exit3")
     assert exit_records(run_dir)["chief-0"]["reason"] == "stopped"
     assert_no_process_left(run_dir)
+
+
+WORKER_ENDS_FIRST = """
+import json, os, time
+task = json.loads(os.environ["TF_CONFIG"])["task"]
+time.sleep(0.5 if task["type"] == "worker" else 300)
+"""
+
+
+@pytest.mark.timeout(60)
+def test_wait_for_exit_returns_when_a_role_ends(tmp_path: Path) -> None:
+    """What lets `tfdist run` end right after its last role instead of at its next poll."""
+    spec = parse_spec(command_job("ends", tmp_path, WORKER_ENDS_FIRST, {"worker": 1}))
+    launcher = LocalLauncher(tmp_path / "runs")
+    handle = launcher.launch(plan(spec, launcher.addresses(spec), python=sys.executable))
+    try:
+        started = time.monotonic()
+        launcher.wait_for_exit(handle, handle.roles, timeout=40)
+        assert time.monotonic() - started < 30
+        assert launcher.status(handle, "worker-0").state is RoleState.SUCCEEDED
+
+        started = time.monotonic()  # a role that ended since the caller looked: at once
+        launcher.wait_for_exit(handle, ["worker-0"], timeout=40)
+        assert time.monotonic() - started < 30
+
+        started = time.monotonic()  # no role ends: the whole timeout
+        launcher.wait_for_exit(handle, ["chief-0"], timeout=0.3)
+        assert time.monotonic() - started >= 0.25
+        assert launcher.status(handle, "chief-0").state is RoleState.RUNNING
+    finally:
+        launcher.stop(handle)
+    assert_no_process_left(Path(handle.job_id))
 
 
 @pytest.mark.timeout(60)

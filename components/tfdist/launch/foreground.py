@@ -7,8 +7,9 @@ teardown), but both use `job_outcome` to decide when a job has succeeded or fail
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 from tfdist.launch.base import JobHandle, Launcher, RoleState, RoleStatus
 from tfdist.plan import JobPlan
@@ -16,6 +17,16 @@ from tfdist.plan import JobPlan
 POLL_SECS = 0.5
 SERVER_EXIT_GRACE_SECS = 30.0
 SETTLE_SECS = 1.0
+
+
+@runtime_checkable
+class WaitsForExit(Protocol):
+    """A launcher that can block until one of a job's roles ends (the local one can)."""
+
+    def wait_for_exit(self, handle: JobHandle, roles: Sequence[str], timeout: float) -> None:
+        """Return once one of `roles` (unfinished when last looked at) may have ended, or after
+        `timeout` seconds."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -118,4 +129,13 @@ def _watch(
                 write(f"tfdist: {', '.join(lingering)} still running after the chief; stopping")
                 launcher.stop(handle, lingering)
                 return Outcome(succeeded=True, detail=f"stopped {', '.join(lingering)}")
+        unfinished = [role for role, status in statuses.items() if not status.state.finished]
+        _pause(handle, launcher, unfinished)
+
+
+def _pause(handle: JobHandle, launcher: Launcher, unfinished: Sequence[str]) -> None:
+    """Until the next look: `POLL_SECS` (the log streaming interval), or less if a role ends."""
+    if isinstance(launcher, WaitsForExit):
+        launcher.wait_for_exit(handle, unfinished, POLL_SECS)
+    else:
         time.sleep(POLL_SECS)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import select
 import shutil
 import signal
 import socket
@@ -232,6 +233,34 @@ class LocalLauncher:
         return RoleStatus(
             name=role, state=RoleState.FAILED, detail="the role's supervisor was killed"
         )
+
+    def wait_for_exit(self, handle: JobHandle, roles: Sequence[str], timeout: float) -> None:
+        """Return as soon as one of `roles` (as yet unfinished) ends, or after `timeout` seconds.
+
+        Waits on a pidfd per live supervisor (Linux 5.3+), which works whether or not this
+        process started them; elsewhere it sleeps for `timeout`.
+        """
+        run_dir = Path(handle.job_id)
+        with ExitStack() as stack:
+            poller = select.poll()
+            for role in roles:
+                if (run_dir / f"{role}.exit").exists():
+                    return  # it ended since the caller looked
+                process = self._process(run_dir, role)
+                if process is None:
+                    if (run_dir / f"{role}.pid").exists():
+                        return  # its supervisor is gone: it ended or was killed
+                    continue  # not started yet
+                try:
+                    pidfd = os.pidfd_open(process.pid)
+                except ProcessLookupError:
+                    return
+                except (AttributeError, OSError):  # no pidfds here
+                    time.sleep(timeout)
+                    return
+                stack.callback(os.close, pidfd)
+                poller.register(pidfd, select.POLLIN)
+            poller.poll(timeout * 1000)
 
     def read_log(self, handle: JobHandle, role: str, offset: int = 0) -> tuple[str, int]:
         path = Path(handle.job_id) / f"{role}.log"

@@ -10,14 +10,15 @@ ignored), the highest one served. A deploy
 3. claims the next version atomically (`.claims/<version>`, created only if absent; a
    concurrent deploy that lost the race takes the next number), so no version is overwritten;
 4. copies every file except `saved_model.pb` (up to `COPY_THREADS` at a time: on GCS each copy
-   is a server-side request), writes `tfdist-deployment.json` once they all completed, and
-   copies `saved_model.pb` last: TF Serving loads a version once that file is there.
+   is a server-side request; between a local disk and GCS, an upload or a download), writes
+   `tfdist-deployment.json` once they all completed, and copies `saved_model.pb` last: TF
+   Serving loads a version once that file is there.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from enum import StrEnum
@@ -25,7 +26,7 @@ from enum import StrEnum
 from pydantic import BaseModel, ConfigDict
 
 from tfdist.gate import Baseline, Blessing
-from tfdist.storage import Storage, join
+from tfdist.storage import Storage, copier, join
 
 SAVED_MODEL_PB = "saved_model.pb"
 DEPLOYMENT_JSON = "tfdist-deployment.json"
@@ -196,8 +197,10 @@ def _export_files(storage: Storage, export_dir: str) -> list[str]:
     return files
 
 
-def copy_all(storage: Storage, pairs: Sequence[tuple[str, str]], threads: int) -> None:
-    """Copy each `(src, dst)`, `threads` at a time; returns once all completed.
+def copy_all(
+    copy: Callable[[str, str], None], pairs: Sequence[tuple[str, str]], threads: int
+) -> None:
+    """`copy(src, dst)` for each pair, `threads` at a time; returns once all completed.
 
     The first failure is raised after the copies already running have ended; the rest are
     not started.
@@ -205,7 +208,7 @@ def copy_all(storage: Storage, pairs: Sequence[tuple[str, str]], threads: int) -
     if not pairs:
         return
     with ThreadPoolExecutor(max_workers=max(1, min(threads, len(pairs)))) as pool:
-        futures = [pool.submit(storage.copy, src, dst) for src, dst in pairs]
+        futures = [pool.submit(copy, src, dst) for src, dst in pairs]
         done, pending = wait(futures, return_when=FIRST_EXCEPTION)
         for future in pending:
             future.cancel()
@@ -224,8 +227,16 @@ def deploy(
     now: float,
     trained_on: float | None = None,
     copy_threads: int = COPY_THREADS,
+    export_storage: Storage | None = None,
 ) -> DeployResult:
-    """Publish `export_dir` as the next version of `model_name`; see the module docstring."""
+    """Publish `export_dir` as the next version of `model_name`; see the module docstring.
+
+    :param storage: where `serving_base` is.
+    :param export_storage: where `export_dir` is, when not in `storage` (a local export
+        deployed to gs://, or the reverse).
+    """
+    source = export_storage or storage
+    copy = copier(source, storage)
     root = model_root(serving_base, model_name)
     if not blessing.blessed:
         reasons = "; ".join(blessing.reasons) or "no reason recorded"
@@ -239,13 +250,13 @@ def deploy(
     skip = backfill_skip_reason(_latest(storage, root, layout), trained_on)
     if skip is not None:
         return DeployResult(status=DeployStatus.SKIPPED, reason=skip)
-    files = _export_files(storage, export_dir)
+    files = _export_files(source, export_dir)
     version = claimed if claimed is not None else _claim(storage, root, layout, run_id, now)
     target = join(root, str(version))
     pairs = [
         (join(export_dir, name), join(target, name)) for name in files if name != SAVED_MODEL_PB
     ]
-    copy_all(storage, pairs, copy_threads)
+    copy_all(copy, pairs, copy_threads)
     deployment = Deployment(
         model_name=model_name,
         version=version,
@@ -258,7 +269,7 @@ def deploy(
         deployed_at=now,
     )
     storage.write_text(join(target, DEPLOYMENT_JSON), deployment.model_dump_json(indent=1))
-    storage.copy(join(export_dir, SAVED_MODEL_PB), join(target, SAVED_MODEL_PB))
+    copy(join(export_dir, SAVED_MODEL_PB), join(target, SAVED_MODEL_PB))
     return DeployResult(
         status=DeployStatus.DEPLOYED,
         reason=f"deployed run {run_id} as version {version} of {model_name}",

@@ -28,21 +28,22 @@ class PreflightError(ValueError):
     """The model directory cannot be used; the message says which, as whom, and the fix."""
 
 
-def check_writable(path: str, storage: Storage | None = None) -> None:
+def check_writable(path: str, storage: Storage | None = None, *, field: str = "model_dir") -> None:
     """Raise `PreflightError` unless the run can create, read, list and delete under `path`.
 
     :param storage: the backend to check with; default: `storage_for(path)` (for gs://
         paths, Application Default Credentials).
+    :param field: what `path` is, for the messages, e.g. `serving_base`.
     """
     if path.startswith(GCS_SCHEME):
-        _check_gcs(path, storage)
+        _check_gcs(path, storage, field)
     elif "://" in path:
         try:
             storage_for(path)
         except ValueError as error:
-            raise PreflightError(f"model_dir {error}") from None
+            raise PreflightError(f"{field} {error}") from None
     else:
-        _check_local(path)
+        _check_local(path, field)
 
 
 def _user() -> str:
@@ -52,15 +53,15 @@ def _user() -> str:
         return f"uid {os.geteuid()}"
 
 
-def _check_local(path: str) -> None:
+def _check_local(path: str, field: str) -> None:
     directory = Path(path)
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except FileExistsError:
-        raise PreflightError(f"model_dir {path} exists and is not a directory") from None
+        raise PreflightError(f"{field} {path} exists and is not a directory") from None
     except OSError as error:
         raise PreflightError(
-            f"cannot create model_dir {path} as user {_user()}: {error.strerror or error}; "
+            f"cannot create {field} {path} as user {_user()}: {error.strerror or error}; "
             "choose a writable location or fix the parent directory's permissions"
         ) from None
     probe = directory / f"{PROBE_PREFIX}{uuid.uuid4().hex}"
@@ -69,8 +70,8 @@ def _check_local(path: str) -> None:
         probe.unlink()
     except OSError as error:
         raise PreflightError(
-            f"cannot write into model_dir {path} as user {_user()}: {error.strerror or error}; "
-            "fix the directory's permissions or choose another model_dir"
+            f"cannot write into {field} {path} as user {_user()}: {error.strerror or error}; "
+            f"fix the directory's permissions or choose another {field}"
         ) from None
 
 
@@ -91,19 +92,19 @@ def credential_identity(client: Any) -> str:
     return f"application default credentials ({kind.__module__}.{kind.__name__})"
 
 
-def _check_gcs(path: str, storage: Storage | None) -> None:
+def _check_gcs(path: str, storage: Storage | None, field: str) -> None:
     try:
         bucket, _ = split_gcs_path(path)
         gcs = storage if isinstance(storage, GcsStorage) else GcsStorage()
     except (ValueError, ImportError) as error:
-        raise PreflightError(f"model_dir {error}") from None
+        raise PreflightError(f"{field} {error}") from None
     from google.auth.exceptions import DefaultCredentialsError
 
     try:
         client = gcs.client
     except DefaultCredentialsError as error:
         raise PreflightError(
-            f"model_dir {path}: no Application Default Credentials found ({error}). On GKE "
+            f"{field} {path}: no Application Default Credentials found ({error}). On GKE "
             "bind the Airflow worker's service account with Workload Identity; elsewhere run "
             "`gcloud auth application-default login` or set GOOGLE_APPLICATION_CREDENTIALS"
         ) from None
@@ -116,12 +117,12 @@ def _check_gcs(path: str, storage: Storage | None) -> None:
 
     def read() -> None:
         if gcs.read_text(probe) is None:
-            raise PreflightError(f"model_dir {path}: wrote {probe} but could not read it back")
+            raise PreflightError(f"{field} {path}: wrote {probe} but could not read it back")
 
     def list_() -> None:
         _, name = split_gcs_path(probe)
         if not [blob.name for blob in client.list_blobs(bucket, prefix=name, max_results=1)]:
-            raise PreflightError(f"model_dir {path}: wrote {probe} but listing does not show it")
+            raise PreflightError(f"{field} {path}: wrote {probe} but listing does not show it")
 
     steps: list[tuple[str, str, Callable[[], None]]] = [
         ("create objects in", "storage.objects.create", create),
@@ -136,7 +137,8 @@ def _check_gcs(path: str, storage: Storage | None) -> None:
             _remove_quietly(gcs, probe)
             raise
         except Exception as error:
-            problem = _explain(error, path, bucket, action, permission, credential_identity(client))
+            who = credential_identity(client)
+            problem = _explain(error, field, path, bucket, action, permission, who)
             if permission == "storage.objects.delete":
                 problem += f" (the probe {probe} is left behind)"
             elif created:
@@ -145,26 +147,27 @@ def _check_gcs(path: str, storage: Storage | None) -> None:
 
 
 def _explain(
-    error: Exception, path: str, bucket: str, action: str, permission: str, who: str
+    error: Exception, field: str, path: str, bucket: str, action: str, permission: str, who: str
 ) -> str:
+    """The message for a failed probe step."""
     from google.api_core import exceptions as api
     from google.auth import exceptions as auth
 
     if isinstance(error, FileNotFoundError | api.NotFound):
-        return f"bucket {bucket} does not exist; create it or fix model_dir ({path})"
+        return f"bucket {bucket} does not exist; create it or fix {field} ({path})"
     if isinstance(error, api.Forbidden):
         return (
-            f"{who} may not {action} gs://{bucket} (model_dir {path}): missing permission "
+            f"{who} may not {action} gs://{bucket} ({field} {path}): missing permission "
             f"{permission}; {FIX_ROLE}. Cloud Storage said: {error.message}"
         )
     if isinstance(error, api.Unauthorized | auth.RefreshError):
         return (
-            f"Cloud Storage rejected the credentials of {who} (model_dir {path}): {error}; "
+            f"Cloud Storage rejected the credentials of {who} ({field} {path}): {error}; "
             "check the service account key or Workload Identity binding"
         )
     if isinstance(error, auth.TransportError | OSError):  # requests' errors are OSErrors
-        return f"cannot reach Cloud Storage to check model_dir {path} as {who}: {error}"
-    return f"cannot {action} gs://{bucket} as {who} (model_dir {path}): {error}"
+        return f"cannot reach Cloud Storage to check {field} {path} as {who}: {error}"
+    return f"cannot {action} gs://{bucket} as {who} ({field} {path}): {error}"
 
 
 def _remove_quietly(gcs: GcsStorage, probe: str) -> None:

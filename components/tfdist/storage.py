@@ -15,10 +15,12 @@ import shutil
 import tempfile
 import threading
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
+    from google.auth.credentials import Credentials
     from google.cloud.storage import Blob, Client
 
 GCS_SCHEME = "gs://"
@@ -49,6 +51,14 @@ class Storage(Protocol):
 
     def copy(self, src: str, dst: str) -> None:
         """Copy one file; `dst` appears complete or not at all."""
+        ...
+
+    def upload(self, local_path: str, dst: str) -> None:
+        """Copy a file of this machine's disk to `dst`, which appears complete or not at all."""
+        ...
+
+    def download(self, src: str, local_path: str) -> None:
+        """Copy `src` to this machine's disk; `local_path` appears complete or not at all."""
         ...
 
     def create_exclusive(self, path: str, text: str) -> bool:
@@ -111,6 +121,8 @@ class LocalStorage:
             temporary.unlink(missing_ok=True)
             raise
 
+    upload = download = copy
+
     def create_exclusive(self, path: str, text: str) -> bool:
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -149,23 +161,25 @@ def _require_google() -> None:
         ) from error
 
 
-def new_gcs_client() -> Client:
-    """A client with Application Default Credentials, or for `STORAGE_EMULATOR_HOST`.
+def new_gcs_client(credentials: Credentials | None = None, project: str | None = None) -> Client:
+    """A client with these credentials, else Application Default Credentials.
 
-    With the emulator set, requests are anonymous and the project is `GOOGLE_CLOUD_PROJECT`
-    or a placeholder.
+    Without credentials and with `STORAGE_EMULATOR_HOST` set, requests are anonymous and the
+    project is `GOOGLE_CLOUD_PROJECT` or a placeholder.
     """
     _require_google()
     import requests.adapters
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import storage
 
-    if os.environ.get("STORAGE_EMULATOR_HOST"):
-        project = os.environ.get("GOOGLE_CLOUD_PROJECT", EMULATOR_PROJECT)
+    if credentials is not None:
+        client = storage.Client(project=project, credentials=credentials)
+    elif os.environ.get("STORAGE_EMULATOR_HOST"):
+        project = project or os.environ.get("GOOGLE_CLOUD_PROJECT", EMULATOR_PROJECT)
         anonymous = AnonymousCredentials()  # type: ignore[no-untyped-call]
         client = storage.Client(project=project, credentials=anonymous)
     else:
-        client = storage.Client()
+        client = storage.Client(project=project)
     adapter = requests.adapters.HTTPAdapter(
         pool_connections=HTTP_POOL_SIZE, pool_maxsize=HTTP_POOL_SIZE
     )
@@ -273,6 +287,31 @@ class GcsStorage:
                 "does not exist)"
             ) from error
 
+    def upload(self, local_path: str, dst: str) -> None:
+        from google.api_core.exceptions import NotFound
+        from google.cloud.storage.retry import DEFAULT_RETRY
+
+        try:  # the same bytes again: safe to retry
+            self._blob(dst).upload_from_filename(local_path, retry=DEFAULT_RETRY)
+        except NotFound as error:
+            raise _no_bucket(dst) from error
+
+    def download(self, src: str, local_path: str) -> None:
+        from google.api_core.exceptions import NotFound
+
+        target = Path(local_path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temporary = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}")
+        try:
+            self._blob(src).download_to_filename(str(temporary))
+            os.replace(temporary, target)
+        except NotFound as error:
+            raise FileNotFoundError(
+                f"{src}: no such object, or its bucket does not exist"
+            ) from error
+        finally:
+            temporary.unlink(missing_ok=True)
+
     def create_exclusive(self, path: str, text: str) -> bool:
         from google.api_core.exceptions import NotFound, PreconditionFailed
 
@@ -305,11 +344,27 @@ def _no_bucket(path: str) -> FileNotFoundError:
     return FileNotFoundError(f"{path}: bucket {bucket} does not exist")
 
 
-def storage_for(path: str) -> Storage:
-    """The backend for `path`: `GcsStorage` for gs:// paths, `LocalStorage` for local ones."""
+def copier(source: Storage, target: Storage) -> Callable[[str, str], None]:
+    """How to copy a file from `source` to `target`: a copy within one store (server-side on
+    GCS), else an upload or a download through this machine."""
+    if type(source) is type(target):
+        return target.copy
+    if isinstance(source, LocalStorage):
+        return target.upload
+    if isinstance(target, LocalStorage):
+        return source.download
+    raise TypeError(f"no way to copy from {type(source).__name__} to {type(target).__name__}")
+
+
+def storage_for(path: str, gcs_client: Client | None = None) -> Storage:
+    """The backend for `path`: `GcsStorage` for gs:// paths, `LocalStorage` for local ones.
+
+    :param gcs_client: the client for gs:// paths; default: one shared client with
+        Application Default Credentials.
+    """
     if path.startswith(GCS_SCHEME):
         split_gcs_path(path)
-        return GcsStorage()
+        return GcsStorage(gcs_client)
     if "://" in path:
         scheme = path.split("://", 1)[0]
         raise ValueError(

@@ -21,8 +21,9 @@ from airflow.sdk.exceptions import AirflowSkipException
 
 from tfdist.deploy import deploy, latest_deployment, model_root
 from tfdist.gate import Blessing, GateSpec, decide, read_blessing, read_final_eval, write_blessing
-from tfdist.storage import join, storage_for
+from tfdist.storage import join
 from tfdist_airflow.backends import backend_from_dict
+from tfdist_airflow.gcp import storage_with
 from tfdist_airflow.roles import LaunchRolesOperator, launched_job, trainer_env
 
 if TYPE_CHECKING:
@@ -66,11 +67,12 @@ def decide_blessing(
     thresholds: Mapping[str, Any] | str | None,
     serving_base: str,
     model_name: str,
+    gcp_conn_id: str | None = None,
 ) -> dict[str, Any] | bool:
     """The gate's callable: decide, write the blessing, return it (falsy when not blessed)."""
     context = get_current_context()
     spec, _ = launched_job(context, launch_task_id)
-    storage = storage_for(spec.model_dir)
+    storage = storage_with(gcp_conn_id, spec.model_dir)
     gate = GateSpec.from_params(_as_mapping(thresholds))
     record = read_final_eval(
         storage,
@@ -78,7 +80,8 @@ def decide_blessing(
         max_steps=spec.train_spec.max_steps,
         eval_dir_name=spec.eval_spec.dir_name,
     )
-    deployed = latest_deployment(storage_for(serving_base), serving_base, model_name)
+    serving = storage_with(gcp_conn_id, serving_base)
+    deployed = latest_deployment(serving, serving_base, model_name)
     blessing = decide(
         record,
         gate,
@@ -113,6 +116,8 @@ class BlessingGateOperator(ShortCircuitOperator):
         compare with the currently deployed version. No thresholds: never blessed. (templated)
     :param serving_base: where deployed versions live (for the baseline). (templated)
     :param model_name: the model's directory under `serving_base`.
+    :param gcp_conn_id: the Airflow connection for gs:// paths (see `tfdist_airflow.gcp`);
+        default: Application Default Credentials.
     """
 
     ui_color = "#fff9c4"
@@ -124,6 +129,7 @@ class BlessingGateOperator(ShortCircuitOperator):
         thresholds: Mapping[str, Any] | str | None,
         serving_base: str,
         model_name: str,
+        gcp_conn_id: str | None = None,
         **kwargs: Any,
     ):
         super().__init__(
@@ -133,15 +139,18 @@ class BlessingGateOperator(ShortCircuitOperator):
                 "thresholds": thresholds,
                 "serving_base": serving_base,
                 "model_name": model_name,
+                "gcp_conn_id": gcp_conn_id,
             },
             ignore_downstream_trigger_rules=False,
             **kwargs,
         )
 
 
-def _blessing(context: Context, launch_task_id: str) -> tuple[Any, Blessing]:
+def _blessing(
+    context: Context, launch_task_id: str, gcp_conn_id: str | None
+) -> tuple[Any, Blessing]:
     spec, _ = launched_job(context, launch_task_id)
-    blessing = read_blessing(storage_for(spec.model_dir), spec.model_dir)
+    blessing = read_blessing(storage_with(gcp_conn_id, spec.model_dir), spec.model_dir)
     if blessing is None or not blessing.blessed:
         raise AirflowSkipException(f"the model in {spec.model_dir} is not blessed")
     return spec, blessing
@@ -151,17 +160,27 @@ class ExportModelOperator(BaseOperator):
     """Exports the evaluated final checkpoint as a SavedModel, in the trainer environment.
 
     Writes `<model_dir>/export/<global_step>/`; a rerun finds it there and does nothing.
+    The export process uses the trainer's credentials; `gcp_conn_id` is for reading the
+    blessing.
     """
 
     ui_color = "#bbdefb"
 
-    def __init__(self, *, launch_task_id: str, backend: dict[str, Any], **kwargs: Any):
+    def __init__(
+        self,
+        *,
+        launch_task_id: str,
+        backend: dict[str, Any],
+        gcp_conn_id: str | None = None,
+        **kwargs: Any,
+    ):
         super().__init__(**kwargs)
         self.launch_task_id = launch_task_id
         self.backend = backend
+        self.gcp_conn_id = gcp_conn_id
 
     def execute(self, context: Context) -> str:
-        spec, blessing = _blessing(context, self.launch_task_id)
+        spec, blessing = _blessing(context, self.launch_task_id, self.gcp_conn_id)
         _, handle = launched_job(context, self.launch_task_id)
         out = join(spec.model_dir, "export", str(blessing.global_step))
         # The trainer's own environment, as its roles had it (XCom keeps only the keys).
@@ -192,7 +211,10 @@ class DeployModelOperator(BaseOperator):
     Skips (no Asset event) when a model trained on newer data is already deployed, as after a
     backfill of an old date; a rerun of a deployed run returns its version and adds none.
 
-    :param serving_base: the TF Serving base directory. (templated)
+    :param serving_base: the TF Serving base directory; it may be in another store than the
+        export (a local model_dir deployed to gs://, or the reverse). (templated)
+    :param gcp_conn_id: the Airflow connection for gs:// paths; default: Application
+        Default Credentials.
     """
 
     template_fields: Sequence[str] = ("serving_base",)
@@ -205,6 +227,7 @@ class DeployModelOperator(BaseOperator):
         export_task_id: str,
         serving_base: str,
         model_name: str,
+        gcp_conn_id: str | None = None,
         **kwargs: Any,
     ):
         kwargs.setdefault("outlets", [deploy_outlet(serving_base, model_name)])
@@ -213,14 +236,15 @@ class DeployModelOperator(BaseOperator):
         self.export_task_id = export_task_id
         self.serving_base = serving_base
         self.model_name = model_name
+        self.gcp_conn_id = gcp_conn_id
 
     def execute(self, context: Context) -> dict[str, Any]:
-        _, blessing = _blessing(context, self.launch_task_id)
+        _, blessing = _blessing(context, self.launch_task_id, self.gcp_conn_id)
         export_dir = context["ti"].xcom_pull(task_ids=self.export_task_id)
         dag_run = context["dag_run"]
         trained_on = dag_run.data_interval_end or dag_run.run_after
         result = deploy(
-            storage_for(self.serving_base),
+            storage_with(self.gcp_conn_id, self.serving_base),
             export_dir=export_dir,
             serving_base=self.serving_base,
             model_name=self.model_name,
@@ -228,6 +252,7 @@ class DeployModelOperator(BaseOperator):
             blessing=blessing,
             now=time.time(),
             trained_on=trained_on.timestamp() if trained_on else None,
+            export_storage=storage_with(self.gcp_conn_id, export_dir),
         )
         if result.skipped or result.deployment is None:
             raise AirflowSkipException(result.reason)
@@ -258,9 +283,15 @@ def gate_export_deploy(
     serving_base: str,
     model_name: str,
 ) -> tuple[BlessingGateOperator, ExportModelOperator, DeployModelOperator]:
-    """`gate >> export >> deploy` after a `train_and_evaluate` group."""
+    """`gate >> export >> deploy` after a `train_and_evaluate` group.
+
+    The group's launch task also checks that `serving_base` can be written, before any role
+    starts; all three tasks use the group's `gcp_conn_id`.
+    """
     launch = training.children[f"{training.group_id}.launch"]
     assert isinstance(launch, LaunchRolesOperator)
+    launch.preflight_paths = {**launch.preflight_paths, "serving_base": serving_base}
+    gcp_conn_id = launch.gcp_conn_id
     if not launch.job.get("cluster", {}).get("evaluator"):
         raise ValueError(
             f"{training.group_id}: the gate reads the evaluator's results; add "
@@ -272,9 +303,13 @@ def gate_export_deploy(
         thresholds=thresholds,
         serving_base=serving_base,
         model_name=model_name,
+        gcp_conn_id=gcp_conn_id,
     )
     export = ExportModelOperator(
-        task_id="export", launch_task_id=launch.task_id, backend=launch.backend
+        task_id="export",
+        launch_task_id=launch.task_id,
+        backend=launch.backend,
+        gcp_conn_id=gcp_conn_id,
     )
     deploy_task = DeployModelOperator(
         task_id="deploy",
@@ -282,6 +317,7 @@ def gate_export_deploy(
         export_task_id=export.task_id,
         serving_base=serving_base,
         model_name=model_name,
+        gcp_conn_id=gcp_conn_id,
     )
     training >> gate >> export >> deploy_task
     return gate, export, deploy_task

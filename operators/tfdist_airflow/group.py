@@ -21,6 +21,7 @@ def train_and_evaluate(
     overrides: dict[str, Any] | None = None,
     watch_retries: int = 2,
     poll_interval: float = 2.0,
+    gcp_conn_id: str | None = None,
 ) -> TaskGroup:
     """Add a task group `launch >> watch[chief-0, worker-0, ...] >> stop` to the current DAG.
 
@@ -32,6 +33,9 @@ def train_and_evaluate(
         "{{ params.max_steps }}"}`. (templated)
     :param watch_retries: retries of each watch task: they reattach to a running role, and
         relaunch a crashed role only when that is safe alone.
+    :param gcp_conn_id: the Airflow connection (Google Cloud) used for gs:// paths by the
+        launch's preflight and by `gate_export_deploy`; default: Application Default
+        Credentials. Role processes use their own credentials.
     """
     spec = job if isinstance(job, JobSpec) else load_spec(job)
     backend_data = (backend or LocalBackend()).model_dump(mode="json")
@@ -43,6 +47,7 @@ def train_and_evaluate(
             group_id=group.group_id or group_id,
             model_dir_base=model_dir_base or spec.model_dir,
             overrides=overrides,
+            gcp_conn_id=gcp_conn_id,
         )
         watch = WatchRoleOperator.partial(
             task_id="watch",

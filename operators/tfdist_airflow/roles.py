@@ -18,8 +18,8 @@ from tfdist.launch.base import JobHandle, Launcher, RoleState, RoleStatus
 from tfdist.plan import plan
 from tfdist.preflight import check_writable
 from tfdist.spec import JobSpec, parse_spec
-from tfdist.storage import storage_for
 from tfdist_airflow.backends import backend_from_dict
+from tfdist_airflow.gcp import storage_with
 from tfdist_airflow.runs import (
     Relaunch,
     fatal_peers,
@@ -74,17 +74,22 @@ class LaunchRolesOperator(BaseOperator):
     First checks that the run's model directory can be written (`tfdist.preflight`) and
     holds no other trainer's checkpoints (`tfdist.fingerprint`): a missing bucket or
     permission, or another trainer, fails this task before any role is started. XCom gets
-    the spec with `trainer.env` values redacted. (Local paths are checked with the local
-    backend only.)
+    the spec with `trainer.env` values redacted. (A local model_dir is checked with the
+    local backend only.) `preflight_paths` (such as the serving base, which
+    `gate_export_deploy` adds) are checked for writing the same way, always.
 
     :param job: the job spec, as a dict (see `tfdist.spec.JobSpec`).
     :param backend: where roles run, as a dict (see `tfdist_airflow.backends`).
     :param group_id: the train-and-evaluate step this launch belongs to.
     :param model_dir_base: model directories are `<base>/<dag_id>/<run>`. (templated)
     :param overrides: spec fields by dotted path, e.g. `{"train_spec.max_steps": 400}`. (templated)
+    :param preflight_paths: other paths the run writes later, named by field, e.g.
+        `{"serving_base": "gs://bucket/serving"}`. (templated)
+    :param gcp_conn_id: the Airflow connection for gs:// paths (see `tfdist_airflow.gcp`);
+        default: Application Default Credentials.
     """
 
-    template_fields: Sequence[str] = ("model_dir_base", "overrides")
+    template_fields: Sequence[str] = ("model_dir_base", "overrides", "preflight_paths")
     ui_color = "#ffe0b2"
 
     def __init__(
@@ -95,6 +100,8 @@ class LaunchRolesOperator(BaseOperator):
         group_id: str,
         model_dir_base: str,
         overrides: dict[str, Any] | None = None,
+        preflight_paths: dict[str, str] | None = None,
+        gcp_conn_id: str | None = None,
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
@@ -103,6 +110,8 @@ class LaunchRolesOperator(BaseOperator):
         self.group_id = group_id
         self.model_dir_base = model_dir_base
         self.overrides = overrides or {}
+        self.preflight_paths = preflight_paths or {}
+        self.gcp_conn_id = gcp_conn_id
 
     def render_spec(self, context: Context) -> JobSpec:
         model_dir = run_model_dir(self.model_dir_base, context["dag"].dag_id, context["run_id"])
@@ -113,10 +122,14 @@ class LaunchRolesOperator(BaseOperator):
         backend = backend_from_dict(self.backend)
         # No role starts against a model_dir it cannot write. A local path is checked only
         # where the roles run on this machine: a pod's path is not this worker's.
+        checks = dict(self.preflight_paths)
         if backend.kind == "local" or "://" in spec.model_dir:
-            check_writable(spec.model_dir)
-            self.log.info("preflight: model_dir %s is writable", spec.model_dir)
-            claim_model_dir(storage_for(spec.model_dir), spec)  # never resume another model
+            checks = {"model_dir": spec.model_dir, **checks}
+        for field, path in checks.items():
+            check_writable(path, storage_with(self.gcp_conn_id, path), field=field)
+            self.log.info("preflight: %s %s is writable", field, path)
+        if "model_dir" in checks:  # never resume another model's checkpoints
+            claim_model_dir(storage_with(self.gcp_conn_id, spec.model_dir), spec)
         scope = self._scope = _scope(context, self.group_id)
         for previous in backend.handles(scope):  # an earlier try of this task: never two gangs
             self.log.info("stopping the roles of an earlier launch %s", previous.launch_id)

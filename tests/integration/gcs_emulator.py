@@ -81,6 +81,13 @@ class GcsEmulator:
         self.client().create_bucket(name)
         return name
 
+    def objects(self, bucket: str, prefix: str = "") -> dict[str, bytes]:
+        """Every object under `prefix` (names without it) -> its bytes, read by a new client."""
+        return {
+            blob.name.removeprefix(prefix): blob.download_as_bytes()
+            for blob in self.client().list_blobs(bucket, prefix=prefix)
+        }
+
 
 @contextmanager
 def running_emulator() -> Iterator[GcsEmulator]:
@@ -109,6 +116,7 @@ class IamDenyingProxy:
             def _handle(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else None
+                proxy.authorizations.append(self.headers.get("Authorization"))
                 if deny(self.command, self.path):
                     proxy.denied.append(f"{self.command} {self.path}")
                     self._forbidden()
@@ -143,6 +151,7 @@ class IamDenyingProxy:
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
 
         self.denied: list[str] = []
+        self.authorizations: list[str | None] = []  # each request's Authorization header
         self._httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)

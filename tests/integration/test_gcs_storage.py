@@ -18,7 +18,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from gcs_emulator import EMULATOR_ENV, GcsEmulator, IamDenyingProxy, running_emulator
+from gcs_emulator import EMULATOR_ENV, GcsEmulator, IamDenyingProxy
 
 from tfdist.deploy import DEPLOYMENT_JSON, SAVED_MODEL_PB, Claim, DeployStatus, deploy
 from tfdist.gate import (
@@ -41,24 +41,6 @@ NOW = 1_700_000_000.0
 DAY = 86_400.0
 
 
-@pytest.fixture(scope="module")
-def emulator() -> Iterator[GcsEmulator]:
-    with running_emulator() as server:
-        yield server
-
-
-@pytest.fixture
-def gcs(emulator: GcsEmulator, monkeypatch: pytest.MonkeyPatch) -> GcsEmulator:
-    """The emulator, with `STORAGE_EMULATOR_HOST` set for this test only."""
-    monkeypatch.setenv(EMULATOR_ENV, emulator.url)
-    return emulator
-
-
-@pytest.fixture
-def bucket(gcs: GcsEmulator) -> str:
-    return gcs.new_bucket()
-
-
 @pytest.fixture
 def storage(gcs: GcsEmulator) -> GcsStorage:
     found = storage_for("gs://any-bucket/path")
@@ -78,15 +60,6 @@ def requests_seen(storage: GcsStorage) -> Iterator[list[str]]:
     hooks.append(record)
     yield seen
     hooks.remove(record)
-
-
-def objects(gcs: GcsEmulator, bucket: str, prefix: str = "") -> dict[str, bytes]:
-    """Every object under `prefix`, read with a separate client."""
-    client = gcs.client()
-    return {
-        blob.name.removeprefix(prefix): blob.download_as_bytes()
-        for blob in client.list_blobs(bucket, prefix=prefix)
-    }
 
 
 # -- the Storage contract ------------------------------------------------------------------------
@@ -142,8 +115,8 @@ def test_copy_is_server_side(
     storage.copy(f"gs://{bucket}/export/variables/variables.data", f"gs://{other}/v/1/data")
     storage.copy(f"gs://{bucket}/export/variables/variables.data", f"gs://{bucket}/v/1/data")
 
-    assert objects(gcs, other) == {"v/1/data": data}
-    assert objects(gcs, bucket, "v/") == {"1/data": data}
+    assert gcs.objects(other) == {"v/1/data": data}
+    assert gcs.objects(bucket, "v/") == {"1/data": data}
     object_requests = [r for r in requests_seen if "/o/" in r]  # not bucket metadata
     assert len(object_requests) == 2
     assert all("/rewriteTo/" in request for request in object_requests), object_requests
@@ -214,7 +187,7 @@ def test_preflight_passes_for_an_existing_bucket_and_leaves_nothing(
 ) -> None:
     check_writable(f"gs://{bucket}/models/nightly/run-1")
     check_writable(f"gs://{bucket}")
-    assert objects(gcs, bucket) == {}
+    assert gcs.objects(bucket) == {}
 
 
 def test_preflight_fails_fast_for_a_missing_bucket(gcs: GcsEmulator) -> None:
@@ -241,7 +214,7 @@ def test_preflight_names_the_credential_and_the_missing_permission(
         f"gs://{bucket}/models): missing permission storage.objects.create; grant it "
         "roles/storage.objectAdmin on the bucket"
     )
-    assert proxy.denied and objects(gcs, bucket) == {}
+    assert proxy.denied and gcs.objects(bucket) == {}
 
 
 def test_preflight_reports_a_probe_it_could_not_delete(gcs: GcsEmulator, bucket: str) -> None:
@@ -250,7 +223,7 @@ def test_preflight_reports_a_probe_it_could_not_delete(gcs: GcsEmulator, bucket:
         client = gcs.client(endpoint=proxy.url)
         with pytest.raises(PreflightError, match=r"missing permission storage\.objects\.delete"):
             check_writable(f"gs://{bucket}/models", GcsStorage(client))
-    left = list(objects(gcs, bucket, "models/"))
+    left = list(gcs.objects(bucket, "models/"))
     assert len(left) == 1 and left[0].startswith(PROBE_PREFIX)
 
 
@@ -346,14 +319,14 @@ def test_gate_reads_eval_records_and_writes_the_blessing(
 
     rejected = decide(final, GateSpec.from_params({"accuracy": {"min": 0.99}}), None, NOW)
     write_blessing(storage, model_dir, rejected)
-    assert set(objects(gcs, bucket, "models/nightly/run-1/blessing/")) == {
+    assert set(gcs.objects(bucket, "models/nightly/run-1/blessing/")) == {
         "blessing.json",
         NOT_BLESSED,
     }
     blessed = decide(final, GateSpec.from_params({"accuracy": {"min": 0.9}}), None, NOW)
     write_blessing(storage, model_dir, blessed)
-    assert objects(gcs, bucket, "models/nightly/run-1/blessing/")[BLESSED] == b""
-    assert NOT_BLESSED not in objects(gcs, bucket, "models/nightly/run-1/blessing/")
+    assert gcs.objects(bucket, "models/nightly/run-1/blessing/")[BLESSED] == b""
+    assert NOT_BLESSED not in gcs.objects(bucket, "models/nightly/run-1/blessing/")
     assert read_blessing(storage, model_dir) == blessed
     assert blessed.model_dir == model_dir
 
@@ -437,7 +410,7 @@ def test_deploy_on_gcs(
     assert first.status is DeployStatus.DEPLOYED
     assert first.deployment is not None and first.deployment.version == 1
     assert first.deployment.path == f"{serving}/digits/1"
-    deployed = objects(gcs, bucket, "serving/digits/1/")
+    deployed = gcs.objects(bucket, "serving/digits/1/")
     assert {name: deployed[name] for name in files} == files
     assert set(deployed) == {*files, DEPLOYMENT_JSON}
     # saved_model.pb is started only after every other write ended
@@ -458,14 +431,14 @@ def test_deploy_on_gcs(
     assert again.status is DeployStatus.ALREADY_DEPLOYED
     second = run("run-2", storage, NOW + DAY)
     assert second.deployment is not None and second.deployment.version == 2
-    assert set(objects(gcs, bucket, "serving/digits/2/")) == {*files, DEPLOYMENT_JSON}
+    assert set(gcs.objects(bucket, "serving/digits/2/")) == {*files, DEPLOYMENT_JSON}
 
     # a version claimed by someone else is skipped, never overwritten
     other = Claim(run_id="run-other", claimed_at=NOW).model_dump_json()
     assert storage.create_exclusive(f"{serving}/digits/.claims/3", other)
     third = run("run-3", storage, NOW + 2 * DAY)
     assert third.deployment is not None and third.deployment.version == 4
-    assert objects(gcs, bucket, "serving/digits/3/") == {}
+    assert gcs.objects(bucket, "serving/digits/3/") == {}
     after = {b.name: b.generation for b in gcs.client().list_blobs(bucket, prefix="serving/")}
     assert {name: after[name] for name in generations} == generations
 

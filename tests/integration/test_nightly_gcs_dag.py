@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 from airflow_home import AirflowHome
-from gcs_emulator import EMULATOR_ENV, GcsEmulator, running_emulator
+from gcs_emulator import EMULATOR_ENV, GcsEmulator
 from gcs_tls_proxy import TfGcsProxy
 
 pytestmark = pytest.mark.integration
@@ -23,26 +23,14 @@ FAST = {"max_steps": 200}
 
 
 @pytest.fixture(scope="module")
-def gcs() -> Iterator[GcsEmulator]:
-    with running_emulator() as emulator:
-        yield emulator
-
-
-@pytest.fixture(scope="module")
-def airflow(gcs: GcsEmulator, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowHome]:
+def airflow(
+    emulator: GcsEmulator, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[AirflowHome]:
     home = AirflowHome(tmp_path_factory.mktemp("nightly-gcs"))
-    with TfGcsProxy(gcs.url) as proxy:
-        home.env.update({EMULATOR_ENV: gcs.url, **proxy.env()})
+    with TfGcsProxy(emulator.url) as proxy:
+        home.env.update({EMULATOR_ENV: emulator.url, **proxy.env()})
         home.migrate()
         yield home
-
-
-def objects(gcs: GcsEmulator, bucket: str, prefix: str) -> dict[str, bytes]:
-    """Object name below `prefix` -> content."""
-    return {
-        blob.name.removeprefix(prefix): blob.download_as_bytes()
-        for blob in gcs.client().list_blobs(bucket, prefix=prefix)
-    }
 
 
 def latest_model_prefix(home: AirflowHome) -> str:
@@ -52,14 +40,14 @@ def latest_model_prefix(home: AirflowHome) -> str:
 
 
 def test_two_nightly_runs_train_gate_export_and_deploy_on_gcs(
-    gcs: GcsEmulator, airflow: AirflowHome
+    emulator: GcsEmulator, airflow: AirflowHome
 ) -> None:
-    bucket = gcs.new_bucket()
+    bucket = emulator.new_bucket()
     first = airflow.dags_test(DAG_ID, {**FAST, "bucket": bucket})
     assert first.returncode == 0, first.stdout[-4000:] + first.stderr[-4000:]
     assert airflow.runs(DAG_ID)[-1][1] == "success"
 
-    model_dir = objects(gcs, bucket, latest_model_prefix(airflow))
+    model_dir = emulator.objects(bucket, latest_model_prefix(airflow))
     assert {"ckpt-200.index", "checkpoint", "tfdist/train-done.json"} <= set(model_dir)
     assert any(name.startswith("eval/events.out.tfevents") for name in model_dir)
     record = json.loads(model_dir["eval/record-000000000200.json"])
@@ -70,7 +58,7 @@ def test_two_nightly_runs_train_gate_export_and_deploy_on_gcs(
     exported = {name.split("/", 2)[-1] for name in model_dir if name.startswith("export/")}
     assert {"saved_model.pb", "variables/variables.index"} <= exported
 
-    serving = objects(gcs, bucket, "tfdist/serving/digits/")
+    serving = emulator.objects(bucket, "tfdist/serving/digits/")
     version_1 = {name.removeprefix("1/") for name in serving if name.startswith("1/")}
     assert exported <= version_1
     assert json.loads(serving["1/tfdist-deployment.json"])["version"] == 1
@@ -78,10 +66,10 @@ def test_two_nightly_runs_train_gate_export_and_deploy_on_gcs(
     second = airflow.dags_test(DAG_ID, {**FAST, "bucket": bucket})
     assert second.returncode == 0, second.stdout[-4000:] + second.stderr[-4000:]
     blessing = json.loads(
-        objects(gcs, bucket, latest_model_prefix(airflow))["blessing/blessing.json"]
+        emulator.objects(bucket, latest_model_prefix(airflow))["blessing/blessing.json"]
     )
     assert blessing["blessed"] is True and blessing["baseline"]["version"] == 1
-    after = objects(gcs, bucket, "tfdist/serving/digits/")
+    after = emulator.objects(bucket, "tfdist/serving/digits/")
     assert json.loads(after["2/tfdist-deployment.json"])["version"] == 2
     assert {name: after[name] for name in serving} == serving  # version 1 untouched
 

@@ -1,0 +1,271 @@
+"""The operators' side of gs:// against the GCS emulator: credentials from an Airflow
+connection, the serving base's preflight, and deploys between a local disk and a bucket.
+
+The connection's service account key is real (a fresh RSA key); its `token_uri` points at a
+small OAuth token endpoint on 127.0.0.1 that grants any signed assertion, since Google's
+cannot be reached here. Cloud Storage's IAM is played by `IamDenyingProxy`.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import threading
+import urllib.parse
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from gcs_emulator import EMULATOR_ENV, GcsEmulator, IamDenyingProxy
+
+from tfdist.deploy import DEPLOYMENT_JSON, SAVED_MODEL_PB, DeployStatus, deploy
+from tfdist.gate import GateSpec, decide
+from tfdist.preflight import PreflightError
+from tfdist.records import EvalRecord
+from tfdist.storage import GcsStorage, LocalStorage
+from tfdist_airflow.gcp import gcs_client, storage_with
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+EMAIL = "airflow-worker@tfdist-test.iam.gserviceaccount.com"
+NOW = 1_700_000_000.0
+
+
+class TokenEndpoint:
+    """An OAuth 2.0 token endpoint that grants every JWT-bearer assertion a fixed token."""
+
+    token = "emulated-access-token"
+
+    def __init__(self) -> None:
+        self.grants: list[str] = []
+        endpoint = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                form = self.rfile.read(int(self.headers["Content-Length"])).decode()
+                endpoint.grants.append(urllib.parse.parse_qs(form)["grant_type"][0])
+                data = json.dumps(
+                    {"access_token": endpoint.token, "expires_in": 3600, "token_type": "Bearer"}
+                ).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self._httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}/token"
+        threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+
+@pytest.fixture(scope="module")
+def token_endpoint() -> Iterator[TokenEndpoint]:
+    endpoint = TokenEndpoint()
+    yield endpoint
+    endpoint.close()
+
+
+@pytest.fixture
+def connection(token_endpoint: TokenEndpoint, monkeypatch: pytest.MonkeyPatch) -> str:
+    """An Airflow connection `ml_gcs` (from the environment) holding a service account key."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    keyfile = {
+        "type": "service_account",
+        "project_id": "tfdist-test",
+        "private_key_id": "1",
+        "private_key": pem,
+        "client_email": EMAIL,
+        "client_id": "1",
+        "token_uri": token_endpoint.url,
+    }
+    extra = {"keyfile_dict": json.dumps(keyfile), "project": "tfdist-test"}
+    conn = {"conn_type": "google_cloud_platform", "extra": extra}
+    monkeypatch.setenv("AIRFLOW_CONN_ML_GCS", json.dumps(conn))
+    return "ml_gcs"
+
+
+def test_a_connections_service_account_reads_and_writes(
+    gcs: GcsEmulator,
+    bucket: str,
+    connection: str,
+    token_endpoint: TokenEndpoint,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with IamDenyingProxy(gcs.url, deny=lambda method, path: False) as proxy:
+        monkeypatch.setenv(EMULATOR_ENV, proxy.url)
+        storage = storage_with(connection, f"gs://{bucket}/models")
+        storage.write_text(f"gs://{bucket}/models/a.txt", "written as the service account")
+    assert gcs.objects(bucket) == {"models/a.txt": b"written as the service account"}
+    assert token_endpoint.grants[-1] == "urn:ietf:params:oauth:grant-type:jwt-bearer"
+    assert set(proxy.authorizations) == {f"Bearer {TokenEndpoint.token}"}
+
+
+def test_no_connection_means_application_default_credentials(gcs: GcsEmulator) -> None:
+    assert gcs_client(None) is None
+    assert isinstance(storage_with("ml_gcs", "/local/models"), LocalStorage)
+
+
+def test_the_launch_preflight_names_the_connections_service_account(
+    gcs: GcsEmulator,
+    bucket: str,
+    connection: str,
+    launch_operator: LaunchFactory,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def deny_reads_in_serving(method: str, path: str) -> bool:
+        return method == "GET" and "/serving/" in urllib.parse.unquote(path)
+
+    with IamDenyingProxy(gcs.url, deny=deny_reads_in_serving) as proxy:
+        monkeypatch.setenv(EMULATOR_ENV, proxy.url)
+        launch = launch_operator(
+            tmp_path,
+            model_dir_base=f"gs://{bucket}/models",
+            preflight_paths={"serving_base": f"gs://{bucket}/serving"},
+            gcp_conn_id=connection,
+        )
+        with pytest.raises(PreflightError) as error:
+            launch.execute(context())
+    assert str(error.value).startswith(
+        f"service account {EMAIL} may not read objects in gs://{bucket} (serving_base "
+        f"gs://{bucket}/serving): missing permission storage.objects.get"
+    )
+    assert proxy.denied
+    assert not (tmp_path / "runs").exists()  # no role was started
+
+
+def test_the_launch_preflight_fails_for_a_serving_base_in_a_missing_bucket(
+    gcs: GcsEmulator, bucket: str, launch_operator: LaunchFactory, tmp_path: Path
+) -> None:
+    launch = launch_operator(
+        tmp_path,
+        model_dir_base=f"gs://{bucket}/models",
+        preflight_paths={"serving_base": "gs://tfdist-no-serving-bucket/serving"},
+    )
+    with pytest.raises(PreflightError) as error:
+        launch.execute(context())
+    assert str(error.value) == (
+        "bucket tfdist-no-serving-bucket does not exist; create it or fix serving_base "
+        "(gs://tfdist-no-serving-bucket/serving)"
+    )
+    assert not (tmp_path / "runs").exists()
+
+
+LaunchFactory = Callable[..., Any]
+
+
+@pytest.fixture
+def launch_operator() -> Iterator[LaunchFactory]:
+    """Makes launch tasks; whatever one of them started is stopped after the test."""
+    from tfdist.spec import load_spec
+    from tfdist_airflow.roles import LaunchRolesOperator
+
+    made: list[LaunchRolesOperator] = []
+
+    def make(tmp_path: Path, **kwargs: Any) -> LaunchRolesOperator:
+        spec = load_spec(REPO / "dags" / "specs" / "digits.yaml")
+        launch = LaunchRolesOperator(
+            task_id="launch",
+            job=spec.model_dump(mode="json"),
+            backend={"kind": "local", "run_root": str(tmp_path / "runs")},
+            group_id="train_and_evaluate",
+            **kwargs,
+        )
+        made.append(launch)
+        return launch
+
+    yield make
+    for launch in made:
+        launch.on_kill()
+
+
+def context() -> Any:
+    """What the launch task reads of its context."""
+    return {"dag": SimpleNamespace(dag_id="nightly_retrain_gcs"), "run_id": "manual__1"}
+
+
+# -- deploys between a local disk and a bucket ---------------------------------------------------
+
+FILES = {
+    SAVED_MODEL_PB: b"graph" * 1000,
+    "fingerprint.pb": b"fingerprint",
+    "variables/variables.index": b"index",
+    "variables/variables.data-00000-of-00001": bytes(range(256)) * 400,
+}
+
+
+def blessed(model_dir: str) -> Any:
+    record = EvalRecord(
+        global_step=400,
+        metrics={"accuracy": 0.95},
+        checkpoint_path=f"{model_dir}/ckpt-400",
+        timestamp=NOW,
+        eval_steps=20,
+    )
+    return decide(record, GateSpec.from_params({"accuracy": {"min": 0.9}}), None, NOW)
+
+
+def local_tree(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def test_a_local_export_deploys_to_a_bucket(gcs: GcsEmulator, bucket: str, tmp_path: Path) -> None:
+    export_dir = tmp_path / "model" / "export" / "400"
+    for name, data in FILES.items():
+        (export_dir / name).parent.mkdir(parents=True, exist_ok=True)
+        (export_dir / name).write_bytes(data)
+    result = deploy(
+        GcsStorage(),
+        export_dir=str(export_dir),
+        serving_base=f"gs://{bucket}/serving",
+        model_name="digits",
+        run_id="run-1",
+        blessing=blessed(str(tmp_path / "model")),
+        now=NOW,
+        export_storage=LocalStorage(),
+    )
+    assert result.status is DeployStatus.DEPLOYED
+    deployed = gcs.objects(bucket, "serving/digits/1/")
+    assert {name: deployed[name] for name in FILES} == FILES
+    assert set(deployed) == {*FILES, DEPLOYMENT_JSON}
+
+
+def test_an_export_in_a_bucket_deploys_to_a_local_serving_base(
+    gcs: GcsEmulator, bucket: str, tmp_path: Path
+) -> None:
+    target = gcs.client().bucket(bucket)
+    for name, data in FILES.items():
+        target.blob(f"model/export/400/{name}").upload_from_string(data)
+    serving = tmp_path / "serving"
+    result = deploy(
+        LocalStorage(),
+        export_dir=f"gs://{bucket}/model/export/400",
+        serving_base=str(serving),
+        model_name="digits",
+        run_id="run-1",
+        blessing=blessed(f"gs://{bucket}/model"),
+        now=NOW,
+        export_storage=GcsStorage(),
+    )
+    assert result.status is DeployStatus.DEPLOYED
+    deployed = local_tree(serving / "digits" / "1")
+    assert {name: deployed[name] for name in FILES} == FILES
+    assert set(deployed) == {*FILES, DEPLOYMENT_JSON}  # no partial or temporary files

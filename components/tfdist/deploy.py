@@ -22,11 +22,14 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict
 
-from tfdist.gate import Baseline, Blessing
 from tfdist.storage import Storage, copier, join
+
+if TYPE_CHECKING:
+    from tfdist.gate import Baseline, Blessing
 
 SAVED_MODEL_PB = "saved_model.pb"
 DEPLOYMENT_JSON = "tfdist-deployment.json"
@@ -64,6 +67,8 @@ class Deployment(Frozen):
 
     def baseline(self) -> Baseline:
         """This deployment as the gate's baseline for the next candidate."""
+        from tfdist.gate import Baseline
+
         return Baseline(
             version=self.version,
             metrics=self.metrics,

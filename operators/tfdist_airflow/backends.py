@@ -6,12 +6,11 @@ import os
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tfdist.kubernetes.api import KubeApi
-from tfdist.kubernetes.launcher import KubernetesLauncher
 from tfdist.kubernetes.manifests import Target
 from tfdist.kubernetes.placement import JobPlacement
 from tfdist.kubernetes.status import Timeouts
@@ -19,6 +18,9 @@ from tfdist.launch.base import JobHandle
 from tfdist.launch.local import LocalLauncher, load_handle
 from tfdist.runtime.export import export_command
 from tfdist.spec import JobSpec
+
+if TYPE_CHECKING:
+    from tfdist.kubernetes.launcher import KubernetesLauncher
 
 EXPORT_TIMEOUT_SECS = 1800  # the export itself, once running
 
@@ -143,6 +145,8 @@ class KubernetesBackend(BaseModel):
         return ProviderKubeApi(self.connection_id, self.in_cluster, self.cluster_context)
 
     def launcher(self, scope: str) -> KubernetesLauncher:
+        from tfdist.kubernetes.launcher import KubernetesLauncher  # not needed to parse a DAG
+
         return KubernetesLauncher(self.api(), self.target(), timeouts=self.timeouts, scope=scope)
 
     def handles(self, scope: str) -> list[JobHandle]:

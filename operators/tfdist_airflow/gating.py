@@ -20,7 +20,6 @@ from airflow.sdk import Asset, AssetAlias, BaseOperator, TaskGroup, get_current_
 from airflow.sdk.exceptions import AirflowSkipException
 
 from tfdist.deploy import deploy, latest_deployment, model_root
-from tfdist.gate import Blessing, GateSpec, decide, read_blessing, read_final_eval, write_blessing
 from tfdist.storage import join
 from tfdist_airflow.backends import backend_from_dict
 from tfdist_airflow.gcp import storage_with
@@ -28,6 +27,8 @@ from tfdist_airflow.roles import LaunchRolesOperator, launched_job, trainer_env
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
+
+    from tfdist.gate import Blessing
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,8 @@ def decide_blessing(
     gcp_conn_id: str | None = None,
 ) -> dict[str, Any] | bool:
     """The gate's callable: decide, write the blessing, return it (falsy when not blessed)."""
+    from tfdist.gate import GateSpec, decide, read_final_eval, write_blessing
+
     context = get_current_context()
     spec, _ = launched_job(context, launch_task_id)
     storage = storage_with(gcp_conn_id, spec.model_dir)
@@ -149,6 +152,8 @@ class BlessingGateOperator(ShortCircuitOperator):
 def _blessing(
     context: Context, launch_task_id: str, gcp_conn_id: str | None
 ) -> tuple[Any, Blessing]:
+    from tfdist.gate import read_blessing
+
     spec, _ = launched_job(context, launch_task_id)
     blessing = read_blessing(storage_with(gcp_conn_id, spec.model_dir), spec.model_dir)
     if blessing is None or not blessing.blessed:

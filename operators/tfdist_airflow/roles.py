@@ -27,7 +27,6 @@ from tfdist_airflow.runs import (
     run_model_dir,
     run_scope,
 )
-from tfdist_airflow.triggers import RoleExitTrigger
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -190,6 +189,8 @@ class WatchRoleOperator(BaseOperator):
             self._relaunch_if_safe(spec, handle, status)
             status = launcher.status(handle, self.role)
         if not status.state.finished:
+            from tfdist_airflow.triggers import RoleExitTrigger  # not needed to parse a DAG
+
             self.defer(
                 trigger=RoleExitTrigger(
                     backend=self.backend,

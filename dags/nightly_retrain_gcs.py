@@ -11,7 +11,9 @@ the Airflow Variable `tfdist_bucket`:
 Before any role starts, the launch task checks that the model directory can be written and
 fails naming the bucket, the credential and the missing permission. The Airflow worker needs
 roles/storage.objectAdmin on the bucket; the role processes too (see the README's section on
-Cloud Storage). The prepared data stays on the worker's disk (`$TFDIST_BASE_DIR`).
+Cloud Storage). The prepared data stays on the worker's disk (`$TFDIST_BASE_DIR`). The
+Airflow side uses Application Default Credentials; pass `gcp_conn_id=` to
+`train_and_evaluate` to use an Airflow connection instead.
 """
 
 from __future__ import annotations

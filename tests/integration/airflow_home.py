@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+import psutil
+
 REPO = Path(__file__).resolve().parents[2]
 AIRFLOW = str(Path(sys.executable).parent / "airflow")
 
@@ -140,6 +142,19 @@ class AirflowHome:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
             log.close()
+            self._kill_airflow_leftovers()
+
+    def _kill_airflow_leftovers(self) -> None:
+        """Airflow processes of this home that left the process group (role processes are
+        left alone: the tests check that the DAG stopped them)."""
+        for leftover in psutil.process_iter(["cmdline", "environ"]):
+            try:
+                cmdline = " ".join(leftover.info["cmdline"] or [])
+                home = (leftover.info["environ"] or {}).get("AIRFLOW_HOME")
+                if home == str(self.home) and "airflow" in cmdline and "tfdist" not in cmdline:
+                    leftover.kill()
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
 
     def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 600) -> str:
         """The state of the run once it has finished."""

@@ -67,6 +67,7 @@ def _self_signed(directory: Path) -> tuple[Path, Path]:
 
 
 def _read_body(handler: http.server.BaseHTTPRequestHandler) -> bytes:
+    """The request's body, de-chunked when libcurl streamed it."""
     if handler.headers.get("Transfer-Encoding", "").lower() == "chunked":
         chunks = []
         while size := int(handler.rfile.readline().split(b";")[0].strip() or b"0", 16):

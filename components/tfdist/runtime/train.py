@@ -14,6 +14,7 @@ import shutil
 import signal
 import tempfile
 import time
+from collections.abc import Callable
 from typing import Any
 
 import tensorflow as tf
@@ -26,6 +27,9 @@ from tfdist.spec import JobSpec
 from tfdist.tf_config import TFConfig
 
 log = logging.getLogger("tfdist.train")
+
+# What a parameter-server chief keeps, not torn down, until its process exits.
+_UNTIL_EXIT: list[Any] = []
 
 
 class TrainState:
@@ -149,6 +153,15 @@ def train(spec: JobSpec, trainer: Trainer, config: TFConfig) -> int:
     state = TrainState(trainer, ctx, strategy)
     step = state.restore_latest(spec.model_dir)
     max_steps = spec.train_spec.max_steps
+
+    def finished(step: int) -> None:
+        """The final checkpoint is saved: the chief tells the servers (and whoever waits)."""
+        if config.is_chief:
+            done = TrainDone(
+                global_step=step, max_steps=max_steps, timestamp=time.time(), launch_id=launch_id()
+            )
+            write_json(f"{spec.model_dir}/{TRAIN_DONE}", done.model_dump())
+
     # Non-chief all-reduce workers take part in saving (it is collective) but write elsewhere.
     save_dir = spec.model_dir if config.is_chief else tempfile.mkdtemp(prefix="tfdist-ckpt-")
     try:
@@ -160,21 +173,17 @@ def train(spec: JobSpec, trainer: Trainer, config: TFConfig) -> int:
         )
         if max_steps is not None and step >= max_steps:
             log.info("checkpoint at step %d >= max_steps %d: nothing to train", step, max_steps)
+            finished(step)
         else:
             log.info("training from step %d to %s", step, max_steps or "forever")
             parameter_servers = isinstance(
                 strategy, tf.distribute.experimental.ParameterServerStrategy
             )
             run = _coordinated_loop if parameter_servers else _synchronous_loop
-            step = run(spec, trainer, ctx, state, strategy, manager, step)
+            step = run(spec, trainer, ctx, state, strategy, manager, step, finished)
     finally:
         if not config.is_chief:
             shutil.rmtree(save_dir, ignore_errors=True)
-    if config.is_chief:
-        done = TrainDone(
-            global_step=step, max_steps=max_steps, timestamp=time.time(), launch_id=launch_id()
-        )
-        write_json(f"{spec.model_dir}/{TRAIN_DONE}", done.model_dump())
     return step
 
 
@@ -186,6 +195,7 @@ def _synchronous_loop(
     strategy: tf.distribute.Strategy,
     manager: tf.train.CheckpointManager,
     step: int,
+    finished: Callable[[int], None],
 ) -> int:
     dataset = strategy.distribute_datasets_from_function(
         lambda input_context: trainer.train_input_fn(ctx, input_context)
@@ -204,6 +214,7 @@ def _synchronous_loop(
         if manager.directory == spec.model_dir:  # not a worker's throwaway copy
             log.info("saved checkpoint for step %d", step)
     progress.maybe_log(step, loss, force=step != progress.last_step)
+    finished(step)
     return step
 
 
@@ -215,6 +226,7 @@ def _coordinated_loop(
     strategy: tf.distribute.Strategy,
     manager: tf.train.CheckpointManager,
     step: int,
+    finished: Callable[[int], None],
 ) -> int:
     coordinator = tf.distribute.coordinator.ClusterCoordinator(strategy)
 
@@ -240,4 +252,10 @@ def _coordinated_loop(
         progress.maybe_log(step, loss, force=True)
         manager.save(checkpoint_number=step)
         log.info("saved checkpoint for step %d", step)
+    # Tearing down the coordinator, the per-worker iterator and the step function sends the
+    # workers and parameter servers RPCs (removing functions and resources there) that can take
+    # seconds, and fail once the servers exit. The role's process ends right after training
+    # (the runtime exits with `os._exit`), so keep them until then and tell the servers now.
+    _UNTIL_EXIT.extend((coordinator, iterator, train_step))
+    finished(step)
     return step

@@ -37,6 +37,7 @@ def _field(extras: Mapping[str, Any], name: str) -> Any:
 def credentials_from_extras(conn_id: str, extras: Mapping[str, Any]) -> tuple[Any, str | None]:
     """`(credentials, project)` for a Google Cloud connection's extras."""
     import google.auth
+    from google.auth.exceptions import DefaultCredentialsError
     from google.oauth2 import service_account
 
     unsupported = [name for name in UNSUPPORTED if _field(extras, name)]
@@ -69,7 +70,13 @@ def credentials_from_extras(conn_id: str, extras: Mapping[str, Any]) -> tuple[An
                 f"connection {conn_id}: keyfile_dict is not a service account key: {error}"
             ) from None
     else:
-        credentials, default_project = google.auth.default(scopes=scopes)
+        try:
+            credentials, default_project = google.auth.default(scopes=scopes)
+        except DefaultCredentialsError as error:
+            raise GcpConnectionError(
+                f"connection {conn_id} has no key (key_path or keyfile_dict) and no Application "
+                f"Default Credentials were found: {error}"
+            ) from None
         return credentials, project or default_project
     return credentials, project or credentials.project_id
 

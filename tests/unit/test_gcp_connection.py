@@ -79,6 +79,14 @@ def test_bad_connections_name_the_field(extras: dict[str, Any], message: str) ->
     assert str(raised.value).startswith("connection my_gcs: ")
 
 
+def test_a_connection_without_a_key_and_no_adc_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "missing.json"))
+    with pytest.raises(GcpConnectionError, match=r"connection my_gcs has no key .* no Application"):
+        credentials_from_extras("my_gcs", {"project": "p"})
+
+
 def test_gate_export_deploy_preflights_the_serving_base_with_the_groups_connection() -> None:
     with DAG(dag_id="wiring", schedule=None):
         training = train_and_evaluate(

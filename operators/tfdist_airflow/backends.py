@@ -1,4 +1,8 @@
-"""Where role processes run, as plain data that tasks and triggers can pass around."""
+"""Where role processes run, as plain data that tasks and triggers can pass around.
+
+DAG files import this module: launchers, manifests and the export command are imported
+where they are used.
+"""
 
 from __future__ import annotations
 
@@ -10,17 +14,16 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from tfdist.kubernetes.api import KubeApi
-from tfdist.kubernetes.manifests import Target
 from tfdist.kubernetes.placement import JobPlacement
 from tfdist.kubernetes.status import Timeouts
-from tfdist.launch.base import JobHandle
-from tfdist.launch.local import LocalLauncher, load_handle
-from tfdist.runtime.export import export_command
-from tfdist.spec import JobSpec
 
 if TYPE_CHECKING:
+    from tfdist.kubernetes.api import KubeApi
     from tfdist.kubernetes.launcher import KubernetesLauncher
+    from tfdist.kubernetes.manifests import Target
+    from tfdist.launch.base import JobHandle
+    from tfdist.launch.local import LocalLauncher
+    from tfdist.spec import JobSpec
 
 EXPORT_TIMEOUT_SECS = 1800  # the export itself, once running
 
@@ -51,6 +54,8 @@ class LocalBackend(BaseModel):
         return Path(self.run_root or default_run_root())
 
     def launcher(self, scope: str) -> LocalLauncher:
+        from tfdist.launch.local import LocalLauncher
+
         launcher = LocalLauncher(self.root() / scope)
         if self.python:
             launcher.python = self.python
@@ -58,6 +63,8 @@ class LocalBackend(BaseModel):
 
     def handles(self, scope: str) -> list[JobHandle]:
         """Every launch made in this scope, oldest first."""
+        from tfdist.launch.local import load_handle
+
         paths = sorted((self.root() / scope).glob("*/handle.json"), key=os.path.getmtime)
         return [load_handle(path.parent) for path in paths]
 
@@ -75,6 +82,8 @@ class LocalBackend(BaseModel):
     ) -> None:
         """Run `python -m tfdist.runtime.export` here with `env` (it needs `TFDIST_JOB`) on top
         of this process's environment; each line of its output goes to `log`."""
+        from tfdist.runtime.export import export_command
+
         command = export_command(self.launcher(scope="").python, checkpoint, out)
         try:
             result = subprocess.run(
@@ -132,6 +141,8 @@ class KubernetesBackend(BaseModel):
         return self
 
     def target(self) -> Target:
+        from tfdist.kubernetes.manifests import Target
+
         return Target(
             namespace=self.namespace,
             image=self.image,

@@ -12,7 +12,7 @@ import ast
 import json
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.standard.operators.python import ShortCircuitOperator
@@ -22,13 +22,14 @@ from airflow.sdk.exceptions import AirflowSkipException
 from tfdist.deploy import deploy, latest_deployment, model_root
 from tfdist.storage import join
 from tfdist_airflow.backends import backend_from_dict
-from tfdist_airflow.gcp import storage_with
+from tfdist_airflow.gcp import storages
 from tfdist_airflow.roles import LaunchRolesOperator, launched_job, trainer_env
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from tfdist.gate import Blessing
+    from tfdist.storage import Storage
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,8 @@ def decide_blessing(
 
     context = get_current_context()
     spec, _ = launched_job(context, launch_task_id)
-    storage = storage_with(gcp_conn_id, spec.model_dir)
+    storage_of = storages(gcp_conn_id)
+    storage = storage_of(spec.model_dir)
     gate = GateSpec.from_params(_as_mapping(thresholds))
     record = read_final_eval(
         storage,
@@ -83,8 +85,7 @@ def decide_blessing(
         max_steps=spec.train_spec.max_steps,
         eval_dir_name=spec.eval_spec.dir_name,
     )
-    serving = storage_with(gcp_conn_id, serving_base)
-    deployed = latest_deployment(serving, serving_base, model_name)
+    deployed = latest_deployment(storage_of(serving_base), serving_base, model_name)
     blessing = decide(
         record,
         gate,
@@ -150,12 +151,12 @@ class BlessingGateOperator(ShortCircuitOperator):
 
 
 def _blessing(
-    context: Context, launch_task_id: str, gcp_conn_id: str | None
+    context: Context, launch_task_id: str, storage_of: Callable[[str], Storage]
 ) -> tuple[Any, Blessing]:
     from tfdist.gate import read_blessing
 
     spec, _ = launched_job(context, launch_task_id)
-    blessing = read_blessing(storage_with(gcp_conn_id, spec.model_dir), spec.model_dir)
+    blessing = read_blessing(storage_of(spec.model_dir), spec.model_dir)
     if blessing is None or not blessing.blessed:
         raise AirflowSkipException(f"the model in {spec.model_dir} is not blessed")
     return spec, blessing
@@ -185,7 +186,7 @@ class ExportModelOperator(BaseOperator):
         self.gcp_conn_id = gcp_conn_id
 
     def execute(self, context: Context) -> str:
-        spec, blessing = _blessing(context, self.launch_task_id, self.gcp_conn_id)
+        spec, blessing = _blessing(context, self.launch_task_id, storages(self.gcp_conn_id))
         _, handle = launched_job(context, self.launch_task_id)
         out = join(spec.model_dir, "export", str(blessing.global_step))
         # The trainer's own environment, as its roles had it (XCom keeps only the keys).
@@ -244,12 +245,13 @@ class DeployModelOperator(BaseOperator):
         self.gcp_conn_id = gcp_conn_id
 
     def execute(self, context: Context) -> dict[str, Any]:
-        _, blessing = _blessing(context, self.launch_task_id, self.gcp_conn_id)
+        storage_of = storages(self.gcp_conn_id)
+        _, blessing = _blessing(context, self.launch_task_id, storage_of)
         export_dir = context["ti"].xcom_pull(task_ids=self.export_task_id)
         dag_run = context["dag_run"]
         trained_on = dag_run.data_interval_end or dag_run.run_after
         result = deploy(
-            storage_with(self.gcp_conn_id, self.serving_base),
+            storage_of(self.serving_base),
             export_dir=export_dir,
             serving_base=self.serving_base,
             model_name=self.model_name,
@@ -257,7 +259,7 @@ class DeployModelOperator(BaseOperator):
             blessing=blessing,
             now=time.time(),
             trained_on=trained_on.timestamp() if trained_on else None,
-            export_storage=storage_with(self.gcp_conn_id, export_dir),
+            export_storage=storage_of(export_dir),
         )
         if result.skipped or result.deployment is None:
             raise AirflowSkipException(result.reason)

@@ -12,7 +12,7 @@ on their own (Workload Identity on GKE, `GOOGLE_APPLICATION_CREDENTIALS` in `tra
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -94,8 +94,17 @@ def gcs_client(gcp_conn_id: str | None) -> Client | None:
     return new_gcs_client(credentials, project)
 
 
-def storage_with(gcp_conn_id: str | None, path: str) -> Storage:
-    """The storage backend for `path`; gs:// paths use the connection's credentials."""
+def storages(gcp_conn_id: str | None) -> Callable[[str], Storage]:
+    """The storage backend of each path a task touches: gs:// paths share one client with the
+    connection's credentials, made on first use (local paths never read the connection)."""
     from tfdist.storage import GCS_SCHEME, storage_for
 
-    return storage_for(path, gcs_client(gcp_conn_id) if path.startswith(GCS_SCHEME) else None)
+    client: Client | None = None
+
+    def storage(path: str) -> Storage:
+        nonlocal client
+        if client is None and path.startswith(GCS_SCHEME):
+            client = gcs_client(gcp_conn_id)
+        return storage_for(path, client)
+
+    return storage

@@ -19,7 +19,7 @@ from tfdist.plan import plan
 from tfdist.preflight import check_writable
 from tfdist.spec import JobSpec, parse_spec
 from tfdist_airflow.backends import backend_from_dict
-from tfdist_airflow.gcp import storage_with
+from tfdist_airflow.gcp import storages
 from tfdist_airflow.runs import (
     Relaunch,
     fatal_peers,
@@ -124,11 +124,12 @@ class LaunchRolesOperator(BaseOperator):
         checks = dict(self.preflight_paths)
         if backend.kind == "local" or "://" in spec.model_dir:
             checks = {"model_dir": spec.model_dir, **checks}
+        storage = storages(self.gcp_conn_id)
         for field, path in checks.items():
-            check_writable(path, storage_with(self.gcp_conn_id, path), field=field)
+            check_writable(path, storage(path), field=field)
             self.log.info("preflight: %s %s is writable", field, path)
         if "model_dir" in checks:  # never resume another model's checkpoints
-            claim_model_dir(storage_with(self.gcp_conn_id, spec.model_dir), spec)
+            claim_model_dir(storage(spec.model_dir), spec)
         scope = self._scope = _scope(context, self.group_id)
         for previous in backend.handles(scope):  # an earlier try of this task: never two gangs
             self.log.info("stopping the roles of an earlier launch %s", previous.launch_id)

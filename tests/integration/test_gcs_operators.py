@@ -25,7 +25,7 @@ from tfdist.gate import GateSpec, decide
 from tfdist.preflight import PreflightError
 from tfdist.records import EvalRecord
 from tfdist.storage import GcsStorage, LocalStorage
-from tfdist_airflow.gcp import gcs_client, storage_with
+from tfdist_airflow.gcp import gcs_client, storages
 
 pytestmark = pytest.mark.integration
 
@@ -111,16 +111,19 @@ def test_a_connections_service_account_reads_and_writes(
 ) -> None:
     with IamDenyingProxy(gcs.url, deny=lambda method, path: False) as proxy:
         monkeypatch.setenv(EMULATOR_ENV, proxy.url)
-        storage = storage_with(connection, f"gs://{bucket}/models")
-        storage.write_text(f"gs://{bucket}/models/a.txt", "written as the service account")
-    assert gcs.objects(bucket) == {"models/a.txt": b"written as the service account"}
+        storage = storages(connection)
+        storage(f"gs://{bucket}/models").write_text(f"gs://{bucket}/models/a.txt", "model")
+        granted = len(token_endpoint.grants)
+        storage(f"gs://{bucket}/serving").write_text(f"gs://{bucket}/serving/b.txt", "serving")
+    assert gcs.objects(bucket) == {"models/a.txt": b"model", "serving/b.txt": b"serving"}
     assert token_endpoint.grants[-1] == "urn:ietf:params:oauth:grant-type:jwt-bearer"
+    assert len(token_endpoint.grants) == granted  # one client and token for every gs:// path
     assert set(proxy.authorizations) == {f"Bearer {TokenEndpoint.token}"}
 
 
 def test_no_connection_means_application_default_credentials(gcs: GcsEmulator) -> None:
     assert gcs_client(None) is None
-    assert isinstance(storage_with("ml_gcs", "/local/models"), LocalStorage)
+    assert isinstance(storages("ml_gcs")("/local/models"), LocalStorage)
 
 
 def test_the_launch_preflight_names_the_connections_service_account(

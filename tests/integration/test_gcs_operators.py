@@ -1,5 +1,5 @@
 """The operators' side of gs:// against the GCS emulator: credentials from an Airflow
-connection, the serving base's preflight, and deploys between a local disk and a bucket.
+connection, and the serving base's preflight.
 
 The connection's service account key is real (a fresh RSA key); its `token_uri` points at a
 small OAuth token endpoint on 127.0.0.1 that grants any signed assertion, since Google's
@@ -20,11 +20,8 @@ from typing import Any
 import pytest
 from gcs_emulator import EMULATOR_ENV, GcsEmulator, IamDenyingProxy
 
-from tfdist.deploy import DEPLOYMENT_JSON, SAVED_MODEL_PB, DeployStatus, deploy
-from tfdist.gate import GateSpec, decide
 from tfdist.preflight import PreflightError
-from tfdist.records import EvalRecord
-from tfdist.storage import GcsStorage, LocalStorage
+from tfdist.storage import LocalStorage
 from tfdist_airflow.gcp import gcs_client, storages
 
 pytestmark = pytest.mark.integration
@@ -172,6 +169,15 @@ def test_the_launch_preflight_fails_for_a_serving_base_in_a_missing_bucket(
     assert not (tmp_path / "runs").exists()
 
 
+def test_the_launch_task_runs_the_preflight_before_any_role(
+    gcs: GcsEmulator, launch_operator: LaunchFactory, tmp_path: Path
+) -> None:
+    launch = launch_operator(tmp_path, model_dir_base="gs://tfdist-missing-bucket/models")
+    with pytest.raises(PreflightError, match="bucket tfdist-missing-bucket does not exist"):
+        launch.execute(context())
+    assert not (tmp_path / "runs").exists()
+
+
 LaunchFactory = Callable[..., Any]
 
 
@@ -203,72 +209,3 @@ def launch_operator() -> Iterator[LaunchFactory]:
 def context() -> Any:
     """What the launch task reads of its context."""
     return {"dag": SimpleNamespace(dag_id="nightly_retrain_gcs"), "run_id": "manual__1"}
-
-
-# -- deploys between a local disk and a bucket ---------------------------------------------------
-
-FILES = {
-    SAVED_MODEL_PB: b"graph" * 1000,
-    "fingerprint.pb": b"fingerprint",
-    "variables/variables.index": b"index",
-    "variables/variables.data-00000-of-00001": bytes(range(256)) * 400,
-}
-
-
-def blessed(model_dir: str) -> Any:
-    record = EvalRecord(
-        global_step=400,
-        metrics={"accuracy": 0.95},
-        checkpoint_path=f"{model_dir}/ckpt-400",
-        timestamp=NOW,
-        eval_steps=20,
-    )
-    return decide(record, GateSpec.from_params({"accuracy": {"min": 0.9}}), None, NOW)
-
-
-def local_tree(root: Path) -> dict[str, bytes]:
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
-
-
-def test_a_local_export_deploys_to_a_bucket(gcs: GcsEmulator, bucket: str, tmp_path: Path) -> None:
-    export_dir = tmp_path / "model" / "export" / "400"
-    for name, data in FILES.items():
-        (export_dir / name).parent.mkdir(parents=True, exist_ok=True)
-        (export_dir / name).write_bytes(data)
-    result = deploy(
-        GcsStorage(),
-        export_dir=str(export_dir),
-        serving_base=f"gs://{bucket}/serving",
-        model_name="digits",
-        run_id="run-1",
-        blessing=blessed(str(tmp_path / "model")),
-        now=NOW,
-        export_storage=LocalStorage(),
-    )
-    assert result.status is DeployStatus.DEPLOYED
-    deployed = gcs.objects(bucket, "serving/digits/1/")
-    assert {name: deployed[name] for name in FILES} == FILES
-    assert set(deployed) == {*FILES, DEPLOYMENT_JSON}
-
-
-def test_an_export_in_a_bucket_deploys_to_a_local_serving_base(
-    gcs: GcsEmulator, bucket: str, tmp_path: Path
-) -> None:
-    target = gcs.client().bucket(bucket)
-    for name, data in FILES.items():
-        target.blob(f"model/export/400/{name}").upload_from_string(data)
-    serving = tmp_path / "serving"
-    result = deploy(
-        LocalStorage(),
-        export_dir=f"gs://{bucket}/model/export/400",
-        serving_base=str(serving),
-        model_name="digits",
-        run_id="run-1",
-        blessing=blessed(f"gs://{bucket}/model"),
-        now=NOW,
-        export_storage=GcsStorage(),
-    )
-    assert result.status is DeployStatus.DEPLOYED
-    deployed = local_tree(serving / "digits" / "1")
-    assert {name: deployed[name] for name in FILES} == FILES
-    assert set(deployed) == {*FILES, DEPLOYMENT_JSON}  # no partial or temporary files

@@ -32,7 +32,7 @@ from tfdist.gate import (
 )
 from tfdist.preflight import PROBE_PREFIX, PreflightError, check_writable, credential_identity
 from tfdist.records import EvalRecord, eval_record_name
-from tfdist.storage import GcsStorage, storage_for
+from tfdist.storage import GcsStorage, LocalStorage, storage_for
 
 pytestmark = pytest.mark.integration
 
@@ -277,25 +277,6 @@ def test_tfdist_run_stops_before_launching_for_a_missing_bucket(
     assert not run_root.exists()
 
 
-def test_launch_task_runs_the_preflight_before_any_role(gcs: GcsEmulator, tmp_path: Path) -> None:
-    """The operator's `execute` with a hand-made context: only the fields it reads."""
-    from tfdist.spec import load_spec
-    from tfdist_airflow.roles import LaunchRolesOperator
-
-    spec = load_spec(REPO / "dags" / "specs" / "digits.yaml")
-    launch = LaunchRolesOperator(
-        task_id="launch",
-        job=spec.model_dump(mode="json"),
-        backend={"kind": "local", "run_root": str(tmp_path / "runs")},
-        group_id="train_and_evaluate",
-        model_dir_base="gs://tfdist-missing-bucket/models",
-    )
-    context: Any = {"dag": SimpleNamespace(dag_id="nightly_retrain_gcs"), "run_id": "manual__1"}
-    with pytest.raises(PreflightError, match="bucket tfdist-missing-bucket does not exist"):
-        launch.execute(context)
-    assert not (tmp_path / "runs").exists()
-
-
 # -- gate and deploy on gs:// --------------------------------------------------------------------
 
 
@@ -444,6 +425,53 @@ def test_deploy_on_gcs(
 
     backfill = run("backfill", storage, NOW - DAY)
     assert backfill.status is DeployStatus.SKIPPED
+
+
+def test_a_local_export_deploys_to_a_bucket(gcs: GcsEmulator, bucket: str, tmp_path: Path) -> None:
+    files = saved_model_files()
+    export_dir = tmp_path / "model" / "export" / "400"
+    for name, data in files.items():
+        (export_dir / name).parent.mkdir(parents=True, exist_ok=True)
+        (export_dir / name).write_bytes(data)
+    result = deploy(
+        GcsStorage(),
+        export_dir=str(export_dir),
+        serving_base=f"gs://{bucket}/serving",
+        model_name="digits",
+        run_id="run-1",
+        blessing=blessing_for(str(tmp_path / "model")),
+        now=NOW,
+        export_storage=LocalStorage(),
+    )
+    assert result.status is DeployStatus.DEPLOYED
+    deployed = gcs.objects(bucket, "serving/digits/1/")
+    assert {name: deployed[name] for name in files} == files
+    assert set(deployed) == {*files, DEPLOYMENT_JSON}
+
+
+def test_an_export_in_a_bucket_deploys_to_a_local_serving_base(
+    gcs: GcsEmulator, bucket: str, tmp_path: Path
+) -> None:
+    files = saved_model_files()
+    upload(gcs, bucket, "model/export/400", files)
+    serving = tmp_path / "serving"
+    result = deploy(
+        LocalStorage(),
+        export_dir=f"gs://{bucket}/model/export/400",
+        serving_base=str(serving),
+        model_name="digits",
+        run_id="run-1",
+        blessing=blessing_for(f"gs://{bucket}/model"),
+        now=NOW,
+        export_storage=GcsStorage(),
+    )
+    assert result.status is DeployStatus.DEPLOYED
+    version = serving / "digits" / "1"
+    deployed = {
+        p.relative_to(version).as_posix(): p.read_bytes() for p in version.rglob("*") if p.is_file()
+    }
+    assert {name: deployed[name] for name in files} == files
+    assert set(deployed) == {*files, DEPLOYMENT_JSON}  # no partial or temporary files
 
 
 # -- the GCS variant of the nightly DAG ----------------------------------------------------------

@@ -196,6 +196,18 @@ class EvalSpec(Frozen):
         return f"eval_{self.name}" if self.name else "eval"
 
 
+class RestartPolicy(Frozen):
+    """Restart budgets of a job (see `tfdist.lifecycle` for which restart a role's end gets).
+
+    A crashed evaluator or parameter-server-strategy worker restarts alone, at most
+    `max_role_restarts` times each; a crashed chief, ps or all-reduce worker restarts every
+    role from the last checkpoint, at most `max_job_restarts` times. Preemptions do not count.
+    """
+
+    max_role_restarts: int = Field(default=3, ge=0)
+    max_job_restarts: int = Field(default=2, ge=0)
+
+
 class JobSpec(Frozen):
     """One distributed train-and-evaluate job."""
 
@@ -204,6 +216,7 @@ class JobSpec(Frozen):
     cluster: ClusterSpec = Field(default_factory=ClusterSpec)
     train_spec: TrainSpec
     eval_spec: EvalSpec = Field(default_factory=EvalSpec)
+    restart_policy: RestartPolicy = Field(default_factory=RestartPolicy)
     model_dir: str
     data_dir: str | None = None
 

@@ -1,0 +1,203 @@
+"""What a role's end means for its job: one policy that every runner applies.
+
+A backend reports how one run of a role ended (`RoleEnd`); `decide` says what happens next
+(`Verdict`): the role *succeeded*, *restart this role alone*, *restart the whole job* from the
+last checkpoint, or *fail the job now*, with the reason a user reads. `tfdist run`, the Airflow
+watch tasks and the JobSet failure policy compiled for Kubernetes all follow this one table:
+
+| how the role ended                | evaluator, PS-strategy worker | chief, ps, all-reduce worker |
+|-----------------------------------|-------------------------------|------------------------------|
+| exit 0                            | succeeded                     | succeeded                    |
+| exit 1-127 (the program's own)    | fail the job now              | fail the job now             |
+| killed by a signal, exit >= 128   | restart the role (counted)    | restart the job (counted)    |
+| out of memory (OOM-killed)        | restart the role (counted)    | restart the job (counted)    |
+| preempted, evicted, node shutdown | restart the role (free)       | restart the job (free)       |
+
+A counted restart past its budget (`RestartPolicy.max_role_restarts` per role,
+`max_job_restarts` per job) fails the job instead. Preemptions never count: they are the
+cluster's doing, not the job's.
+"""
+
+from __future__ import annotations
+
+import signal
+from enum import StrEnum
+from typing import Self
+
+from pydantic import Field
+
+from tfdist.spec import Frozen, RestartPolicy, Role
+
+__all__ = [
+    "Action",
+    "Ending",
+    "RestartPolicy",
+    "RoleEnd",
+    "RoleId",
+    "Scope",
+    "Verdict",
+    "decide",
+    "restart_scope",
+]
+
+
+class RoleId(Frozen):
+    """One replica of a role, named `<kind>-<index>` (`chief-0`, `worker-1`) everywhere."""
+
+    kind: Role
+    index: int = Field(ge=0)
+
+    @classmethod
+    def parse(cls, name: str) -> Self:
+        kind, sep, index = name.rpartition("-")
+        if not sep or not index.isdigit() or kind not in Role.__members__.values():
+            raise ValueError(f"{name!r} is not a role name such as chief-0 or worker-1")
+        return cls(kind=Role(kind), index=int(index))
+
+    @property
+    def name(self) -> str:
+        return f"{self.kind.value}-{self.index}"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Ending(StrEnum):
+    """How one run of a role ended, as far as the restart policy cares."""
+
+    SUCCEEDED = "succeeded"  # exit code 0
+    PROGRAM_ERROR = "program_error"  # exit code 1-127: the program failed on its own
+    CRASHED = "crashed"  # killed by a signal (exit code >= 128), or vanished
+    OOM_KILLED = "oom_killed"  # killed for using more memory than it may
+    PREEMPTED = "preempted"  # preempted or evicted, its node shut down (DisruptionTarget)
+
+
+class RoleEnd(Frozen):
+    """How a role ended: the policy's input. `detail` is the backend's own words, if any."""
+
+    ending: Ending
+    exit_code: int | None = None
+    detail: str = ""
+
+    @classmethod
+    def from_exit(
+        cls,
+        exit_code: int | None,
+        *,
+        oom_killed: bool = False,
+        preempted: bool = False,
+        detail: str = "",
+    ) -> Self:
+        """Classify an exit. No exit code (a vanished process or pod) counts as a crash."""
+        if preempted:
+            ending = Ending.PREEMPTED
+        elif oom_killed:
+            ending = Ending.OOM_KILLED
+        elif exit_code == 0:
+            ending = Ending.SUCCEEDED
+        elif exit_code is not None and 0 < exit_code < 128:
+            ending = Ending.PROGRAM_ERROR
+        else:
+            ending = Ending.CRASHED
+        return cls(ending=ending, exit_code=exit_code, detail=detail)
+
+    def describe(self) -> str:
+        """In a user's words: `exit code 3`, `killed by SIGKILL (exit code 137)`, ..."""
+        code = f"exit code {self.exit_code}" if self.exit_code is not None else ""
+        extra = f": {self.detail}" if self.detail else ""
+        match self.ending:
+            case Ending.OOM_KILLED:
+                return f"out of memory (OOM-killed{', ' + code if code else ''}){extra}"
+            case Ending.PREEMPTED:
+                return f"preempted{extra}"
+            case Ending.CRASHED if self.exit_code is not None and self.exit_code > 128:
+                return f"killed by {_signal_name(self.exit_code - 128)} ({code}){extra}"
+        return f"{code or 'ended without an exit code'}{extra}"
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+class Scope(StrEnum):
+    """What can be restarted after a role crashed."""
+
+    ROLE = "role"  # this role alone; the others keep going
+    JOB = "job"  # every role, from the last checkpoint
+
+
+def restart_scope(kind: Role, uses_parameter_servers: bool) -> Scope:
+    """The evaluator is stateless between checkpoints, and a worker under parameter-server
+    training is a stateless executor the coordinator reconnects to; either can restart alone.
+    A chief, a ps, or a member of an all-reduce ring holds state or collectives the others
+    need: only a restart of the whole job from the last checkpoint brings it back."""
+    if kind is Role.EVALUATOR or (kind is Role.WORKER and uses_parameter_servers):
+        return Scope.ROLE
+    return Scope.JOB
+
+
+class Action(StrEnum):
+    SUCCEEDED = "succeeded"
+    RESTART_ROLE = "restart_role"
+    RESTART_JOB = "restart_job"
+    FAIL_JOB = "fail_job"
+
+
+class Verdict(Frozen):
+    """What happens after a role ended, and why. `counted`: the restart uses up budget."""
+
+    action: Action
+    reason: str
+    counted: bool = False
+
+
+def decide(
+    role: RoleId,
+    end: RoleEnd,
+    *,
+    uses_parameter_servers: bool,
+    policy: RestartPolicy,
+    role_restarts: int = 0,
+    job_restarts: int = 0,
+) -> Verdict:
+    """What happens after `role` ended as `end`, given the counted restarts used so far
+    (`role_restarts` of this role, `job_restarts` of the job)."""
+    how = end.describe()
+    if end.ending is Ending.SUCCEEDED:
+        return Verdict(action=Action.SUCCEEDED, reason=f"{role} succeeded")
+    if end.ending is Ending.PROGRAM_ERROR:
+        return Verdict(
+            action=Action.FAIL_JOB,
+            reason=f"{role} failed with {how}: a failure of the program itself, which no "
+            "restart fixes",
+        )
+    scope = restart_scope(role.kind, uses_parameter_servers)
+    action = Action.RESTART_ROLE if scope is Scope.ROLE else Action.RESTART_JOB
+    what = f"restarting {role} alone" if scope is Scope.ROLE else "restarting every role"
+    if end.ending is Ending.PREEMPTED:
+        return Verdict(action=action, reason=f"{role} was {how}; {what} (not counted)")
+    used, budget, field = (
+        (role_restarts, policy.max_role_restarts, "max_role_restarts")
+        if scope is Scope.ROLE
+        else (job_restarts, policy.max_job_restarts, "max_job_restarts")
+    )
+    if used >= budget:
+        spent = "no restart allowed" if budget == 0 else f"all {budget} restarts used"
+        return Verdict(
+            action=Action.FAIL_JOB,
+            reason=f"{role} {_ended(end)} {how}; {spent} (restart_policy.{field}: {budget})",
+        )
+    from_checkpoint = "" if scope is Scope.ROLE else " from the last checkpoint"
+    return Verdict(
+        action=action,
+        reason=f"{role} {_ended(end)} {how}; {what}{from_checkpoint} "
+        f"(restart {used + 1} of {budget})",
+        counted=True,
+    )
+
+
+def _ended(end: RoleEnd) -> str:
+    return "ran" if end.ending is Ending.OOM_KILLED else "ended:"

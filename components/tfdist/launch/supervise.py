@@ -97,6 +97,10 @@ def _run(command: list[str], env: dict[str, str], parent: int | None) -> tuple[i
                     child.kill()
                     returncode = child.wait()
                 break
+    if reason == "exited" and parent is not None and _parent_gone(parent):
+        # It ended after its launcher died, between two looks: most likely because a peer was
+        # stopped for that reason. Whichever supervisor looks first, the cause is the same.
+        reason = "launcher gone"
     return _exit_code(returncode), reason
 
 

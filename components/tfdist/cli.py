@@ -11,6 +11,7 @@ from typing import Any
 
 import yaml
 
+from tfdist.locations import LocationError, is_gcs, require_shared_storage
 from tfdist.spec import JobSpec, SpecError, load_spec
 from tfdist.tf_config import TFConfigError, parse_tf_config
 
@@ -29,7 +30,7 @@ def _overrides(pairs: Sequence[str]) -> dict[str, Any]:
 
 def _absolute(path: str | None) -> str | None:
     """Relative local paths are relative to where `tfdist` runs; roles run elsewhere."""
-    if path is None or "://" in path:
+    if path is None or is_gcs(path):
         return path
     return os.path.abspath(path)
 
@@ -39,10 +40,10 @@ def _load(args: argparse.Namespace) -> JobSpec:
         spec = load_spec(args.spec)
     except OSError as error:
         raise SpecError(f"cannot read job spec {args.spec}: {error.strerror}") from None
-    changes = _overrides(args.set)
-    changes["model_dir"] = _absolute(changes.get("model_dir", spec.model_dir))
-    changes["data_dir"] = _absolute(changes.get("data_dir", spec.data_dir))
-    return spec.with_overrides(changes)
+    spec = spec.with_overrides(_overrides(args.set))  # validates every location first
+    return spec.with_overrides(
+        {"model_dir": _absolute(spec.model_dir), "data_dir": _absolute(spec.data_dir)}
+    )
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
@@ -65,6 +66,7 @@ def _plan_kubernetes(spec: JobSpec, args: argparse.Namespace) -> int:
     from tfdist.kubernetes.manifests import Target, plan_manifests, to_yaml
     from tfdist.kubernetes.placement import JobPlacement, load_placement
 
+    require_shared_storage(spec, "kubernetes")
     placement = load_placement(args.placement) if args.placement else JobPlacement()
     try:
         target = Target(
@@ -205,7 +207,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.handler(args))
-    except SpecError as error:
+    except (SpecError, LocationError) as error:
         print(str(error), file=sys.stderr)
         return 2
 

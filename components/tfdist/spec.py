@@ -18,6 +18,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from tfdist.locations import location_problem
+
 DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 MODULE_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 
@@ -209,7 +211,11 @@ class RestartPolicy(Frozen):
 
 
 class JobSpec(Frozen):
-    """One distributed train-and-evaluate job."""
+    """One distributed train-and-evaluate job.
+
+    `model_dir` and `data_dir` are local paths (a relative one resolves against the directory
+    `tfdist` runs in) or gs://BUCKET/PREFIX; anything else is refused (`tfdist.locations`).
+    """
 
     name: str
     trainer: TrainerSpec
@@ -231,11 +237,14 @@ class JobSpec(Frozen):
             )
         return value
 
-    @field_validator("model_dir")
+    @field_validator("model_dir", "data_dir")
     @classmethod
-    def _model_dir(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("model_dir should be non-empty; set it to a path or gs://bucket/dir")
+    def _location(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        problem = location_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
         return value.rstrip("/") or "/"
 
     def roles(self) -> list[tuple[Role, int]]:

@@ -16,6 +16,8 @@ from tfdist.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
 SPEC = str(REPO / "dags" / "specs" / "digits.yaml")
+MODEL_DIR = "gs://tfdist-test/models"
+PLAN = ["plan", SPEC, "--backend", "kubernetes", "--set", f"model_dir={MODEL_DIR}"]
 PLACEMENT = """
 default: {service_account: tfdist-trainer, node_pool: cpu-pool}
 chief: {node_pool: gpu-pool, accelerator: nvidia-l4, gpus: 1}
@@ -24,7 +26,7 @@ worker: {node_pool: gpu-spot-pool, accelerator: nvidia-l4, gpus: 1, spot: true}
 
 
 def plan_yaml(capsys: pytest.CaptureFixture[str], *args: str) -> list[dict[str, Any]]:
-    assert main(["plan", SPEC, "--backend", "kubernetes", *args]) == 0
+    assert main([*PLAN, *args]) == 0
     return list(yaml.safe_load_all(capsys.readouterr().out))
 
 
@@ -102,12 +104,22 @@ def test_bad_options_exit_2_naming_the_fix(
         path = tmp_path / "placement.yaml"
         path.write_text(placement)
         args = [*args, "--placement", str(path)]
-    assert main(["plan", SPEC, "--backend", "kubernetes", *args]) == 2
+    assert main([*PLAN, *args]) == 2
     assert message in capsys.readouterr().err
 
 
+def test_a_local_model_dir_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    """Each pod would write its own disk: the evaluator would wait for checkpoints forever."""
+    assert main(["plan", SPEC, "--backend", "kubernetes"]) == 2
+    assert capsys.readouterr().err == (
+        "model_dir: '/tmp/tfdist/models' is a local path, but on kubernetes every pod has its "
+        "own disk: the evaluator, the gate and the export would not see the chief's "
+        "checkpoints, and a restarted pod would start over; use gs://BUCKET/PREFIX\n"
+    )
+
+
 def test_missing_placement_file_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["plan", SPEC, "--backend", "kubernetes", "--placement", "/nonexistent"]) == 2
+    assert main([*PLAN, "--placement", "/nonexistent"]) == 2
     assert "cannot read placement /nonexistent" in capsys.readouterr().err
 
 
@@ -120,10 +132,7 @@ def test_the_command_loads_no_kubernetes_client() -> None:
             "importtime",
             "-m",
             "tfdist.cli",
-            "plan",
-            SPEC,
-            "--backend",
-            "kubernetes",
+            *PLAN,
         ],
         capture_output=True,
         text=True,

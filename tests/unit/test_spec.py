@@ -354,7 +354,7 @@ ERRORS = [
     pytest.param({"model_dir": DELETE}, "model_dir: required; add it", id="model-dir-missing"),
     pytest.param(
         {"model_dir": " "},
-        "model_dir: model_dir should be non-empty; set it to a path or gs://bucket/dir",
+        "model_dir: is empty; use a local path such as /data/models, or gs://BUCKET/PREFIX",
         id="model-dir-blank",
     ),
     pytest.param(
@@ -420,7 +420,7 @@ VALID_EDGES = [
     ),
     pytest.param({"trainer.env": {"SEED": "1"}}, "trainer.env", {"SEED": "1"}, id="env"),
     pytest.param({"model_dir": "/m/"}, "model_dir", "/m", id="model-dir-trailing-slash"),
-    pytest.param({"model_dir": "gs://b/m//"}, "model_dir", "gs://b/m", id="model-dir-gcs"),
+    pytest.param({"model_dir": "gs://bkt/m//"}, "model_dir", "gs://bkt/m", id="model-dir-gcs"),
     pytest.param({"model_dir": "/"}, "model_dir", "/", id="model-dir-root"),
     pytest.param({"model_dir": "///"}, "model_dir", "/", id="model-dir-slashes"),
 ]
@@ -594,9 +594,7 @@ BAD_OVERRIDES = [
         {"trainer.command": ["python"]}, "trainer: set exactly one of", id="adds-second-entrypoint"
     ),
     pytest.param({"name": "Bad"}, "name: 'Bad' must be a DNS-1123 label", id="bad-name"),
-    pytest.param(
-        {"model_dir": ""}, "model_dir: model_dir should be non-empty", id="empty-model-dir"
-    ),
+    pytest.param({"model_dir": ""}, "model_dir: is empty; use a local path", id="empty-model-dir"),
     pytest.param(
         {"train_spec.max_stepz": 1}, "train_spec.max_stepz: unknown field", id="unknown-leaf"
     ),

@@ -53,7 +53,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from tfdist.launch.local import LocalLauncher
     from tfdist.plan import plan
 
-    job = plan(spec, LocalLauncher(args.run_root).addresses(spec))
+    job = plan(spec, LocalLauncher(args.run_root, max_roles=args.max_local_roles).addresses(spec))
     for role in job.roles:
         print(f"{role.name}\t{json.dumps(role.tf_config, sort_keys=True)}")
     return 0
@@ -118,14 +118,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     from tfdist.storage import storage_for
 
     spec = _load(args)
-    try:
+    launcher = LocalLauncher(args.run_root, bind_to_parent=True, max_roles=args.max_local_roles)
+    try:  # every check before the first write: a refused run leaves nothing behind
+        job = plan(spec, launcher.addresses(spec), python=sys.executable)
+        launcher.check(job)
         check_writable(spec.model_dir)
         claim_model_dir(storage_for(spec.model_dir), spec)
-    except (PreflightError, FingerprintMismatch) as error:
+    except (PreflightError, FingerprintMismatch, LaunchError) as error:
         print(f"tfdist: {error}", file=sys.stderr)
         return 2
-    launcher = LocalLauncher(args.run_root, bind_to_parent=True)
-    job = plan(spec, launcher.addresses(spec), python=sys.executable)
     try:
         outcome = run_in_foreground(
             job, launcher, write=lambda line: print(line, flush=True), restarts=args.restarts
@@ -150,6 +151,13 @@ def _count(text: str) -> int:
     value = int(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def _positive(text: str) -> int:
+    value = _count(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
     return value
 
 
@@ -182,6 +190,13 @@ def build_parser() -> argparse.ArgumentParser:
             default=DEFAULT_RUN_ROOT,
             help="where run directories (role logs, exit codes) are created",
         )
+        sub.add_argument(
+            "--max-local-roles",
+            type=_positive,
+            metavar="N",
+            help="run at most N roles on this machine (default: $TFDIST_MAX_LOCAL_ROLES, "
+            "else 4 per CPU)",
+        )
         return sub
 
     plan_command = with_spec("plan", "print each role's name and TF_CONFIG; launch nothing")
@@ -204,11 +219,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from tfdist.launch.base import LaunchRefused
+
     args = build_parser().parse_args(argv)
     try:
         return int(args.handler(args))
     except (SpecError, LocationError) as error:
         print(str(error), file=sys.stderr)
+        return 2
+    except LaunchRefused as error:
+        print(f"tfdist: {error}", file=sys.stderr)
         return 2
 
 

@@ -1,7 +1,9 @@
 """Which spec a model directory belongs to: refuse to resume checkpoints with another trainer.
 
-The first launch into a model directory writes `<model_dir>/tfdist/spec-fingerprint.json`; every
-later launch (a rerun, a retry, a larger `max_steps`) must carry the same fingerprint. Only what
+The first launch into a model directory writes `<model_dir>/tfdist/spec-fingerprint.json`; once
+its roles have written anything there (checkpoints, events, records), every later launch (a
+rerun, a retry, a larger `max_steps`) must carry the same fingerprint. A directory holding only
+the fingerprint (a launch that failed before training) takes the next trainer's. Only what
 decides whether a checkpoint can be restored is hashed: the trainer (`entrypoint` or `command`)
 and the checkpoint layout of this runtime. `max_steps`, checkpoint frequency, the cluster's size,
 the evaluation settings, data and `trainer.env` are left out: raising `max_steps` to train on, or
@@ -14,8 +16,9 @@ import hashlib
 import json
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 
+from tfdist.preflight import PROBE_PREFIX
 from tfdist.spec import JobSpec
 from tfdist.storage import Storage, join
 
@@ -67,21 +70,50 @@ def mismatch_message(model_dir: str, found: SpecFingerprint, wanted: SpecFingerp
     )
 
 
+def training_output(storage: Storage, model_dir: str) -> list[str]:
+    """What roles wrote into `model_dir`: every file but the fingerprint (and a temporary of
+    its writing) and preflight probes left behind."""
+    tag = join(model_dir, FINGERPRINT_FILE)
+    tag_dir, _, tag_name = tag.rpartition("/")
+
+    def ours(path: str) -> bool:
+        directory, _, name = path.rpartition("/")
+        temporary = directory == tag_dir and name.startswith(f".{tag_name}.")
+        return path == tag or temporary or name.startswith(PROBE_PREFIX)
+
+    return [path for path in storage.list(model_dir) if not ours(path)]
+
+
+def _read(text: str | None) -> SpecFingerprint | None:
+    try:
+        return SpecFingerprint.model_validate_json(text) if text else None
+    except ValidationError:
+        return None
+
+
 def claim_model_dir(storage: Storage, spec: JobSpec) -> SpecFingerprint:
     """Tag `spec.model_dir` with the spec's fingerprint, or raise `FingerprintMismatch`.
 
-    Call it before any role starts. The tag is created only if absent, so two launches racing
-    into one new directory with different specs cannot both win.
+    Call it after every other check, right before the roles start. The tag is created only if
+    absent, so two launches racing into one new directory with different specs cannot both
+    win. Another trainer's tag binds only once its roles wrote something: a launch that failed
+    before training never blocks the corrected one.
     """
     wanted = spec_fingerprint(spec)
     path = join(spec.model_dir, FINGERPRINT_FILE)
     if storage.create_exclusive(path, wanted.model_dump_json(indent=1)):
         return wanted
-    text = storage.read_text(path)
-    if not text:  # a launch that died between creating the tag and writing it
-        storage.write_text(path, wanted.model_dump_json(indent=1))
+    found = _read(storage.read_text(path))
+    if found is not None and found.digest == wanted.digest:
         return wanted
-    found = SpecFingerprint.model_validate_json(text)
-    if found.digest != wanted.digest:
+    written = training_output(storage, spec.model_dir)
+    if written and found is not None:
         raise FingerprintMismatch(mismatch_message(spec.model_dir, found, wanted))
+    if written:
+        raise FingerprintMismatch(
+            f"model_dir {spec.model_dir} holds a trainer's output ({written[0]}"
+            f"{' and more' if len(written) > 1 else ''}) but its fingerprint ({path}) is "
+            "unreadable; use a new model_dir, or delete this one to start over"
+        )
+    storage.write_text(path, wanted.model_dump_json(indent=1))  # nothing trained here yet
     return wanted

@@ -3,7 +3,8 @@
 `check_writable(path)` writes, reads back, lists and deletes a small probe object
 (`<path>/.tfdist-preflight-<id>`), and raises `PreflightError` naming the bucket (or
 directory), the credential and what is missing: a bucket that does not exist, or the IAM
-permission a request was refused.
+permission a request was refused. It leaves nothing behind: local directories it had to create
+for the probe are removed again, so a launch refused later finds the disk as it was.
 """
 
 from __future__ import annotations
@@ -25,7 +26,14 @@ FIX_ROLE = (
 
 
 class PreflightError(ValueError):
-    """The model directory cannot be used; the message says which, as whom, and the fix."""
+    """The model directory cannot be used; the message says which, as whom, and the fix.
+
+    `transient`: Cloud Storage could not be reached, so a later try may succeed.
+    """
+
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 def check_writable(path: str, storage: Storage | None = None, *, field: str = "model_dir") -> None:
@@ -53,8 +61,29 @@ def _user() -> str:
         return f"uid {os.geteuid()}"
 
 
+def _missing(directory: Path) -> list[Path]:
+    """`directory` and its ancestors that do not exist yet, deepest first."""
+    missing = []
+    while not directory.exists() and directory != directory.parent:
+        missing.append(directory)
+        directory = directory.parent
+    return missing
+
+
 def _check_local(path: str, field: str) -> None:
-    directory = Path(path)
+    directory = Path(path).absolute()
+    created = _missing(directory)
+    try:
+        _probe_local(directory, path, field)
+    finally:
+        for made in created:  # deepest first; a directory someone filled meanwhile stays
+            try:
+                made.rmdir()
+            except OSError:
+                break
+
+
+def _probe_local(directory: Path, path: str, field: str) -> None:
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except FileExistsError:
@@ -138,36 +167,36 @@ def _check_gcs(path: str, storage: Storage | None, field: str) -> None:
             raise
         except Exception as error:
             who = credential_identity(client)
-            problem = _explain(error, field, path, bucket, action, permission, who)
+            problem, transient = _explain(error, field, path, bucket, action, permission, who)
             if permission == "storage.objects.delete":
                 problem += f" (the probe {probe} is left behind)"
             elif created:
                 _remove_quietly(gcs, probe)
-            raise PreflightError(problem) from error
+            raise PreflightError(problem, transient=transient) from error
 
 
 def _explain(
     error: Exception, field: str, path: str, bucket: str, action: str, permission: str, who: str
-) -> str:
-    """The message for a failed probe step."""
+) -> tuple[str, bool]:
+    """The message for a failed probe step, and whether a later try may succeed."""
     from google.api_core import exceptions as api
     from google.auth import exceptions as auth
 
     if isinstance(error, FileNotFoundError | api.NotFound):
-        return f"bucket {bucket} does not exist; create it or fix {field} ({path})"
+        return f"bucket {bucket} does not exist; create it or fix {field} ({path})", False
     if isinstance(error, api.Forbidden):
         return (
             f"{who} may not {action} gs://{bucket} ({field} {path}): missing permission "
             f"{permission}; {FIX_ROLE}. Cloud Storage said: {error.message}"
-        )
+        ), False
     if isinstance(error, api.Unauthorized | auth.RefreshError):
         return (
             f"Cloud Storage rejected the credentials of {who} ({field} {path}): {error}; "
             "check the service account key or Workload Identity binding"
-        )
+        ), False
     if isinstance(error, auth.TransportError | OSError):  # requests' errors are OSErrors
-        return f"cannot reach Cloud Storage to check {field} {path} as {who}: {error}"
-    return f"cannot {action} gs://{bucket} as {who} ({field} {path}): {error}"
+        return f"cannot reach Cloud Storage to check {field} {path} as {who}: {error}", True
+    return f"cannot {action} gs://{bucket} as {who} ({field} {path}): {error}", True
 
 
 def _remove_quietly(gcs: GcsStorage, probe: str) -> None:

@@ -310,7 +310,10 @@ def parse_spec(data: Any) -> JobSpec:
 
 def load_spec(path: str | Path) -> JobSpec:
     """Read a job spec from a `.yaml`, `.yml` or `.json` file."""
-    text = Path(path).read_text()
+    try:
+        text = Path(path).read_text()
+    except UnicodeDecodeError:
+        raise SpecError(f"{path}: not valid YAML/JSON: it is not UTF-8 text") from None
     try:
         data = json.loads(text) if str(path).endswith(".json") else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as error:

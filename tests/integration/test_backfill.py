@@ -38,10 +38,12 @@ SECRET = "tfdist-test-s3cr3t-9f2c"
 
 
 def quick_job(name: str, model_dir: Path, code: str, **train: Any) -> dict[str, Any]:
-    """A chief that runs `python -c CODE` and ends: no TensorFlow."""
+    """A chief that runs `python -c CODE`, writes a file into its model_dir, and ends: no
+    TensorFlow. (Only a directory its roles wrote into is bound to their trainer.)"""
+    wrote = "import os, pathlib; pathlib.Path(os.environ['MODEL_DIR'], 'checkpoint').touch()"
     return {
         "name": name,
-        "trainer": {"command": ["python", "-c", code]},
+        "trainer": {"command": ["python", "-c", f"{code}; {wrote}"]},
         "train_spec": {"max_steps": 10, **train},
         "model_dir": str(model_dir),
     }
@@ -50,21 +52,22 @@ def quick_job(name: str, model_dir: Path, code: str, **train: Any) -> dict[str, 
 @pytest.mark.timeout(90)
 def test_resuming_a_model_dir_with_another_trainer_is_refused(tmp_path: Path) -> None:
     model_dir = tmp_path / "model"
-    first = run_tfdist(quick_job("tagged", model_dir, "print('v1')"), tmp_path, timeout=60)
+    v1, v2 = (quick_job("tagged", model_dir, f"print('{v}')") for v in ("v1", "v2"))
+    first = run_tfdist(v1, tmp_path, timeout=60)
     assert first.returncode == 0, first.stderr
     tag = json.loads((model_dir / FINGERPRINT_FILE).read_text())
-    assert tag["fields"]["trainer.command"] == ["python", "-c", "print('v1')"]
+    assert tag["fields"]["trainer.command"] == v1["trainer"]["command"]
 
     more_steps = quick_job("tagged", model_dir, "print('v1')", max_steps=20)
     assert run_tfdist(more_steps, tmp_path, timeout=60).returncode == 0
     runs_before = sorted((tmp_path / "runs").iterdir())
 
-    other = run_tfdist(quick_job("tagged", model_dir, "print('v2')"), tmp_path, timeout=60)
+    other = run_tfdist(v2, tmp_path, timeout=60)
 
     assert other.returncode == 2, other.stdout + other.stderr
     assert other.stderr == (
         f"tfdist: model_dir {model_dir} holds checkpoints of another trainer (trainer.command "
-        "was ['python', '-c', \"print('v1')\"], is now ['python', '-c', \"print('v2')\"]); "
+        f"was {v1['trainer']['command']!r}, is now {v2['trainer']['command']!r}); "
         "resuming them would mix two models. Use a new model_dir, or delete this one to start "
         "over\n"
     )

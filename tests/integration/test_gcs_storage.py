@@ -248,7 +248,10 @@ def test_credential_identity() -> None:
 def test_preflight_local_paths(tmp_path: Path) -> None:
     model_dir = tmp_path / "models" / "nightly" / "run-1"
     check_writable(str(model_dir))
-    assert model_dir.is_dir() and list(model_dir.iterdir()) == []
+    assert not (tmp_path / "models").exists()  # what the probe needed is removed again
+    model_dir.mkdir(parents=True)
+    check_writable(str(model_dir))
+    assert list(model_dir.iterdir()) == []
 
     (tmp_path / "a-file").write_text("")
     with pytest.raises(PreflightError, match=r"cannot create model_dir .*/a-file/run-1 as user"):

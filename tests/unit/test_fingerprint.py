@@ -13,6 +13,7 @@ from tfdist.fingerprint import (
     SpecFingerprint,
     claim_model_dir,
     spec_fingerprint,
+    training_output,
 )
 from tfdist.spec import JobSpec, parse_spec
 from tfdist.storage import LocalStorage
@@ -93,6 +94,7 @@ def test_claim_refuses_another_trainer_naming_both(tmp_path: Path) -> None:
     storage = LocalStorage()
     model_dir = str(tmp_path / "model")
     claim_model_dir(storage, spec(model_dir))
+    (tmp_path / "model" / "ckpt-100.index").write_text("")
 
     with pytest.raises(FingerprintMismatch) as refused:
         claim_model_dir(storage, spec(model_dir, trainer={"entrypoint": "my.other.model"}))
@@ -113,3 +115,43 @@ def test_claim_rewrites_an_empty_tag(tmp_path: Path) -> None:
     claim_model_dir(LocalStorage(), spec(str(tmp_path / "model")))
 
     assert SpecFingerprint.model_validate_json(tag.read_text()).digest == DIGITS
+
+
+def test_a_tag_without_training_output_takes_the_corrected_trainer(tmp_path: Path) -> None:
+    """A launch refused or failed before its roles wrote anything never blocks the next one."""
+    storage = LocalStorage()
+    model_dir = str(tmp_path / "model")
+    claim_model_dir(storage, spec(model_dir, trainer={"entrypoint": "tfdist.examples.digitz"}))
+    (tmp_path / "model" / ".tfdist-preflight-0123").write_text("")  # a probe left behind
+
+    claim_model_dir(storage, spec(model_dir))
+
+    tag = tmp_path / "model" / FINGERPRINT_FILE
+    assert SpecFingerprint.model_validate_json(tag.read_text()).digest == DIGITS
+    assert training_output(storage, model_dir) == []
+    (tmp_path / "model" / "eval").mkdir()
+    (tmp_path / "model" / "eval" / "record-1.json").write_text("{}")
+    assert training_output(storage, model_dir) == [f"{model_dir}/eval/record-1.json"]
+    with pytest.raises(FingerprintMismatch):
+        claim_model_dir(storage, spec(model_dir, trainer={"command": ["python", "t.py"]}))
+
+
+def test_an_unreadable_tag_binds_only_a_trained_directory(tmp_path: Path) -> None:
+    storage = LocalStorage()
+    model_dir = str(tmp_path / "model")
+    tag = tmp_path / "model" / FINGERPRINT_FILE
+    tag.parent.mkdir(parents=True)
+    tag.write_text("{not json")
+
+    claim_model_dir(storage, spec(model_dir))
+    assert SpecFingerprint.model_validate_json(tag.read_text()).digest == DIGITS
+
+    tag.write_text("{not json")
+    (tmp_path / "model" / "checkpoint").write_text("")
+    with pytest.raises(FingerprintMismatch) as refused:
+        claim_model_dir(storage, spec(model_dir))
+    assert str(refused.value) == (
+        f"model_dir {model_dir} holds a trainer's output ({model_dir}/checkpoint) but its "
+        f"fingerprint ({model_dir}/{FINGERPRINT_FILE}) is unreadable; use a new model_dir, or "
+        "delete this one to start over"
+    )

@@ -20,6 +20,11 @@ class LaunchError(RuntimeError):
     """A launch that could not start; whatever it had started is stopped again."""
 
 
+class LaunchRefused(LaunchError):
+    """Refused before anything was started or written: the job as given cannot run here (a
+    trainer that is not there, a cluster beyond the machine); no retry can change that."""
+
+
 class RoleState(StrEnum):
     PENDING = "pending"
     RUNNING = "running"

@@ -26,7 +26,8 @@ from pathlib import Path
 
 import psutil
 
-from tfdist.launch.base import JobHandle, LaunchError, RoleState, RoleStatus
+from tfdist.launch.base import JobHandle, LaunchError, LaunchRefused, RoleState, RoleStatus
+from tfdist.launch.capacity import capacity_problem, machine_capacity
 from tfdist.plan import JobPlan, RolePlan
 from tfdist.spec import JobSpec, Role
 
@@ -63,18 +64,35 @@ class LocalLauncher:
 
     `bind_to_parent=True` (the CLI) makes every role stop when this process dies; Airflow's
     setup task leaves it False, since the roles must outlive it, and relies on teardown.
+    `max_roles` replaces the machine's role limit (`tfdist.launch.capacity`); default:
+    `$TFDIST_MAX_LOCAL_ROLES`, else 4 per CPU.
     """
 
     def __init__(
-        self, run_root: str | Path, bind_to_parent: bool = False, workdir: str | Path | None = None
+        self,
+        run_root: str | Path,
+        bind_to_parent: bool = False,
+        workdir: str | Path | None = None,
+        max_roles: int | None = None,
     ):
         self.run_root = Path(run_root).absolute()
         self.bind_to_parent = bind_to_parent
         self.workdir = Path(workdir if workdir is not None else Path.cwd()).absolute()
         self.python = sys.executable
+        self.max_roles = max_roles
 
     # -- planning -------------------------------------------------------------------------
+    def admit(self, spec: JobSpec) -> None:
+        """Raise `LaunchRefused` if this machine cannot run the job's roles; opens nothing."""
+        try:
+            problem = capacity_problem(len(spec.roles()), machine_capacity(self.max_roles))
+        except ValueError as error:
+            raise LaunchRefused(str(error)) from None
+        if problem is not None:
+            raise LaunchRefused(problem)
+
     def addresses(self, spec: JobSpec) -> Mapping[str, Sequence[str]]:
+        self.admit(spec)  # before the first socket
         roles = [Role.CHIEF, Role.WORKER, Role.PS]
         counts = [spec.cluster.count(role) for role in roles]
         ports = iter(free_ports(sum(counts)))
@@ -86,7 +104,8 @@ class LocalLauncher:
     # -- launching ------------------------------------------------------------------------
     def launch(self, plan: JobPlan) -> JobHandle:
         """Start every role; raises `LaunchError`, with nothing left running, if one cannot."""
-        self._check(plan)
+        self.admit(plan.spec)
+        self.check(plan)
         launch_id = uuid.uuid4().hex[:8]
         run_dir = self.run_root / f"{plan.spec.name}-{launch_id}"
         handle = JobHandle(
@@ -116,8 +135,10 @@ class LocalLauncher:
             ) from error
         return handle
 
-    def _check(self, plan: JobPlan) -> None:
-        """What would make a role fail at once, found before any role starts."""
+    def check(self, plan: JobPlan) -> None:
+        """What would make a role fail at once, found before any role starts or anything is
+        written: `LaunchRefused` for a trainer that is not there, `LaunchError` for a port
+        taken since planning."""
         chief = plan.roles[0]
         trainer = plan.spec.trainer
         env = {**os.environ, **QUIET_TF_ENV, **chief.env}
@@ -131,7 +152,7 @@ class LocalLauncher:
                 check=False,
             )
             if found.returncode == 3:
-                raise LaunchError(
+                raise LaunchRefused(
                     f"trainer.entrypoint: no module named {trainer.entrypoint!r} for "
                     f"{self.python} in {self.workdir}; check the spelling, that its package is "
                     "installed, or add its directory to trainer.env PYTHONPATH"
@@ -140,7 +161,7 @@ class LocalLauncher:
             program = _program(chief.command, self.python)
             located = program if "/" in program else shutil.which(program, path=env.get("PATH"))
             if located is None or not os.access(self.workdir / located, os.X_OK):
-                raise LaunchError(
+                raise LaunchRefused(
                     f"trainer.command: cannot run {program!r} from {self.workdir}: no such "
                     "executable; give its path or install it on PATH"
                 )

@@ -1,0 +1,322 @@
+"""From a JobSet, its pods and its Kueue Workload to each role's state, in a user's words.
+
+Pure. A role's *current* pod is the newest pod of its replica (`replicatedjob-name`,
+`job-index`) in the JobSet's current restart attempt (`restart-attempt` label equal to
+`status.restarts`): the JobSet controller recreates every Job on a job restart, and a role that
+restarts alone gets a new pod in the same Job. How a pod ended is read as the lifecycle reads
+any end (`RoleEnd`: exit code, OOM-killed, preempted), and `lifecycle.decide` says what the
+compiled policy is doing about it, so a watch reports the verdict as soon as the pod ended —
+a program error fails at once, without waiting for the controller.
+
+While a role waits, `detail` says why: queued in Kueue (queue, reason), admitted and waiting
+for nodes (admission checks such as a provisioning request), pod pending (reason), or
+restarting (restart k of n, and why).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from tfdist.kubernetes.jobset import (
+    JOB_INDEX,
+    QUEUE_NAME,
+    REPLICATED_JOB,
+    RESTART_ATTEMPT,
+)
+from tfdist.kubernetes.status import (
+    FATAL_WAITING,
+    PREEMPTED,
+    PULL_ERRORS,
+    _condition,
+    _container_state,
+    _why,
+)
+from tfdist.launch.base import RoleState, RoleStatus
+from tfdist.lifecycle import Action, Ending, RoleEnd, RoleId, Scope, decide, restart_scope
+from tfdist.spec import JobSpec
+
+_FIRST_FAILED = re.compile(r"\(first failed job: ([^)]+)\)")
+
+
+class RoleView(BaseModel):
+    """A role's status, and the pod whose log is the role's log now (None: no pod yet)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    status: RoleStatus
+    pod: str | None = None
+
+
+def condition(obj: Mapping[str, Any] | None, kind: str) -> dict[str, Any] | None:
+    """The object's status condition of that type if it is True."""
+    found = _condition(obj or {}, kind)
+    return found if found and found.get("status") == "True" else None
+
+
+def suspended(jobset: Mapping[str, Any]) -> bool:
+    return bool(jobset.get("spec", {}).get("suspend")) or condition(jobset, "Suspended") is not None
+
+
+def pod_end(pod: Mapping[str, Any]) -> RoleEnd | None:
+    """How the pod ended, or None while it has not."""
+    status = pod.get("status", {})
+    kind, container = _container_state(pod)
+    phase = status.get("phase")
+    if phase not in ("Succeeded", "Failed") and kind != "terminated":
+        return None
+    code = container.get("exitCode")
+    code = int(code) if code is not None else None
+    if phase == "Succeeded":
+        code = 0 if code is None else code
+    preempted = condition(pod, "DisruptionTarget") is not None or status.get("reason") in PREEMPTED
+    detail = _why(status) if preempted else ""
+    return RoleEnd.from_exit(
+        code,
+        oom_killed=container.get("reason") == "OOMKilled",
+        preempted=preempted,
+        detail=detail,
+    )
+
+
+def replica_pods(pods: Sequence[Mapping[str, Any]], role: RoleId, attempt: int) -> list[Any]:
+    """The pods of one replica in one restart attempt, oldest first."""
+    labels = {REPLICATED_JOB: role.kind.value, JOB_INDEX: str(role.index)}
+    mine = [
+        pod
+        for pod in pods
+        if all(pod["metadata"].get("labels", {}).get(k) == v for k, v in labels.items())
+        and pod["metadata"]["labels"].get(RESTART_ATTEMPT, "0") == str(attempt)
+    ]
+    return sorted(mine, key=lambda p: (p["metadata"].get("creationTimestamp") or "", p["metadata"]["name"]))
+
+
+def role_view(
+    spec: JobSpec,
+    role: RoleId,
+    jobset: Mapping[str, Any] | None,
+    pods: Sequence[Mapping[str, Any]],
+    workload: Mapping[str, Any] | None = None,
+) -> RoleView:
+    """What `role` is doing in this JobSet (None: the JobSet is gone)."""
+    name = role.name
+    if jobset is None:
+        return _view(
+            name,
+            RoleState.FAILED,
+            "its JobSet is gone: deleted (stopped, torn down, or past ttlSecondsAfterFinished)",
+        )
+    status = jobset.get("status") or {}
+    attempt = int(status.get("restarts") or 0)
+    history = replica_pods(pods, role, attempt)
+    current = history[-1] if history else None
+    pod_name = current["metadata"]["name"] if current else None
+    if condition(jobset, "Completed"):
+        end = pod_end(current) if current else None
+        if end is not None and end.ending is Ending.SUCCEEDED:
+            return _view(name, RoleState.SUCCEEDED, "", pod_name, exit_code=end.exit_code)
+        return _view(name, RoleState.SUCCEEDED, "ended with the job: the JobSet completed", pod_name)
+    if condition(jobset, "Failed"):
+        return _failed_set(spec, role, jobset, pods, pod_name)
+    if suspended(jobset):
+        return _view(name, RoleState.PENDING, why_queued(jobset, workload))
+    if current is None:
+        return _view(name, RoleState.PENDING, _no_pod_yet(spec, jobset))
+    end = pod_end(current)
+    if end is None:
+        return _alive(spec, role, jobset, current, history)
+    if end.ending is Ending.SUCCEEDED:
+        return _view(name, RoleState.SUCCEEDED, "", pod_name, exit_code=end.exit_code)
+    verdict = _verdict(spec, role, end, history, status)
+    if verdict.action is Action.FAIL_JOB:
+        return _view(name, RoleState.FAILED, verdict.reason, pod_name, exit_code=end.exit_code)
+    return _view(name, RoleState.PENDING, f"restarting: {verdict.reason}", pod_name)
+
+
+def role_views(
+    spec: JobSpec,
+    jobset: Mapping[str, Any] | None,
+    pods: Sequence[Mapping[str, Any]],
+    workload: Mapping[str, Any] | None = None,
+) -> dict[str, RoleView]:
+    """Every role's view, from one read of the JobSet, its pods and its Workload."""
+    return {
+        f"{kind.value}-{i}": role_view(spec, RoleId(kind=kind, index=i), jobset, pods, workload)
+        for kind, i in spec.roles()
+    }
+
+
+def _view(
+    name: str,
+    state: RoleState,
+    detail: str,
+    pod: str | None = None,
+    exit_code: int | None = None,
+) -> RoleView:
+    return RoleView(
+        status=RoleStatus(name=name, state=state, exit_code=exit_code, detail=detail), pod=pod
+    )
+
+
+def _counted(spec: JobSpec, role: RoleId, earlier: Sequence[Mapping[str, Any]]) -> int:
+    """Counted restarts of a role-scope replica so far: its earlier pods that ended in a crash
+    or OOM (a preempted pod is replaced for free, as the Job's pod failure policy says)."""
+    if restart_scope(role.kind, spec.cluster.uses_parameter_servers) is not Scope.ROLE:
+        return 0
+    ends = [pod_end(pod) for pod in earlier]
+    return sum(1 for end in ends if end and end.ending in (Ending.CRASHED, Ending.OOM_KILLED))
+
+
+def _verdict(
+    spec: JobSpec,
+    role: RoleId,
+    end: RoleEnd,
+    history: Sequence[Mapping[str, Any]],
+    status: Mapping[str, Any],
+) -> Any:
+    return decide(
+        role,
+        end,
+        uses_parameter_servers=spec.cluster.uses_parameter_servers,
+        policy=spec.restart_policy,
+        role_restarts=_counted(spec, role, history[:-1]),
+        job_restarts=int(status.get("restartsCountTowardsMax") or 0),
+    )
+
+
+def _alive(
+    spec: JobSpec,
+    role: RoleId,
+    jobset: Mapping[str, Any],
+    pod: Mapping[str, Any],
+    history: Sequence[Mapping[str, Any]],
+) -> RoleView:
+    name, pod_name = role.name, pod["metadata"]["name"]
+    again = _again(spec, role, jobset, history)
+    kind, container = _container_state(pod)
+    if kind == "running" or pod.get("status", {}).get("phase") == "Running":
+        return _view(name, RoleState.RUNNING, f"running {again}" if again else "", pod_name)
+    scheduled = _condition(pod, "PodScheduled")
+    reason = container.get("reason") or ""
+    if not scheduled or scheduled.get("status") != "True":
+        why = f"pod pending: {_why(scheduled or {}) or 'waiting for a node'}"
+    else:
+        node = pod.get("spec", {}).get("nodeName") or "a node"
+        what = _why(container) or "starting"
+        if reason in PULL_ERRORS | FATAL_WAITING:
+            image = pod.get("spec", {}).get("containers", [{}])[0].get("image", "?")
+            what = f"cannot pull image {image}: {what}"
+        if reason in FATAL_WAITING:
+            return _view(name, RoleState.FAILED, f"its container cannot start: {what}", pod_name)
+        why = f"pod pending on {node}: {what}"
+    return _view(name, RoleState.PENDING, f"{why} ({again})" if again else why, pod_name)
+
+
+def _again(
+    spec: JobSpec, role: RoleId, jobset: Mapping[str, Any], history: Sequence[Mapping[str, Any]]
+) -> str:
+    """Which run of the role this is, when not its first: `restart 1 of 3 of worker-0 alone
+    after ...` or `job restart 2 (1 of 2 counted)`."""
+    parts = []
+    earlier = history[:-1]
+    if earlier:
+        last = pod_end(earlier[-1])
+        counted = _counted(spec, role, earlier)
+        budget = spec.restart_policy.max_role_restarts
+        how = f" after {last.describe()}" if last else ""
+        parts.append(f"restart {len(earlier)} of {role} alone ({counted} of {budget} counted){how}")
+    status = jobset.get("status") or {}
+    restarts = int(status.get("restarts") or 0)
+    if restarts:
+        counted = int(status.get("restartsCountTowardsMax") or 0)
+        budget = spec.restart_policy.max_job_restarts
+        parts.append(f"job restart {restarts} ({counted} of {budget} counted)")
+    return "; ".join(parts)
+
+
+def _no_pod_yet(spec: JobSpec, jobset: Mapping[str, Any]) -> str:
+    restarting = condition(jobset, "RestartingJobSet")
+    status = jobset.get("status") or {}
+    if restarting or int(status.get("restarts") or 0):
+        counted = int(status.get("restartsCountTowardsMax") or 0)
+        budget = spec.restart_policy.max_job_restarts
+        why = _failed_job_role(jobset, restarting) or "a role failed"
+        return (
+            f"restarting every role from the last checkpoint (job restart "
+            f"{status.get('restarts') or 1}, {counted} of {budget} counted): {why}"
+        )
+    return "admitted; waiting for its pod to be created"
+
+
+def _failed_job_role(jobset: Mapping[str, Any], cond: Mapping[str, Any] | None) -> str:
+    """`chief-0 failed`, from a JobSet condition's `(first failed job: <jobset>-chief-0)`."""
+    found = _FIRST_FAILED.search(str((cond or {}).get("message") or ""))
+    if not found:
+        return ""
+    prefix = f"{jobset['metadata']['name']}-"
+    return f"{found.group(1).removeprefix(prefix)} failed"
+
+
+def _failed_set(
+    spec: JobSpec,
+    role: RoleId,
+    jobset: Mapping[str, Any],
+    pods: Sequence[Mapping[str, Any]],
+    pod_name: str | None,
+) -> RoleView:
+    """The JobSet failed: say which role made it fail and how, in the policy's words."""
+    failed = condition(jobset, "Failed") or {}
+    status = jobset.get("status") or {}
+    culprit = _FIRST_FAILED.search(str(failed.get("message") or ""))
+    reason = _why(failed) or "the JobSet failed"
+    exit_code = None
+    if culprit:
+        prefix = f"{jobset['metadata']['name']}-"
+        try:
+            who = RoleId.parse(culprit.group(1).removeprefix(prefix))
+        except ValueError:
+            who = None
+        history = replica_pods(pods, who, int(status.get("restarts") or 0)) if who else []
+        end = pod_end(history[-1]) if history else None
+        if who is not None and end is not None and end.ending is not Ending.SUCCEEDED:
+            reason = _verdict(spec, who, end, history, status).reason
+            if who == role:
+                exit_code = end.exit_code
+        elif who is not None:
+            reason = f"{who} failed ({reason})"
+        if who is not None and who != role:
+            reason = f"the job failed: {reason}"
+    return _view(role.name, RoleState.FAILED, reason, pod_name, exit_code=exit_code)
+
+
+def why_queued(jobset: Mapping[str, Any], workload: Mapping[str, Any] | None) -> str:
+    """Why a suspended JobSet waits: Kueue's queue and reason, or its admission checks."""
+    queue = jobset["metadata"].get("labels", {}).get(QUEUE_NAME)
+    if not queue:
+        return "suspended (spec.suspend is true); resume the JobSet to run it"
+    where = f"queued in Kueue (queue {queue})"
+    if workload is None:
+        return f"{where}: waiting for Kueue to create its workload"
+    status = workload.get("status") or {}
+    evicted = condition(workload, "Evicted")
+    if evicted:
+        return f"evicted by Kueue ({_why(evicted)}); {where} again"
+    if condition(workload, "QuotaReserved") and not condition(workload, "Admitted"):
+        cluster_queue = (status.get("admission") or {}).get("clusterQueue") or "?"
+        waiting = [c for c in status.get("admissionChecks") or () if c.get("state") != "Ready"]
+        checks = "; ".join(
+            f"{c.get('name')} {c.get('state', 'Pending')}"
+            + (f": {c['message']}" if c.get("message") else "")
+            for c in waiting
+        )
+        return (
+            f"admitted to quota in cluster queue {cluster_queue}, waiting for nodes"
+            + (f" (admission checks: {checks})" if checks else "")
+        )
+    if condition(workload, "Admitted"):
+        return f"admitted by Kueue (queue {queue}); starting"
+    quota = _condition(workload, "QuotaReserved") or {}
+    return f"{where}: {_why(quota) or 'waiting for quota'}"

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from functools import cached_property
 from typing import Any, TypeVar
 
-from tfdist.kubernetes.api import AlreadyExists, KubeApiError
+from tfdist.kubernetes.api import AlreadyExists, KubeApiError, Resource
 from tfdist.kubernetes.manifests import CONTAINER
 
 T = TypeVar("T")
@@ -124,6 +124,63 @@ class ProviderKubeApi:
             lambda: self.core.list_namespaced_service(namespace, label_selector=_selector(labels)),
         )
         return [self._plain(svc) for svc in found.items] if found is not None else []
+
+    # -- custom resources: the hook's CustomObjectsApi ------------------------------------
+    @property
+    def custom(self) -> Any:
+        return self.hook.custom_object_client
+
+    def create_object(
+        self, resource: Resource, namespace: str, manifest: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        name = manifest["metadata"]["name"]
+        created = self._call(
+            f"create {resource.plural} {name}",
+            lambda: self.custom.create_namespaced_custom_object(
+                resource.group, resource.version, namespace, resource.plural, manifest
+            ),
+        )
+        return dict(created or {})
+
+    def get_object(self, resource: Resource, namespace: str, name: str) -> dict[str, Any] | None:
+        found = self._call(
+            f"read {resource.plural} {name}",
+            lambda: self.custom.get_namespaced_custom_object(
+                resource.group, resource.version, namespace, resource.plural, name
+            ),
+        )
+        return dict(found) if found is not None else None
+
+    def list_objects(
+        self, resource: Resource, namespace: str, labels: Mapping[str, str]
+    ) -> list[dict[str, Any]]:
+        found = self._call(
+            f"list {resource.plural}",
+            lambda: self.custom.list_namespaced_custom_object(
+                resource.group,
+                resource.version,
+                namespace,
+                resource.plural,
+                label_selector=_selector(labels),
+            ),
+        )
+        return [dict(item) for item in (found or {}).get("items", [])]
+
+    def delete_object(
+        self, resource: Resource, namespace: str, name: str, *, foreground: bool = False
+    ) -> None:
+        policy = "Foreground" if foreground else "Background"
+        self._call(
+            f"delete {resource.plural} {name}",
+            lambda: self.custom.delete_namespaced_custom_object(
+                resource.group,
+                resource.version,
+                namespace,
+                resource.plural,
+                name,
+                propagation_policy=policy,
+            ),
+        )
 
 
 def _selector(labels: Mapping[str, str]) -> str:

@@ -9,7 +9,7 @@ provider's hook.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 
 class KubeApiError(RuntimeError):
@@ -18,6 +18,18 @@ class KubeApiError(RuntimeError):
 
 class AlreadyExists(KubeApiError):
     """An object of that name exists (perhaps still being deleted)."""
+
+
+class Resource(NamedTuple):
+    """A custom resource's API group, version and plural name, as in its URL."""
+
+    group: str
+    version: str
+    plural: str
+
+
+JOBSETS = Resource("jobset.x-k8s.io", "v1alpha2", "jobsets")
+WORKLOADS = Resource("kueue.x-k8s.io", "v1beta2", "workloads")
 
 
 class KubeApi(Protocol):
@@ -46,3 +58,27 @@ class KubeApi(Protocol):
         ...
 
     def list_services(self, namespace: str, labels: Mapping[str, str]) -> list[dict[str, Any]]: ...
+
+    # -- custom resources (JobSets, Kueue Workloads) ---------------------------------------
+    def create_object(
+        self, resource: Resource, namespace: str, manifest: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """Create it; the object as stored (with its uid). `AlreadyExists` if the name is taken."""
+        ...
+
+    def get_object(self, resource: Resource, namespace: str, name: str) -> dict[str, Any] | None:
+        """The object, or None if there is none of that name."""
+        ...
+
+    def list_objects(
+        self, resource: Resource, namespace: str, labels: Mapping[str, str]
+    ) -> list[dict[str, Any]]:
+        """The objects carrying every one of `labels`."""
+        ...
+
+    def delete_object(
+        self, resource: Resource, namespace: str, name: str, *, foreground: bool = False
+    ) -> None:
+        """Ask for deletion (`foreground`: the object stays until its dependents, such as a
+        JobSet's Jobs and pods, are gone); no error if it is already gone."""
+        ...

@@ -14,9 +14,10 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from tfdist.kubernetes.api import AlreadyExists, KubeApiError
+from tfdist.kubernetes.api import AlreadyExists, KubeApiError, Resource
 
 Key = tuple[str, str]
+ObjectKey = tuple[str, str, str]  # (plural, namespace, name)
 
 
 class FakeKubeApi:
@@ -28,6 +29,7 @@ class FakeKubeApi:
         self.pods: dict[Key, dict[str, Any]] = {}
         self.services: dict[Key, dict[str, Any]] = {}
         self.logs: dict[Key, str] = {}
+        self.objects: dict[ObjectKey, dict[str, Any]] = {}  # custom resources
         self.calls: list[tuple[str, str]] = []  # (verb, object name)
         self.refuse: set[str] = set()  # names whose creation the "server" rejects
         self._terminating: dict[Key, int] = {}
@@ -70,6 +72,32 @@ class FakeKubeApi:
 
     def list_services(self, namespace: str, labels: Mapping[str, str]) -> list[dict[str, Any]]:
         return _matching(self.services, namespace, labels)
+
+    def create_object(
+        self, resource: Resource, namespace: str, manifest: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        store = {key[1:]: obj for key, obj in self.objects.items() if key[0] == resource.plural}
+        obj = self._create(store, namespace, manifest, f"create_{resource.plural}")
+        self.objects[(resource.plural, namespace, obj["metadata"]["name"])] = obj
+        return copy.deepcopy(obj)
+
+    def get_object(self, resource: Resource, namespace: str, name: str) -> dict[str, Any] | None:
+        self._tick()
+        obj = self.objects.get((resource.plural, namespace, name))
+        return copy.deepcopy(obj) if obj is not None else None
+
+    def list_objects(
+        self, resource: Resource, namespace: str, labels: Mapping[str, str]
+    ) -> list[dict[str, Any]]:
+        self._tick()
+        store = {key[1:]: obj for key, obj in self.objects.items() if key[0] == resource.plural}
+        return _matching(store, namespace, labels)
+
+    def delete_object(
+        self, resource: Resource, namespace: str, name: str, *, foreground: bool = False
+    ) -> None:
+        self.calls.append((f"delete_{resource.plural}", name))
+        self.objects.pop((resource.plural, namespace, name), None)
 
     # -- what a scheduler, a kubelet or a cloud would do ----------------------------------
     def pod(self, name: str) -> dict[str, Any]:

@@ -287,4 +287,3 @@ def replica_env(jobset: Mapping[str, Any], role: str, index: int) -> dict[str, s
                     seen[var["name"]] = str(index)
             return seen
     raise KeyError(f"no replicated job {role!r}")
-

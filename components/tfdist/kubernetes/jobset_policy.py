@@ -112,7 +112,9 @@ def failure_policy(spec: JobSpec) -> dict[str, Any]:
         },
     ]
     if alone:  # an empty target list would match every replicated job
-        rules.append({"name": ROLE_RESTARTS_USED, "action": "FailJobSet", "targetReplicatedJobs": alone})
+        rules.append(
+            {"name": ROLE_RESTARTS_USED, "action": "FailJobSet", "targetReplicatedJobs": alone}
+        )
     rules.append({"name": CRASHED, "action": "RestartJobSet", "targetReplicatedJobs": whole})
     return {
         "maxRestarts": spec.restart_policy.max_job_restarts,

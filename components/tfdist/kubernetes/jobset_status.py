@@ -54,7 +54,7 @@ class RoleView(BaseModel):
 def condition(obj: Mapping[str, Any] | None, kind: str) -> dict[str, Any] | None:
     """The object's status condition of that type if it is True."""
     found = _condition(obj or {}, kind)
-    return found if found and found.get("status") == "True" else None
+    return dict(found) if found and found.get("status") == "True" else None
 
 
 def suspended(jobset: Mapping[str, Any]) -> bool:
@@ -91,7 +91,9 @@ def replica_pods(pods: Sequence[Mapping[str, Any]], role: RoleId, attempt: int) 
         if all(pod["metadata"].get("labels", {}).get(k) == v for k, v in labels.items())
         and pod["metadata"]["labels"].get(RESTART_ATTEMPT, "0") == str(attempt)
     ]
-    return sorted(mine, key=lambda p: (p["metadata"].get("creationTimestamp") or "", p["metadata"]["name"]))
+    return sorted(
+        mine, key=lambda p: (p["metadata"].get("creationTimestamp") or "", p["metadata"]["name"])
+    )
 
 
 def role_view(
@@ -118,7 +120,9 @@ def role_view(
         end = pod_end(current) if current else None
         if end is not None and end.ending is Ending.SUCCEEDED:
             return _view(name, RoleState.SUCCEEDED, "", pod_name, exit_code=end.exit_code)
-        return _view(name, RoleState.SUCCEEDED, "ended with the job: the JobSet completed", pod_name)
+        return _view(
+            name, RoleState.SUCCEEDED, "ended with the job: the JobSet completed", pod_name
+        )
     if condition(jobset, "Failed"):
         return _failed_set(spec, role, jobset, pods, pod_name)
     if suspended(jobset):
@@ -312,9 +316,8 @@ def why_queued(jobset: Mapping[str, Any], workload: Mapping[str, Any] | None) ->
             + (f": {c['message']}" if c.get("message") else "")
             for c in waiting
         )
-        return (
-            f"admitted to quota in cluster queue {cluster_queue}, waiting for nodes"
-            + (f" (admission checks: {checks})" if checks else "")
+        return f"admitted to quota in cluster queue {cluster_queue}, waiting for nodes" + (
+            f" (admission checks: {checks})" if checks else ""
         )
     if condition(workload, "Admitted"):
         return f"admitted by Kueue (queue {queue}); starting"

@@ -1,0 +1,663 @@
+"""An in-memory JobSet controller, Job controller and Kueue, for tests and demos.
+
+`FakeJobSetCluster` is a `FakeKubeApi` that also stores JobSets and Kueue Workloads, and that
+after every request does what the controllers of a real cluster would do, as far as tfdist
+relies on it. Tests play the kubelet and the cloud (`start`, `exit`, `oom`, `preempt` a pod)
+and Kueue's scheduler (`reserve_quota`, `admit`, `evict`). Each behaviour's docstring names
+the documentation it follows:
+
+- JobSet v0.12: site/content/en/docs (concepts; tasks/failure_policy.md) and the API reference
+  of `api/jobset/v1alpha2/jobset_types.go`;
+- Kubernetes Jobs: "Jobs" concept page, sections "Pod failure policy", "Pod backoff failure
+  policy", "Suspending a Job", "Completion mode" (Indexed);
+- Kueue v0.19: tasks/run/jobsets.md, concepts/workload.md, concepts/admission_check.
+
+Not modelled: scheduling and nodes (pods stay Pending until a test starts them), in-place
+restarts, `dependsOn`, `RestartJob` (an alpha feature gate, off by default), volume claims.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import re
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from tfdist.kubernetes.api import JOBSETS, WORKLOADS, Resource
+from tfdist.kubernetes.fake import FakeKubeApi, Key
+from tfdist.kubernetes.jobset import (
+    JOB_INDEX,
+    JOBSET_NAME,
+    QUEUE_NAME,
+    REPLICATED_JOB,
+    RESTART_ATTEMPT,
+    child_job_name,
+    hostname,
+)
+from tfdist.kubernetes.names import digest
+
+JOBSET_UID = "jobset.sigs.k8s.io/jobset-uid"
+JOB_UID = "kueue.x-k8s.io/job-uid"  # on a Workload: the uid of the job it admits
+COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
+JOB_NAME = "batch.kubernetes.io/job-name"
+_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # as Kubernetes' generated name suffixes
+
+
+class FakeJobSetCluster(FakeKubeApi):
+    """Implements `KubeApi` in memory with the JobSet, Job and Kueue controllers running."""
+
+    def __init__(self, clock: Callable[[], float] = time.time, linger: int = 0):
+        super().__init__(clock, linger)
+        self.jobs: dict[Key, dict[str, Any]] = {}  # batch/v1 Jobs, by (namespace, name)
+        self._pod_ids = itertools.count(1)
+        self._failures = itertools.count(1)  # the order in which Jobs failed
+        self._busy = False
+
+    # -- the API, with the controllers reacting ----------------------------------------------
+    def create_object(
+        self, resource: Resource, namespace: str, manifest: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        obj = super().create_object(resource, namespace, manifest)
+        if resource == JOBSETS:
+            stored = self.objects[(JOBSETS.plural, namespace, obj["metadata"]["name"])]
+            _default(stored)
+            stored["status"] = {"restarts": 0, "restartsCountTowardsMax": 0}
+            self._queue(stored)
+            self.reconcile()
+            obj = copy.deepcopy(stored)
+        return obj
+
+    def delete_object(
+        self, resource: Resource, namespace: str, name: str, *, foreground: bool = False
+    ) -> None:
+        """Foreground deletion keeps the JobSet (with a `deletionTimestamp`) until its Jobs
+        and pods are gone; background deletion removes it at once and its dependents after
+        (Kubernetes docs, "Garbage collection: cascading deletion")."""
+        key = (resource.plural, namespace, name)
+        if resource != JOBSETS or key not in self.objects:
+            super().delete_object(resource, namespace, name, foreground=foreground)
+            return
+        self.calls.append((f"delete_{resource.plural}", name))
+        jobset = self.objects[key]
+        jobset["metadata"].setdefault("deletionTimestamp", self._now())
+        if not foreground:
+            self._forget(jobset)
+        self.reconcile()
+
+    def _tick(self) -> None:
+        super()._tick()
+        self.reconcile()
+
+    # -- the kubelet and the cloud (tests call these) -----------------------------------------
+    def exit(self, name: str, code: int, reason: str | None = None) -> None:
+        super().exit(name, code, reason)
+        self.reconcile()
+
+    def oom(self, name: str) -> None:
+        """The kernel killed the container for its memory limit: exit code 137, OOMKilled."""
+        self.exit(name, 137, "OOMKilled")
+
+    def preempt(
+        self,
+        name: str,
+        reason: str = "Terminated",
+        message: str = "Pod was terminated in response to imminent node shutdown.",
+        code: int = 143,
+    ) -> None:
+        super().preempt(name, reason, message, code)
+        self.reconcile()
+
+    # -- Kueue's scheduler (tests call these) -------------------------------------------------
+    def workload_of(self, jobset: str) -> dict[str, Any]:
+        js = self._jobset(jobset)
+        for (plural, _, _), obj in self.objects.items():
+            if plural == WORKLOADS.plural and obj["metadata"]["labels"].get(JOB_UID) == js[
+                "metadata"
+            ].get("uid"):
+                return obj
+        raise KeyError(f"no workload of JobSet {jobset!r}")
+
+    def pending(self, jobset: str, message: str, reason: str = "Pending") -> None:
+        """Kueue could not reserve quota yet (concepts/workload.md: QuotaReserved False)."""
+        _set(self.workload_of(jobset), "QuotaReserved", "False", reason, message, self._now())
+
+    def reserve_quota(
+        self, jobset: str, cluster_queue: str, checks: Mapping[str, str] | None = None
+    ) -> None:
+        """Quota reserved in `cluster_queue`; admission checks (e.g. a ProvisioningRequest on
+        GKE) still `Pending` with the given messages (concepts/admission_check)."""
+        workload = self.workload_of(jobset)
+        now = self._now()
+        _set(
+            workload,
+            "QuotaReserved",
+            "True",
+            "QuotaReserved",
+            f"Quota reserved in {cluster_queue}",
+            now,
+        )
+        workload["status"]["admission"] = {"clusterQueue": cluster_queue}
+        workload["status"]["admissionChecks"] = [
+            {"name": name, "state": "Pending", "message": message, "lastTransitionTime": now}
+            for name, message in (checks or {}).items()
+        ]
+
+    def admit(self, jobset: str, cluster_queue: str = "cluster-queue") -> None:
+        """Admit the whole workload at once: Kueue un-suspends the JobSet, whose controller
+        then un-suspends its Jobs (Kueue tasks/run/jobsets.md; JobSet `spec.suspend`)."""
+        workload = self.workload_of(jobset)
+        if not _true(workload, "QuotaReserved"):
+            self.reserve_quota(jobset, cluster_queue)
+        now = self._now()
+        for check in workload["status"].get("admissionChecks", []):
+            check.update(state="Ready", lastTransitionTime=now)
+        _set(workload, "Admitted", "True", "Admitted", "The workload is admitted", now)
+        _set(workload, "Evicted", "False", "Admitted", "", now)
+        self._jobset(jobset)["spec"]["suspend"] = False
+        self.reconcile()
+
+    def evict(self, jobset: str, reason: str, message: str) -> None:
+        """Kueue evicts and requeues the workload (e.g. `PodsReadyTimeout` under
+        waitForPodsReady, or preemption): the JobSet is suspended again."""
+        workload = self.workload_of(jobset)
+        now = self._now()
+        _set(workload, "Evicted", "True", reason, message, now)
+        _set(workload, "Admitted", "False", "NoReservation", "", now)
+        _set(workload, "QuotaReserved", "False", "Pending", "requeued", now)
+        self._jobset(jobset)["spec"]["suspend"] = True
+        self.reconcile()
+
+    # -- looking around (tests) ----------------------------------------------------------------
+    def current_pod(self, jobset: str, role: str, index: int) -> str:
+        """The newest pod of replica `index` of `role` in the JobSet's current attempt."""
+        js = self._jobset(jobset)
+        attempt = str(js["status"]["restarts"])
+        found = [
+            pod
+            for pod in self.pods.values()
+            if _labels(pod).get(JOBSET_NAME) == jobset
+            and _labels(pod).get(REPLICATED_JOB) == role
+            and _labels(pod).get(JOB_INDEX) == str(index)
+            and _labels(pod).get(RESTART_ATTEMPT) == attempt
+        ]
+        if not found:
+            raise KeyError(f"no pod of {role}-{index} in JobSet {jobset} attempt {attempt}")
+        return str(found[-1]["metadata"]["name"])  # the store keeps creation order
+
+    def jobset(self, name: str) -> dict[str, Any]:
+        """The stored JobSet (changes show in later reads)."""
+        return self._jobset(name)
+
+    # -- the controllers -----------------------------------------------------------------------
+    def reconcile(self) -> None:
+        """Run the controllers until nothing changes (as a real cluster settles). What they
+        create and delete is not recorded in `calls`: those are the client's requests."""
+        if self._busy:
+            return
+        self._busy = True
+        mark = len(self.calls)
+        try:
+            for _ in range(20):
+                before = repr((self.objects, self.jobs, self.pods))
+                for key in [k for k in self.objects if k[0] == JOBSETS.plural]:
+                    if key in self.objects:
+                        self._reconcile_jobset(self.objects[key])
+                for job_key in list(self.jobs):
+                    if job_key in self.jobs:
+                        self._reconcile_job(self.jobs[job_key])
+                if repr((self.objects, self.jobs, self.pods)) == before:
+                    return
+        finally:
+            del self.calls[mark:]
+            self._busy = False
+
+    def _reconcile_jobset(self, js: dict[str, Any]) -> None:
+        """One pass of the JobSet controller, in the order of its reconcile loop
+        (pkg/controllers/jobset_controller.go)."""
+        meta, spec, status = js["metadata"], js["spec"], js["status"]
+        if meta.get("deletionTimestamp"):
+            self._delete_children(js)
+            return
+        owned = [job for job in self.jobs.values() if _labels(job).get(JOBSET_UID) == meta["uid"]]
+        attempt = status["restarts"]
+        previous = [job for job in owned if int(_labels(job)[RESTART_ATTEMPT]) < attempt]
+        current = [job for job in owned if job not in previous]
+        failed = [job for job in current if _true(job, "Failed")]
+        succeeded = [job for job in current if _true(job, "Complete")]
+        active = [job for job in current if job not in failed and job not in succeeded]
+        if _true(js, "Completed") or _true(js, "Failed"):
+            self._finished(js, active)
+            return
+        for job in previous:  # Jobs of an earlier attempt: deleted, foreground
+            self._delete_job(job)
+        if failed:
+            self._failure_policy(js, failed)
+            return
+        if succeeded and self._success_policy(js, succeeded):
+            return
+        if spec.get("failurePolicy", {}).get("restartStrategy") == "BlockingRecreate" and previous:
+            return  # BlockingRecreate: no new Job until every old one is gone
+        names = {job["metadata"]["name"] for job in owned}
+        for rjob in spec["replicatedJobs"]:
+            for index in range(rjob["replicas"]):
+                name = child_job_name(meta["name"], rjob["name"], index)
+                if name not in names:
+                    self._create_job(js, rjob, index)
+        paused = bool(spec.get("suspend"))
+        for job in active:
+            job["spec"]["suspend"] = paused
+        message = "jobset is suspended" if paused else "jobset is resumed"
+        reason = "SuspendedJobs" if paused else "ResumeJobs"
+        if _true(js, "Suspended") != paused:
+            _set(js, "Suspended", "True" if paused else "False", reason, message, self._now())
+
+    def _finished(self, js: dict[str, Any], active: list[dict[str, Any]]) -> None:
+        """A finished JobSet deletes its child Jobs still running (concepts, "Success
+        Policy"; jobset_controller.go: jobSetFinished -> deleteJobs(active)); after
+        `ttlSecondsAfterFinished` the JobSet itself is deleted (ttl_after_finished.go)."""
+        for job in active:
+            self._delete_job(job)
+        ttl = js["spec"].get("ttlSecondsAfterFinished")
+        ended = next(
+            (c for c in js["status"].get("conditions", []) if c["type"] in ("Completed", "Failed")),
+            None,
+        )
+        if (
+            ttl is not None
+            and ended
+            and self.clock() >= _seconds(ended["lastTransitionTime"]) + ttl
+        ):
+            js["metadata"]["deletionTimestamp"] = self._now()
+            self._forget(js)
+
+    def _failure_policy(self, js: dict[str, Any], failed: list[dict[str, Any]]) -> None:
+        """tasks/failure_policy.md: "the rules are evaluated in order, and the first matching
+        rule's action is executed. If no rule matches, the default action is RestartJobSet";
+        a rule matches the earliest-failed Job it applies to (onJobFailureReasons,
+        onJobFailureMessagePatterns, targetReplicatedJobs); no failurePolicy: the JobSet
+        fails. RestartJobSet beyond maxRestarts fails it (reason ReachedMaxRestarts)."""
+        policy = js["spec"].get("failurePolicy")
+        by_time = sorted(failed, key=lambda job: job["status"]["failedOrder"])
+        if policy is None:
+            self._fail(
+                js, "FailedJobs", "jobset failed due to one or more job failures", by_time[0]
+            )
+            return
+        for rule in policy.get("rules", []):
+            job = next((job for job in by_time if rule_applies(rule, job)), None)
+            if job is not None:
+                self._act(js, rule["action"], job, rule["name"])
+                return
+        self._act(js, "RestartJobSet", by_time[0], None)
+
+    def _act(self, js: dict[str, Any], action: str, job: dict[str, Any], rule: str | None) -> None:
+        status = js["status"]
+        first = f"(first failed job: {job['metadata']['name']})"
+        if action == "FailJobSet":
+            self._fail(
+                js,
+                "FailJobSetFailurePolicyAction",
+                f"applying FailJobSet failure policy action {first}",
+                job,
+            )
+            return
+        if action not in ("RestartJobSet", "RestartJobSetAndIgnoreMaxRestarts"):
+            raise NotImplementedError(f"failure policy action {action} is not modelled")
+        counts = action == "RestartJobSet"
+        if counts and status["restartsCountTowardsMax"] >= js["spec"]["failurePolicy"].get(
+            "maxRestarts", 0
+        ):
+            self._fail(
+                js,
+                "ReachedMaxRestarts",
+                f"jobset failed due to reaching max number of restarts {first}",
+                job,
+            )
+            return
+        status["restarts"] += 1
+        status["restartsCountTowardsMax"] += int(counts)
+        reason = f"FailurePolicy_{rule}" if rule else "DefaultFailurePolicy"
+        _set(
+            js,
+            "RestartingJobSet",
+            "True",
+            reason,
+            f"applying {action} failure policy action {first}",
+            self._now(),
+        )
+
+    def _fail(self, js: dict[str, Any], reason: str, message: str, job: dict[str, Any]) -> None:
+        del job
+        now = self._now()
+        _set(js, "Failed", "True", reason, message, now)
+        _set(js, "RestartingJobSet", "False", "JobSetFailed", "jobset failed", now)
+        js["status"]["terminalState"] = "Failed"
+
+    def _success_policy(self, js: dict[str, Any], succeeded: list[dict[str, Any]]) -> bool:
+        """successPolicy (API reference): `All` completes the JobSet once every Job of the
+        `targetReplicatedJobs` (all replicated jobs when empty) succeeded, `Any` once one did."""
+        policy = js["spec"]["successPolicy"]
+        targets = policy.get("targetReplicatedJobs") or [
+            r["name"] for r in js["spec"]["replicatedJobs"]
+        ]
+        done = [job for job in succeeded if _labels(job)[REPLICATED_JOB] in targets]
+        needed = (
+            1
+            if policy["operator"] == "Any"
+            else sum(r["replicas"] for r in js["spec"]["replicatedJobs"] if r["name"] in targets)
+        )
+        if len(done) < needed:
+            return False
+        now = self._now()
+        _set(js, "Completed", "True", "AllJobsCompleted", "jobset completed successfully", now)
+        _set(
+            js, "RestartingJobSet", "False", "JobSetCompleted", "jobset completed successfully", now
+        )
+        js["status"]["terminalState"] = "Completed"
+        return True
+
+    def _create_job(self, js: dict[str, Any], rjob: Mapping[str, Any], index: int) -> None:
+        """A child Job: the replicated job's template, named `<jobset>-<rjob>-<index>`, with the
+        JobSet's labels on it and on its pod template (labelAndAnnotateObject), the JobSet's
+        subdomain, and `suspend` as the JobSet's."""
+        meta = js["metadata"]
+        name = child_job_name(meta["name"], rjob["name"], index)
+        labels = {
+            JOBSET_NAME: meta["name"],
+            JOBSET_UID: meta["uid"],
+            REPLICATED_JOB: rjob["name"],
+            JOB_INDEX: str(index),
+            RESTART_ATTEMPT: str(js["status"]["restarts"]),
+        }
+        template = copy.deepcopy(dict(rjob["template"]))
+        job = {
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "metadata": {
+                "name": name,
+                "namespace": meta["namespace"],
+                "uid": f"uid-{next(self._uids)}",
+                "labels": {**template.get("metadata", {}).get("labels", {}), **labels},
+            },
+            "spec": template["spec"],
+            "status": {"failed": 0, "succeeded": 0},
+        }
+        pod_template = job["spec"]["template"]
+        pod_template.setdefault("metadata", {})
+        pod_template["metadata"]["labels"] = {
+            **pod_template["metadata"].get("labels", {}),
+            **labels,
+        }
+        if js["spec"]["network"].get("enableDNSHostnames"):
+            pod_template["spec"]["subdomain"] = (
+                js["spec"]["network"].get("subdomain") or meta["name"]
+            )
+        job["spec"]["suspend"] = bool(js["spec"].get("suspend"))
+        self.jobs[(meta["namespace"], name)] = job
+
+    def _reconcile_job(self, job: dict[str, Any]) -> None:
+        """One pass of the Job controller for a one-pod Indexed Job (completions 1)."""
+        meta = job["metadata"]
+        pods = self._pods_of(job)
+        if meta.get("deletionTimestamp"):
+            for pod in pods:
+                self.delete_pod(meta["namespace"], pod["metadata"]["name"])
+            if not self._pods_of(job):
+                self.jobs.pop((meta["namespace"], meta["name"]), None)
+            return
+        if _true(job, "Failed") or _true(job, "Complete"):
+            return
+        self._account(job, pods)
+        if _true(job, "Failed"):  # "FailJob: ... all running pods are terminated"
+            for pod in self._pods_of(job):
+                if pod["status"].get("phase") not in ("Succeeded", "Failed"):
+                    self.delete_pod(meta["namespace"], pod["metadata"]["name"])
+            return
+        live = [
+            p for p in self._pods_of(job) if p["status"].get("phase") not in ("Succeeded", "Failed")
+        ]
+        if job["spec"].get("suspend"):  # "Suspending a Job": its active pods are terminated
+            for pod in live:
+                self.delete_pod(meta["namespace"], pod["metadata"]["name"])
+            return
+        if not live and not _true(job, "Complete"):
+            self._create_pod(job)
+
+    def _account(self, job: dict[str, Any], pods: list[dict[str, Any]]) -> None:
+        """Pods that ended since the last pass: success completes the Job; a failure goes
+        through the pod failure policy, rules in order, first match wins ("Pod failure
+        policy"): `Ignore` (not counted, a replacement pod), `FailJob` (the Job fails with
+        reason PodFailurePolicy), `Count` or no match (counted; more failures than
+        `backoffLimit` fail the Job with reason BackoffLimitExceeded, "Pod backoff failure
+        policy")."""
+        seen = job["status"].setdefault("accounted", [])
+        for pod in pods:
+            uid = pod["metadata"]["uid"]
+            phase = pod["status"].get("phase")
+            if uid in seen or phase not in ("Succeeded", "Failed"):
+                continue
+            seen.append(uid)
+            if phase == "Succeeded":
+                job["status"]["succeeded"] += 1
+                _set(
+                    job,
+                    "Complete",
+                    "True",
+                    "CompletionsReached",
+                    "Reached expected number of succeeded pods",
+                    self._now(),
+                )
+                return
+            action, message = pod_failure_action(job["spec"].get("podFailurePolicy"), pod)
+            if action == "Ignore":
+                continue
+            if action == "FailJob":
+                self._fail_job(job, "PodFailurePolicy", message)
+                return
+            job["status"]["failed"] += 1
+            if job["status"]["failed"] > job["spec"].get("backoffLimit", 6):
+                self._fail_job(
+                    job, "BackoffLimitExceeded", "Job has reached the specified backoff limit"
+                )
+                return
+
+    def _fail_job(self, job: dict[str, Any], reason: str, message: str) -> None:
+        _set(job, "Failed", "True", reason, message, self._now())
+        job["status"]["failedOrder"] = next(self._failures)
+
+    def _create_pod(self, job: dict[str, Any]) -> None:
+        """A pod of the Job's template named `<job>-0-<5 random characters>`, with hostname
+        `<job>-0` ("Completion mode: Indexed"; the JobSet docs' pod hostnames)."""
+        meta = job["metadata"]
+        template = copy.deepcopy(job["spec"]["template"])
+        labels = {
+            **template["metadata"].get("labels", {}),
+            COMPLETION_INDEX: "0",
+            JOB_NAME: meta["name"],
+        }
+        suffix = _suffix(next(self._pod_ids))
+        jobset, rjob, index = labels[JOBSET_NAME], labels[REPLICATED_JOB], int(labels[JOB_INDEX])
+        pod = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": f"{meta['name']}-0-{suffix}", "labels": labels},
+            "spec": {**template["spec"], "hostname": hostname(jobset, rjob, index)},
+        }
+        self.create_pod(meta["namespace"], pod)
+
+    def _pods_of(self, job: Mapping[str, Any]) -> list[dict[str, Any]]:
+        name, namespace = job["metadata"]["name"], job["metadata"]["namespace"]
+        return [
+            pod
+            for (space, _), pod in self.pods.items()
+            if space == namespace and _labels(pod).get(JOB_NAME) == name
+        ]
+
+    def _delete_job(self, job: dict[str, Any]) -> None:
+        job["metadata"].setdefault("deletionTimestamp", self._now())
+        self._reconcile_job(job)
+
+    def _delete_children(self, js: dict[str, Any]) -> None:
+        uid = js["metadata"]["uid"]
+        for job in [job for job in self.jobs.values() if _labels(job).get(JOBSET_UID) == uid]:
+            self._delete_job(job)
+        left = [job for job in self.jobs.values() if _labels(job).get(JOBSET_UID) == uid]
+        if not left:
+            self._forget(js)
+
+    def _forget(self, js: Mapping[str, Any]) -> None:
+        """Remove the JobSet and the Kueue Workload it owns; its Jobs go next pass."""
+        meta = js["metadata"]
+        self.objects.pop((JOBSETS.plural, meta["namespace"], meta["name"]), None)
+        for key, obj in list(self.objects.items()):
+            if key[0] == WORKLOADS.plural and obj["metadata"]["labels"].get(JOB_UID) == meta["uid"]:
+                del self.objects[key]
+        for job in self.jobs.values():
+            if _labels(job).get(JOBSET_UID) == meta["uid"]:
+                job["metadata"].setdefault("deletionTimestamp", self._now())
+
+    def _queue(self, js: dict[str, Any]) -> None:
+        """Kueue's JobSet integration (tasks/run/jobsets.md): a JobSet labelled with
+        `kueue.x-k8s.io/queue-name` is suspended on creation and gets a Workload that waits
+        in that LocalQueue until Kueue admits it."""
+        meta = js["metadata"]
+        queue = meta.get("labels", {}).get(QUEUE_NAME)
+        if not queue:
+            return
+        js["spec"]["suspend"] = True
+        name = f"jobset-{meta['name']}-{digest(meta['uid'], 5)}"
+        workload: dict[str, Any] = {
+            "apiVersion": f"{WORKLOADS.group}/{WORKLOADS.version}",
+            "kind": "Workload",
+            "metadata": {"name": name, "labels": {JOB_UID: meta["uid"]}},
+            "spec": {"queueName": queue},
+        }
+        workload["metadata"].update(
+            namespace=meta["namespace"],
+            uid=f"uid-{next(self._uids)}",
+            creationTimestamp=self._now(),
+        )
+        self.objects[(WORKLOADS.plural, meta["namespace"], name)] = workload
+        workload["status"] = {
+            "conditions": [
+                {
+                    "type": "QuotaReserved",
+                    "status": "False",
+                    "reason": "Pending",
+                    "message": "waiting for the scheduler",
+                    "lastTransitionTime": self._now(),
+                }
+            ]
+        }
+
+    def _jobset(self, name: str) -> dict[str, Any]:
+        for (plural, _, obj_name), obj in self.objects.items():
+            if plural == JOBSETS.plural and obj_name == name:
+                return obj
+        raise KeyError(f"no JobSet {name!r}")
+
+
+def _default(js: dict[str, Any]) -> None:
+    """The JobSet webhook's defaults (api reference; jobset_webhook.go Default): successPolicy
+    `All`, `Indexed` completion, pod `restartPolicy: OnFailure`, DNS hostnames on."""
+    spec = js["spec"]
+    spec.setdefault("successPolicy", {"operator": "All"})
+    network = spec.setdefault("network", {})
+    network.setdefault("enableDNSHostnames", True)
+    network.setdefault("publishNotReadyAddresses", True)
+    for rjob in spec["replicatedJobs"]:
+        job_spec = rjob["template"]["spec"]
+        job_spec.setdefault("completionMode", "Indexed")
+        job_spec["template"]["spec"].setdefault("restartPolicy", "OnFailure")
+    for index, rule in enumerate(spec.get("failurePolicy", {}).get("rules", [])):
+        rule.setdefault("name", f"failurePolicyRule{index}")
+
+
+def rule_applies(rule: Mapping[str, Any], job: Mapping[str, Any]) -> bool:
+    """ruleIsApplicable: reasons, message patterns (regular expressions, any matches) and
+    target replicated jobs; an empty list matches anything."""
+    failed = next(c for c in job["status"]["conditions"] if c["type"] == "Failed")
+    reasons = rule.get("onJobFailureReasons") or []
+    patterns = rule.get("onJobFailureMessagePatterns") or []
+    targets = rule.get("targetReplicatedJobs") or []
+    return (
+        (not reasons or failed.get("reason") in reasons)
+        and (not patterns or any(re.search(p, failed.get("message", "")) for p in patterns))
+        and (not targets or _labels(job).get(REPLICATED_JOB) in targets)
+    )
+
+
+def pod_failure_action(policy: Mapping[str, Any] | None, pod: Mapping[str, Any]) -> tuple[str, str]:
+    """The action of the first podFailurePolicy rule matching the failed pod, and the Job
+    controller's message for FailJob (kubernetes pkg/controller/job/pod_failure_policy.go);
+    ("Count", "") when no rule matches."""
+    meta, status = pod["metadata"], pod["status"]
+    where = f"{meta['namespace']}/{meta['name']}"
+    for index, rule in enumerate((policy or {}).get("rules", [])):
+        exits = rule.get("onExitCodes")
+        if exits is not None:
+            for container in status.get("containerStatuses") or []:
+                ended = (container.get("state") or {}).get("terminated")
+                if not ended or ended.get("exitCode", 0) == 0:
+                    continue
+                if exits.get("containerName") not in (None, container["name"]):
+                    continue
+                inside = ended["exitCode"] in exits["values"]
+                if inside == (exits["operator"] == "In"):
+                    return rule["action"], (
+                        f"Container {container['name']} for pod {where} failed with exit code "
+                        f"{ended['exitCode']} matching {rule['action']} rule at index {index}"
+                    )
+            continue
+        for pattern in rule.get("onPodConditions") or []:
+            for cond in status.get("conditions") or []:
+                if cond["type"] == pattern["type"] and cond["status"] == pattern.get(
+                    "status", "True"
+                ):
+                    return rule["action"], (
+                        f"Pod {where} has condition {cond['type']} matching {rule['action']} "
+                        f"rule at index {index}"
+                    )
+    return "Count", ""
+
+
+def _labels(obj: Mapping[str, Any]) -> dict[str, str]:
+    return dict(obj["metadata"].get("labels") or {})
+
+
+def _true(obj: Mapping[str, Any], kind: str) -> bool:
+    return any(
+        c["type"] == kind and c["status"] == "True"
+        for c in (obj.get("status") or {}).get("conditions") or []
+    )
+
+
+def _set(obj: dict[str, Any], kind: str, status: str, reason: str, message: str, now: str) -> None:
+    """Set a condition, keeping its transition time when its status does not change."""
+    conditions = obj.setdefault("status", {}).setdefault("conditions", [])
+    old = next((c for c in conditions if c["type"] == kind), None)
+    since = old["lastTransitionTime"] if old and old["status"] == status else now
+    new = {
+        "type": kind,
+        "status": status,
+        "reason": reason,
+        "message": message,
+        "lastTransitionTime": since,
+    }
+    obj["status"]["conditions"] = [c for c in conditions if c["type"] != kind] + [new]
+
+
+def _seconds(stamp: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+
+def _suffix(number: int) -> str:
+    digits = []
+    for _ in range(5):
+        number, rest = divmod(number, len(_ALPHABET))
+        digits.append(_ALPHABET[rest])
+    return "".join(reversed(digits))

@@ -222,22 +222,22 @@ def _alive(
 def _again(
     spec: JobSpec, role: RoleId, jobset: Mapping[str, Any], history: Sequence[Mapping[str, Any]]
 ) -> str:
-    """Which run of the role this is, when not its first: `restart 1 of 3 of worker-0 alone
-    after ...` or `job restart 2 (1 of 2 counted)`."""
+    """Which run of the role this is, when not its first: `restart 1 of worker-0 alone, 1 of
+    3 counted, after ...` or `job restart 2, 1 of 2 counted`."""
     parts = []
     earlier = history[:-1]
     if earlier:
         last = pod_end(earlier[-1])
         counted = _counted(spec, role, earlier)
         budget = spec.restart_policy.max_role_restarts
-        how = f" after {last.describe()}" if last else ""
-        parts.append(f"restart {len(earlier)} of {role} alone ({counted} of {budget} counted){how}")
+        how = f", after {last.describe()}" if last else ""
+        parts.append(f"restart {len(earlier)} of {role} alone, {counted} of {budget} counted{how}")
     status = jobset.get("status") or {}
     restarts = int(status.get("restarts") or 0)
     if restarts:
         counted = int(status.get("restartsCountTowardsMax") or 0)
         budget = spec.restart_policy.max_job_restarts
-        parts.append(f"job restart {restarts} ({counted} of {budget} counted)")
+        parts.append(f"job restart {restarts}, {counted} of {budget} counted")
     return "; ".join(parts)
 
 

@@ -1,0 +1,171 @@
+"""Each role's state and "why it waits" from a JobSet, its pods and its Kueue Workload.
+
+No cluster can run here: the objects come from the shipped `FakeJobSetCluster` (JobSet, Job
+and Kueue controllers following their documented semantics), driven as a kubelet and Kueue
+would, and are read back as a client would (`get_object`, `list_pods`, `list_objects`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tfdist.kubernetes.api import JOBSETS, WORKLOADS
+from tfdist.kubernetes.fake_jobset import JOB_UID, FakeJobSetCluster
+from tfdist.kubernetes.jobset import JOBSET_NAME, JobSetOptions, Kueue, jobset_name, plan_jobset
+from tfdist.kubernetes.jobset_status import RoleView, role_views
+from tfdist.kubernetes.manifests import Target
+from tfdist.kubernetes.names import RunRef
+from tfdist.launch.base import RoleState
+from tfdist.spec import parse_spec
+
+REF = RunRef(dag="nightly", run="run-1", launch="l1")
+SPEC = parse_spec(
+    {
+        "name": "digits",
+        "trainer": {"entrypoint": "tfdist.examples.digits"},
+        "cluster": {"worker": 2, "ps": 1, "evaluator": 1},
+        "train_spec": {"max_steps": 10},
+        "restart_policy": {"max_role_restarts": 2, "max_job_restarts": 2},
+        "model_dir": "gs://bucket/m",
+    }
+)
+NAME = jobset_name(SPEC.name, REF)
+QUEUED = JobSetOptions(kueue=Kueue(queue_name="gpu-queue"))
+
+
+def launch(options: JobSetOptions | None = None) -> FakeJobSetCluster:
+    api = FakeJobSetCluster()
+    api.create_object(JOBSETS, "ml", plan_jobset(SPEC, Target(namespace="ml"), options, REF))
+    return api
+
+
+def views(api: FakeJobSetCluster) -> dict[str, RoleView]:
+    jobset = api.get_object(JOBSETS, "ml", NAME)
+    workloads: list[dict[str, Any]] = []
+    if jobset is not None:
+        uid = jobset["metadata"]["uid"]
+        workloads = api.list_objects(WORKLOADS, "ml", {JOB_UID: uid})
+    pods = api.list_pods("ml", {JOBSET_NAME: NAME})
+    return role_views(SPEC, jobset, pods, workloads[0] if workloads else None)
+
+
+def state(api: FakeJobSetCluster, role: str) -> tuple[RoleState, str]:
+    status = views(api)[role].status
+    return status.state, status.detail
+
+
+def start_all(api: FakeJobSetCluster) -> None:
+    for role, index in (("chief", 0), ("worker", 0), ("worker", 1), ("ps", 0), ("evaluator", 0)):
+        api.start(api.current_pod(NAME, role, index))
+
+
+def test_queued_in_kueue_then_waiting_for_nodes_then_running() -> None:
+    api = launch(QUEUED)
+    assert state(api, "chief-0") == (
+        RoleState.PENDING,
+        "queued in Kueue (queue gpu-queue): Pending: waiting for the scheduler",
+    )
+    assert api.pods == {}  # nothing runs before admission: all or nothing
+    api.pending(
+        NAME,
+        "couldn't assign flavors to pod set chief: insufficient unused quota "
+        "for nvidia.com/gpu in flavor l4, 1 more needed",
+    )
+    assert state(api, "worker-1")[1].endswith(
+        "insufficient unused quota for nvidia.com/gpu in flavor l4, 1 more needed"
+    )
+    api.reserve_quota(NAME, "gpu-cluster-queue", {"dws-prov": "Waiting for resources (flex-start)"})
+    assert state(api, "ps-0") == (
+        RoleState.PENDING,
+        "admitted to quota in cluster queue gpu-cluster-queue, waiting for nodes "
+        "(admission checks: dws-prov Pending: Waiting for resources (flex-start))",
+    )
+    api.admit(NAME, "gpu-cluster-queue")
+    assert state(api, "chief-0") == (RoleState.PENDING, "pod pending: waiting for a node")
+    api.unschedulable(api.current_pod(NAME, "chief", 0), "0/3 nodes are available")
+    assert state(api, "chief-0")[1] == "pod pending: Unschedulable: 0/3 nodes are available"
+    api.start(api.current_pod(NAME, "chief", 0))
+    assert state(api, "chief-0") == (RoleState.RUNNING, "")
+
+
+def test_a_program_error_fails_every_role_at_once_naming_the_culprit() -> None:
+    api = launch()
+    start_all(api)
+    api.exit(api.current_pod(NAME, "worker", 1), 3)
+    seen = views(api)
+    culprit = (
+        "worker-1 failed with exit code 3: a failure of the program itself, which no restart fixes"
+    )
+    assert (seen["worker-1"].status.state, seen["worker-1"].status.detail) == (
+        RoleState.FAILED,
+        culprit,
+    )
+    assert seen["worker-1"].status.exit_code == 3
+    assert seen["chief-0"].status.state is RoleState.FAILED
+    assert seen["chief-0"].status.detail == f"the job failed: {culprit}"
+
+
+def test_the_evaluator_restarts_alone_and_says_so() -> None:
+    api = launch()
+    start_all(api)
+    chief = api.current_pod(NAME, "chief", 0)
+    first = api.current_pod(NAME, "evaluator", 0)
+    api.exit(first, 137)
+    second = api.current_pod(NAME, "evaluator", 0)
+    assert second != first and api.current_pod(NAME, "chief", 0) == chief
+    status = views(api)["evaluator-0"]
+    assert status.pod == second and status.status.state is RoleState.PENDING
+    assert status.status.detail == (
+        "pod pending: waiting for a node (restart 1 of evaluator-0 alone, 1 of 2 counted, "
+        "after killed by SIGKILL (exit code 137))"
+    )
+    api.start(second)
+    assert views(api)["evaluator-0"].status.state is RoleState.RUNNING
+
+
+def test_a_chief_out_of_memory_restarts_the_job_and_is_reported_as_such() -> None:
+    api = launch()
+    start_all(api)
+    api.oom(api.current_pod(NAME, "chief", 0))
+    assert api.jobset(NAME)["status"]["restarts"] == 1
+    assert state(api, "worker-0") == (
+        RoleState.PENDING,
+        "pod pending: waiting for a node (job restart 1, 1 of 2 counted)",
+    )
+    restarting = api.jobset(NAME)["status"]["conditions"]
+    assert any(c["type"] == "RestartingJobSet" and c["status"] == "True" for c in restarting)
+
+
+def test_out_of_memory_with_no_restart_left_fails_saying_out_of_memory() -> None:
+    api = launch()
+    start_all(api)
+    for _ in range(2):
+        api.oom(api.current_pod(NAME, "chief", 0))
+    api.oom(api.current_pod(NAME, "chief", 0))
+    status = views(api)["chief-0"].status
+    assert status.state is RoleState.FAILED
+    assert status.detail == (
+        "chief-0 ran out of memory (OOM-killed, exit code 137); all 2 restarts used "
+        "(restart_policy.max_job_restarts: 2)"
+    )
+
+
+@pytest.mark.parametrize("role", ["chief-0", "ps-0", "evaluator-0"])
+def test_a_completed_jobset_ends_every_role_as_succeeded(role: str) -> None:
+    api = launch()
+    start_all(api)
+    api.exit(api.current_pod(NAME, "chief", 0), 0)
+    assert state(api, "ps-0")[0] is RoleState.RUNNING  # waits for the evaluator
+    api.exit(api.current_pod(NAME, "evaluator", 0), 0)
+    assert state(api, role)[0] is RoleState.SUCCEEDED
+
+
+def test_a_deleted_jobset_fails_its_roles() -> None:
+    api = launch()
+    api.delete_object(JOBSETS, "ml", NAME, foreground=True)
+    assert state(api, "chief-0") == (
+        RoleState.FAILED,
+        "its JobSet is gone: deleted (stopped, torn down, or past ttlSecondsAfterFinished)",
+    )

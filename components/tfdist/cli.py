@@ -7,13 +7,16 @@ import json
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from tfdist.locations import LocationError, is_gcs, require_shared_storage
 from tfdist.spec import JobSpec, SpecError, load_spec
 from tfdist.tf_config import TFConfigError, parse_tf_config
+
+if TYPE_CHECKING:
+    from tfdist.kubernetes.manifests import Target
 
 DEFAULT_RUN_ROOT = "var/runs"
 
@@ -48,7 +51,7 @@ def _load(args: argparse.Namespace) -> JobSpec:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     spec = _load(args)
-    if args.backend == "kubernetes":
+    if args.backend in ("kubernetes", "jobset"):
         return _plan_kubernetes(spec, args)
     from tfdist.launch.local import LocalLauncher
     from tfdist.plan import plan
@@ -60,7 +63,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def _plan_kubernetes(spec: JobSpec, args: argparse.Namespace) -> int:
-    """Print the Service and pods a Kubernetes launch would create; contact no cluster."""
+    """Print the Service and pods a Kubernetes launch would create, or the JobSet (and the
+    Kueue LocalQueue it names); contact no cluster."""
     from pydantic import ValidationError
 
     from tfdist.kubernetes.manifests import Target, plan_manifests, to_yaml
@@ -82,8 +86,40 @@ def _plan_kubernetes(spec: JobSpec, args: argparse.Namespace) -> int:
             for item in error.errors()
         ]
         raise SpecError("invalid Kubernetes target:\n" + "\n".join(problems)) from None
-    print(to_yaml(plan_manifests(spec, target)), end="")
+    if args.backend == "jobset":
+        print(to_yaml(_plan_jobset(spec, target, args)), end="")
+    else:
+        print(to_yaml(plan_manifests(spec, target)), end="")
     return 0
+
+
+def _plan_jobset(spec: JobSpec, target: Target, args: argparse.Namespace) -> list[dict[str, Any]]:
+    from pydantic import ValidationError
+
+    from tfdist.kubernetes.jobset import JobSetOptions, Kueue, local_queue, plan_jobset
+
+    provisioning = {}
+    for pair in args.provisioning:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise SpecError(f"--provisioning {pair!r}: write it as KEY=VALUE")
+        provisioning[key] = value
+    try:
+        kueue = Kueue(
+            queue_name=args.queue, priority_class=args.priority_class, provisioning=provisioning
+        )
+    except ValidationError as error:
+        flags = {"queue_name": "queue", "priority_class": "priority-class"}
+        problems = [
+            f"  --{flags.get(str(item['loc'][0]), str(item['loc'][0]))}: "
+            + str(item["msg"]).removeprefix("Value error, ")
+            for item in error.errors()
+        ]
+        raise SpecError("invalid Kueue settings:\n" + "\n".join(problems)) from None
+    docs = [plan_jobset(spec, target, JobSetOptions(kueue=kueue))]
+    if args.queue:
+        docs.append(local_queue(args.queue, target.namespace, args.cluster_queue))
+    return docs
 
 
 def _kubernetes_options(sub: argparse.ArgumentParser) -> None:
@@ -91,9 +127,10 @@ def _kubernetes_options(sub: argparse.ArgumentParser) -> None:
 
     sub.add_argument(
         "--backend",
-        choices=("local", "kubernetes"),
+        choices=("local", "kubernetes", "jobset"),
         default="local",
-        help="kubernetes: print the Service and pod manifests (YAML) instead",
+        help="kubernetes: print the Service and pod manifests (YAML) instead; jobset: the "
+        "JobSet (and the Kueue LocalQueue it names)",
     )
     sub.add_argument("--namespace", default="default", help="kubernetes: the namespace")
     sub.add_argument("--image", default=DEFAULT_IMAGE, help="kubernetes: the trainer image")
@@ -105,6 +142,20 @@ def _kubernetes_options(sub: argparse.ArgumentParser) -> None:
     sub.add_argument(
         "--cluster-domain",
         help="kubernetes: appended to the pods' DNS names (default: none, `<ns>.svc`)",
+    )
+    sub.add_argument("--queue", help="jobset: the Kueue LocalQueue that admits the gang")
+    sub.add_argument(
+        "--cluster-queue",
+        default="cluster-queue",
+        help="jobset: the ClusterQueue of the printed LocalQueue (default: cluster-queue)",
+    )
+    sub.add_argument("--priority-class", help="jobset: a Kueue WorkloadPriorityClass")
+    sub.add_argument(
+        "--provisioning",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="jobset: a provreq.kueue.x-k8s.io/* annotation for the ProvisioningRequest",
     )
 
 

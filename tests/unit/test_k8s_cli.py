@@ -11,6 +11,7 @@ from typing import Any
 import kubernetes_validate
 import pytest
 import yaml
+from jobset_schema import validate
 
 from tfdist.cli import main
 
@@ -143,3 +144,77 @@ def test_the_command_loads_no_kubernetes_client() -> None:
     heavy = {name for name in imported if name.split(".")[0] in {"kubernetes", "google", "airflow"}}
     assert heavy == set()
     assert len(list(yaml.safe_load_all(result.stdout))) == 6
+
+
+# -- tfdist plan --backend jobset -----------------------------------------------------------
+JOBSET_PLAN = ["plan", SPEC, "--backend", "jobset", "--set", f"model_dir={MODEL_DIR}"]
+
+
+def test_jobset_plan_prints_one_valid_jobset_whose_hostnames_are_the_tf_config_addresses(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """chief 1, worker 3, ps 2, evaluator 1: one JobSet, valid against the JobSet CRD schema
+    (and its pod templates against Kubernetes'), every TF_CONFIG address a pod hostname, and
+    the policies compiled from the lifecycle (proved case by case in test_jobset_policy)."""
+    from tfdist.kubernetes.jobset import replica_env
+    from tfdist.kubernetes.jobset_policy import failure_policy, success_policy
+    from tfdist.spec import load_spec
+
+    cluster = '--set=cluster={"worker": 3, "ps": 2, "evaluator": 1}'
+    assert main([*JOBSET_PLAN, cluster, "--namespace", "ml", "--queue", "gpu-queue"]) == 0
+    jobset, queue = list(yaml.safe_load_all(capsys.readouterr().out))
+    validate(jobset)
+    assert queue == {
+        "apiVersion": "kueue.x-k8s.io/v1beta2",
+        "kind": "LocalQueue",
+        "metadata": {"name": "gpu-queue", "namespace": "ml"},
+        "spec": {"clusterQueue": "cluster-queue"},
+    }
+    name = jobset["metadata"]["name"]
+    hostnames = {
+        f"{name}-{r['name']}-{i}-0.{name}.ml.svc:2222"
+        for r in jobset["spec"]["replicatedJobs"]
+        for i in range(r["replicas"])
+        if r["name"] != "evaluator"
+    }
+    addresses = set()
+    for role, count in (("chief", 1), ("worker", 3), ("ps", 2), ("evaluator", 1)):
+        for index in range(count):
+            tf_config = json.loads(replica_env(jobset, role, index)["TF_CONFIG"])
+            assert tf_config["task"] == {"type": role, "index": index}
+            addresses |= {a for names in tf_config["cluster"].values() for a in names}
+    assert addresses == hostnames and len(hostnames) == 6
+    spec = load_spec(SPEC).with_overrides(
+        {"cluster": {"worker": 3, "ps": 2, "evaluator": 1}, "model_dir": MODEL_DIR}
+    )
+    assert jobset["spec"]["failurePolicy"] == failure_policy(spec)
+    assert jobset["spec"]["successPolicy"] == success_policy(spec)
+
+
+def test_jobset_plan_without_a_queue_prints_the_jobset_alone(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(JOBSET_PLAN) == 0
+    docs = list(yaml.safe_load_all(capsys.readouterr().out))
+    assert [doc["kind"] for doc in docs] == ["JobSet"]
+    assert "kueue.x-k8s.io/queue-name" not in docs[0]["metadata"]["labels"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--provisioning", "ValidUntilSeconds=60"], "write it as provreq.kueue.x-k8s.io/"),
+        (["--provisioning", "novalue"], "--provisioning 'novalue': write it as KEY=VALUE"),
+        (["--queue", "GPU Queue"], "--queue: 'GPU Queue' is not a Kubernetes object name"),
+    ],
+)
+def test_bad_kueue_options_exit_2_naming_the_fix(
+    capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    assert main([*JOBSET_PLAN, *args]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_jobset_plan_refuses_a_local_model_dir(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plan", SPEC, "--backend", "jobset", "--set", "model_dir=/tmp/m"]) == 2
+    assert "model_dir: '/tmp/m' is a local path" in capsys.readouterr().err

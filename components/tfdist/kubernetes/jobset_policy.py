@@ -115,7 +115,7 @@ def failure_policy(spec: JobSpec) -> dict[str, Any]:
         rules.append(
             {"name": ROLE_RESTARTS_USED, "action": "FailJobSet", "targetReplicatedJobs": alone}
         )
-    rules.append({"name": CRASHED, "action": "RestartJobSet", "targetReplicatedJobs": whole})
+    rules.append({"name": CRASHED, "action": "RestartJobSet", "targetReplicatedJobs": [*whole]})
     return {
         "maxRestarts": spec.restart_policy.max_job_restarts,
         # every old pod is gone before the new ones start from the last checkpoint

@@ -301,6 +301,21 @@ def plan_manifests(
     return build_manifests(plan(spec, addresses, python="python"), ref, target)
 
 
+class _Dumper(yaml.SafeDumper):
+    """Lists of numbers (such as exit codes) flow; a repeated value is written out again."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+def _list(dumper: yaml.SafeDumper, data: list[Any]) -> yaml.Node:
+    numbers = bool(data) and all(isinstance(item, int) for item in data)
+    return dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=numbers)
+
+
+_Dumper.add_representer(list, _list)
+
+
 def to_yaml(manifests: Sequence[Mapping[str, Any]]) -> str:
     """Multi-document YAML, as `kubectl apply -f -` reads it."""
-    return yaml.safe_dump_all(manifests, sort_keys=False, explicit_start=True)
+    return yaml.dump_all(manifests, Dumper=_Dumper, sort_keys=False, explicit_start=True)

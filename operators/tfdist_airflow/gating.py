@@ -23,6 +23,7 @@ from tfdist.deploy import deploy, latest_deployment, model_root
 from tfdist.storage import join
 from tfdist_airflow.backends import backend_from_dict
 from tfdist_airflow.gcp import storages
+from tfdist_airflow.links import DEPLOY_LINKS, STEP_LINKS
 from tfdist_airflow.roles import LaunchRolesOperator, launched_job, trainer_env
 
 if TYPE_CHECKING:
@@ -125,6 +126,7 @@ class BlessingGateOperator(ShortCircuitOperator):
     """
 
     ui_color = "#fff9c4"
+    operator_extra_links = STEP_LINKS
 
     def __init__(
         self,
@@ -225,6 +227,7 @@ class DeployModelOperator(BaseOperator):
 
     template_fields: Sequence[str] = ("serving_base",)
     ui_color = "#b2dfdb"
+    operator_extra_links = DEPLOY_LINKS
 
     def __init__(
         self,

@@ -20,6 +20,7 @@ from tfdist.preflight import check_writable
 from tfdist.spec import JobSpec, parse_spec
 from tfdist_airflow.backends import backend_from_dict
 from tfdist_airflow.gcp import storages
+from tfdist_airflow.links import ROLE_LINKS
 from tfdist_airflow.runs import (
     Relaunch,
     fatal_peers,
@@ -165,6 +166,7 @@ class WatchRoleOperator(BaseOperator):
 
     template_fields: Sequence[str] = ("role",)
     ui_color = "#c8e6c9"
+    operator_extra_links = ROLE_LINKS
 
     def __init__(
         self,

@@ -1,0 +1,124 @@
+"""Extra links on the role, gate, export and deploy tasks: model directory, TensorBoard, the
+deployed version and, on Kubernetes, a role pod's logs in Cloud Logging.
+
+Airflow computes a task's links when the task ends, in the worker, and keeps them in XCom; the
+UI shows each as a button. A link with nothing to point at is empty (the UI greys it out).
+Local paths have no web page of their own: they link to the run's Training view instead.
+
+Configuration (`airflow.cfg` section `[tfdist]` or `AIRFLOW__TFDIST__...`):
+`tensorboard_url`, a template with `{model_dir}`, `{dag_id}` and `{run_id}` (unset: no
+TensorBoard link), and `gcp_project`, the project Cloud Logging links open in.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperatorLink
+
+from tfdist_airflow.view.urls import (
+    console_url,
+    pod_logs_url,
+    tensorboard_url,
+    training_view_url,
+)
+
+if TYPE_CHECKING:
+    from airflow.sdk import BaseOperator
+    from airflow.sdk.types import TaskInstanceKey
+
+
+def _setting(name: str) -> str:
+    from airflow.sdk.configuration import conf
+
+    return str(conf.get("tfdist", name, fallback="") or "")
+
+
+def _launch_task_id(operator: BaseOperator, ti_key: TaskInstanceKey) -> str:
+    """The launch task of the operator's step (the gate keeps it in its callable's kwargs)."""
+    op_kwargs: dict[str, Any] = getattr(operator, "op_kwargs", None) or {}
+    found = getattr(operator, "launch_task_id", None) or op_kwargs.get("launch_task_id")
+    return str(found or ti_key.task_id)
+
+
+def _xcom(ti_key: TaskInstanceKey, task_id: str, map_index: int = -1) -> Any:
+    from airflow.sdk.execution_time.xcom import XCom
+
+    return XCom.get_one(
+        key="return_value",
+        dag_id=ti_key.dag_id,
+        task_id=task_id,
+        run_id=ti_key.run_id,
+        map_index=map_index,
+    )
+
+
+def _launched(operator: BaseOperator, ti_key: TaskInstanceKey) -> dict[str, Any]:
+    pushed = _xcom(ti_key, _launch_task_id(operator, ti_key))
+    return pushed if isinstance(pushed, dict) else {}
+
+
+def _model_dir(operator: BaseOperator, ti_key: TaskInstanceKey) -> str:
+    return str(_launched(operator, ti_key).get("spec", {}).get("model_dir") or "")
+
+
+class ModelDirectoryLink(BaseOperatorLink):
+    """The run's model directory: the Cloud Console for gs://, else the Training view."""
+
+    name = "Model directory"
+
+    def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
+        model_dir = _model_dir(operator, ti_key)
+        if not model_dir:
+            return ""
+        return console_url(model_dir) or training_view_url(ti_key.dag_id, ti_key.run_id, "model")
+
+
+class TensorBoardLink(BaseOperatorLink):
+    """The configured TensorBoard for the run's model directory; off unless configured."""
+
+    name = "TensorBoard"
+
+    def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
+        template = _setting("tensorboard_url")
+        model_dir = _model_dir(operator, ti_key) if template else ""
+        if not model_dir:
+            return ""
+        return tensorboard_url(
+            template, model_dir=model_dir, dag_id=ti_key.dag_id, run_id=ti_key.run_id
+        )
+
+
+class DeployedVersionLink(BaseOperatorLink):
+    """The version this run deployed: its directory in the Cloud Console, else the view."""
+
+    name = "Deployed version"
+
+    def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
+        deployed = _xcom(ti_key, ti_key.task_id)
+        if not isinstance(deployed, dict) or "path" not in deployed:
+            return ""
+        path = str(deployed["path"])
+        return console_url(path) or training_view_url(ti_key.dag_id, ti_key.run_id, "deployed")
+
+
+class PodLogsLink(BaseOperatorLink):
+    """The role pod's logs in Cloud Logging (Kubernetes backend only)."""
+
+    name = "Pod logs"
+
+    def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
+        handle = _launched(operator, ti_key).get("handle", {})
+        role = getattr(operator, "role", "")
+        job_id = str(handle.get("job_id", ""))
+        if handle.get("backend") != "kubernetes" or "/" not in job_id or not role:
+            return ""
+        from tfdist.kubernetes.names import pod_name
+
+        namespace, service = job_id.split("/", 1)
+        return pod_logs_url(namespace, pod_name(service, role), _setting("gcp_project"))
+
+
+ROLE_LINKS = (ModelDirectoryLink(), TensorBoardLink(), PodLogsLink())
+STEP_LINKS = (ModelDirectoryLink(), TensorBoardLink())
+DEPLOY_LINKS = (ModelDirectoryLink(), TensorBoardLink(), DeployedVersionLink())

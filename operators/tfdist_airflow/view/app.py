@@ -1,0 +1,123 @@
+"""The Training view's FastAPI app, mounted by the plugin under the API server at `/tfdist`.
+
+Every route needs an authenticated Airflow user allowed to read the DAG's runs and XComs (the
+API server's own dependencies: a bearer token or the UI's cookie); without one it answers 401
+or 403. Imported only by the API server, and it imports no TensorFlow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
+from airflow.api_fastapi.common.db.common import SessionDep
+from airflow.api_fastapi.core_api.security import requires_access_dag
+from airflow.models.dagrun import DagRun
+from airflow.models.taskinstance import TaskInstance
+from airflow.models.xcom import XComModel
+from fastapi import Depends, FastAPI, HTTPException
+from fastapi.responses import HTMLResponse
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from tfdist.storage import Storage
+from tfdist_airflow.view.collect import TaskRow, XComs, collect_view
+from tfdist_airflow.view.model import TrainingView
+from tfdist_airflow.view.page import render_page
+from tfdist_airflow.view.urls import VIEW_ROUTE
+
+ACCESS = [
+    Depends(requires_access_dag("GET", DagAccessEntity.RUN)),
+    Depends(requires_access_dag("GET", DagAccessEntity.XCOM)),
+]
+XCOM_KEYS = ("return_value", "blessing")
+
+
+def view_storages() -> Callable[[str], Storage]:
+    """Storage per path; gs:// uses the connection `[tfdist] view_gcp_conn_id` if set, else
+    Application Default Credentials."""
+    from airflow.configuration import conf
+
+    from tfdist.storage import GCS_SCHEME, new_gcs_client, storage_for
+    from tfdist_airflow.gcp import credentials_from_extras
+
+    conn_id = conf.get("tfdist", "view_gcp_conn_id", fallback="") or ""
+
+    def storage(path: str) -> Storage:
+        if not conn_id or not path.startswith(GCS_SCHEME):
+            return storage_for(path)
+        from airflow.models.connection import Connection
+
+        extras = Connection.get_connection_from_secrets(conn_id).extra_dejson
+        return storage_for(path, new_gcs_client(*credentials_from_extras(conn_id, extras)))
+
+    return storage
+
+
+def _state(value: Any) -> str | None:
+    """A state enum's value (the database may also give a plain string)."""
+    return None if value is None else str(getattr(value, "value", value))
+
+
+def _rows(session: Session, dag_id: str, run_id: str) -> list[TaskRow]:
+    tis = session.scalars(
+        select(TaskInstance).where(TaskInstance.dag_id == dag_id, TaskInstance.run_id == run_id)
+    )
+    return [
+        TaskRow(
+            task_id=ti.task_id,
+            operator=ti.operator,
+            state=_state(ti.state),
+            map_index=ti.map_index,
+            rendered_map_index=ti.rendered_map_index,
+            start=ti.start_date,
+            end=ti.end_date,
+            try_number=ti.try_number,
+        )
+        for ti in tis
+    ]
+
+
+def _xcoms(session: Session, dag_id: str, run_id: str) -> XComs:
+    rows = session.scalars(
+        select(XComModel).where(
+            XComModel.dag_id == dag_id,
+            XComModel.run_id == run_id,
+            XComModel.map_index == -1,
+            XComModel.key.in_(XCOM_KEYS),
+        )
+    )
+    return {(row.task_id, row.key): XComModel.deserialize_value(row) for row in rows}
+
+
+def load_view(session: Session, dag_id: str, run_id: str) -> TrainingView:
+    run = session.scalar(select(DagRun).where(DagRun.dag_id == dag_id, DagRun.run_id == run_id))
+    if run is None:
+        raise HTTPException(404, f"DAG {dag_id} has no run {run_id}")
+    return collect_view(
+        dag_id=dag_id,
+        run_id=run_id,
+        run_state=_state(run.state),
+        rows=_rows(session, dag_id, run_id),
+        xcoms=_xcoms(session, dag_id, run_id),
+        storage_of=view_storages(),
+    )
+
+
+def create_app() -> FastAPI:
+    app = FastAPI(title="tfdist Training view", docs_url=None, redoc_url=None)
+
+    @app.get(f"/{VIEW_ROUTE}/{{dag_id}}/{{run_id}}", dependencies=ACCESS)
+    def training_page(dag_id: str, run_id: str, session: SessionDep) -> HTMLResponse:
+        """The page the UI shows in the run's Training tab."""
+        view = load_view(session, dag_id, run_id)
+        return HTMLResponse(render_page(view, now=datetime.now(UTC)))
+
+    @app.get(f"/api/{VIEW_ROUTE}/{{dag_id}}/{{run_id}}", dependencies=ACCESS)
+    def training_data(dag_id: str, run_id: str, session: SessionDep) -> dict[str, Any]:
+        """The same view as JSON."""
+        return load_view(session, dag_id, run_id).model_dump(mode="json")
+
+    return app

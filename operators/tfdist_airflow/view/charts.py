@@ -1,0 +1,180 @@
+"""Server-side SVG charts for the Training view: an eval curve per metric and a role timeline.
+
+Plain strings, no JavaScript and no external assets: the page works offline and inside the
+sandboxed frame the Airflow UI gives plugin views.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from datetime import datetime
+from html import escape
+
+from tfdist_airflow.view.model import LineKind, RoleRow, Series
+
+STATE_COLORS = {
+    "success": "#2e7d32",
+    "failed": "#c62828",
+    "upstream_failed": "#e65100",
+    "running": "#1565c0",
+    "deferred": "#6a1b9a",
+    "up_for_retry": "#f9a825",
+    "queued": "#757575",
+    "scheduled": "#9e9e9e",
+    "skipped": "#f48fb1",
+}
+LINE_STYLES = {
+    LineKind.MIN: ("#c62828", "6 4"),
+    LineKind.MAX: ("#c62828", "6 4"),
+    LineKind.CHANGE: ("#ef6c00", "2 3"),
+    LineKind.BASELINE: ("#1565c0", "10 3 2 3"),
+}
+CURVE = "#37474f"
+
+
+def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
+    """Round tick values covering [low, high] (1, 2 or 5 times a power of ten apart)."""
+    if not math.isfinite(low) or not math.isfinite(high):
+        return []
+    if high <= low:
+        return [low]
+    raw = (high - low) / max(count - 1, 1)
+    power = 10 ** math.floor(math.log10(raw))
+    step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
+    first = math.ceil(low / step - 1e-9) * step
+    ticks = []
+    value = first
+    while value <= high + step * 1e-9:
+        ticks.append(round(value, 12))
+        value += step
+    return ticks
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.4g}"
+
+
+def _scale(value: float, low: float, high: float, start: float, end: float) -> float:
+    if high == low:
+        return (start + end) / 2
+    return start + (value - low) / (high - low) * (end - start)
+
+
+def metric_chart(series: Series, width: int = 520, height: int = 240) -> str:
+    """The metric against the global step, with the gate's lines dashed and labelled."""
+    left, right, top, bottom = 56, 150, 28, 36
+    plot_w, plot_h = width - left - right, height - top - bottom
+    finite = [(s, v) for s, v in series.points if math.isfinite(v)]
+    values = [v for _, v in finite] + [line.value for line in series.lines]
+    steps = [s for s, _ in series.points] or [0]
+    x_low, x_high = 0, max(max(steps), 1)
+    y_low, y_high = (min(values), max(values)) if values else (0.0, 1.0)
+    pad = (y_high - y_low) * 0.08 or abs(y_high) * 0.1 or 1.0
+    y_low, y_high = y_low - pad, y_high + pad
+
+    def x(step: float) -> float:
+        return _scale(step, x_low, x_high, left, left + plot_w)
+
+    def y(value: float) -> float:
+        return _scale(value, y_low, y_high, top + plot_h, top)
+
+    parts = [
+        f'<svg class="chart metric" data-metric="{escape(series.metric)}" '
+        f'xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" role="img" aria-label="{escape(series.metric)}">',
+        f'<text class="title" x="{left}" y="18">{escape(series.metric)}</text>',
+        f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="#fafafa" '
+        'stroke="#bdbdbd"/>',
+    ]
+    for tick in nice_ticks(y_low, y_high):
+        ty = y(tick)
+        parts.append(
+            f'<line x1="{left}" x2="{left + plot_w}" y1="{ty:.1f}" y2="{ty:.1f}" stroke="#eee"/>'
+            f'<text class="tick" x="{left - 6}" y="{ty + 4:.1f}" text-anchor="end">'
+            f"{_fmt(tick)}</text>"
+        )
+    for tick in nice_ticks(x_low, x_high):
+        tx = x(tick)
+        parts.append(
+            f'<text class="tick" x="{tx:.1f}" y="{top + plot_h + 16}" text-anchor="middle">'
+            f"{int(tick)}</text>"
+        )
+    parts.append(
+        f'<text class="axis" x="{left + plot_w / 2:.1f}" y="{height - 4}" '
+        'text-anchor="middle">global step</text>'
+    )
+    for line in series.lines:
+        color, dash = LINE_STYLES[line.kind]
+        ly = y(line.value)
+        parts.append(
+            f'<line class="gate-line {line.kind.value}" data-value="{line.value!r}" '
+            f'x1="{left}" x2="{left + plot_w}" y1="{ly:.1f}" y2="{ly:.1f}" stroke="{color}" '
+            f'stroke-width="1.5" stroke-dasharray="{dash}"/>'
+            f'<text class="line-label" x="{left + plot_w + 6}" y="{ly + 4:.1f}" fill="{color}">'
+            f"{escape(line.label)}</text>"
+        )
+    if finite:
+        path = " ".join(f"{x(s):.1f},{y(v):.1f}" for s, v in finite)
+        parts.append(
+            f'<polyline class="curve" points="{path}" fill="none" stroke="{CURVE}" '
+            'stroke-width="2"/>'
+        )
+        parts.extend(
+            f'<circle class="point" cx="{x(s):.1f}" cy="{y(v):.1f}" r="3" fill="{CURVE}">'
+            f"<title>step {s}: {_fmt(v)}</title></circle>"
+            for s, v in finite
+        )
+    else:
+        parts.append(
+            f'<text x="{left + plot_w / 2:.1f}" y="{top + plot_h / 2:.1f}" '
+            'text-anchor="middle">no finite values</text>'
+        )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def timeline_chart(roles: Sequence[RoleRow], now: datetime, width: int = 720) -> str:
+    """One bar per role from its start to its end (to `now` while it runs), coloured by state."""
+    left, right, top, row_h = 96, 16, 8, 24
+    starts = [r.start for r in roles if r.start]
+    height = top + row_h * max(len(roles), 1) + 24
+    parts = [
+        f'<svg class="chart timeline" xmlns="http://www.w3.org/2000/svg" width="{width}" '
+        f'height="{height}" viewBox="0 0 {width} {height}" role="img" aria-label="roles">'
+    ]
+    if not starts:
+        parts.append(f'<text x="{left}" y="{top + 16}">no role has started yet</text></svg>')
+        return "".join(parts)
+    begin = min(starts)
+    ends = [r.end or now for r in roles if r.start]
+    span = max((max(ends) - begin).total_seconds(), 1.0)
+    plot_w = width - left - right
+
+    def x(moment: datetime) -> float:
+        return left + (moment - begin).total_seconds() / span * plot_w
+
+    for row, role in enumerate(roles):
+        ry = top + row * row_h
+        parts.append(
+            f'<text class="role" x="{left - 8}" y="{ry + 16}" text-anchor="end">'
+            f"{escape(role.role)}</text>"
+        )
+        if role.start is None:
+            continue
+        x1, x2 = x(role.start), x(role.end or now)
+        color = STATE_COLORS.get(role.state, "#9e9e9e")
+        parts.append(
+            f'<rect class="bar {escape(role.state)}" data-role="{escape(role.role)}" '
+            f'x="{x1:.1f}" y="{ry + 4}" width="{max(x2 - x1, 2):.1f}" height="{row_h - 8}" '
+            f'fill="{color}" rx="3"><title>{escape(role.role)}: {escape(role.state)}</title>'
+            "</rect>"
+        )
+    axis_y = top + row_h * len(roles) + 16
+    for tick in nice_ticks(0, span, 6):
+        parts.append(
+            f'<text class="tick" x="{left + tick / span * plot_w:.1f}" y="{axis_y}" '
+            f'text-anchor="middle">{_fmt(tick)} s</text>'
+        )
+    parts.append("</svg>")
+    return "".join(parts)

@@ -1,0 +1,127 @@
+"""The Training view as one self-contained HTML page (inline CSS and SVG, no scripts)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from html import escape
+
+from tfdist_airflow.view.charts import STATE_COLORS, metric_chart, timeline_chart
+from tfdist_airflow.view.model import Decision, RoleRow, StepView, TrainingView
+from tfdist_airflow.view.urls import console_url
+
+STYLE = """
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:16px;color:#212121;
+font-size:14px}
+h1{font-size:20px;margin:0 0 12px}h2{font-size:17px;margin:20px 0 8px}
+h3{font-size:15px;margin:14px 0 6px}
+table{border-collapse:collapse}td,th{padding:4px 10px;border-bottom:1px solid #e0e0e0;
+text-align:left}th{font-weight:600;background:#f5f5f5}td.num{text-align:right;
+font-variant-numeric:tabular-nums}
+.state{display:inline-block;padding:1px 8px;border-radius:10px;color:#fff;font-size:12px}
+.decision{padding:10px 14px;border-radius:6px;margin:8px 0}
+.blessed{background:#e8f5e9;border:1px solid #2e7d32}
+.not-blessed{background:#ffebee;border:1px solid #c62828}
+.pending{background:#f5f5f5;border:1px solid #9e9e9e}
+.decision strong{font-size:16px}.charts{display:flex;flex-wrap:wrap;gap:12px}
+.chart text{font-size:11px;fill:#424242}.chart text.title{font-size:13px;font-weight:600}
+code{background:#f5f5f5;padding:1px 4px;border-radius:3px}.problems{color:#b71c1c}
+.muted{color:#757575}
+"""
+
+
+NONE = "&#8211;"  # an en dash
+
+
+def _time(moment: datetime | None) -> str:
+    return moment.strftime("%H:%M:%S") if moment else NONE
+
+
+def _state(state: str | None) -> str:
+    label = state or "none"
+    color = STATE_COLORS.get(label, "#9e9e9e")
+    return f'<span class="state" style="background:{color}">{escape(label)}</span>'
+
+
+def _path(path: str) -> str:
+    url = console_url(path)
+    shown = f"<code>{escape(path)}</code>"
+    return f'<a href="{escape(url)}" target="_blank" rel="noopener">{shown}</a>' if url else shown
+
+
+def _roles_table(roles: tuple[RoleRow, ...]) -> str:
+    head = (
+        "<tr><th>role</th><th>state</th><th>start (UTC)</th><th>end (UTC)</th><th>restarts</th>"
+        "<th>last step</th><th>steps/s</th></tr>"
+    )
+    rows = "".join(
+        f'<tr class="role-row" data-role="{escape(r.role)}"><td>{escape(r.role)}</td>'
+        f"<td>{_state(r.state)}</td><td>{_time(r.start)}</td><td>{_time(r.end)}</td>"
+        f'<td class="num">{r.restarts}</td>'
+        f'<td class="num">{NONE if r.last_step is None else r.last_step}</td>'
+        f'<td class="num">{NONE if r.steps_per_sec is None else f"{r.steps_per_sec:.1f}"}</td>'
+        "</tr>"
+        for r in roles
+    )
+    return f'<table class="roles">{head}{rows}</table>'
+
+
+def _decision(decision: Decision | None, gate_state: str | None) -> str:
+    if decision is None:
+        return (
+            '<div class="decision pending" id="decision"><strong>No gate decision yet</strong>'
+            f" (gate task: {escape(gate_state or 'not run')})</div>"
+        )
+    metrics = ", ".join(f"{k} {v:.4f}" for k, v in sorted(decision.metrics.items()))
+    baseline = (
+        f"against deployed version {decision.baseline_version}"
+        if decision.baseline_version is not None
+        else "no deployed baseline"
+    )
+    kind, title = ("blessed", "BLESSED") if decision.blessed else ("not-blessed", "NOT BLESSED")
+    items = "".join(f'<li class="reason">{escape(r)}</li>' for r in decision.reasons)
+    notes = "".join(f'<li class="note muted">{escape(n)}</li>' for n in decision.notes)
+    return (
+        f'<div class="decision {kind}" id="decision"><strong>{title}</strong> at step '
+        f"{decision.global_step} ({escape(metrics)}; {baseline})"
+        f"{f'<ul>{items}{notes}</ul>' if items or notes else ''}</div>"
+    )
+
+
+def _deployed(step: StepView) -> str:
+    if step.deployed is None:
+        state = step.deploy_state or "not run"
+        return f'<p id="deployed">Not deployed (deploy task: {escape(state)}).</p>'
+    d = step.deployed
+    return (
+        f'<p id="deployed">Deployed <strong>{escape(d.model_name)} version {d.version}</strong>'
+        f" at {_path(d.path)}</p>"
+    )
+
+
+def _step(step: StepView, now: datetime) -> str:
+    charts = "".join(metric_chart(series) for series in step.series) or (
+        '<p class="muted">No evaluation records yet.</p>'
+    )
+    problems = "".join(f"<li>{escape(p)}</li>" for p in step.problems)
+    return (
+        f'<section class="step" data-group="{escape(step.group_id)}">'
+        f"<h2>{escape(step.group_id)}</h2>"
+        f"{_decision(step.decision, step.gate_state)}{_deployed(step)}"
+        f'<p id="model">Model directory {_path(step.model_dir)}</p>'
+        f"<h3>Roles</h3>{_roles_table(step.roles)}{timeline_chart(step.roles, now)}"
+        f'<h3>Evaluation</h3><div class="charts">{charts}</div>'
+        f"{f'<ul class=problems>{problems}</ul>' if problems else ''}</section>"
+    )
+
+
+def render_page(view: TrainingView, now: datetime) -> str:
+    """The whole page; `now` ends the bars of roles still running."""
+    body = "".join(_step(step, now) for step in view.steps) or (
+        "<p>This run has no train-and-evaluate step, or its launch task has not run yet.</p>"
+    )
+    title = f"Training: {view.dag_id} / {view.run_id}"
+    return (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        f"<title>{escape(title)}</title><style>{STYLE}</style></head><body>"
+        f"<h1>{escape(title)} {_state(view.run_state)}</h1>{body}</body></html>"
+    )

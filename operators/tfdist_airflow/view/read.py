@@ -1,0 +1,120 @@
+"""Reads what a run wrote for the Training view: eval records, the blessing, the roles' logs.
+
+No Airflow here: paths come from the launch task's XCom, storage from `tfdist.storage` (local
+disk or gs://). Whatever cannot be read becomes a problem line on the page, not an error page.
+In a local run directory only the roles' logs, process and exit records are opened, never
+their launch records (which hold the trainer's environment).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from tfdist.gate import Blessing, read_blessing
+from tfdist.records import EvalRecord
+from tfdist.storage import Storage, join
+from tfdist_airflow.view.model import Progress, parse_progress
+
+LOG_TAIL_BYTES = 64 * 1024
+ROLE_NAME = re.compile(r"[a-z]+-[0-9]+")
+StorageOf = Callable[[str], Storage]
+
+
+@dataclass
+class Found:
+    """What was read for one step, and what could not be."""
+
+    records: list[EvalRecord] = field(default_factory=list)
+    blessing: Blessing | None = None
+    progress: dict[str, Progress] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+
+def _is_record(path: str) -> bool:
+    name = path.rsplit("/", 1)[-1]
+    return name.startswith("record-") and name.endswith(".json")
+
+
+def read_records(storage: Storage, eval_dir: str, found: Found) -> None:
+    for path in filter(_is_record, storage.list(eval_dir)):
+        text = storage.read_text(path)
+        if text is None:
+            continue  # removed between listing and reading
+        try:
+            found.records.append(EvalRecord.model_validate_json(text))
+        except ValidationError as error:
+            found.problems.append(f"{path}: not an eval record ({error.error_count()} errors)")
+
+
+def log_tail(path: Path, size: int = LOG_TAIL_BYTES) -> str:
+    """The last `size` bytes of a file, "" when it does not exist."""
+    try:
+        with path.open("rb") as file:
+            file.seek(0, 2)
+            file.seek(max(file.tell() - size, 0))
+            return file.read().decode(errors="replace")
+    except FileNotFoundError:
+        return ""
+
+
+def _started(run_dir: Path, role: str) -> datetime | None:
+    """When the role's current supervisor process was created (its `.pid` record)."""
+    try:
+        created = json.loads((run_dir / f"{role}.pid").read_text())["created"]
+        return datetime.fromtimestamp(float(created), UTC)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _ended(run_dir: Path, role: str) -> datetime | None:
+    """When the role's exit record was written."""
+    try:
+        return datetime.fromtimestamp((run_dir / f"{role}.exit").stat().st_mtime, UTC)
+    except OSError:
+        return None
+
+
+def role_progress(run_dir: Path, role: str) -> Progress:
+    logged = parse_progress(log_tail(run_dir / f"{role}.log"))
+    started = _started(run_dir, role)
+    ended = _ended(run_dir, role)
+    if started and ended and ended < started:
+        ended = None  # the exit record of a try before a relaunch
+    return logged.model_copy(update={"started": started, "ended": ended})
+
+
+def read_progress(handle: Mapping[str, Any], roles: Iterable[str]) -> dict[str, Progress]:
+    """Each role's times, last step and rate from a local run directory (its `.pid` and
+    `.exit` records and its log).
+
+    Kubernetes roles log to their pods; the view does not call the cluster, so they have none.
+    """
+    if handle.get("backend") != "local" or not handle.get("job_id"):
+        return {}
+    run_dir = Path(str(handle["job_id"]))
+    return {role: role_progress(run_dir, role) for role in roles if ROLE_NAME.fullmatch(role)}
+
+
+def read_step(
+    storage_of: StorageOf, model_dir: str, eval_dir_name: str, handle: Mapping[str, Any]
+) -> Found:
+    """Eval records, blessing and role progress of one step; failures become problems."""
+    found = Found()
+    try:
+        storage = storage_of(model_dir)
+        read_records(storage, join(model_dir, eval_dir_name), found)
+        found.blessing = read_blessing(storage, model_dir)
+    except (OSError, ValueError, ImportError) as error:
+        found.problems.append(f"cannot read {model_dir}: {error}")
+    except Exception as error:  # a cloud client's own errors (auth, network)
+        found.problems.append(f"cannot read {model_dir}: {type(error).__name__}: {error}")
+    found.progress = read_progress(handle, [str(role) for role in handle.get("roles", ())])
+    return found

@@ -1,0 +1,51 @@
+"""Requests the Training view through Airflow's own API server app with FastAPI's test client.
+
+Run in a fresh interpreter with an Airflow home's environment (see test_training_view.py):
+`python view_client.py <dag_id> <run_id>`. Prints one JSON line: the status of each request,
+the view's JSON, the page's HTML, and the heavy modules the API server process had loaded.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from urllib.parse import quote
+
+from airflow.api_fastapi.app import create_app, get_auth_manager
+from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
+from fastapi.testclient import TestClient
+
+HEAVY = ("tensorflow", "keras")
+
+
+def main(dag_id: str, run_id: str) -> None:
+    client = TestClient(create_app())
+    path = f"training/{quote(dag_id, safe='')}/{quote(run_id, safe='')}"
+    page, data = f"/tfdist/{path}", f"/tfdist/api/{path}"
+    manager = get_auth_manager()
+    admin = manager.generate_jwt(SimpleAuthManagerUser(username="admin", role="ADMIN"))
+    nobody = manager.generate_jwt(SimpleAuthManagerUser(username="nobody", role=None))
+    as_admin = {"Authorization": f"Bearer {admin}"}
+    statuses = {
+        "anonymous": client.get(page).status_code,
+        "anonymous_json": client.get(data).status_code,
+        "bad_token": client.get(page, headers={"Authorization": "Bearer not-a-jwt"}).status_code,
+        "no_role": client.get(page, headers={"Authorization": f"Bearer {nobody}"}).status_code,
+        "unknown_run": client.get(f"/tfdist/training/{dag_id}/nope", headers=as_admin).status_code,
+    }
+    view = client.get(data, headers=as_admin)
+    client.cookies.set("_token", admin)  # as the UI's frame sends it
+    html = client.get(page)
+    loaded = sorted(
+        name for name in sys.modules if any(name == h or name.startswith(f"{h}.") for h in HEAVY)
+    )
+    statuses.update(admin_json=view.status_code, cookie_page=html.status_code)
+    print(
+        json.dumps(
+            {"statuses": statuses, "view": view.json(), "html": html.text, "heavy": loaded}
+        )
+    )
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])

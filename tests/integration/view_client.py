@@ -41,9 +41,7 @@ def main(dag_id: str, run_id: str) -> None:
     )
     statuses.update(admin_json=view.status_code, cookie_page=html.status_code)
     print(
-        json.dumps(
-            {"statuses": statuses, "view": view.json(), "html": html.text, "heavy": loaded}
-        )
+        json.dumps({"statuses": statuses, "view": view.json(), "html": html.text, "heavy": loaded})
     )
 
 

@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 EXTRAS := trainer,airflow,gcs,kubernetes,dev
 
-.PHONY: venv test lint unit integration demo bench clean
+.PHONY: venv test lint unit integration demo bench clean ui-screenshot
 
 venv: $(STAMP)
 
@@ -32,6 +32,13 @@ test: lint
 
 demo: venv
 	$(BIN)/python -m tfdist_airflow.demo
+
+# The Training view in headless Chromium against a real nightly run; writes the README's
+# screenshot. Needs the distribution's browser: apt-get install -y chromium chromium-driver
+ui-screenshot: venv
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+		{ echo "needs chromium: apt-get install -y chromium chromium-driver"; exit 1; }
+	TFDIST_SCREENSHOT=docs/training-view.png $(BIN)/pytest -q -rs tests/integration/test_training_view.py
 
 bench: venv
 	$(BIN)/python -m bench

@@ -2,7 +2,8 @@
 
 Run in a fresh interpreter with an Airflow home's environment (see test_training_view.py):
 `python view_client.py <dag_id> <run_id>`. Prints one JSON line: the status of each request,
-the view's JSON, the page's HTML, and the heavy modules the API server process had loaded.
+the view's JSON, the page's HTML, the extra links of a role, the gate and the deploy task, and
+the heavy modules the API server process had loaded.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
 from fastapi.testclient import TestClient
 
 HEAVY = ("tensorflow", "keras")
+LINKED_TASKS = {"train_and_evaluate.watch": {"map_index": 0}, "gate": {}, "deploy": {}}
 
 
 def main(dag_id: str, run_id: str) -> None:
@@ -40,8 +42,21 @@ def main(dag_id: str, run_id: str) -> None:
         name for name in sys.modules if any(name == h or name.startswith(f"{h}.") for h in HEAVY)
     )
     statuses.update(admin_json=view.status_code, cookie_page=html.status_code)
+    run = f"/api/v2/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}/taskInstances"
+    links = {
+        task: client.get(f"{run}/{task}/links", params=params, headers=as_admin).json()
+        for task, params in LINKED_TASKS.items()
+    }
     print(
-        json.dumps({"statuses": statuses, "view": view.json(), "html": html.text, "heavy": loaded})
+        json.dumps(
+            {
+                "statuses": statuses,
+                "view": view.json(),
+                "html": html.text,
+                "links": links,
+                "heavy": loaded,
+            }
+        )
     )
 
 

@@ -61,9 +61,9 @@ def _scale(value: float, low: float, high: float, start: float, end: float) -> f
     return start + (value - low) / (high - low) * (end - start)
 
 
-def metric_chart(series: Series, width: int = 520, height: int = 240) -> str:
+def metric_chart(series: Series, width: int = 410, height: int = 220) -> str:
     """The metric against the global step, with the gate's lines dashed and labelled."""
-    left, right, top, bottom = 56, 150, 28, 36
+    left, right, top, bottom = 48, 128, 28, 36
     plot_w, plot_h = width - left - right, height - top - bottom
     finite = [(s, v) for s, v in series.points if math.isfinite(v)]
     values = [v for _, v in finite] + [line.value for line in series.lines]

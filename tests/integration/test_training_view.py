@@ -1,0 +1,225 @@
+"""The Training view on a real nightly run: its endpoints, its extra links, and a real browser.
+
+One `airflow dags test` run of the nightly DAG (SQLite) after a version 1 of the model was
+deployed, so the gate compares with a baseline and the run deploys version 2. The endpoints are
+requested through Airflow's API server app with FastAPI's test client in a fresh interpreter
+(`view_client.py`); the browser test drives headless Chromium (the distribution's `chromium`
+and `chromium-driver` packages) against `airflow api-server` and saves a screenshot
+(`make ui-screenshot` writes docs/training-view.png).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+from airflow_home import AIRFLOW, AirflowHome, _free_port
+
+from tfdist.deploy import DEPLOYMENT_JSON, SAVED_MODEL_PB, Deployment
+from tfdist_airflow.view.urls import training_view_url
+
+pytestmark = pytest.mark.integration
+
+DAG_ID = "nightly_retrain"
+ROLES = ["chief-0", "worker-0", "worker-1", "ps-0", "evaluator-0"]
+TENSORBOARD = "http://tensorboard.test/?logdir={model_dir}"
+BASELINE = {"accuracy": 0.94, "loss": 0.2}
+CHROMIUM = os.environ.get("TFDIST_CHROMIUM", "/usr/bin/chromium")
+CHROMEDRIVER = os.environ.get("TFDIST_CHROMEDRIVER", "/usr/bin/chromedriver")
+APT = "apt-get install -y chromium chromium-driver"
+
+
+def deploy_version_1(serving_base: Path) -> None:
+    """What an earlier nightly run left: version 1 of the digits model, complete."""
+    version = serving_base / "digits" / "1"
+    version.mkdir(parents=True)
+    deployment = Deployment(
+        model_name="digits",
+        version=1,
+        path=str(version),
+        run_id="an-earlier-run",
+        model_dir=str(serving_base.parent / "models" / "earlier"),
+        metrics=BASELINE,
+        global_step=200,
+        deployed_at=time.time() - 86400,
+    )
+    (version / DEPLOYMENT_JSON).write_text(deployment.model_dump_json())
+    (version / SAVED_MODEL_PB).write_bytes(b"")
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[AirflowHome, str]:
+    home = AirflowHome(tmp_path_factory.mktemp("training-view"))
+    home.env["AIRFLOW__TFDIST__TENSORBOARD_URL"] = TENSORBOARD
+    home.migrate()
+    deploy_version_1(home.base_dir / "serving")
+    result = home.dags_test(DAG_ID, {"max_steps": 200})
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run_id, state), *_ = home.runs(DAG_ID)
+    assert state == "success"
+    return home, run_id
+
+
+def test_endpoints_refuse_strangers_and_show_the_run(
+    finished_run: tuple[AirflowHome, str],
+) -> None:
+    home, run_id = finished_run
+    env = {**home.env, "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False"}
+    client = str(Path(__file__).with_name("view_client.py"))
+    result = subprocess.run(
+        [sys.executable, client, DAG_ID, run_id],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["statuses"] == {
+        "anonymous": 401,
+        "anonymous_json": 401,
+        "bad_token": 403,
+        "no_role": 403,
+        "unknown_run": 404,
+        "admin_json": 200,
+        "cookie_page": 200,
+    }
+    assert report["heavy"] == []  # the API server never loaded TensorFlow
+
+    (step,) = report["view"]["steps"]
+    roles = {role["role"]: role for role in step["roles"]}
+    assert list(roles) == ROLES
+    assert {role["state"] for role in roles.values()} == {"success"}
+    assert all(role["start"] < role["end"] for role in roles.values())
+    assert roles["chief-0"]["last_step"] == 200 and roles["chief-0"]["steps_per_sec"] > 0
+    assert roles["evaluator-0"]["last_step"] == 200
+    accuracy, loss = step["series"]
+    assert (accuracy["metric"], loss["metric"]) == ("accuracy", "loss")
+    assert accuracy["points"][-1][0] == 200
+    lines = {line["kind"]: line["value"] for line in accuracy["lines"]}
+    assert lines == pytest.approx({"min": 0.9, "change": 0.92, "baseline": 0.94})
+    lines = {line["kind"]: line["value"] for line in loss["lines"]}
+    assert lines == pytest.approx({"max": 0.5, "baseline": 0.2})
+    assert step["decision"]["blessed"] and step["decision"]["baseline_version"] == 1
+    assert step["deployed"]["version"] == 2
+    assert step["deployed"]["path"] == str(home.base_dir / "serving" / "digits" / "2")
+
+    html = report["html"]
+    assert html.count('class="role-row"') == 5
+    assert "BLESSED</strong> at step 200" in html and "digits version 2</strong>" in html
+
+    links = {task: answer["extra_links"] for task, answer in report["links"].items()}
+    model_link = training_view_url(DAG_ID, run_id, "model")
+    tensorboard = TENSORBOARD.format(model_dir=quote(step["model_dir"], safe=""))
+    watch = links["train_and_evaluate.watch"]
+    assert (watch["Model directory"], watch["TensorBoard"]) == (model_link, tensorboard)
+    assert not watch["Pod logs"]  # local roles have no pod
+    assert links["gate"] == {"Model directory": model_link, "TensorBoard": tensorboard}
+    deployed_link = training_view_url(DAG_ID, run_id, "deployed")
+    assert links["deploy"]["Deployed version"] == deployed_link
+
+
+@contextmanager
+def api_server(home: AirflowHome) -> Iterator[str]:
+    """`airflow api-server` (the UI and the plugin) of the home, on a free loopback port."""
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {**home.env, "AIRFLOW__API__BASE_URL": url}
+    log = (home.root / "api-server.log").open("w")
+    process = subprocess.Popen(
+        [AIRFLOW, "api-server", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=log,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/api/v2/monitor/health", timeout=2):
+                    break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("airflow api-server did not come up") from None
+                time.sleep(1)
+        yield url
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        log.close()
+
+
+def _browser_missing() -> str | None:
+    if not (shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER)):
+        return f"no headless Chromium at {CHROMIUM} / {CHROMEDRIVER}; install it with `{APT}`"
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        return "selenium is not installed; it is in the dev extra (`make venv`)"
+    return None
+
+
+def test_training_tab_in_a_real_browser(
+    finished_run: tuple[AirflowHome, str], tmp_path: Path
+) -> None:
+    missing = _browser_missing()
+    if missing:
+        pytest.skip(missing)
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    home, run_id = finished_run
+    screenshot = Path(os.environ.get("TFDIST_SCREENSHOT") or tmp_path / "training-view.png")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
+        options.add_argument(argument)
+    options.add_argument("--window-size=1440,1240")
+    with api_server(home) as url:
+        driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+        try:
+            # The UI logs in by itself (simple auth manager, everyone admin), then opens the tab.
+            driver.get(f"{url}/dags/{DAG_ID}/runs/{quote(run_id, safe='')}/plugin/training")
+            wait = WebDriverWait(driver, 90)
+            frame = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "iframe[title=Training]"))
+            driver.switch_to.frame(frame)
+            rows = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "tr.role-row"))
+            assert [row.get_attribute("data-role") for row in rows] == ROLES
+            charts = driver.find_elements(By.CSS_SELECTOR, "svg.metric")
+            assert [chart.get_attribute("data-metric") for chart in charts] == ["accuracy", "loss"]
+            kinds = {
+                line.get_attribute("class")
+                for line in driver.find_elements(By.CSS_SELECTOR, "line.gate-line")
+            }
+            assert kinds == {
+                "gate-line min",
+                "gate-line change",
+                "gate-line baseline",
+                "gate-line max",
+            }
+            assert driver.find_element(By.ID, "decision").text.startswith("BLESSED at step 200")
+            assert "digits version 2" in driver.find_element(By.ID, "deployed").text
+            driver.switch_to.default_content()
+            screenshot.parent.mkdir(parents=True, exist_ok=True)
+            assert driver.save_screenshot(str(screenshot))
+        finally:
+            driver.quit()
+    assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

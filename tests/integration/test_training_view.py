@@ -27,6 +27,10 @@ import pytest
 from airflow_home import AIRFLOW, AirflowHome, _free_port
 
 from tfdist.deploy import DEPLOYMENT_JSON, SAVED_MODEL_PB, Deployment
+from tfdist.gate import GateSpec, decide, write_blessing
+from tfdist.records import EvalRecord, eval_record_name
+from tfdist.storage import storage_for
+from tfdist_airflow.view.read import read_step
 from tfdist_airflow.view.urls import training_view_url
 
 pytestmark = pytest.mark.integration
@@ -128,6 +132,38 @@ def test_endpoints_refuse_strangers_and_show_the_run(
     assert links["gate"] == {"Model directory": model_link, "TensorBoard": tensorboard}
     deployed_link = training_view_url(DAG_ID, run_id, "deployed")
     assert links["deploy"]["Deployed version"] == deployed_link
+
+
+def test_the_view_reads_a_model_directory_on_gcs(bucket: str) -> None:
+    """Eval records and the blessing written to the GCS emulator, read back as the view does."""
+    model_dir = f"gs://{bucket}/models/nightly/run-1"
+    storage = storage_for(model_dir)
+    records = [
+        EvalRecord(
+            global_step=step,
+            metrics={"accuracy": accuracy},
+            checkpoint_path=f"{model_dir}/ckpt-{step}",
+            timestamp=float(step),
+            eval_steps=5,
+        )
+        for step, accuracy in ((100, 0.9), (200, 0.95))
+    ]
+    for record in records:
+        storage.write_text(eval_record_name(f"{model_dir}/eval", record.global_step),
+                           record.model_dump_json())  # fmt: skip
+    storage.write_text(f"{model_dir}/eval/events.out.tfevents.1", "not a record")
+    gate = GateSpec.from_params({"accuracy": {"min": 0.9}})
+    write_blessing(storage, model_dir, decide(records[-1], gate, None, now=0.0))
+
+    found = read_step(storage_for, model_dir, "eval", {"backend": "kubernetes"})
+    assert found.records == records
+    assert found.blessing is not None and found.blessing.blessed
+    assert (found.progress, found.problems) == ({}, [])
+
+    missing = read_step(storage_for, f"gs://{bucket}-missing/m", "eval", {})
+    (problem,) = missing.problems
+    assert problem.startswith(f"cannot read gs://{bucket}-missing/m: ")
+    assert f"{bucket}-missing" in problem.split(": ", 1)[1]
 
 
 @contextmanager

@@ -171,10 +171,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     spec = _load(args)
     launcher = LocalLauncher(args.run_root, bind_to_parent=True, max_roles=args.max_local_roles)
     try:  # every check before the first write: a refused run leaves nothing behind
-        job = plan(spec, launcher.addresses(spec), python=sys.executable)
-        launcher.check(job)
+        launcher.admit(spec)
         check_writable(spec.model_dir)
         claim_model_dir(storage_for(spec.model_dir), spec)
+        job = plan(spec, launcher.addresses(spec), python=sys.executable)
     except (PreflightError, FingerprintMismatch, LaunchError) as error:
         print(f"tfdist: {error}", file=sys.stderr)
         return 2

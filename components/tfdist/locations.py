@@ -141,8 +141,14 @@ def check_location(field: str, value: str, *, relative_ok: bool = True) -> str:
     return value.rstrip("/") or "/"
 
 
-def check_locations(locations: Mapping[str, str | None], *, relative_ok: bool = True) -> None:
-    """`check_location` for each set, untemplated value; one error listing every bad field."""
+def check_locations(
+    locations: Mapping[str, str | None], *, relative_ok: bool = True, cluster: str | None = None
+) -> None:
+    """`check_location` for each set, untemplated value; one error listing every bad field.
+
+    :param cluster: the name of a cluster backend (e.g. `kubernetes`) the locations are for:
+        local paths are refused too (`shared_storage_problems`).
+    """
     problems = []
     for field, value in locations.items():
         if value is None or is_templated(value):
@@ -150,6 +156,8 @@ def check_locations(locations: Mapping[str, str | None], *, relative_ok: bool = 
         problem = location_problem(value, relative_ok=relative_ok)
         if problem is not None:
             problems.append(f"{field}: {problem}")
+        elif cluster is not None:
+            problems += shared_storage_problems({field: value}, cluster)
     if problems:
         raise LocationError("\n".join(problems))
 

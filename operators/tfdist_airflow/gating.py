@@ -20,10 +20,12 @@ from airflow.sdk import Asset, AssetAlias, BaseOperator, TaskGroup, get_current_
 from airflow.sdk.exceptions import AirflowSkipException
 
 from tfdist.deploy import deploy, latest_deployment, model_root
+from tfdist.locations import check_location, check_locations
 from tfdist.storage import join
 from tfdist_airflow.backends import backend_from_dict
 from tfdist_airflow.gcp import storages
 from tfdist_airflow.links import DEPLOY_LINKS, STEP_LINKS
+from tfdist_airflow.refusals import FAIL_AT_ONCE, refusing
 from tfdist_airflow.roles import LaunchRolesOperator, launched_job, trainer_env
 
 if TYPE_CHECKING:
@@ -37,14 +39,22 @@ log = logging.getLogger(__name__)
 
 def _as_mapping(thresholds: Mapping[str, Any] | str | None) -> Mapping[str, Any] | None:
     """Thresholds as given, or rendered from a template (JSON or a Python literal)."""
+    from tfdist.gate import GateError
+
     if thresholds is None or isinstance(thresholds, Mapping):
         return thresholds
     try:
         value = json.loads(thresholds)
     except json.JSONDecodeError:
-        value = ast.literal_eval(thresholds)
+        try:
+            value = ast.literal_eval(thresholds)
+        except (ValueError, SyntaxError):
+            value = thresholds
     if not isinstance(value, Mapping):
-        raise ValueError(f"thresholds must be a mapping of metric -> bounds, got {value!r}")
+        raise GateError(
+            f"gate thresholds: expected a mapping of metric name to threshold, such as "
+            f'{{"accuracy": {{"min": 0.9}}}}, got {value!r}'
+        )
     return value
 
 
@@ -72,28 +82,32 @@ def decide_blessing(
     model_name: str,
     gcp_conn_id: str | None = None,
 ) -> dict[str, Any] | bool:
-    """The gate's callable: decide, write the blessing, return it (falsy when not blessed)."""
+    """The gate's callable: decide, write the blessing, return it (falsy when not blessed).
+
+    Bad thresholds or serving base fail the task at once (`tfdist_airflow.refusals`)."""
     from tfdist.gate import GateSpec, decide, read_final_eval, write_blessing
 
     context = get_current_context()
     spec, _ = launched_job(context, launch_task_id)
     storage_of = storages(gcp_conn_id)
     storage = storage_of(spec.model_dir)
-    gate = GateSpec.from_params(_as_mapping(thresholds))
-    record = read_final_eval(
-        storage,
-        spec.model_dir,
-        max_steps=spec.train_spec.max_steps,
-        eval_dir_name=spec.eval_spec.dir_name,
-    )
-    deployed = latest_deployment(storage_of(serving_base), serving_base, model_name)
-    blessing = decide(
-        record,
-        gate,
-        deployed.baseline() if deployed else None,
-        now=time.time(),
-        model_dir=spec.model_dir,
-    )
+    with refusing(log):
+        gate = GateSpec.from_params(_as_mapping(thresholds))
+        serving_base = check_location("serving_base", serving_base, relative_ok=False)
+        record = read_final_eval(
+            storage,
+            spec.model_dir,
+            max_steps=spec.train_spec.max_steps,
+            eval_dir_name=spec.eval_spec.dir_name,
+        )
+        deployed = latest_deployment(storage_of(serving_base), serving_base, model_name)
+        blessing = decide(
+            record,
+            gate,
+            deployed.baseline() if deployed else None,
+            now=time.time(),
+            model_dir=spec.model_dir,
+        )
     write_blessing(storage, spec.model_dir, blessing)
     shown = ", ".join(f"{k} {v:.4f}" for k, v in sorted(blessing.metrics.items()))
     log.info("final eval at step %d: %s", blessing.global_step, shown)
@@ -148,7 +162,7 @@ class BlessingGateOperator(ShortCircuitOperator):
                 "gcp_conn_id": gcp_conn_id,
             },
             ignore_downstream_trigger_rules=False,
-            **kwargs,
+            **{"retry_policy": FAIL_AT_ONCE, **kwargs},
         )
 
 
@@ -240,6 +254,7 @@ class DeployModelOperator(BaseOperator):
         **kwargs: Any,
     ):
         kwargs.setdefault("outlets", [deploy_outlet(serving_base, model_name)])
+        kwargs.setdefault("retry_policy", FAIL_AT_ONCE)
         super().__init__(**kwargs)
         self.launch_task_id = launch_task_id
         self.export_task_id = export_task_id
@@ -253,17 +268,19 @@ class DeployModelOperator(BaseOperator):
         export_dir = context["ti"].xcom_pull(task_ids=self.export_task_id)
         dag_run = context["dag_run"]
         trained_on = dag_run.data_interval_end or dag_run.run_after
-        result = deploy(
-            storage_of(self.serving_base),
-            export_dir=export_dir,
-            serving_base=self.serving_base,
-            model_name=self.model_name,
-            run_id=context["run_id"],
-            blessing=blessing,
-            now=time.time(),
-            trained_on=trained_on.timestamp() if trained_on else None,
-            export_storage=storage_of(export_dir),
-        )
+        with refusing(self.log):
+            serving_base = check_location("serving_base", self.serving_base, relative_ok=False)
+            result = deploy(
+                storage_of(serving_base),
+                export_dir=export_dir,
+                serving_base=serving_base,
+                model_name=self.model_name,
+                run_id=context["run_id"],
+                blessing=blessing,
+                now=time.time(),
+                trained_on=trained_on.timestamp() if trained_on else None,
+                export_storage=storage_of(export_dir),
+            )
         if result.skipped or result.deployment is None:
             raise AirflowSkipException(result.reason)
         deployment = result.deployment
@@ -300,6 +317,10 @@ def gate_export_deploy(
     """
     launch = training.children[f"{training.group_id}.launch"]
     assert isinstance(launch, LaunchRolesOperator)
+    kind = launch.backend.get("kind", "local")
+    check_locations(
+        {"serving_base": serving_base}, relative_ok=False, cluster=None if kind == "local" else kind
+    )
     launch.preflight_paths = {**launch.preflight_paths, "serving_base": serving_base}
     gcp_conn_id = launch.gcp_conn_id
     if not launch.job.get("cluster", {}).get("evaluator"):

@@ -7,6 +7,7 @@ from typing import Any
 
 from airflow.sdk import TaskGroup
 
+from tfdist.locations import check_locations
 from tfdist.spec import JobSpec, load_spec
 from tfdist_airflow.backends import Backend, LocalBackend
 from tfdist_airflow.roles import LaunchRolesOperator, StopRolesOperator, WatchRoleOperator
@@ -28,7 +29,8 @@ def train_and_evaluate(
     :param job: a `JobSpec`, or the path of its YAML/JSON file (read when the DAG is parsed).
     :param backend: where roles run; default: local processes (`LocalBackend()`).
     :param model_dir_base: each run trains in `<base>/<dag_id>/<run>`; default: the spec's
-        `model_dir`. (templated)
+        `model_dir`. An absolute local path or gs://BUCKET/PREFIX (gs:// on Kubernetes),
+        checked here unless templated, else by the launch task. (templated)
     :param overrides: spec fields by dotted path, e.g. `{"train_spec.max_steps":
         "{{ params.max_steps }}"}`. (templated)
     :param watch_retries: retries of each watch task: they reattach to a running role, and
@@ -38,14 +40,23 @@ def train_and_evaluate(
         Credentials. Role processes use their own credentials.
     """
     spec = job if isinstance(job, JobSpec) else load_spec(job)
-    backend_data = (backend or LocalBackend()).model_dump(mode="json")
+    backend = backend or LocalBackend()
+    base_field = "model_dir_base" if model_dir_base else "model_dir"
+    model_dir_base = model_dir_base or spec.model_dir
+    # Refused while the DAG is parsed: what no run could use. Templates: by the launch task.
+    check_locations(
+        {base_field: model_dir_base, "data_dir": spec.data_dir},
+        relative_ok=False,  # an Airflow task has no working directory of its own
+        cluster=None if backend.kind == "local" else backend.kind,
+    )
+    backend_data = backend.model_dump(mode="json")
     with TaskGroup(group_id=group_id, tooltip=f"train and evaluate {spec.name}") as group:
         launch = LaunchRolesOperator(
             task_id="launch",
             job=spec.model_dump(mode="json"),
             backend=backend_data,
             group_id=group.group_id or group_id,
-            model_dir_base=model_dir_base or spec.model_dir,
+            model_dir_base=model_dir_base,
             overrides=overrides,
             gcp_conn_id=gcp_conn_id,
         )

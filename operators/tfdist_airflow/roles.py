@@ -14,13 +14,15 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from tfdist.fingerprint import claim_model_dir
-from tfdist.launch.base import JobHandle, Launcher, RoleState, RoleStatus
+from tfdist.launch.base import AdmitsJobs, JobHandle, Launcher, RoleState, RoleStatus
+from tfdist.locations import check_location, check_locations, require_shared_storage
 from tfdist.plan import plan
 from tfdist.preflight import check_writable
 from tfdist.spec import JobSpec, parse_spec
 from tfdist_airflow.backends import backend_from_dict
 from tfdist_airflow.gcp import storages
 from tfdist_airflow.links import ROLE_LINKS
+from tfdist_airflow.refusals import FAIL_AT_ONCE, refusing
 from tfdist_airflow.runs import (
     Relaunch,
     fatal_peers,
@@ -31,6 +33,9 @@ from tfdist_airflow.runs import (
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
+
+    from tfdist.kubernetes.launcher import KubernetesLauncher
+    from tfdist.launch.local import LocalLauncher
 
 REDACTED = "<redacted>"
 
@@ -71,12 +76,14 @@ def trainer_env(context: Context, launch_task_id: str) -> dict[str, str]:
 class LaunchRolesOperator(BaseOperator):
     """Plans the job for this run and starts every role together.
 
-    First checks that the run's model directory can be written (`tfdist.preflight`) and
-    holds no other trainer's checkpoints (`tfdist.fingerprint`): a missing bucket or
-    permission, or another trainer, fails this task before any role is started. XCom gets
-    the spec with `trainer.env` values redacted. (A local model_dir is checked with the
-    local backend only.) `preflight_paths` (such as the serving base, which
-    `gate_export_deploy` adds) are checked for writing the same way, always.
+    First checks the input, writing nothing until every check passed: the spec and its
+    storage locations (absolute local paths or gs://; gs:// only on cluster backends), whether
+    the backend can run the job (the local one: the trainer is there, the machine is big
+    enough), that the model directory and `preflight_paths` (such as the serving base, which
+    `gate_export_deploy` adds) can be written (`tfdist.preflight`), and that the model
+    directory holds no other trainer's checkpoints (`tfdist.fingerprint`). Bad input fails the
+    task at once, without a retry, its reason in one log line (`tfdist_airflow.refusals`).
+    XCom gets the spec with `trainer.env` values redacted.
 
     :param job: the job spec, as a dict (see `tfdist.spec.JobSpec`).
     :param backend: where roles run, as a dict (see `tfdist_airflow.backends`).
@@ -104,6 +111,7 @@ class LaunchRolesOperator(BaseOperator):
         gcp_conn_id: str | None = None,
         **kwargs: Any,
     ):
+        kwargs.setdefault("retry_policy", FAIL_AT_ONCE)
         super().__init__(**kwargs)
         self.job = job
         self.backend = backend
@@ -114,34 +122,45 @@ class LaunchRolesOperator(BaseOperator):
         self.gcp_conn_id = gcp_conn_id
 
     def render_spec(self, context: Context) -> JobSpec:
-        model_dir = run_model_dir(self.model_dir_base, context["dag"].dag_id, context["run_id"])
+        base = check_location("model_dir_base", self.model_dir_base, relative_ok=False)
+        model_dir = run_model_dir(base, context["dag"].dag_id, context["run_id"])
         return parse_spec(self.job).with_overrides({**self.overrides, "model_dir": model_dir})
 
     def execute(self, context: Context) -> dict[str, Any]:
-        spec = self.render_spec(context)
-        backend = backend_from_dict(self.backend)
-        # No role starts against a model_dir it cannot write. A local path is checked only
-        # where the roles run on this machine: a pod's path is not this worker's.
-        checks = dict(self.preflight_paths)
-        if backend.kind == "local" or "://" in spec.model_dir:
-            checks = {"model_dir": spec.model_dir, **checks}
-        storage = storages(self.gcp_conn_id)
-        for field, path in checks.items():
-            check_writable(path, storage(path), field=field)
-            self.log.info("preflight: %s %s is writable", field, path)
-        if "model_dir" in checks:  # never resume another model's checkpoints
-            claim_model_dir(storage(spec.model_dir), spec)
         scope = self._scope = _scope(context, self.group_id)
+        with refusing(self.log):  # bad input fails the task at once, with nothing written
+            spec, launcher = self._admit(context, scope)
+        backend = backend_from_dict(self.backend)
         for previous in backend.handles(scope):  # an earlier try of this task: never two gangs
             self.log.info("stopping the roles of an earlier launch %s", previous.launch_id)
             backend.launcher(scope).stop(previous)
-        launcher = backend.launcher(scope)
         job = plan(spec, launcher.addresses(spec), python=launcher.python)
         for role in job.roles:
             self.log.info("%s: TF_CONFIG %s", role.name, role.env["TF_CONFIG"])
         handle = launcher.launch(job)
         self.log.info("launched %s; model_dir %s", ", ".join(handle.roles), spec.model_dir)
         return {"spec": redacted(spec), "handle": handle.model_dump(mode="json")}
+
+    def _admit(
+        self, context: Context, scope: str
+    ) -> tuple[JobSpec, LocalLauncher | KubernetesLauncher]:
+        """Every check of the launch, in the order that writes last: the spec and its
+        locations, whether the backend can run the job, the preflights, the fingerprint."""
+        spec = self.render_spec(context)
+        backend = backend_from_dict(self.backend)
+        # An Airflow task has no working directory of its own to resolve a relative path in.
+        check_locations({"data_dir": spec.data_dir, **self.preflight_paths}, relative_ok=False)
+        if backend.kind != "local":
+            require_shared_storage(spec, backend.kind, self.preflight_paths)
+        launcher = backend.launcher(scope)
+        if isinstance(launcher, AdmitsJobs):
+            launcher.admit(spec)
+        storage = storages(self.gcp_conn_id)
+        for field, path in {"model_dir": spec.model_dir, **self.preflight_paths}.items():
+            check_writable(path, storage(path), field=field)
+            self.log.info("preflight: %s %s is writable", field, path)
+        claim_model_dir(storage(spec.model_dir), spec)  # never resume another model's checkpoints
+        return spec, launcher
 
     def on_kill(self) -> None:
         """A launch task killed while launching stops whatever it had started."""

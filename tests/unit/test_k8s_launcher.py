@@ -3,6 +3,8 @@
 No Kubernetes API server can run here (no kind, k3s or Docker engine), so these tests use the
 in-memory fake shipped in `tfdist.kubernetes.fake`: the tests play scheduler, kubelet and
 cloud (schedule, start, exit, preempt pods) and inject the clock, so timeouts take no time.
+The launch task's gs:// preflight and fingerprint are recorded here, not run: they are tested
+against the GCS emulator in `tests/integration/test_gcs_operators.py`.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ SPEC = parse_spec(
     }
 )
 SCOPE = "nightly/run-1/train_and_evaluate"
+BASE = "gs://bucket/models"
 TARGET = Target(
     namespace="ml",
     image="trainer:1",
@@ -351,6 +354,13 @@ def backend(api: FakeKubeApi, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]
     from tfdist_airflow.backends import KubernetesBackend
 
     monkeypatch.setattr(KubernetesBackend, "api", lambda self: api)
+    checked: list[str] = []
+    monkeypatch.setattr(
+        "tfdist_airflow.roles.check_writable", lambda path, *_, **__: checked.append(path)
+    )
+    monkeypatch.setattr(
+        "tfdist_airflow.roles.claim_model_dir", lambda _, spec: checked.append(spec.model_dir)
+    )
     chosen = KubernetesBackend(namespace="ml", image="trainer:1", placement=TARGET.placement)
     return chosen.model_dump(mode="json")
 
@@ -373,7 +383,7 @@ def context(pushed: dict[str, Any] | None = None, try_number: int = 1) -> Any:
 
 
 def run_launch(backend: dict[str, Any], model_dir_base: str) -> dict[str, Any]:
-    """The launch task; its preflight writes to a local model_dir (no GCS account here)."""
+    """The launch task, its gs:// preflight recorded (see the module docstring)."""
     from tfdist_airflow.roles import LaunchRolesOperator
 
     operator = LaunchRolesOperator(
@@ -396,9 +406,9 @@ def watch(backend: dict[str, Any], role: str) -> Any:
 def test_the_launch_task_starts_a_gang_and_its_retry_replaces_it(
     api: FakeKubeApi, backend: dict[str, Any], tmp_path: Path
 ) -> None:
-    first = run_launch(backend, str(tmp_path))
-    assert JobSpec.model_validate(first["spec"]).model_dir == f"{tmp_path}/nightly/run-1"
-    second = run_launch(backend, str(tmp_path))
+    first = run_launch(backend, BASE)
+    assert JobSpec.model_validate(first["spec"]).model_dir == f"{BASE}/nightly/run-1"
+    second = run_launch(backend, BASE)
     old, new = (JobHandle.model_validate(pushed["handle"]) for pushed in (first, second))
     assert old.job_id != new.job_id
     names = {name for _, name in api.pods}
@@ -411,7 +421,7 @@ def test_a_watch_retry_reattaches_to_the_running_pod(
 ) -> None:
     from airflow.sdk.exceptions import TaskDeferred
 
-    pushed = run_launch(backend, str(tmp_path))
+    pushed = run_launch(backend, BASE)
     handle = JobHandle.model_validate(pushed["handle"])
     api.start(pod_of(handle, "chief-0"))
     api.calls.clear()
@@ -425,7 +435,7 @@ def test_a_watch_retry_recreates_a_preempted_worker(
 ) -> None:
     from airflow.sdk.exceptions import TaskDeferred
 
-    pushed = run_launch(backend, str(tmp_path))
+    pushed = run_launch(backend, BASE)
     handle = JobHandle.model_validate(pushed["handle"])
     name = pod_of(handle, "worker-1")
     api.start(name)
@@ -441,7 +451,7 @@ def test_a_chief_that_failed_on_its_own_is_not_recreated(
 ) -> None:
     from tfdist_airflow.roles import RoleFailed
 
-    pushed = run_launch(backend, str(tmp_path))
+    pushed = run_launch(backend, BASE)
     name = pod_of(JobHandle.model_validate(pushed["handle"]), "chief-0")
     api.start(name)
     api.write_log(name, "Traceback (most recent call last):\nValueError: bad input\n")
@@ -455,7 +465,7 @@ def test_a_killed_watch_task_leaves_no_pod_of_its_role(
 ) -> None:
     from airflow.sdk.exceptions import TaskDeferred
 
-    pushed = run_launch(backend, str(tmp_path))
+    pushed = run_launch(backend, BASE)
     handle = JobHandle.model_validate(pushed["handle"])
     task = watch(backend, "worker-0")
     with pytest.raises(TaskDeferred):
@@ -469,7 +479,7 @@ def test_teardown_deletes_every_pod_and_the_service(
 ) -> None:
     from tfdist_airflow.roles import StopRolesOperator
 
-    pushed = run_launch(backend, str(tmp_path))
+    pushed = run_launch(backend, BASE)
     handle = JobHandle.model_validate(pushed["handle"])
     api.start(pod_of(handle, "chief-0"))
     api.exit(pod_of(handle, "evaluator-0"), 0)
@@ -501,7 +511,7 @@ def test_the_trigger_shows_why_a_pod_waits_then_fires_when_it_ends(
 
     from tfdist_airflow.triggers import RoleExitTrigger
 
-    pushed = run_launch(backend, str(tmp_path))
+    pushed = run_launch(backend, BASE)
     name = pod_of(JobHandle.model_validate(pushed["handle"]), "chief-0")
     why = "0/3 nodes are available: 3 Insufficient nvidia.com/gpu."
     steps = iter(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from enum import StrEnum
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
 
@@ -84,4 +84,14 @@ class Launcher(Protocol):
 
     def stop(self, handle: JobHandle, roles: Sequence[str] | None = None) -> None:
         """Stop the given roles (default: all) and wait until they are gone."""
+        ...
+
+
+@runtime_checkable
+class AdmitsJobs(Protocol):
+    """A launcher that can refuse a job before planning it (the local one: a trainer that is
+    not there, a cluster beyond the machine)."""
+
+    def admit(self, spec: JobSpec) -> None:
+        """Raise `LaunchRefused` if the job cannot run here; starts and writes nothing."""
         ...

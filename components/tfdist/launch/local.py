@@ -28,7 +28,7 @@ import psutil
 
 from tfdist.launch.base import JobHandle, LaunchError, LaunchRefused, RoleState, RoleStatus
 from tfdist.launch.capacity import capacity_problem, machine_capacity
-from tfdist.plan import JobPlan, RolePlan
+from tfdist.plan import JobPlan, RolePlan, role_command
 from tfdist.spec import JobSpec, Role
 
 BACKEND = "local"
@@ -80,10 +80,18 @@ class LocalLauncher:
         self.workdir = Path(workdir if workdir is not None else Path.cwd()).absolute()
         self.python = sys.executable
         self.max_roles = max_roles
+        self._admitted: JobSpec | None = None
 
     # -- planning -------------------------------------------------------------------------
     def admit(self, spec: JobSpec) -> None:
-        """Raise `LaunchRefused` if this machine cannot run the job's roles; opens nothing."""
+        """Raise `LaunchRefused` if the job cannot run here: a cluster beyond this machine, a
+        trainer that is not there. Opens no socket and writes nothing; `launch` does not check
+        the spec it admitted last again."""
+        self._check_capacity(spec)
+        self._check_trainer(spec)
+        self._admitted = spec
+
+    def _check_capacity(self, spec: JobSpec) -> None:
         try:
             problem = capacity_problem(len(spec.roles()), machine_capacity(self.max_roles))
         except ValueError as error:
@@ -91,8 +99,36 @@ class LocalLauncher:
         if problem is not None:
             raise LaunchRefused(problem)
 
+    def _check_trainer(self, spec: JobSpec) -> None:
+        """Run by the roles' interpreter, in their directory and with their environment."""
+        trainer = spec.trainer
+        env = {**os.environ, **QUIET_TF_ENV, **trainer.env}
+        if trainer.entrypoint is not None:
+            found = subprocess.run(
+                [self.python, "-c", FIND_MODULE, trainer.entrypoint],
+                env=env,
+                cwd=self.workdir,
+                capture_output=True,
+                timeout=ENTRYPOINT_CHECK_SECS,
+                check=False,
+            )
+            if found.returncode == 3:
+                raise LaunchRefused(
+                    f"trainer.entrypoint: no module named {trainer.entrypoint!r} for "
+                    f"{self.python} in {self.workdir}; check the spelling, that its package is "
+                    "installed, or add its directory to trainer.env PYTHONPATH"
+                )
+        else:
+            program = _program(role_command(spec), self.python)
+            located = program if "/" in program else shutil.which(program, path=env.get("PATH"))
+            if located is None or not os.access(self.workdir / located, os.X_OK):
+                raise LaunchRefused(
+                    f"trainer.command: cannot run {program!r} from {self.workdir}: no such "
+                    "executable; give its path or install it on PATH"
+                )
+
     def addresses(self, spec: JobSpec) -> Mapping[str, Sequence[str]]:
-        self.admit(spec)  # before the first socket
+        self._check_capacity(spec)  # before the first socket
         roles = [Role.CHIEF, Role.WORKER, Role.PS]
         counts = [spec.cluster.count(role) for role in roles]
         ports = iter(free_ports(sum(counts)))
@@ -104,8 +140,9 @@ class LocalLauncher:
     # -- launching ------------------------------------------------------------------------
     def launch(self, plan: JobPlan) -> JobHandle:
         """Start every role; raises `LaunchError`, with nothing left running, if one cannot."""
-        self.admit(plan.spec)
-        self.check(plan)
+        if plan.spec != self._admitted:
+            self.admit(plan.spec)
+        self._check_ports(plan)
         launch_id = uuid.uuid4().hex[:8]
         run_dir = self.run_root / f"{plan.spec.name}-{launch_id}"
         handle = JobHandle(
@@ -135,36 +172,8 @@ class LocalLauncher:
             ) from error
         return handle
 
-    def check(self, plan: JobPlan) -> None:
-        """What would make a role fail at once, found before any role starts or anything is
-        written: `LaunchRefused` for a trainer that is not there, `LaunchError` for a port
-        taken since planning."""
-        chief = plan.roles[0]
-        trainer = plan.spec.trainer
-        env = {**os.environ, **QUIET_TF_ENV, **chief.env}
-        if trainer.entrypoint is not None:
-            found = subprocess.run(
-                [self.python, "-c", FIND_MODULE, trainer.entrypoint],
-                env=env,
-                cwd=self.workdir,
-                capture_output=True,
-                timeout=ENTRYPOINT_CHECK_SECS,
-                check=False,
-            )
-            if found.returncode == 3:
-                raise LaunchRefused(
-                    f"trainer.entrypoint: no module named {trainer.entrypoint!r} for "
-                    f"{self.python} in {self.workdir}; check the spelling, that its package is "
-                    "installed, or add its directory to trainer.env PYTHONPATH"
-                )
-        else:
-            program = _program(chief.command, self.python)
-            located = program if "/" in program else shutil.which(program, path=env.get("PATH"))
-            if located is None or not os.access(self.workdir / located, os.X_OK):
-                raise LaunchRefused(
-                    f"trainer.command: cannot run {program!r} from {self.workdir}: no such "
-                    "executable; give its path or install it on PATH"
-                )
+    def _check_ports(self, plan: JobPlan) -> None:
+        """A port taken since planning: a retry plans again, so this is not bad input."""
         for role in plan.roles:
             if role.address is not None and not _port_free(role.address):
                 raise LaunchError(

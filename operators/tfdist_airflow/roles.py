@@ -15,7 +15,7 @@ from airflow.sdk import BaseOperator
 
 from tfdist.fingerprint import claim_model_dir
 from tfdist.launch.base import AdmitsJobs, JobHandle, Launcher, RoleState, RoleStatus
-from tfdist.locations import check_location, check_locations, require_shared_storage
+from tfdist.locations import check_location, check_locations
 from tfdist.plan import plan
 from tfdist.preflight import check_writable
 from tfdist.spec import JobSpec, parse_spec
@@ -146,12 +146,14 @@ class LaunchRolesOperator(BaseOperator):
     ) -> tuple[JobSpec, LocalLauncher | KubernetesLauncher]:
         """Every check of the launch, in the order that writes last: the spec and its
         locations, whether the backend can run the job, the preflights, the fingerprint."""
-        spec = self.render_spec(context)
         backend = backend_from_dict(self.backend)
-        # An Airflow task has no working directory of its own to resolve a relative path in.
-        check_locations({"data_dir": spec.data_dir, **self.preflight_paths}, relative_ok=False)
-        if backend.kind != "local":
-            require_shared_storage(spec, backend.kind, self.preflight_paths)
+        # An Airflow task has no working directory of its own to resolve a relative path in,
+        # and the pods of a cluster backend share no disk.
+        cluster = None if backend.kind == "local" else backend.kind
+        check_locations({"model_dir_base": self.model_dir_base}, relative_ok=False, cluster=cluster)
+        spec = self.render_spec(context)
+        others = {"data_dir": spec.data_dir, **self.preflight_paths}
+        check_locations(others, relative_ok=False, cluster=cluster)
         launcher = backend.launcher(scope)
         if isinstance(launcher, AdmitsJobs):
             launcher.admit(spec)

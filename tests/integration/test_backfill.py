@@ -24,7 +24,7 @@ import pytest
 from airflow_home import AirflowHome
 from jobtools import assert_no_process_left, exit_records, processes_of, run_tfdist, wait_for
 
-from tfdist.fingerprint import FINGERPRINT_FILE, FingerprintMismatch
+from tfdist.fingerprint import FINGERPRINT_FILE
 from tfdist.launch.base import JobHandle, RoleState
 from tfdist.launch.local import LocalLauncher
 
@@ -77,6 +77,7 @@ def test_resuming_a_model_dir_with_another_trainer_is_refused(tmp_path: Path) ->
 @pytest.mark.timeout(90)
 def test_launch_task_refuses_another_trainer_for_the_same_run(tmp_path: Path) -> None:
     """A rerun of a run (same run id, so the same model_dir) after the DAG's trainer changed."""
+    from tfdist_airflow.refusals import InputRefused
     from tfdist_airflow.roles import LaunchRolesOperator
 
     backend = {"kind": "local", "run_root": str(tmp_path / "runs")}
@@ -98,7 +99,7 @@ def test_launch_task_refuses_another_trainer_for_the_same_run(tmp_path: Path) ->
     launcher = LocalLauncher(tmp_path / "runs")
     wait_for(lambda: launcher.status(handle, "chief-0").state.finished, 30, "the first run")
 
-    with pytest.raises(FingerprintMismatch, match=r"holds checkpoints of another trainer"):
+    with pytest.raises(InputRefused, match=r"holds checkpoints of another trainer"):
         launch("print('v2')")
 
     assert len(list((tmp_path / "runs").rglob("handle.json"))) == 1

@@ -26,7 +26,7 @@ from tfdist.launch.base import LaunchError
 from tfdist.launch.local import LocalLauncher, free_ports
 from tfdist.plan import plan
 from tfdist.records import EvalRecord, eval_record_name
-from tfdist.spec import SpecError, parse_spec
+from tfdist.spec import parse_spec
 
 pytestmark = pytest.mark.integration
 
@@ -57,6 +57,7 @@ def processes_with(marker: str) -> list[str]:
 
 @pytest.mark.timeout(60)
 def test_launch_task_refuses_a_bad_override_before_launching(tmp_path: Path) -> None:
+    from tfdist_airflow.refusals import InputRefused
     from tfdist_airflow.roles import LaunchRolesOperator
 
     launch = LaunchRolesOperator(
@@ -69,10 +70,11 @@ def test_launch_task_refuses_a_bad_override_before_launching(tmp_path: Path) -> 
     )
     context: Any = {"dag": SimpleNamespace(dag_id="bad"), "run_id": "manual__1"}
 
-    with pytest.raises(SpecError) as refused:
+    with pytest.raises(InputRefused) as refused:
         launch.execute(context)
 
-    assert str(refused.value) == (
+    assert refused.value.code == 2
+    assert refused.value.reason == (
         "invalid job spec:\n"
         "  cluster.chief: a cluster has exactly one chief, got 2; set `chief: 1`\n"
         "  train_spec.max_steps: Input should be greater than 0"
@@ -316,8 +318,8 @@ def test_a_threshold_on_a_metric_the_evaluator_never_writes(tmp_path: Path) -> N
     the metric is named, with what the evaluator did write, and no blessing is written."""
     from airflow.sdk.execution_time.context import set_current_context
 
-    from tfdist.gate import GateError
     from tfdist_airflow.gating import decide_blessing
+    from tfdist_airflow.refusals import InputRefused
 
     model_dir = tmp_path / "model"
     spec = parse_spec(digits_job("gate", model_dir, str(tmp_path / "data"), {}, max_steps=40))
@@ -336,10 +338,10 @@ def test_a_threshold_on_a_metric_the_evaluator_never_writes(tmp_path: Path) -> N
     ti = SimpleNamespace(xcom_pull=lambda task_ids: pushed, xcom_push=lambda **_: None)
     context: Any = {"ti": ti}
 
-    with set_current_context(context), pytest.raises(GateError) as refused:
+    with set_current_context(context), pytest.raises(InputRefused) as refused:
         decide_blessing("launch", {"auc": {"min": 0.9}}, str(tmp_path / "serving"), "digits")
 
-    assert str(refused.value) == (
+    assert refused.value.reason == (
         "gate thresholds name auc, which the evaluator did not write; it wrote: accuracy, "
         "loss. Fix the metric name, or add the metric to the trainer's eval_metrics"
     )

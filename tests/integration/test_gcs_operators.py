@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 from gcs_emulator import EMULATOR_ENV, GcsEmulator, IamDenyingProxy
 
-from tfdist.preflight import PreflightError
 from tfdist.storage import LocalStorage
 from tfdist_airflow.gcp import gcs_client, storages
+from tfdist_airflow.refusals import InputRefused
 
 pytestmark = pytest.mark.integration
 
@@ -142,7 +142,7 @@ def test_the_launch_preflight_names_the_connections_service_account(
             preflight_paths={"serving_base": f"gs://{bucket}/serving"},
             gcp_conn_id=connection,
         )
-        with pytest.raises(PreflightError) as error:
+        with pytest.raises(InputRefused) as error:
             launch.execute(context())
     assert str(error.value).startswith(
         f"service account {EMAIL} may not read objects in gs://{bucket} (serving_base "
@@ -160,7 +160,7 @@ def test_the_launch_preflight_fails_for_a_serving_base_in_a_missing_bucket(
         model_dir_base=f"gs://{bucket}/models",
         preflight_paths={"serving_base": "gs://tfdist-no-serving-bucket/serving"},
     )
-    with pytest.raises(PreflightError) as error:
+    with pytest.raises(InputRefused) as error:
         launch.execute(context())
     assert str(error.value) == (
         "bucket tfdist-no-serving-bucket does not exist; create it or fix serving_base "
@@ -173,7 +173,7 @@ def test_the_launch_task_runs_the_preflight_before_any_role(
     gcs: GcsEmulator, launch_operator: LaunchFactory, tmp_path: Path
 ) -> None:
     launch = launch_operator(tmp_path, model_dir_base="gs://tfdist-missing-bucket/models")
-    with pytest.raises(PreflightError, match="bucket tfdist-missing-bucket does not exist"):
+    with pytest.raises(InputRefused, match="bucket tfdist-missing-bucket does not exist"):
         launch.execute(context())
     assert not (tmp_path / "runs").exists()
 

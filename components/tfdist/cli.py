@@ -70,7 +70,7 @@ def _plan_kubernetes(spec: JobSpec, args: argparse.Namespace) -> int:
     from tfdist.kubernetes.manifests import Target, plan_manifests, to_yaml
     from tfdist.kubernetes.placement import JobPlacement, load_placement
 
-    require_shared_storage(spec, "kubernetes")
+    require_shared_storage(spec, args.backend)
     placement = load_placement(args.placement) if args.placement else JobPlacement()
     try:
         target = Target(

@@ -37,6 +37,7 @@ pytestmark = pytest.mark.integration
 
 DAG_ID = "nightly_retrain"
 ROLES = ["chief-0", "worker-0", "worker-1", "ps-0", "evaluator-0"]
+TOP_TASKS = ("prepare_data", "train_and_evaluate", "gate", "export", "deploy")
 TENSORBOARD = "http://tensorboard.test/?logdir={model_dir}"
 BASELINE = {"accuracy": 0.94, "loss": 0.2}
 CHROMIUM = os.environ.get("TFDIST_CHROMIUM", "/usr/bin/chromium")
@@ -254,6 +255,9 @@ def test_training_tab_in_a_real_browser(
             assert driver.find_element(By.ID, "decision").text.startswith("BLESSED at step 200")
             assert "digits version 2" in driver.find_element(By.ID, "deployed").text
             driver.switch_to.default_content()
+            # The run's cells of the grid, so that the screenshot shows the task states too.
+            cells = f'a[id^="grid-{run_id}-"]'
+            wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, cells)) == len(TOP_TASKS))
             screenshot.parent.mkdir(parents=True, exist_ok=True)
             assert driver.save_screenshot(str(screenshot))
         finally:

@@ -326,6 +326,9 @@ def test_a_blessed_and_deployed_run(tmp_path: Path) -> None:
     assert "digits version 2</strong>" in page
     assert page.count('class="gate-line') == 5  # min, change, baseline; max, baseline
     assert "<script" not in page
+    assert 'http-equiv="refresh"' not in page  # a finished run does not reload
+    running = render_page(view.model_copy(update={"run_state": "running"}), now=T0)
+    assert '<meta http-equiv="refresh" content="15">' in running
     assert SECRET not in page and SECRET not in view.model_dump_json()
 
 

@@ -9,6 +9,8 @@ from tfdist_airflow.view.charts import STATE_COLORS, metric_chart, timeline_char
 from tfdist_airflow.view.model import Decision, RoleRow, StepView, TrainingView
 from tfdist_airflow.view.urls import console_url
 
+REFRESH_SECS = 15
+UNFINISHED = ("queued", "running")
 STYLE = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:16px;color:#212121;
 font-size:14px}
@@ -115,13 +117,19 @@ def _step(step: StepView, now: datetime) -> str:
 
 
 def render_page(view: TrainingView, now: datetime) -> str:
-    """The whole page; `now` ends the bars of roles still running."""
+    """The whole page; `now` ends the bars of roles still running. The page of an unfinished
+    run reloads itself every `REFRESH_SECS`."""
     body = "".join(_step(step, now) for step in view.steps) or (
         "<p>This run has no train-and-evaluate step, or its launch task has not run yet.</p>"
     )
     title = f"Training: {view.dag_id} / {view.run_id}"
+    refresh = (
+        f'<meta http-equiv="refresh" content="{REFRESH_SECS}">'
+        if view.run_state in UNFINISHED
+        else ""
+    )
     return (
-        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        f'<!doctype html><html lang="en"><head><meta charset="utf-8">{refresh}'
         f"<title>{escape(title)}</title><style>{STYLE}</style></head><body>"
         f"<h1>{escape(title)} {_state(view.run_state)}</h1>{body}</body></html>"
     )

@@ -60,7 +60,7 @@ def _role_started(run_dir: Path, role: str) -> bool:
 
 def launch_once(root: Path, data_dir: Path, roles: int, index: int) -> dict[str, float]:
     """Launch one job and return the seconds from launch to each milestone."""
-    from tfdist.launch.base import RoleState
+    from tfdist.backend import RoleState
     from tfdist.launch.local import LocalLauncher
     from tfdist.plan import plan
     from tfdist.spec import parse_spec
@@ -92,7 +92,7 @@ def launch_once(root: Path, data_dir: Path, roles: int, index: int) -> dict[str,
             time.sleep(POLL_SECS)
         times["running"] = time.time() - started
         while time.monotonic() < deadline:
-            states = [launcher.status(handle, role).state for role in handle.roles]
+            states = [launcher.statuses(handle)[role].state for role in handle.roles]
             if RoleState.FAILED in states:
                 raise RuntimeError(f"a role failed; see {run_dir}")
             if all(state is RoleState.SUCCEEDED for state in states):

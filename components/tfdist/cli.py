@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from tfdist.locations import LocationError, is_gcs, require_shared_storage
-from tfdist.spec import JobSpec, SpecError, load_spec
+from tfdist.spec import JobSpec, SpecError, format_errors, load_spec
 from tfdist.tf_config import TFConfigError, parse_tf_config
 
 if TYPE_CHECKING:
@@ -80,12 +80,13 @@ def _plan_kubernetes(spec: JobSpec, args: argparse.Namespace) -> int:
             placement=placement,
         )
     except ValidationError as error:
-        problems = [
-            f"  --{str(item['loc'][0]).replace('_', '-')}: "
-            + str(item["msg"]).removeprefix("Value error, ")
-            for item in error.errors()
-        ]
-        raise SpecError("invalid Kubernetes target:\n" + "\n".join(problems)) from None
+        raise SpecError(
+            format_errors(
+                error,
+                "invalid Kubernetes target",
+                where=lambda loc: f"--{str(loc[0]).replace('_', '-')}",
+            )
+        ) from None
     if args.backend == "jobset":
         print(to_yaml(_plan_jobset(spec, target, args)), end="")
     else:
@@ -160,11 +161,10 @@ def _kubernetes_options(sub: argparse.ArgumentParser) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from tfdist.backend import LaunchError
     from tfdist.fingerprint import FingerprintMismatch, claim_model_dir
-    from tfdist.launch.base import LaunchError
     from tfdist.launch.foreground import run_in_foreground
     from tfdist.launch.local import LocalLauncher
-    from tfdist.plan import plan
     from tfdist.preflight import PreflightError, check_writable
     from tfdist.storage import storage_for
 
@@ -174,7 +174,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         launcher.admit(spec)
         check_writable(spec.model_dir)
         claim_model_dir(storage_for(spec.model_dir), spec)
-        job = plan(spec, launcher.addresses(spec), python=sys.executable)
+        job = launcher.plan(spec, scope="")
     except (PreflightError, FingerprintMismatch, LaunchError) as error:
         print(f"tfdist: {error}", file=sys.stderr)
         return 2
@@ -270,7 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from tfdist.launch.base import LaunchRefused
+    from tfdist.backend import LaunchRefused
 
     args = build_parser().parse_args(argv)
     try:

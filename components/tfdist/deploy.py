@@ -24,8 +24,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
-from pydantic import BaseModel, ConfigDict
-
+from tfdist.spec import Frozen
 from tfdist.storage import Storage, copier, join
 
 if TYPE_CHECKING:
@@ -42,10 +41,6 @@ MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 class DeployError(ValueError):
     """A deploy that cannot start: bad model name or an export that is not a SavedModel."""
-
-
-class Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
 
 class Deployment(Frozen):

@@ -33,18 +33,21 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from enum import StrEnum
-from typing import Annotated, Any, Self
+from typing import TYPE_CHECKING, Annotated, Any, Self
 
 from pydantic import (
     AfterValidator,
-    BaseModel,
-    ConfigDict,
+    Field,
     ValidationError,
     field_validator,
     model_validator,
 )
 
 from tfdist.records import EvalRecord, eval_record_name, latest_record
+from tfdist.spec import Frozen, dotted, format_errors
+
+if TYPE_CHECKING:
+    from pydantic_core import ErrorDetails
 from tfdist.storage import Storage, join
 
 BLESSING_DIR = "blessing"
@@ -61,10 +64,6 @@ class GateError(ValueError):
 
 class EvaluatorNotFinished(RuntimeError):
     """The evaluator left no record for the final checkpoint."""
-
-
-class Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
 
 class Direction(StrEnum):
@@ -119,7 +118,7 @@ class MetricThreshold(Frozen):
 class GateSpec(Frozen):
     """Thresholds per metric name."""
 
-    thresholds: dict[str, MetricThreshold] = {}
+    thresholds: dict[str, MetricThreshold] = Field(default_factory=dict)
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any] | None) -> GateSpec:
@@ -140,7 +139,11 @@ class GateSpec(Frozen):
         try:
             return cls.model_validate({"thresholds": dict(params)})
         except ValidationError as error:
-            raise GateError(_format_errors(error)) from None
+            raise GateError(
+                format_errors(
+                    error, "invalid gate thresholds", where=lambda loc: dotted(loc[1:]), fix=_fix
+                )
+            ) from None
 
     def to_params(self) -> dict[str, Any]:
         """The compact JSON shape `from_params` reads."""
@@ -154,17 +157,13 @@ _FIELDS = {1: "min, max or change", 2: "direction, absolute or relative"}
 _HINTS = {"direction": "; set it to higher_is_better or lower_is_better"}
 
 
-def _format_errors(error: ValidationError) -> str:
-    lines = []
-    for item in error.errors():
-        location = [str(part) for part in item["loc"]][1:]  # drop "thresholds"
-        message = str(item["msg"]).removeprefix("Value error, ")
-        if item["type"] == "extra_forbidden":
-            message = f"unknown field; a threshold takes {_FIELDS.get(len(location) - 1, '')}"
-        elif item["type"] == "missing":
-            message = "required" + _HINTS.get(location[-1], "")
-        lines.append(f"  {'.'.join(location)}: {message}")
-    return "invalid gate thresholds:\n" + "\n".join(lines)
+def _fix(item: ErrorDetails) -> str | None:
+    location = [str(part) for part in item["loc"]][1:]  # below "thresholds"
+    if item["type"] == "extra_forbidden":
+        return f"unknown field; a threshold takes {_FIELDS.get(len(location) - 1, '')}"
+    if item["type"] == "missing":
+        return "required" + _HINTS.get(location[-1], "")
+    return None
 
 
 class Baseline(Frozen):

@@ -5,13 +5,14 @@ A backend reports how one run of a role ended (`RoleEnd`); `decide` says what ha
 last checkpoint, or *fail the job now*, with the reason a user reads. `tfdist run`, the Airflow
 watch tasks and the JobSet failure policy compiled for Kubernetes all follow this one table:
 
-| how the role ended                | evaluator, PS-strategy worker | chief, ps, all-reduce worker |
-|-----------------------------------|-------------------------------|------------------------------|
-| exit 0                            | succeeded                     | succeeded                    |
-| exit 1-127 (the program's own)    | fail the job now              | fail the job now             |
-| killed by a signal, exit >= 128   | restart the role (counted)    | restart the job (counted)    |
-| out of memory (OOM-killed)        | restart the role (counted)    | restart the job (counted)    |
-| preempted, evicted, node shutdown | restart the role (free)       | restart the job (free)       |
+| how the role ended              | evaluator, PS-strategy worker | chief, ps, all-reduce worker |
+|---------------------------------|-------------------------------|------------------------------|
+| exit 0                          | succeeded                     | succeeded                    |
+| exit 1-127 (the program's own)  | fail the job now              | fail the job now             |
+| killed by a signal, exit >= 128 | restart the role (counted)    | restart the job (counted)    |
+| out of memory (OOM-killed)      | restart the role (counted)    | restart the job (counted)    |
+| preempted, evicted, node gone   | restart the role (free)       | restart the job (free)       |
+| never started (no node, image)  | fail the job now              | fail the job now             |
 
 A counted restart past its budget (`RestartPolicy.max_role_restarts` per role,
 `max_job_restarts` per job) fails the job instead. Preemptions never count: they are the
@@ -70,6 +71,7 @@ class Ending(StrEnum):
     CRASHED = "crashed"  # killed by a signal (exit code >= 128), or vanished
     OOM_KILLED = "oom_killed"  # killed for using more memory than it may
     PREEMPTED = "preempted"  # preempted or evicted, its node shut down (DisruptionTarget)
+    NOT_STARTED = "not_started"  # never ran: not scheduled in time, its image cannot be pulled
 
 
 class RoleEnd(Frozen):
@@ -110,6 +112,8 @@ class RoleEnd(Frozen):
                 return f"out of memory (OOM-killed{', ' + code if code else ''}){extra}"
             case Ending.PREEMPTED:
                 return f"preempted{extra}"
+            case Ending.NOT_STARTED:
+                return f"never started{extra}"
             case Ending.CRASHED if self.exit_code is not None and self.exit_code > 128:
                 return f"killed by {_signal_name(self.exit_code - 128)} ({code}){extra}"
         return f"{code or 'ended without an exit code'}{extra}"
@@ -173,6 +177,11 @@ def decide(
             action=Action.FAIL_JOB,
             reason=f"{role} failed with {how}: a failure of the program itself, which no "
             "restart fixes",
+        )
+    if end.ending is Ending.NOT_STARTED:
+        return Verdict(
+            action=Action.FAIL_JOB,
+            reason=f"{role} {how}; a restart would wait the same way",
         )
     scope = restart_scope(role.kind, uses_parameter_servers)
     action = Action.RESTART_ROLE if scope is Scope.ROLE else Action.RESTART_JOB

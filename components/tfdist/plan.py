@@ -9,18 +9,15 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 
-from pydantic import BaseModel, ConfigDict
-
-from tfdist.spec import JobSpec, Role
+from tfdist.lifecycle import RoleId
+from tfdist.spec import Frozen, JobSpec, Role
 from tfdist.tf_config import build_tf_config
 
 RUNTIME_MODULE = "tfdist.runtime"
 
 
-class RolePlan(BaseModel):
+class RolePlan(Frozen):
     """One role process: its identity, its command and its environment."""
-
-    model_config = ConfigDict(frozen=True)
 
     role: Role
     index: int
@@ -31,21 +28,26 @@ class RolePlan(BaseModel):
     @property
     def name(self) -> str:
         """`chief-0`, `worker-1`, ...: the label of the role in logs, tasks and pods."""
-        return f"{self.role.value}-{self.index}"
+        return self.id.name
+
+    @property
+    def id(self) -> RoleId:
+        return RoleId(kind=self.role, index=self.index)
 
     @property
     def tf_config(self) -> dict[str, object]:
         return dict(json.loads(self.env["TF_CONFIG"]))
 
 
-class JobPlan(BaseModel):
-    """Every role of one job, chief first."""
-
-    model_config = ConfigDict(frozen=True)
+class JobPlan(Frozen):
+    """Every role of one job, chief first. A backend's plan also says which launch it is:
+    `scope` (the step it belongs to, such as `<dag>/<run>/<group>`) and `launch_id`."""
 
     spec: JobSpec
     cluster: dict[str, list[str]]
     roles: tuple[RolePlan, ...]
+    scope: str = ""
+    launch_id: str = ""
 
     def role(self, name: str) -> RolePlan:
         for role in self.roles:
@@ -65,7 +67,14 @@ def role_command(spec: JobSpec, python: str = "python") -> tuple[str, ...]:
     return (python, "-m", RUNTIME_MODULE)
 
 
-def plan(spec: JobSpec, addresses: Mapping[str, Sequence[str]], python: str = "python") -> JobPlan:
+def plan(
+    spec: JobSpec,
+    addresses: Mapping[str, Sequence[str]],
+    python: str = "python",
+    *,
+    scope: str = "",
+    launch_id: str = "",
+) -> JobPlan:
     """Build every role's `TF_CONFIG` and environment.
 
     `addresses` maps each training role (chief, worker, ps) to one address per replica; the
@@ -99,4 +108,4 @@ def plan(spec: JobSpec, addresses: Mapping[str, Sequence[str]], python: str = "p
                 env={**base_env, "TF_CONFIG": json.dumps(tf_config, sort_keys=True)},
             )
         )
-    return JobPlan(spec=spec, cluster=cluster, roles=tuple(roles))
+    return JobPlan(spec=spec, cluster=cluster, roles=tuple(roles), scope=scope, launch_id=launch_id)

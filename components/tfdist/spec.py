@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Self
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-from pydantic_core import InitErrorDetails, PydanticCustomError
+from pydantic_core import ErrorDetails, InitErrorDetails, PydanticCustomError
 
 from tfdist.locations import location_problem
 
@@ -289,13 +289,28 @@ _FIXES = {
 }
 
 
-def _format_errors(error: ValidationError) -> str:
+def dotted(location: tuple[int | str, ...]) -> str:
+    return ".".join(str(part) for part in location)
+
+
+def format_errors(
+    error: ValidationError,
+    title: str,
+    *,
+    where: Callable[[tuple[int | str, ...]], str] = dotted,
+    fix: Callable[[ErrorDetails], str | None] = lambda item: None,
+) -> str:
+    """Pydantic's errors as `<title>:` and one `  field: what to do` line per bad field.
+
+    `where` names a field from its location; `fix` may word an error better than pydantic.
+    """
     lines = []
     for item in error.errors():
-        field = ".".join(str(part) for part in item["loc"]) or "(spec)"
-        message = _FIXES.get(item["type"]) or str(item["msg"]).removeprefix("Value error, ")
-        lines.append(f"  {field}: {message}")
-    return "invalid job spec:\n" + "\n".join(lines)
+        message = (
+            fix(item) or _FIXES.get(item["type"]) or str(item["msg"]).removeprefix("Value error, ")
+        )
+        lines.append(f"  {where(item['loc']) or '(all)'}: {message}")
+    return f"{title}:\n" + "\n".join(lines)
 
 
 def parse_spec(data: Any) -> JobSpec:
@@ -305,7 +320,7 @@ def parse_spec(data: Any) -> JobSpec:
     try:
         return JobSpec.model_validate(data)
     except ValidationError as error:
-        raise SpecError(_format_errors(error)) from None
+        raise SpecError(format_errors(error, "invalid job spec")) from None
 
 
 def load_spec(path: str | Path) -> JobSpec:

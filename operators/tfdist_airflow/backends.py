@@ -1,31 +1,30 @@
 """Where role processes run, as plain data that tasks and triggers can pass around.
 
-DAG files import this module: launchers, manifests and the export command are imported
-where they are used.
+Each configuration's `connect()` gives the `tfdist.backend.Backend` every task and trigger
+uses. `backend_from_dict` reads any of them from its dict by `kind`. DAG files import this
+module: launchers, manifests and the export command are imported where they are used.
 """
 
 from __future__ import annotations
 
 import os
-import subprocess
-from collections.abc import Callable
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, TypeAdapter, ValidationError, model_validator
 
 from tfdist.kubernetes.placement import JobPlacement
 from tfdist.kubernetes.status import Timeouts
+from tfdist.spec import Frozen, dotted, format_errors
 
 if TYPE_CHECKING:
+    from pydantic_core import ErrorDetails
+
+    from tfdist.backend import Backend
+    from tfdist.fake import FakeBackend
     from tfdist.kubernetes.api import KubeApi
     from tfdist.kubernetes.launcher import KubernetesLauncher
     from tfdist.kubernetes.manifests import Target
-    from tfdist.launch.base import JobHandle
     from tfdist.launch.local import LocalLauncher
-    from tfdist.spec import JobSpec
-
-EXPORT_TIMEOUT_SECS = 1800  # the export itself, once running
 
 
 def default_run_root() -> str:
@@ -36,7 +35,7 @@ def default_run_root() -> str:
     return os.path.join(airflow_home, "tfdist", "runs")
 
 
-class LocalBackend(BaseModel):
+class LocalBackend(Frozen):
     """Every role as a process on the Airflow worker's machine (the embedded default).
 
     `python` is the interpreter that runs the roles; by default the worker's own, which then
@@ -44,72 +43,17 @@ class LocalBackend(BaseModel):
     watching and tearing down a job all see (one machine: LocalExecutor or `dags test`).
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
     kind: Literal["local"] = "local"
     run_root: str | None = None
     python: str | None = None
 
-    def root(self) -> Path:
-        return Path(self.run_root or default_run_root())
-
-    def launcher(self, scope: str) -> LocalLauncher:
+    def connect(self) -> LocalLauncher:
         from tfdist.launch.local import LocalLauncher
 
-        launcher = LocalLauncher(self.root() / scope)
-        if self.python:
-            launcher.python = self.python
-        return launcher
-
-    def handles(self, scope: str) -> list[JobHandle]:
-        """Every launch made in this scope, oldest first."""
-        from tfdist.launch.local import load_handle
-
-        paths = sorted((self.root() / scope).glob("*/handle.json"), key=os.path.getmtime)
-        return [load_handle(path.parent) for path in paths]
-
-    def cleanup(self, handle: JobHandle) -> None:
-        """Nothing: the run directory keeps the roles' logs and exit codes."""
-
-    def run_export(
-        self,
-        handle: JobHandle,
-        spec: JobSpec,
-        checkpoint: str,
-        out: str,
-        env: dict[str, str],
-        log: Callable[[str], None],
-    ) -> None:
-        """Run `python -m tfdist.runtime.export` here with `env` (it needs `TFDIST_JOB`) on top
-        of this process's environment; each line of its output goes to `log`."""
-        from tfdist.runtime.export import export_command
-
-        command = export_command(self.launcher(scope="").python, checkpoint, out)
-        try:
-            result = subprocess.run(
-                command,
-                env={**os.environ, **env},
-                capture_output=True,
-                text=True,
-                timeout=EXPORT_TIMEOUT_SECS,
-                check=False,
-            )
-        except subprocess.TimeoutExpired as error:
-            for output in (error.stdout, error.stderr):
-                text = output.decode(errors="replace") if isinstance(output, bytes) else output
-                for line in (text or "").splitlines():
-                    log(line)
-            raise RuntimeError(f"export did not end within {EXPORT_TIMEOUT_SECS} s") from None
-        for line in (result.stdout + result.stderr).splitlines():
-            log(line)
-        if result.returncode != 0:
-            raise RuntimeError(f"export failed with exit code {result.returncode}")
-
-    def stop_export(self, handle: JobHandle, checkpoint: str) -> None:
-        """Nothing: the export is a subprocess of the task, stopped with its process group."""
+        return LocalLauncher(self.run_root or default_run_root(), python=self.python)
 
 
-class KubernetesBackend(BaseModel):
+class KubernetesBackend(Frozen):
     """Every role as a pod on a Kubernetes cluster (GKE GPU node pools), behind one headless
     Service per launch; `TF_CONFIG` names the pods by their stable DNS names.
 
@@ -122,8 +66,6 @@ class KubernetesBackend(BaseModel):
     :param timeouts: how long a pod may stay unscheduled, then not started, before it fails.
     :param cluster_domain: appended to `<role>-<i>.<service>.<namespace>.svc` when set.
     """
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     kind: Literal["kubernetes"] = "kubernetes"
     namespace: str = "default"
@@ -155,53 +97,52 @@ class KubernetesBackend(BaseModel):
 
         return ProviderKubeApi(self.connection_id, self.in_cluster, self.cluster_context)
 
-    def launcher(self, scope: str) -> KubernetesLauncher:
+    def connect(self) -> KubernetesLauncher:
         from tfdist.kubernetes.launcher import KubernetesLauncher  # not needed to parse a DAG
 
-        return KubernetesLauncher(self.api(), self.target(), timeouts=self.timeouts, scope=scope)
+        return KubernetesLauncher(self.api(), self.target(), timeouts=self.timeouts)
 
-    def handles(self, scope: str) -> list[JobHandle]:
-        """Every launch of this scope still on the cluster, oldest first."""
-        return self.launcher(scope).handles()
 
-    def cleanup(self, handle: JobHandle) -> None:
-        """Delete every pod and the Service of the launch, finished ones included."""
-        self.launcher("").stop(handle)
+class FakeBackendConfig(Frozen):
+    """The in-memory `tfdist.fake.FakeBackend` of this process called `name` (for tests:
+    the tasks and the triggers of `airflow dags test` run in one process)."""
 
-    def run_export(
-        self,
-        handle: JobHandle,
-        spec: JobSpec,
-        checkpoint: str,
-        out: str,
-        env: dict[str, str],
-        log: Callable[[str], None],
-    ) -> None:
-        """Run the export as a pod of the trainer image, placed as the chief; wait for it,
-        stream its log to `log`, delete it. A retry follows or reuses the pod of the one before
-        (see `KubernetesLauncher.export`)."""
-        try:
-            self.launcher("").export(
-                handle, spec, checkpoint, out, env, log, timeout_secs=EXPORT_TIMEOUT_SECS
+    kind: Literal["fake"] = "fake"
+    name: str = "default"
+
+    def connect(self) -> FakeBackend:
+        from tfdist.fake import FakeBackend
+
+        return FakeBackend.named(self.name)
+
+
+BackendConfig = Annotated[
+    LocalBackend | KubernetesBackend | FakeBackendConfig, Field(discriminator="kind")
+]
+_CONFIG: TypeAdapter[LocalBackend | KubernetesBackend | FakeBackendConfig] = TypeAdapter(
+    BackendConfig
+)
+
+
+def backend_from_dict(data: dict[str, Any]) -> LocalBackend | KubernetesBackend | FakeBackendConfig:
+    """The backend configuration a dict describes, by its `kind` (default `local`)."""
+    try:
+        return _CONFIG.validate_python({"kind": "local", **data})
+    except ValidationError as error:
+        raise ValueError(
+            format_errors(
+                error, "invalid backend", where=lambda loc: dotted(loc) or "kind", fix=_fix
             )
-        except RuntimeError as error:
-            raise RuntimeError(f"export failed: {error}") from error
-
-    def stop_export(self, handle: JobHandle, checkpoint: str) -> None:
-        """Delete the export pod (a killed export task must not leave it running)."""
-        self.launcher("").stop_export(handle, checkpoint)
+        ) from None
 
 
-Backend = LocalBackend | KubernetesBackend
-_KINDS: dict[str, type[LocalBackend] | type[KubernetesBackend]] = {
-    "local": LocalBackend,
-    "kubernetes": KubernetesBackend,
-}
+def _fix(item: ErrorDetails) -> str | None:
+    if item["type"] == "union_tag_invalid":
+        tags = item.get("ctx", {}).get("expected_tags", "")
+        return f"unknown backend kind {item['input']['kind']!r}; use one of {tags}"
+    return None
 
 
-def backend_from_dict(data: dict[str, Any]) -> Backend:
-    """The backend a dict describes, by its `kind` (default `local`)."""
-    kind = data.get("kind", "local")
-    if kind not in _KINDS:
-        raise ValueError(f"unknown backend kind {kind!r}; use one of {', '.join(_KINDS)}")
-    return _KINDS[kind].model_validate(data)
+def connect(data: dict[str, Any]) -> Backend:
+    """The backend a task's or trigger's `backend` dict describes, ready to use."""
+    return backend_from_dict(data).connect()

@@ -232,7 +232,8 @@ def latest_run(demo: Demo) -> tuple[int, str, str] | None:
 
 def launched_roles(demo: Demo, run_id: str) -> tuple[str, ...]:
     """The roles the run launched, in the order of the watch tasks' map indexes."""
-    handles = LocalBackend(run_root=str(demo.run_root)).handles(run_scope(DAG_ID, run_id, GROUP_ID))
+    backend = LocalBackend(run_root=str(demo.run_root)).connect()
+    handles = backend.handles(run_scope(DAG_ID, run_id, GROUP_ID))
     return handles[-1].roles if handles else ()
 
 

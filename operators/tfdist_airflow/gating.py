@@ -22,7 +22,7 @@ from airflow.sdk.exceptions import AirflowSkipException
 from tfdist.deploy import deploy, latest_deployment, model_root
 from tfdist.locations import check_location, check_locations
 from tfdist.storage import join
-from tfdist_airflow.backends import backend_from_dict
+from tfdist_airflow.backends import connect
 from tfdist_airflow.gcp import storages
 from tfdist_airflow.links import DEPLOY_LINKS, STEP_LINKS
 from tfdist_airflow.refusals import FAIL_AT_ONCE, refusing
@@ -210,7 +210,7 @@ class ExportModelOperator(BaseOperator):
         env = {**roles_env, "TFDIST_JOB": spec.model_dump_json(), "TF_CPP_MIN_LOG_LEVEL": "2"}
         self.log.info("exporting %s to %s", blessing.checkpoint_path, out)
         self._export = (handle, blessing.checkpoint_path)
-        backend_from_dict(self.backend).run_export(
+        connect(self.backend).export(
             handle,
             spec,
             blessing.checkpoint_path,
@@ -224,7 +224,7 @@ class ExportModelOperator(BaseOperator):
         """A killed export task stops its export (on Kubernetes: deletes the export pod)."""
         export = getattr(self, "_export", None)
         if export is not None:
-            backend_from_dict(self.backend).stop_export(*export)
+            connect(self.backend).stop_export(*export)
 
 
 class DeployModelOperator(BaseOperator):

@@ -7,9 +7,10 @@ from typing import Any
 
 from airflow.sdk import TaskGroup
 
+from tfdist.lifecycle import RoleId
 from tfdist.locations import check_locations
 from tfdist.spec import JobSpec, load_spec
-from tfdist_airflow.backends import Backend, LocalBackend
+from tfdist_airflow.backends import BackendConfig, LocalBackend
 from tfdist_airflow.roles import LaunchRolesOperator, StopRolesOperator, WatchRoleOperator
 
 
@@ -17,7 +18,7 @@ def train_and_evaluate(
     job: JobSpec | str | Path,
     *,
     group_id: str = "train_and_evaluate",
-    backend: Backend | None = None,
+    backend: BackendConfig | None = None,
     model_dir_base: str | None = None,
     overrides: dict[str, Any] | None = None,
     watch_retries: int = 2,
@@ -47,7 +48,7 @@ def train_and_evaluate(
     check_locations(
         {base_field: model_dir_base, "data_dir": spec.data_dir},
         relative_ok=False,  # an Airflow task has no working directory of its own
-        cluster=None if backend.kind == "local" else backend.kind,
+        cluster=None if backend.kind in ("local", "fake") else backend.kind,
     )
     backend_data = backend.model_dump(mode="json")
     with TaskGroup(group_id=group_id, tooltip=f"train and evaluate {spec.name}") as group:
@@ -67,7 +68,7 @@ def train_and_evaluate(
             poll_interval=poll_interval,
             retries=watch_retries,
             map_index_template="{{ task.role }}",
-        ).expand(role=[f"{role.value}-{index}" for role, index in spec.roles()])
+        ).expand(role=[RoleId(kind=kind, index=index).name for kind, index in spec.roles()])
         stop = StopRolesOperator(
             task_id="stop", backend=backend_data, group_id=group.group_id or group_id
         )

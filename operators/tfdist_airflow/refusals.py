@@ -15,10 +15,10 @@ from typing import Any
 
 from airflow.sdk.definitions.retry_policy import ExceptionRetryPolicy, RetryAction, RetryRule
 
+from tfdist.backend import LaunchRefused
 from tfdist.deploy import DeployError
 from tfdist.fingerprint import FingerprintMismatch
 from tfdist.gate import GateError
-from tfdist.launch.base import LaunchRefused
 from tfdist.locations import LocationError
 from tfdist.preflight import PreflightError
 from tfdist.spec import SpecError

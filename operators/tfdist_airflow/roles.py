@@ -13,29 +13,20 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from tfdist.backend import Backend, JobHandle, RoleState, RoleStatus
 from tfdist.fingerprint import claim_model_dir
-from tfdist.launch.base import AdmitsJobs, JobHandle, Launcher, RoleState, RoleStatus
+from tfdist.lifecycle import Ending, RoleId, Scope, restart_scope
 from tfdist.locations import check_location, check_locations
-from tfdist.plan import plan
 from tfdist.preflight import check_writable
 from tfdist.spec import JobSpec, parse_spec
-from tfdist_airflow.backends import backend_from_dict
+from tfdist_airflow.backends import backend_from_dict, connect
 from tfdist_airflow.gcp import storages
 from tfdist_airflow.links import ROLE_LINKS
 from tfdist_airflow.refusals import FAIL_AT_ONCE, refusing
-from tfdist_airflow.runs import (
-    Relaunch,
-    fatal_peers,
-    relaunch_scope,
-    run_model_dir,
-    run_scope,
-)
+from tfdist_airflow.runs import fatal_peers, run_model_dir, run_scope
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
-
-    from tfdist.kubernetes.launcher import KubernetesLauncher
-    from tfdist.launch.local import LocalLauncher
 
 REDACTED = "<redacted>"
 
@@ -129,48 +120,44 @@ class LaunchRolesOperator(BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         scope = self._scope = _scope(context, self.group_id)
         with refusing(self.log):  # bad input fails the task at once, with nothing written
-            spec, launcher = self._admit(context, scope)
-        backend = backend_from_dict(self.backend)
+            spec, backend = self._admit(context)
         for previous in backend.handles(scope):  # an earlier try of this task: never two gangs
             self.log.info("stopping the roles of an earlier launch %s", previous.launch_id)
-            backend.launcher(scope).stop(previous)
-        job = plan(spec, launcher.addresses(spec), python=launcher.python)
+            backend.stop(previous)
+        job = backend.plan(spec, scope)
         for role in job.roles:
             self.log.info("%s: TF_CONFIG %s", role.name, role.env["TF_CONFIG"])
-        handle = launcher.launch(job)
+        handle = backend.launch(job)
         self.log.info("launched %s; model_dir %s", ", ".join(handle.roles), spec.model_dir)
         return {"spec": redacted(spec), "handle": handle.model_dump(mode="json")}
 
-    def _admit(
-        self, context: Context, scope: str
-    ) -> tuple[JobSpec, LocalLauncher | KubernetesLauncher]:
+    def _admit(self, context: Context) -> tuple[JobSpec, Backend]:
         """Every check of the launch, in the order that writes last: the spec and its
         locations, whether the backend can run the job, the preflights, the fingerprint."""
-        backend = backend_from_dict(self.backend)
+        config = backend_from_dict(self.backend)
         # An Airflow task has no working directory of its own to resolve a relative path in,
         # and the pods of a cluster backend share no disk.
-        cluster = None if backend.kind == "local" else backend.kind
+        cluster = None if config.kind in ("local", "fake") else config.kind
         check_locations({"model_dir_base": self.model_dir_base}, relative_ok=False, cluster=cluster)
         spec = self.render_spec(context)
         others = {"data_dir": spec.data_dir, **self.preflight_paths}
         check_locations(others, relative_ok=False, cluster=cluster)
-        launcher = backend.launcher(scope)
-        if isinstance(launcher, AdmitsJobs):
-            launcher.admit(spec)
+        backend = config.connect()
+        backend.admit(spec)
         storage = storages(self.gcp_conn_id)
         for field, path in {"model_dir": spec.model_dir, **self.preflight_paths}.items():
             check_writable(path, storage(path), field=field)
             self.log.info("preflight: %s %s is writable", field, path)
         claim_model_dir(storage(spec.model_dir), spec)  # never resume another model's checkpoints
-        return spec, launcher
+        return spec, backend
 
     def on_kill(self) -> None:
         """A launch task killed while launching stops whatever it had started."""
         scope: str | None = getattr(self, "_scope", None)
         if scope is not None:
-            backend = backend_from_dict(self.backend)
+            backend = connect(self.backend)
             for handle in backend.handles(scope):
-                backend.launcher(scope).stop(handle)
+                backend.stop(handle)
 
 
 class WatchRoleOperator(BaseOperator):
@@ -207,11 +194,11 @@ class WatchRoleOperator(BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         spec, handle = launched_job(context, self.launch_task_id)
         self._handle = handle
-        launcher = self._launcher()
-        status = launcher.status(handle, self.role)
+        backend = self._backend()
+        status = backend.statuses(handle)[self.role]
         if status.state is RoleState.FAILED and context["ti"].try_number > 1:
             self._relaunch_if_safe(spec, handle, status)
-            status = launcher.status(handle, self.role)
+            status = backend.statuses(handle)[self.role]
         if not status.state.finished:
             from tfdist_airflow.triggers import RoleExitTrigger  # not needed to parse a DAG
 
@@ -239,9 +226,8 @@ class WatchRoleOperator(BaseOperator):
         cause = str(event.get("cause", "")) if event else ""
         return self._finish(context, handle, offset, cause)
 
-    def _launcher(self) -> Launcher:
-        """A launcher to follow an existing launch (its handle says where the job lives)."""
-        return backend_from_dict(self.backend).launcher(scope="")
+    def _backend(self) -> Backend:
+        return connect(self.backend)
 
     def _fatal_peers(self, spec: JobSpec, handle: JobHandle) -> list[str]:
         return fatal_peers(self.role, list(handle.roles), spec.cluster.uses_parameter_servers)
@@ -249,11 +235,11 @@ class WatchRoleOperator(BaseOperator):
     def _finish(
         self, context: Context, handle: JobHandle, offset: int, cause: str = ""
     ) -> dict[str, Any]:
-        launcher = self._launcher()
-        text, _ = launcher.read_log(handle, self.role, offset)
+        backend = self._backend()
+        text, _ = backend.read_log(handle, self.role, offset)
         for line in text.splitlines():
             self.log.info("[%s] %s", self.role, line)
-        status = launcher.status(handle, self.role)
+        status = backend.statuses(handle)[self.role]
         if status.state is not RoleState.SUCCEEDED:
             why = f"stopped because {cause}" if cause else status.detail
             raise RoleFailed(
@@ -264,22 +250,29 @@ class WatchRoleOperator(BaseOperator):
         return status.model_dump(mode="json")
 
     def _relaunch_if_safe(self, spec: JobSpec, handle: JobHandle, status: RoleStatus) -> None:
-        launcher = self._launcher()
+        backend = self._backend()
+        statuses = backend.statuses(handle)
         for peer in self._fatal_peers(spec, handle):
-            if launcher.status(handle, peer).state is RoleState.FAILED:
+            if statuses[peer].state is RoleState.FAILED:
                 raise RoleFailed(
                     f"{self.role} is not relaunched: {peer} failed, so the job cannot finish. "
                     "Clear the whole train-and-evaluate group to restart every role from the "
                     "last checkpoint."
                 )
-        scope = relaunch_scope(self.role, spec.cluster.uses_parameter_servers)
-        if scope is Relaunch.ROLE and status.retryable:
+        scope = restart_scope(RoleId.parse(self.role).kind, spec.cluster.uses_parameter_servers)
+        end = status.end
+        crashed = end is not None and end.ending in (
+            Ending.CRASHED,
+            Ending.OOM_KILLED,
+            Ending.PREEMPTED,
+        )
+        if scope is Scope.ROLE and crashed:
             self.log.warning("%s died (exit %s); starting it again", self.role, status.exit_code)
-            launcher.relaunch(handle, self.role)
+            backend.relaunch(handle, self.role)
             return
         why = (
             f"exit code {status.exit_code} is a failure of the program itself, not a crash"
-            if not status.retryable
+            if not crashed
             else "it cannot rejoin the running roles alone"
         )
         raise RoleFailed(
@@ -292,7 +285,7 @@ class WatchRoleOperator(BaseOperator):
         """A killed watch task stops its role: a half-watched job must not run on unseen."""
         handle: JobHandle | None = getattr(self, "_handle", None)
         if handle is not None:
-            self._launcher().stop(handle, [self.role])
+            self._backend().stop(handle, [self.role])
 
 
 class StopRolesOperator(BaseOperator):
@@ -309,16 +302,13 @@ class StopRolesOperator(BaseOperator):
         self.group_id = group_id
 
     def execute(self, context: Context) -> None:
-        backend = backend_from_dict(self.backend)
-        scope = _scope(context, self.group_id)
-        launcher = backend.launcher(scope)
-        for handle in backend.handles(scope):
-            running = [
-                role for role in handle.roles if not launcher.status(handle, role).state.finished
-            ]
+        backend = connect(self.backend)
+        for handle in backend.handles(_scope(context, self.group_id)):
+            statuses = backend.statuses(handle)
+            running = [role for role, status in statuses.items() if not status.state.finished]
             if running:
                 self.log.warning("stopping %s of launch %s", ", ".join(running), handle.launch_id)
-                launcher.stop(handle, running)
+                backend.stop(handle, running)
             else:
                 self.log.info("launch %s: every role had already ended", handle.launch_id)
             backend.cleanup(handle)

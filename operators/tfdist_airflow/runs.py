@@ -1,9 +1,10 @@
-"""Pure naming and policy for Airflow runs: per-run model directories, scopes, relaunch rules."""
+"""Pure naming for Airflow runs: per-run model directories and scopes."""
 
 from __future__ import annotations
 
 import re
-from enum import StrEnum
+
+from tfdist.lifecycle import RoleId, Scope, restart_scope
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -26,24 +27,6 @@ def run_scope(dag_id: str, run_id: str, group_id: str) -> str:
     return f"{run_name(dag_id)}/{run_name(run_id)}/{run_name(group_id)}"
 
 
-class Relaunch(StrEnum):
-    ROLE = "role"  # start this role again alone; the others keep going
-    JOB = "job"  # only a restart of every role (from the last checkpoint) is safe
-
-
-def relaunch_scope(role: str, uses_parameter_servers: bool) -> Relaunch:
-    """Which restart is safe after `role` died.
-
-    The evaluator is stateless between checkpoints; a worker under parameter-server training
-    is a stateless executor the coordinator reconnects to. A chief, a ps, or any member of an
-    all-reduce ring cannot be replaced alone: the other roles hold state or collectives with it.
-    """
-    kind = role.rsplit("-", 1)[0]
-    if kind == "evaluator" or (kind == "worker" and uses_parameter_servers):
-        return Relaunch.ROLE
-    return Relaunch.JOB
-
-
 def fatal_peers(role: str, roles: list[str], uses_parameter_servers: bool) -> list[str]:
     """The other roles whose failure ends the job, so `role` must then be stopped too.
 
@@ -52,5 +35,6 @@ def fatal_peers(role: str, roles: list[str], uses_parameter_servers: bool) -> li
     return [
         peer
         for peer in roles
-        if peer != role and relaunch_scope(peer, uses_parameter_servers) is Relaunch.JOB
+        if peer != role
+        and restart_scope(RoleId.parse(peer).kind, uses_parameter_servers) is Scope.JOB
     ]

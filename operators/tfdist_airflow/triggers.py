@@ -8,8 +8,8 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from tfdist.launch.base import JobHandle, Launcher, RoleState
-from tfdist_airflow.backends import backend_from_dict
+from tfdist.backend import JobHandle, RoleState
+from tfdist_airflow.backends import connect
 
 
 class RoleExitTrigger(BaseTrigger):
@@ -45,31 +45,28 @@ class RoleExitTrigger(BaseTrigger):
             },
         )
 
-    def _failed_peer(self, launcher: Launcher, handle: JobHandle) -> str | None:
-        for peer in self.fatal_peers:
-            if launcher.status(handle, peer).state is RoleState.FAILED:
-                return peer
-        return None
-
     async def run(self) -> AsyncIterator[TriggerEvent]:
         handle = JobHandle.model_validate(self.handle)
-        launcher = backend_from_dict(self.backend).launcher(scope="")
+        backend = connect(self.backend)
         offset = self.log_offset
         shown = ""  # e.g. why a pod is still pending: shown once each time it changes
         while True:
-            text, offset = await asyncio.to_thread(launcher.read_log, handle, self.role, offset)
+            text, offset = await asyncio.to_thread(backend.read_log, handle, self.role, offset)
             for line in text.splitlines():
                 self.log.info("[%s] %s", self.role, line)
-            status = await asyncio.to_thread(launcher.status, handle, self.role)
+            statuses = await asyncio.to_thread(backend.statuses, handle)
+            status = statuses[self.role]
             if status.state.finished:
                 yield TriggerEvent({"status": status.model_dump(mode="json"), "log_offset": offset})
                 return
-            failed_peer = await asyncio.to_thread(self._failed_peer, launcher, handle)
+            failed_peer = next(
+                (p for p in self.fatal_peers if statuses[p].state is RoleState.FAILED), None
+            )
             if failed_peer:
                 self.log.warning(
                     "[%s] stopping it: %s failed, the job cannot finish", self.role, failed_peer
                 )
-                await asyncio.to_thread(launcher.stop, handle, [self.role])
+                await asyncio.to_thread(backend.stop, handle, [self.role])
                 yield TriggerEvent({"log_offset": offset, "cause": f"{failed_peer} failed"})
                 return
             if status.detail != shown:
@@ -82,6 +79,5 @@ class RoleExitTrigger(BaseTrigger):
         """A user killed the deferred watch task (marked it or its run failed or success, or
         cleared it): stop the role, as `WatchRoleOperator.on_kill` does for a running task."""
         handle = JobHandle.model_validate(self.handle)
-        launcher = backend_from_dict(self.backend).launcher(scope="")
         self.log.warning("[%s] its watch task was killed: stopping it", self.role)
-        await asyncio.to_thread(launcher.stop, handle, [self.role])
+        await asyncio.to_thread(connect(self.backend).stop, handle, [self.role])

@@ -24,8 +24,8 @@ import pytest
 from airflow_home import AirflowHome
 from jobtools import assert_no_process_left, exit_records, processes_of, run_tfdist, wait_for
 
+from tfdist.backend import JobHandle, RoleState
 from tfdist.fingerprint import FINGERPRINT_FILE
-from tfdist.launch.base import JobHandle, RoleState
 from tfdist.launch.local import LocalLauncher
 
 pytestmark = pytest.mark.integration
@@ -97,7 +97,7 @@ def test_launch_task_refuses_another_trainer_for_the_same_run(tmp_path: Path) ->
     pushed = launch("print('v1')")
     handle = JobHandle.model_validate(pushed["handle"])
     launcher = LocalLauncher(tmp_path / "runs")
-    wait_for(lambda: launcher.status(handle, "chief-0").state.finished, 30, "the first run")
+    wait_for(lambda: launcher.statuses(handle)["chief-0"].state.finished, 30, "the first run")
 
     with pytest.raises(InputRefused, match=r"holds checkpoints of another trainer"):
         launch("print('v2')")
@@ -377,12 +377,12 @@ def test_a_run_marked_failed_leaves_no_role_running(scheduler: tuple[AirflowHome
 
     api(url, "PATCH", f"{watch}/{handle.roles.index('evaluator-0')}", {"new_state": "failed"})
     wait_for(
-        lambda: launcher.status(handle, "evaluator-0").state.finished, 60, "evaluator-0 to stop"
+        lambda: launcher.statuses(handle)["evaluator-0"].state.finished, 60, "evaluator-0 to stop"
     )
     assert exit_records(run_dir)["evaluator-0"]["reason"] == "stopped"
     time.sleep(3)  # chief and worker are not stopped with it: they go on
-    assert launcher.status(handle, "chief-0").state is RoleState.RUNNING
-    assert launcher.status(handle, "worker-0").state is RoleState.RUNNING
+    assert launcher.statuses(handle)["chief-0"].state is RoleState.RUNNING
+    assert launcher.statuses(handle)["worker-0"].state is RoleState.RUNNING
 
     marked = time.monotonic()
     api(url, "PATCH", f"/dags/{dag_id}/dagRuns/{run_id}", {"state": "failed"})

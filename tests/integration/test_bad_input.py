@@ -22,7 +22,7 @@ import psutil
 import pytest
 from jobtools import digits_job, role_log, run_dirs, run_tfdist
 
-from tfdist.launch.base import LaunchError
+from tfdist.backend import LaunchError
 from tfdist.launch.local import LocalLauncher, free_ports
 from tfdist.plan import plan
 from tfdist.records import EvalRecord, eval_record_name

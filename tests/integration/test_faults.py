@@ -33,7 +33,7 @@ from jobtools import (
     wait_for,
 )
 
-from tfdist.launch.base import JobHandle, RoleState
+from tfdist.backend import JobHandle, RoleState
 from tfdist.launch.local import LocalLauncher
 from tfdist.plan import plan
 from tfdist.spec import parse_spec
@@ -125,8 +125,8 @@ def relaunch_alone(launcher: LocalLauncher, handle: JobHandle, role: str) -> Non
     """What a watch task's retry does for a crashed role that may rejoin alone."""
     from tfdist_airflow.runs import Relaunch, relaunch_scope
 
-    wait_for(lambda: launcher.status(handle, role).state.finished, 30, f"{role}'s exit")
-    status = launcher.status(handle, role)
+    wait_for(lambda: launcher.statuses(handle)[role].state.finished, 30, f"{role}'s exit")
+    status = launcher.statuses(handle)[role]
     assert status.retryable, status
     assert relaunch_scope(role, uses_parameter_servers=True) is Relaunch.ROLE
     launcher.relaunch(handle, role)
@@ -161,7 +161,7 @@ def test_parameter_server_job_survives_a_worker_and_the_evaluator_dying(
         relaunch_alone(launcher, handle, "evaluator-0")
 
         def every_role_ended() -> bool:
-            return all(launcher.status(handle, role).state.finished for role in handle.roles)
+            return all(launcher.statuses(handle)[role].state.finished for role in handle.roles)
 
         wait_for(every_role_ended, 240, "every role to end")
     finally:
@@ -284,13 +284,13 @@ def test_killed_watch_tasks_and_the_teardown_leave_no_role_running(tmp_path: Pat
 
     _, trigger = watch("evaluator-0")
     asyncio.run(trigger.on_kill())  # what the triggerer calls when the user kills the task
-    assert launcher.status(handle, "evaluator-0").state is RoleState.FAILED
-    assert launcher.status(handle, "worker-0").state is RoleState.RUNNING
+    assert launcher.statuses(handle)["evaluator-0"].state is RoleState.FAILED
+    assert launcher.statuses(handle)["worker-0"].state is RoleState.RUNNING
 
     operator, _ = watch("worker-0")
     operator.on_kill()
-    assert launcher.status(handle, "worker-0").state is RoleState.FAILED
-    assert launcher.status(handle, "chief-0").state is RoleState.RUNNING
+    assert launcher.statuses(handle)["worker-0"].state is RoleState.FAILED
+    assert launcher.statuses(handle)["chief-0"].state is RoleState.RUNNING
 
     StopRolesOperator(task_id="stop", backend=backend, group_id="train").execute(context)
     assert {r["reason"] for r in exit_records(run_dir).values()} == {"stopped"}
@@ -318,11 +318,11 @@ def test_a_launch_task_never_leaves_two_gangs_and_its_kill_stops_its_roles(tmp_p
     wait_for(lambda: started(Path(first.job_id), *first.roles), 30, "the first launch")
     second = JobHandle.model_validate(launch.execute(context)["handle"])  # the task's retry
 
-    assert {launcher.status(first, r).state for r in first.roles} == {RoleState.FAILED}
+    assert {launcher.statuses(first)[r].state for r in first.roles} == {RoleState.FAILED}
     assert {r["reason"] for r in exit_records(Path(first.job_id)).values()} == {"stopped"}
-    assert {launcher.status(second, r).state for r in second.roles} == {RoleState.RUNNING}
+    assert {launcher.statuses(second)[r].state for r in second.roles} == {RoleState.RUNNING}
 
     launch.on_kill()
-    assert {launcher.status(second, r).state for r in second.roles} == {RoleState.FAILED}
+    assert {launcher.statuses(second)[r].state for r in second.roles} == {RoleState.FAILED}
     for handle in (first, second):
         assert_no_process_left(Path(handle.job_id))

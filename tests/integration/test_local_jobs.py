@@ -26,7 +26,7 @@ from jobtools import (
     wait_for,
 )
 
-from tfdist.launch.base import RoleState
+from tfdist.backend import RoleState
 from tfdist.launch.local import LocalLauncher
 from tfdist.plan import plan
 from tfdist.spec import parse_spec
@@ -269,18 +269,18 @@ def test_wait_for_exit_returns_when_a_role_ends(tmp_path: Path) -> None:
     handle = launcher.launch(plan(spec, launcher.addresses(spec), python=sys.executable))
     try:
         started = time.monotonic()
-        launcher.wait_for_exit(handle, handle.roles, timeout=40)
+        launcher.wait(handle, handle.roles, timeout=40)
         assert time.monotonic() - started < 30
-        assert launcher.status(handle, "worker-0").state is RoleState.SUCCEEDED
+        assert launcher.statuses(handle)["worker-0"].state is RoleState.SUCCEEDED
 
         started = time.monotonic()  # a role that ended since the caller looked: at once
-        launcher.wait_for_exit(handle, ["worker-0"], timeout=40)
+        launcher.wait(handle, ["worker-0"], timeout=40)
         assert time.monotonic() - started < 30
 
         started = time.monotonic()  # no role ends: the whole timeout
-        launcher.wait_for_exit(handle, ["chief-0"], timeout=0.3)
+        launcher.wait(handle, ["chief-0"], timeout=0.3)
         assert time.monotonic() - started >= 0.25
-        assert launcher.status(handle, "chief-0").state is RoleState.RUNNING
+        assert launcher.statuses(handle)["chief-0"].state is RoleState.RUNNING
     finally:
         launcher.stop(handle)
     assert_no_process_left(Path(handle.job_id))

@@ -9,9 +9,7 @@ from typing import Any
 
 import pytest
 
-from tfdist.launch.base import RoleState
-from tfdist.launch.local import LocalLauncher
-from tfdist.plan import plan
+from tfdist.backend import RoleState
 from tfdist.spec import parse_spec
 from tfdist_airflow.backends import LocalBackend
 from tfdist_airflow.triggers import RoleExitTrigger
@@ -45,8 +43,8 @@ def test_ps_is_stopped_when_the_chief_fails(tmp_path: Path) -> None:
         }
     )
     backend = LocalBackend(run_root=str(tmp_path / "runs"))
-    launcher: LocalLauncher = backend.launcher("scope")
-    handle = launcher.launch(plan(spec, launcher.addresses(spec)))
+    launcher = backend.connect()
+    handle = launcher.launch(launcher.plan(spec, "scope"))
     try:
         trigger = RoleExitTrigger(
             backend=backend.model_dump(mode="json"),
@@ -57,11 +55,11 @@ def test_ps_is_stopped_when_the_chief_fails(tmp_path: Path) -> None:
         )
         event = asyncio.run(asyncio.wait_for(first_event(trigger), timeout=60))
         assert event["cause"] == "chief-0 failed"
-        assert launcher.status(handle, "chief-0").exit_code == 3
-        ps = launcher.status(handle, "ps-0")
+        assert launcher.statuses(handle)["chief-0"].exit_code == 3
+        ps = launcher.statuses(handle)["ps-0"]
         assert ps.state is RoleState.FAILED
         # The worker was not a peer of this trigger: it is still running until teardown.
-        assert launcher.status(handle, "worker-0").state is RoleState.RUNNING
+        assert launcher.statuses(handle)["worker-0"].state is RoleState.RUNNING
     finally:
         launcher.stop(handle)
-    assert all(launcher.status(handle, role).state.finished for role in handle.roles)
+    assert all(launcher.statuses(handle)[role].state.finished for role in handle.roles)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tfdist.launch.base import LaunchRefused
+from tfdist.backend import LaunchRefused
 from tfdist.launch.capacity import (
     MAX_ROLES_ENV,
     LocalCapacity,

@@ -1,11 +1,12 @@
-"""When a job has succeeded or failed, and which role failures are worth retrying."""
+"""When a job has succeeded or failed, and how a role's status maps to the policy's input."""
 
 from __future__ import annotations
 
 import pytest
 
-from tfdist.launch.base import RoleState, RoleStatus
+from tfdist.backend import RoleState, RoleStatus
 from tfdist.launch.foreground import Outcome, crashed_roles, job_outcome
+from tfdist.lifecycle import Ending
 
 PENDING, RUNNING = RoleState.PENDING, RoleState.RUNNING
 SUCCEEDED, FAILED = RoleState.SUCCEEDED, RoleState.FAILED
@@ -91,22 +92,30 @@ def test_a_failure_without_exit_code_shows_its_detail() -> None:
 
 
 @pytest.mark.parametrize(
-    ("role", "retryable"),
+    ("role", "ending"),
     [
-        pytest.param(status("worker-0", FAILED, 137), True, id="killed"),
-        pytest.param(status("worker-0", FAILED, 143), True, id="terminated"),
-        pytest.param(status("worker-0", FAILED, 128), True, id="128"),
-        pytest.param(status("worker-0", FAILED, None, "supervisor killed"), True, id="unknown"),
-        pytest.param(status("worker-0", FAILED, 1), False, id="error"),
-        pytest.param(status("worker-0", FAILED, 2), False, id="usage"),
-        pytest.param(status("worker-0", FAILED, 127), False, id="not-found"),
-        pytest.param(status("worker-0", SUCCEEDED, 0), False, id="succeeded"),
-        pytest.param(status("worker-0", RUNNING), False, id="running"),
-        pytest.param(status("worker-0", PENDING), False, id="pending"),
+        pytest.param(status("worker-0", FAILED, 137), Ending.CRASHED, id="killed"),
+        pytest.param(status("worker-0", FAILED, 143), Ending.CRASHED, id="terminated"),
+        pytest.param(status("worker-0", FAILED, 128), Ending.CRASHED, id="128"),
+        pytest.param(
+            status("worker-0", FAILED, None, "supervisor killed"), Ending.CRASHED, id="unknown"
+        ),
+        pytest.param(status("worker-0", FAILED, 0, "stopped"), Ending.CRASHED, id="failed-with-0"),
+        pytest.param(status("worker-0", FAILED, 1), Ending.PROGRAM_ERROR, id="error"),
+        pytest.param(status("worker-0", FAILED, 2), Ending.PROGRAM_ERROR, id="usage"),
+        pytest.param(status("worker-0", FAILED, 127), Ending.PROGRAM_ERROR, id="not-found"),
+        pytest.param(
+            RoleStatus(name="worker-0", state=FAILED, exit_code=137, ending=Ending.OOM_KILLED),
+            Ending.OOM_KILLED,
+            id="oom",
+        ),
+        pytest.param(status("worker-0", SUCCEEDED, 0), Ending.SUCCEEDED, id="succeeded"),
+        pytest.param(status("worker-0", RUNNING), None, id="running"),
+        pytest.param(status("worker-0", PENDING), None, id="pending"),
     ],
 )
-def test_retryable(role: RoleStatus, retryable: bool) -> None:
-    assert role.retryable is retryable
+def test_a_status_says_how_the_role_ended(role: RoleStatus, ending: Ending | None) -> None:
+    assert (role.end.ending if role.end is not None else None) is ending
 
 
 def test_finished_states() -> None:

@@ -11,13 +11,13 @@ from typing import Any
 
 import pytest
 
+from tfdist.backend import RoleState
 from tfdist.kubernetes.api import JOBSETS, WORKLOADS
 from tfdist.kubernetes.fake_jobset import JOB_UID, FakeJobSetCluster
 from tfdist.kubernetes.jobset import JOBSET_NAME, JobSetOptions, Kueue, jobset_name, plan_jobset
 from tfdist.kubernetes.jobset_status import RoleView, role_views
 from tfdist.kubernetes.manifests import Target
 from tfdist.kubernetes.names import RunRef
-from tfdist.launch.base import RoleState
 from tfdist.spec import parse_spec
 
 REF = RunRef(dag="nightly", run="run-1", launch="l1")

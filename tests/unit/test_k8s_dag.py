@@ -23,7 +23,7 @@ import importlib.util, json, sys
 import tfdist.kubernetes.fake, tfdist.kubernetes.launcher
 from tfdist_airflow.backends import KubernetesBackend
 import tfdist_airflow.kubernetes_api, tfdist_airflow.roles, tfdist_airflow.triggers
-KubernetesBackend(image="trainer:1").launcher("dag/run/group")  # builds, connects to nothing
+KubernetesBackend(image="trainer:1").connect()  # builds, connects to nothing
 spec = importlib.util.spec_from_file_location("dag", sys.argv[1])
 module = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(module)

@@ -15,13 +15,12 @@ from typing import Any
 import kubernetes_validate
 import pytest
 
+from tfdist.backend import JobHandle
 from tfdist.kubernetes.fake import FakeKubeApi
 from tfdist.kubernetes.launcher import KubernetesLauncher
 from tfdist.kubernetes.manifests import Target, build_export_pod
 from tfdist.kubernetes.names import SCOPE, export_pod_name
 from tfdist.kubernetes.placement import JobPlacement, RolePlacement, SecretKey, parse_placement
-from tfdist.launch.base import JobHandle
-from tfdist.plan import plan
 from tfdist.spec import JobSpec, SpecError, parse_spec
 
 SPEC = parse_spec(
@@ -76,7 +75,7 @@ def api(clock: Clock) -> FakeKubeApi:
 
 def make_launcher(api: FakeKubeApi, clock: Clock, target: Target = TARGET) -> KubernetesLauncher:
     return KubernetesLauncher(
-        api, target, scope=SCOPE_PATH, launch_id="launch1", clock=clock, sleep=clock.advance
+        api, target, launch_ids=lambda: "launch1", clock=clock, sleep=clock.advance
     )
 
 
@@ -84,7 +83,7 @@ def make_launcher(api: FakeKubeApi, clock: Clock, target: Target = TARGET) -> Ku
 def trained(api: FakeKubeApi, clock: Clock) -> tuple[KubernetesLauncher, JobHandle]:
     """A launch whose roles ended and whose pods and Service the teardown deleted."""
     launcher = make_launcher(api, clock)
-    handle = launcher.launch(plan(SPEC, launcher.addresses(SPEC), python=launcher.python))
+    handle = launcher.launch(launcher.plan(SPEC, SCOPE_PATH))
     launcher.stop(handle)
     assert api.pods == {} and api.services == {}
     api.calls.clear()
@@ -132,7 +131,7 @@ def env_of(pod: dict[str, Any]) -> dict[str, Any]:
 # -- the manifest ---------------------------------------------------------------------------
 def test_the_export_pod_is_valid_and_placed_as_the_chief(api: FakeKubeApi, clock: Clock) -> None:
     launcher = make_launcher(api, clock)
-    handle = launcher.launch(plan(SPEC, launcher.addresses(SPEC), python=launcher.python))
+    handle = launcher.launch(launcher.plan(SPEC, SCOPE_PATH))
     chief = api.pod(f"{service_of(handle)}-chief-0")
     pod = export_pod(handle)
     kubernetes_validate.validate(pod, "1.30", strict=True)
@@ -189,7 +188,7 @@ def test_the_export_pod_is_valid_and_placed_as_the_chief(api: FakeKubeApi, clock
 def test_a_placement_of_its_own_replaces_the_chiefs(api: FakeKubeApi, clock: Clock) -> None:
     cpu = PLACEMENT.model_copy(update={"export": RolePlacement(cpu="2", memory="8Gi")})
     launcher = make_launcher(api, clock)
-    handle = launcher.launch(plan(SPEC, launcher.addresses(SPEC), python=launcher.python))
+    handle = launcher.launch(launcher.plan(SPEC, SCOPE_PATH))
     pod = export_pod(handle, TARGET.model_copy(update={"placement": cpu}))
     kubernetes_validate.validate(pod, "1.30", strict=True)
     assert pod["spec"]["nodeSelector"] == {"cloud.google.com/gke-nodepool": "cpu-pool"}
@@ -270,7 +269,7 @@ def test_an_unschedulable_export_fails_after_the_scheduling_timeout(
     with pytest.raises(RuntimeError) as raised:
         launcher.export(handle, SPEC, CHECKPOINT, OUT, ENV, lambda line: None, poll_secs=30)
     assert str(raised.value) == (
-        f"pod {name} failed: not scheduled within 900 s (scheduling timeout): "
+        f"export failed: pod {name} failed: not scheduled within 900 s (scheduling timeout): "
         f"Unschedulable: {UNSCHEDULABLE}"
     )
     assert 900 < clock() - start <= 930
@@ -375,10 +374,10 @@ def test_an_export_pod_running_other_arguments_is_not_taken_over(
 
 def test_the_steps_teardown_leaves_a_running_export_alone(api: FakeKubeApi, clock: Clock) -> None:
     launcher = make_launcher(api, clock)
-    handle = launcher.launch(plan(SPEC, launcher.addresses(SPEC), python=launcher.python))
+    handle = launcher.launch(launcher.plan(SPEC, SCOPE_PATH))
     api.create_pod("ml", export_pod(handle))
     api.start(pod_name_of(handle))
-    assert [h.roles for h in launcher.handles()] == [
+    assert [h.roles for h in launcher.handles(SCOPE_PATH)] == [
         ("chief-0", "worker-0", "worker-1", "ps-0", "evaluator-0")
     ]
     launcher.stop(handle)
@@ -391,19 +390,14 @@ def k8s_backend(api: FakeKubeApi, clock: Clock, monkeypatch: pytest.MonkeyPatch)
     """The backend as a task builds it from its dict, on the fake API and clock."""
     from tfdist_airflow.backends import KubernetesBackend, backend_from_dict
 
-    def launcher(self: KubernetesBackend, scope: str) -> KubernetesLauncher:
+    def connect(self: KubernetesBackend) -> KubernetesLauncher:
         return KubernetesLauncher(
-            api,
-            self.target(),
-            timeouts=self.timeouts,
-            scope=scope,
-            clock=clock,
-            sleep=clock.advance,
+            api, self.target(), timeouts=self.timeouts, clock=clock, sleep=clock.advance
         )
 
-    monkeypatch.setattr(KubernetesBackend, "launcher", launcher)
+    monkeypatch.setattr(KubernetesBackend, "connect", connect)
     chosen = KubernetesBackend(namespace="ml", image="trainer:1", placement=PLACEMENT)
-    return backend_from_dict(chosen.model_dump(mode="json"))
+    return backend_from_dict(chosen.model_dump(mode="json")).connect()
 
 
 def test_the_kubernetes_backend_exports_in_a_pod(
@@ -415,7 +409,7 @@ def test_the_kubernetes_backend_exports_in_a_pod(
         api, [lambda: (api.start(name), api.write_log(name, "ok\n")), lambda: api.exit(name, 0)]
     )
     lines: list[str] = []
-    k8s_backend.run_export(handle, SPEC, CHECKPOINT, OUT, ENV, lines.append)
+    k8s_backend.export(handle, SPEC, CHECKPOINT, OUT, ENV, lines.append)
     assert lines == [f"created pod {name}", "ok"]
     assert changes(api) == [("create_pod", name), ("delete_pod", name)]
 
@@ -427,7 +421,7 @@ def test_the_kubernetes_backend_names_a_failed_export(
     name = pod_name_of(handle)
     cluster_moves(api, [lambda: api.start(name), lambda: api.exit(name, 1)])
     with pytest.raises(RuntimeError, match=rf"^export failed: pod {name} failed with exit code 1"):
-        k8s_backend.run_export(handle, SPEC, CHECKPOINT, OUT, ENV, lambda line: None)
+        k8s_backend.export(handle, SPEC, CHECKPOINT, OUT, ENV, lambda line: None)
     assert api.pods == {}
 
 
@@ -441,7 +435,7 @@ def test_a_killed_export_task_deletes_the_pod(
         api, [lambda: api.start(name), lambda: k8s_backend.stop_export(handle, CHECKPOINT)]
     )
     with pytest.raises(RuntimeError, match="its pod is gone"):
-        k8s_backend.run_export(handle, SPEC, CHECKPOINT, OUT, ENV, lambda line: None)
+        k8s_backend.export(handle, SPEC, CHECKPOINT, OUT, ENV, lambda line: None)
     assert api.pods == {}
 
 
@@ -452,11 +446,11 @@ def test_the_local_backend_fails_an_export_without_the_job(
     from tfdist_airflow.backends import LocalBackend
 
     monkeypatch.delenv("TFDIST_JOB", raising=False)
-    backend = LocalBackend(run_root=str(tmp_path), python=sys.executable)
+    backend = LocalBackend(run_root=str(tmp_path), python=sys.executable).connect()
     handle = JobHandle(backend="local", job_id=str(tmp_path), launch_id="l1", roles=("chief-0",))
     lines: list[str] = []
     with pytest.raises(RuntimeError, match="export failed with exit code 2"):
-        backend.run_export(
+        backend.export(
             handle,
             SPEC,
             CHECKPOINT,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 from types import SimpleNamespace
@@ -18,14 +19,14 @@ from typing import Any
 
 import pytest
 
+from tfdist.backend import JobHandle, RoleState
 from tfdist.kubernetes.api import KubeApiError
 from tfdist.kubernetes.fake import FakeKubeApi
 from tfdist.kubernetes.launcher import KubernetesLauncher
 from tfdist.kubernetes.manifests import Target
 from tfdist.kubernetes.placement import JobPlacement, RolePlacement
 from tfdist.kubernetes.status import Timeouts, pod_status
-from tfdist.launch.base import JobHandle, RoleState
-from tfdist.plan import plan
+from tfdist.lifecycle import Ending
 from tfdist.spec import JobSpec, parse_spec
 
 SPEC = parse_spec(
@@ -72,17 +73,17 @@ def api(clock: Clock) -> FakeKubeApi:
     return FakeKubeApi(clock=clock)
 
 
-def make_launcher(
-    api: FakeKubeApi, clock: Clock, scope: str = SCOPE, launch_id: str = "launch1"
-) -> KubernetesLauncher:
+def make_launcher(api: FakeKubeApi, clock: Clock, launch_id: str = "launch1") -> KubernetesLauncher:
     return KubernetesLauncher(
-        api, TARGET, scope=scope, launch_id=launch_id, clock=clock, sleep=clock.advance
+        api, TARGET, launch_ids=lambda: launch_id, clock=clock, sleep=clock.advance
     )
 
 
-def launch(api: FakeKubeApi, clock: Clock, **kwargs: Any) -> tuple[KubernetesLauncher, JobHandle]:
+def launch(
+    api: FakeKubeApi, clock: Clock, scope: str = SCOPE, **kwargs: Any
+) -> tuple[KubernetesLauncher, JobHandle]:
     launcher = make_launcher(api, clock, **kwargs)
-    handle = launcher.launch(plan(SPEC, launcher.addresses(SPEC), python=launcher.python))
+    handle = launcher.launch(launcher.plan(SPEC, scope))
     return launcher, handle
 
 
@@ -115,10 +116,11 @@ def test_a_refused_pod_deletes_the_rest_so_no_role_runs_alone(
     api: FakeKubeApi, clock: Clock
 ) -> None:
     launcher = make_launcher(api, clock)
-    service = launcher.addresses(SPEC)["chief"][0].split(".")[1]
+    job = launcher.plan(SPEC, SCOPE)
+    service = job.cluster["chief"][0].split(".")[1]
     api.refuse.add(f"{service}-ps-0")
     with pytest.raises(KubeApiError, match=r"could not create every role of digits.*quota"):
-        launcher.launch(plan(SPEC, launcher.addresses(SPEC)))
+        launcher.launch(job)
     assert api.pods == {} and api.services == {}
 
 
@@ -138,15 +140,15 @@ def test_launches_of_other_runs_and_tries_never_share_a_name(
 def test_status_follows_the_pod_to_success(api: FakeKubeApi, clock: Clock) -> None:
     launcher, handle = launch(api, clock)
     name = pod_of(handle, "chief-0")
-    first = launcher.status(handle, "chief-0")
+    first = launcher.statuses(handle)["chief-0"]
     assert first.state is RoleState.PENDING
     assert first.detail == "waiting to be scheduled: waiting for a node"
     api.schedule(name, "gke-gpu-pool-1")
-    assert launcher.status(handle, "chief-0").detail == "on gke-gpu-pool-1: ContainerCreating"
+    assert launcher.statuses(handle)["chief-0"].detail == "on gke-gpu-pool-1: ContainerCreating"
     api.start(name)
-    assert launcher.status(handle, "chief-0").state is RoleState.RUNNING
+    assert launcher.statuses(handle)["chief-0"].state is RoleState.RUNNING
     api.exit(name, 0)
-    done = launcher.status(handle, "chief-0")
+    done = launcher.statuses(handle)["chief-0"]
     assert (done.state, done.exit_code) == (RoleState.SUCCEEDED, 0)
 
 
@@ -157,11 +159,11 @@ def test_a_pod_that_never_schedules_fails_after_the_scheduling_timeout(
     why = "0/4 nodes are available: 4 Insufficient nvidia.com/gpu. preemption: 0/4 nodes"
     api.unschedulable(pod_of(handle, "worker-0"), why)
     clock.advance(899)
-    waiting = launcher.status(handle, "worker-0")
+    waiting = launcher.statuses(handle)["worker-0"]
     assert waiting.state is RoleState.PENDING
     assert waiting.detail == f"waiting to be scheduled: Unschedulable: {why}"
     clock.advance(2)
-    failed = launcher.status(handle, "worker-0")
+    failed = launcher.statuses(handle)["worker-0"]
     assert failed.state is RoleState.FAILED and failed.exit_code is None
     assert failed.detail == (
         f"not scheduled within 900 s (scheduling timeout): Unschedulable: {why}"
@@ -175,14 +177,14 @@ def test_image_pull_errors_show_then_fail_after_the_startup_timeout(
     name = pod_of(handle, "ps-0")
     api.schedule(name, "cpu-node")
     api.wait(name, "ImagePullBackOff", 'Back-off pulling image "trainer:1"')
-    shown = launcher.status(handle, "ps-0")
+    shown = launcher.statuses(handle)["ps-0"]
     assert shown.state is RoleState.PENDING
     assert shown.detail == (
         "on cpu-node: cannot pull image trainer:1: ImagePullBackOff: Back-off pulling image "
         '"trainer:1"'
     )
     clock.advance(601)
-    failed = launcher.status(handle, "ps-0")
+    failed = launcher.statuses(handle)["ps-0"]
     assert failed.state is RoleState.FAILED
     assert failed.detail.startswith(
         "scheduled on cpu-node but its container did not start within 600 s: cannot pull image"
@@ -193,27 +195,28 @@ def test_an_invalid_image_name_fails_at_once(api: FakeKubeApi, clock: Clock) -> 
     launcher, handle = launch(api, clock)
     api.schedule(pod_of(handle, "ps-0"))
     api.wait(pod_of(handle, "ps-0"), "InvalidImageName", "couldn't parse image name")
-    assert launcher.status(handle, "ps-0").state is RoleState.FAILED
+    assert launcher.statuses(handle)["ps-0"].state is RoleState.FAILED
 
 
 @pytest.mark.parametrize(
-    ("code", "reason", "retryable"),
+    ("code", "reason", "ending"),
     [
-        pytest.param(1, "Error", False, id="program-error"),
-        pytest.param(127, "Error", False, id="127-permanent"),
-        pytest.param(137, "OOMKilled", True, id="killed"),
-        pytest.param(143, "Error", True, id="terminated"),
+        pytest.param(1, "Error", Ending.PROGRAM_ERROR, id="program-error"),
+        pytest.param(127, "Error", Ending.PROGRAM_ERROR, id="127-permanent"),
+        pytest.param(137, "OOMKilled", Ending.OOM_KILLED, id="oom-killed"),
+        pytest.param(137, "Error", Ending.CRASHED, id="killed"),
+        pytest.param(143, "Error", Ending.CRASHED, id="terminated"),
     ],
 )
-def test_exit_codes_128_and_above_are_retryable(
-    api: FakeKubeApi, clock: Clock, code: int, reason: str, retryable: bool
+def test_a_pods_end_maps_to_the_policys_input(
+    api: FakeKubeApi, clock: Clock, code: int, reason: str, ending: Ending
 ) -> None:
     launcher, handle = launch(api, clock)
     api.start(pod_of(handle, "worker-1"))
     api.exit(pod_of(handle, "worker-1"), code, reason)
-    status = launcher.status(handle, "worker-1")
+    status = launcher.statuses(handle)["worker-1"]
     assert (status.state, status.exit_code, status.detail) == (RoleState.FAILED, code, reason)
-    assert status.retryable is retryable
+    assert status.end is not None and status.end.ending is ending
 
 
 def test_a_preempted_worker_is_retryable_and_recreated_once(api: FakeKubeApi, clock: Clock) -> None:
@@ -222,8 +225,9 @@ def test_a_preempted_worker_is_retryable_and_recreated_once(api: FakeKubeApi, cl
     original = copy.deepcopy(api.pod(name))
     api.start(name)
     api.preempt(name, code=1)  # the program's own exit code does not matter
-    status = launcher.status(handle, "worker-0")
-    assert status.state is RoleState.FAILED and status.retryable
+    status = launcher.statuses(handle)["worker-0"]
+    assert status.state is RoleState.FAILED
+    assert status.end is not None and status.end.ending is Ending.PREEMPTED
     assert status.detail == (
         "preempted (Terminated: Pod was terminated in response to imminent node shutdown.); "
         "container exit code 1"
@@ -234,7 +238,7 @@ def test_a_preempted_worker_is_retryable_and_recreated_once(api: FakeKubeApi, cl
     again = api.pod(name)
     assert again["metadata"]["labels"]["tfdist.io/try"] == "2"
     assert again["spec"] == original["spec"]  # same hostname, subdomain, GPU, spot, env
-    assert launcher.status(handle, "worker-0").state is RoleState.PENDING
+    assert launcher.statuses(handle)["worker-0"].state is RoleState.PENDING
     with pytest.raises(RuntimeError, match="worker-0 is still running"):
         launcher.relaunch(handle, "worker-0")
     assert [n for _, n in api.pods].count(name) == 1
@@ -247,8 +251,9 @@ def test_a_pod_gone_with_its_node_is_rebuilt_from_the_service(
     name = pod_of(handle, "evaluator-0")
     original = copy.deepcopy(api.pod(name))
     api.vanish(name)
-    gone = launcher.status(handle, "evaluator-0")
-    assert gone.state is RoleState.FAILED and gone.retryable and "gone" in gone.detail
+    gone = launcher.statuses(handle)["evaluator-0"]
+    assert gone.state is RoleState.FAILED and "gone" in gone.detail
+    assert gone.end is not None and gone.end.ending is Ending.CRASHED
     launcher.relaunch(handle, "evaluator-0")
     assert api.pod(name)["spec"] == original["spec"]
 
@@ -281,6 +286,41 @@ def test_read_log_streams_whole_lines_and_starts_over_on_a_new_pod(
     assert launcher.read_log(handle, "chief-0", 21) == ("resumed\n", 8)
 
 
+def test_statuses_of_every_role_cost_one_request(api: FakeKubeApi, clock: Clock) -> None:
+    launcher, handle = launch(api, clock)
+    api.start(pod_of(handle, "chief-0"))
+    api.vanish(pod_of(handle, "ps-0"))
+    api.calls.clear()
+    statuses = launcher.statuses(handle)
+    assert len(api.calls) <= 1  # reads are not all recorded; none is per role
+    assert list(statuses) == list(ROLES)
+    assert statuses["chief-0"].state is RoleState.RUNNING
+    assert statuses["worker-0"].state is RoleState.PENDING
+    assert statuses["ps-0"].state is RoleState.FAILED and "gone" in statuses["ps-0"].detail
+
+
+def test_a_pod_never_scheduled_never_started(api: FakeKubeApi, clock: Clock) -> None:
+    launcher, handle = launch(api, clock)
+    clock.advance(Timeouts().scheduling_secs + 1)
+    status = launcher.statuses(handle)["worker-0"]
+    assert status.end is not None and status.end.ending is Ending.NOT_STARTED
+
+
+def test_relaunch_job_recreates_every_pod_behind_the_same_service(
+    api: FakeKubeApi, clock: Clock
+) -> None:
+    launcher, handle = launch(api, clock)
+    specs = {role: copy.deepcopy(api.pod(pod_of(handle, role))["spec"]) for role in ROLES}
+    api.exit(pod_of(handle, "chief-0"), 137)
+    launcher.relaunch_job(handle)
+    for role in ROLES:
+        pod = api.pod(pod_of(handle, role))
+        assert pod["metadata"]["labels"]["tfdist.io/try"] == "2"
+        assert pod["spec"] == specs[role]
+    assert len(api.services) == 1
+    assert all(s.state is RoleState.PENDING for s in launcher.statuses(handle).values())
+
+
 # -- stopping and finding -------------------------------------------------------------------
 def test_stop_deletes_every_pod_and_the_service_of_the_launch_only(
     api: FakeKubeApi, clock: Clock
@@ -306,9 +346,9 @@ def test_handles_lists_the_launches_of_a_scope_oldest_first(api: FakeKubeApi, cl
     clock.advance(60)
     _, second = launch(api, clock, launch_id="try2")
     launch(api, clock, scope="nightly/run-2/train_and_evaluate")
-    assert make_launcher(api, clock, launch_id="new").handles() == [first, second]
+    assert make_launcher(api, clock, launch_id="new").handles(SCOPE) == [first, second]
     api.services.clear()  # a launch whose Service is gone is still found by its pods
-    assert make_launcher(api, clock).handles() == [first, second]
+    assert make_launcher(api, clock).handles(SCOPE) == [first, second]
 
 
 def test_pod_status_reads_api_shaped_pods() -> None:
@@ -496,7 +536,9 @@ def test_backend_from_dict_dispatches_on_kind() -> None:
     assert backend_from_dict({"kind": "local", "run_root": "/r"}) == LocalBackend(run_root="/r")
     k8s = KubernetesBackend(image="trainer:1", namespace="ml", placement=TARGET.placement)
     assert backend_from_dict(k8s.model_dump(mode="json")) == k8s
-    with pytest.raises(ValueError, match="unknown backend kind 'slurm'; use one of local"):
+    with pytest.raises(
+        ValueError, match="kind: unknown backend kind 'slurm'; use one of 'local', 'kubernetes'"
+    ):
         backend_from_dict({"kind": "slurm"})
     with pytest.raises(ValueError, match="namespace name"):
         KubernetesBackend(image="trainer:1", namespace="Team A")
@@ -522,13 +564,13 @@ def test_the_trigger_shows_why_a_pod_waits_then_fires_when_it_ends(
             lambda: api.exit(name, 0),  # later lines: read by the resumed task from the offset
         ]
     )
-    read = api.get_pod
+    read = api.list_pods
 
-    def get_pod(namespace: str, pod: str) -> dict[str, Any] | None:
+    def list_pods(namespace: str, labels: Mapping[str, str]) -> list[dict[str, Any]]:
         next(steps, lambda: None)()  # the cluster moves on between two polls
-        return read(namespace, pod)
+        return read(namespace, labels)
 
-    api.get_pod = get_pod  # type: ignore[method-assign]
+    api.list_pods = list_pods  # type: ignore[method-assign]
     trigger = RoleExitTrigger(
         backend=backend, handle=pushed["handle"], role="chief-0", poll_interval=0
     )

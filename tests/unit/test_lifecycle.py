@@ -24,6 +24,7 @@ KILLED = RoleEnd.from_exit(137)
 OOM = RoleEnd.from_exit(137, oom_killed=True)
 PREEMPTED = RoleEnd.from_exit(143, preempted=True, detail="DisruptionTarget")
 VANISHED = RoleEnd.from_exit(None, detail="its pod is gone")
+NOT_STARTED = RoleEnd(ending=Ending.NOT_STARTED, detail="not scheduled within 900 s")
 
 
 @pytest.mark.parametrize(
@@ -58,6 +59,7 @@ def test_exits_are_classified(code: int | None, oom: bool, preempted: bool, endi
         (RoleEnd.from_exit(None, oom_killed=True), "out of memory (OOM-killed)"),
         (PREEMPTED, "preempted: DisruptionTarget"),
         (VANISHED, "ended without an exit code: its pod is gone"),
+        (NOT_STARTED, "never started: not scheduled within 900 s"),
     ],
 )
 def test_an_end_is_described_in_a_users_words(end: RoleEnd, text: str) -> None:
@@ -90,6 +92,9 @@ TABLE = [
     ("worker-1", True, ERROR, 0, 0, Action.FAIL_JOB, False),
     ("evaluator-0", False, ERROR, 0, 0, Action.FAIL_JOB, False),
     ("ps-0", True, ERROR, 0, 0, Action.FAIL_JOB, False),
+    # never started (not scheduled in time, no image): a restart would wait the same way
+    ("evaluator-0", True, NOT_STARTED, 0, 0, Action.FAIL_JOB, False),
+    ("chief-0", False, NOT_STARTED, 0, 0, Action.FAIL_JOB, False),
     # crashes: the role alone where it can, else the job, while the budget lasts
     ("evaluator-0", False, KILLED, 0, 0, Action.RESTART_ROLE, True),
     ("evaluator-0", False, KILLED, 1, 0, Action.RESTART_ROLE, True),

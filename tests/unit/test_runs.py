@@ -1,17 +1,13 @@
-"""Per-run naming and the relaunch rules of the Airflow binding, by value."""
+"""Per-run naming of the Airflow binding, and which peers' failure ends a role, by value.
+
+(Which restart a role gets is `tfdist.lifecycle`'s table: tests/unit/test_lifecycle.py.)
+"""
 
 from __future__ import annotations
 
 import pytest
 
-from tfdist_airflow.runs import (
-    Relaunch,
-    fatal_peers,
-    relaunch_scope,
-    run_model_dir,
-    run_name,
-    run_scope,
-)
+from tfdist_airflow.runs import fatal_peers, run_model_dir, run_name, run_scope
 
 
 @pytest.mark.parametrize(
@@ -46,22 +42,6 @@ def test_model_dir_is_per_dag_and_run() -> None:
     )
     assert run_model_dir("/m", "d", "r1") != run_model_dir("/m", "d", "r2")
     assert run_scope("d", "r:1", "group.sub") == "d/r-1/group.sub"
-
-
-@pytest.mark.parametrize(
-    ("role", "uses_ps", "expected"),
-    [
-        ("evaluator-0", False, Relaunch.ROLE),
-        ("evaluator-0", True, Relaunch.ROLE),
-        ("worker-1", True, Relaunch.ROLE),
-        ("worker-1", False, Relaunch.JOB),
-        ("chief-0", True, Relaunch.JOB),
-        ("chief-0", False, Relaunch.JOB),
-        ("ps-0", True, Relaunch.JOB),
-    ],
-)
-def test_relaunch_scope(role: str, uses_ps: bool, expected: Relaunch) -> None:
-    assert relaunch_scope(role, uses_ps) is expected
 
 
 def test_fatal_peers() -> None:

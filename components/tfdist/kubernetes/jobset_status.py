@@ -21,6 +21,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from tfdist.backend import RoleState, RoleStatus
 from tfdist.kubernetes.jobset import (
     JOB_INDEX,
     QUEUE_NAME,
@@ -35,7 +36,6 @@ from tfdist.kubernetes.status import (
     _container_state,
     _why,
 )
-from tfdist.launch.base import RoleState, RoleStatus
 from tfdist.lifecycle import Action, Ending, RoleEnd, RoleId, Scope, decide, restart_scope
 from tfdist.spec import JobSpec
 

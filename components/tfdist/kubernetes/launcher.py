@@ -1,9 +1,10 @@
 """The Kubernetes launcher: every role as a pod behind one headless Service, via a `KubeApi`.
 
-A launch creates the Service and every pod together (a gang: if one cannot be created, the
-others are deleted again). A `JobHandle`'s `job_id` is `<namespace>/<service>`; every object
-carries the launch's labels, so any process (a watch task, a teardown, a retry) finds them.
-After training, `export` runs the export in a one-off pod of the trainer image and waits for it.
+Implements `tfdist.backend.Backend`. A launch creates the Service and every pod together (a
+gang: if one cannot be created, the others are deleted again). A `JobHandle`'s `job_id` is
+`<namespace>/<service>`; every object carries the launch's labels, so any process (a watch task,
+a teardown, a retry) finds them. After training, `export` runs the export in a one-off pod of
+the trainer image and waits for it.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from tfdist.backend import EXPORT_TIMEOUT_SECS, JobHandle, RoleState, RoleStatus
 from tfdist.kubernetes.api import AlreadyExists, KubeApi, KubeApiError
 from tfdist.kubernetes.manifests import (
     Target,
@@ -39,12 +41,16 @@ from tfdist.kubernetes.names import (
     service_name,
 )
 from tfdist.kubernetes.status import Timeouts, pod_status
-from tfdist.launch.base import JobHandle, RoleState, RoleStatus
+from tfdist.lifecycle import RoleId
 from tfdist.plan import JobPlan, plan
 from tfdist.spec import JobSpec, Role
 
 BACKEND = "kubernetes"
-_ROLE_ORDER = {role.value: rank for rank, role in enumerate(Role)}
+_ROLE_ORDER = {role: rank for rank, role in enumerate(Role)}
+
+
+def new_launch_id() -> str:
+    return uuid.uuid4().hex[:12]
 
 
 class KubernetesLauncher:
@@ -52,8 +58,8 @@ class KubernetesLauncher:
 
     :param api: the cluster (`ProviderKubeApi`) or `FakeKubeApi`.
     :param target: namespace, image, placement and cluster domain of the pods.
-    :param scope: `<dag>/<run>/<group>` of the step (see `tfdist_airflow.runs.run_scope`);
-        names and labels of a launch derive from it and from the launch id, new per launcher.
+    :param launch_ids: the id of each new launch; names and labels of a launch derive from
+        it and from its scope, `<dag>/<run>/<group>` (see `tfdist_airflow.runs.run_scope`).
     :param clock: seconds since the epoch (pod timestamps are compared with it).
     """
 
@@ -65,8 +71,7 @@ class KubernetesLauncher:
         target: Target,
         *,
         timeouts: Timeouts | None = None,
-        scope: str = "",
-        launch_id: str | None = None,
+        launch_ids: Callable[[], str] = new_launch_id,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
         delete_wait_secs: float = 120.0,
@@ -74,7 +79,7 @@ class KubernetesLauncher:
         self.api = api
         self.target = target
         self.timeouts = timeouts or Timeouts()
-        self.ref = RunRef.from_scope(scope, launch_id or uuid.uuid4().hex[:12])
+        self.launch_ids = launch_ids
         self.clock = clock
         self.sleep = sleep
         self.delete_wait_secs = delete_wait_secs
@@ -84,12 +89,19 @@ class KubernetesLauncher:
         return self.target.namespace
 
     # -- planning and launching -------------------------------------------------------------
-    def addresses(self, spec: JobSpec) -> Mapping[str, Sequence[str]]:
-        service = service_name(spec.name, self.ref)
-        return kubernetes_addresses(spec, service, self.namespace, self.target.cluster_domain)
+    def admit(self, spec: JobSpec) -> None:
+        """Nothing to refuse before planning: the cluster admits (or queues) the pods."""
 
-    def launch(self, plan: JobPlan) -> JobHandle:
-        service, *pods = build_manifests(plan, self.ref, self.target)
+    def plan(self, spec: JobSpec, scope: str) -> JobPlan:
+        ref = RunRef.from_scope(scope, self.launch_ids())
+        service = service_name(spec.name, ref)
+        domain = self.target.cluster_domain
+        addresses = kubernetes_addresses(spec, service, self.namespace, domain)
+        return plan(spec, addresses, python=self.python, scope=scope, launch_id=ref.launch)
+
+    def launch(self, job: JobPlan) -> JobHandle:
+        ref = RunRef.from_scope(job.scope, job.launch_id or self.launch_ids())
+        service, *pods = build_manifests(job, ref, self.target)
         created: list[dict[str, Any]] = []
         try:
             self.api.create_service(self.namespace, service)
@@ -101,14 +113,14 @@ class KubernetesLauncher:
             for obj in reversed(created):
                 self._delete(obj)
             raise KubeApiError(
-                f"could not create every role of {plan.spec.name} ({error}); deleted the "
+                f"could not create every role of {job.spec.name} ({error}); deleted the "
                 f"{len(created)} objects already created, so that no role runs alone"
             ) from error
         return JobHandle(
             backend=BACKEND,
             job_id=f"{self.namespace}/{service['metadata']['name']}",
-            launch_id=self.ref.launch,
-            roles=tuple(plan.role_names),
+            launch_id=ref.launch,
+            roles=tuple(job.role_names),
         )
 
     def _delete(self, obj: Mapping[str, Any]) -> None:
@@ -119,10 +131,21 @@ class KubernetesLauncher:
             self.api.delete_pod(self.namespace, name)
 
     # -- watching ---------------------------------------------------------------------------
-    def status(self, handle: JobHandle, role: str) -> RoleStatus:
+    def statuses(self, handle: JobHandle) -> dict[str, RoleStatus]:
+        """Every role's status from one list of the launch's pods."""
         namespace, service = _where(handle)
-        pod = self.api.get_pod(namespace, pod_name(service, role))
-        return pod_status(role, pod, self.clock(), self.timeouts)
+        pods = {
+            pod["metadata"]["name"]: pod
+            for pod in self.api.list_pods(namespace, _launch_labels(handle))
+        }
+        now = self.clock()
+        return {
+            role: pod_status(role, pods.get(pod_name(service, role)), now, self.timeouts)
+            for role in handle.roles
+        }
+
+    def wait(self, handle: JobHandle, roles: Sequence[str], timeout: float) -> None:
+        self.sleep(timeout)
 
     def read_log(self, handle: JobHandle, role: str, offset: int = 0) -> tuple[str, int]:
         """Whole lines from byte `offset`; from the start again once the pod was recreated."""
@@ -155,6 +178,29 @@ class KubernetesLauncher:
                 )
         manifest["metadata"]["labels"][TRY] = str(attempt)
         self.api.create_pod(namespace, manifest)
+
+    def relaunch_job(self, handle: JobHandle) -> None:
+        """Delete every role's pod, await their deletion, create them all again (each with
+        its `try` label one higher); the Service and so every DNS name stays."""
+        namespace, service = _where(handle)
+        job, ref = self._recorded_plan(handle)
+        tries = {
+            pod["metadata"]["name"]: int(pod["metadata"].get("labels", {}).get(TRY, "1"))
+            for pod in self.api.list_pods(namespace, _launch_labels(handle))
+        }
+        names = [pod_name(service, role) for role in handle.roles]
+        for name in names:
+            self.api.delete_pod(namespace, name)
+        if not self._await_gone(namespace, names):
+            raise KubeApiError(
+                f"the pods of launch {handle.launch_id} are still being deleted after "
+                f"{self.delete_wait_secs:.0f} s; retry once they are gone"
+            )
+        for role in handle.roles:
+            manifest = build_pod(job, job.role(role), ref, self.target)
+            name = manifest["metadata"]["name"]
+            manifest["metadata"]["labels"][TRY] = str(tries.get(name, 1) + 1)
+            self.api.create_pod(namespace, manifest)
 
     def _recorded_plan(self, handle: JobHandle) -> tuple[JobPlan, RunRef]:
         namespace, service = _where(handle)
@@ -224,9 +270,10 @@ class KubernetesLauncher:
         log: Callable[[str], None],
         *,
         poll_secs: float = 5.0,
-        timeout_secs: float | None = None,
+        timeout_secs: float | None = EXPORT_TIMEOUT_SECS,
     ) -> None:
-        """Export `checkpoint` to `out` in a pod of the trainer image (`build_export_pod`).
+        """Export `checkpoint` to `out` in a pod of the trainer image (`build_export_pod`),
+        placed as the chief; wait for it, stream its log to `log`, delete it.
 
         The pod is named after the launch and the checkpoint's step, so a retry follows a
         pod still running, or takes one that already succeeded, rather than start another.
@@ -237,7 +284,10 @@ class KubernetesLauncher:
         manifest = build_export_pod(
             spec, service, handle.launch_id, self.target, checkpoint, out, env
         )
-        self.run_to_completion(manifest, log, poll_secs=poll_secs, timeout_secs=timeout_secs)
+        try:
+            self.run_to_completion(manifest, log, poll_secs=poll_secs, timeout_secs=timeout_secs)
+        except RuntimeError as error:
+            raise RuntimeError(f"export failed: {error}") from error
 
     def stop_export(self, handle: JobHandle, checkpoint: str) -> None:
         """Delete the export pod of `checkpoint` (as a killed export task must)."""
@@ -329,10 +379,14 @@ class KubernetesLauncher:
                     )
             self.sleep(poll_secs)
 
-    # -- finding launches -------------------------------------------------------------------
-    def handles(self) -> list[JobHandle]:
-        """Every launch of this launcher's scope still on the cluster, oldest first."""
-        labels = {MANAGED_BY: "tfdist", SCOPE: scope_label(self.ref.scope)}
+    # -- finding launches, cleaning up -------------------------------------------------------
+    def cleanup(self, handle: JobHandle) -> None:
+        """Delete every pod and the Service of the launch, finished ones included."""
+        self.stop(handle)
+
+    def handles(self, scope: str) -> list[JobHandle]:
+        """Every launch of `scope` still on the cluster, oldest first."""
+        labels = {MANAGED_BY: "tfdist", SCOPE: scope_label(RunRef.from_scope(scope, "").scope)}
         found: dict[str, dict[str, Any]] = {}
         for svc in self.api.list_services(self.namespace, labels):
             meta = svc["metadata"]
@@ -345,7 +399,8 @@ class KubernetesLauncher:
             meta = pod["metadata"]
             entry = _entry(found, meta)
             entry.setdefault("service", pod["spec"].get("subdomain", ""))
-            entry["roles"][f"{meta['labels'][ROLE]}-{meta['labels'][INDEX]}"] = None
+            role = RoleId(kind=Role(meta["labels"][ROLE]), index=int(meta["labels"][INDEX]))
+            entry["roles"][role.name] = None
         launches = sorted(found.items(), key=lambda item: item[1]["created"])
         return [
             JobHandle(
@@ -367,8 +422,8 @@ def _entry(found: dict[str, dict[str, Any]], meta: Mapping[str, Any]) -> dict[st
 
 
 def _role_key(name: str) -> tuple[int, int]:
-    kind, _, index = name.rpartition("-")
-    return _ROLE_ORDER.get(kind, len(_ROLE_ORDER)), int(index)
+    role = RoleId.parse(name)
+    return _ROLE_ORDER[role.kind], role.index
 
 
 def _lines(log: str, offset: int, whole: bool = False) -> tuple[str, int]:

@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from tfdist.kubernetes.names import (
     EXPORT_ROLE,
@@ -41,7 +41,7 @@ from tfdist.kubernetes.names import (
 from tfdist.kubernetes.placement import DNS1123_SUBDOMAIN, JobPlacement, RolePlacement, matching
 from tfdist.plan import JobPlan, RolePlan, plan
 from tfdist.runtime.export import export_command
-from tfdist.spec import JobSpec, Role
+from tfdist.spec import Frozen, JobSpec, Role
 
 PORT = 2222
 PORT_NAME = "tfdist"
@@ -56,10 +56,8 @@ GPU = "nvidia.com/gpu"
 _NAMESPACE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 
-class Target(BaseModel):
+class Target(Frozen):
     """Where and how the pods of a job are created."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     namespace: Annotated[str, matching(_NAMESPACE, "a namespace name (DNS-1123 label)", 63)] = (
         "default"

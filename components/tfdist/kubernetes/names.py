@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import re
 
-from pydantic import BaseModel, ConfigDict
+from tfdist.spec import Frozen
 
 MAX_NAME = 63  # label values, Service names and hostnames
 MANAGED_BY = "app.kubernetes.io/managed-by"
@@ -48,10 +48,8 @@ def label_value(text: str) -> str:
     return f"{head}-{digest(text)}" if head else digest(text)
 
 
-class RunRef(BaseModel):
+class RunRef(Frozen):
     """Who a launch belongs to: the step of an Airflow run, and which launch of it."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     dag: str = "cli"
     run: str = "manual"

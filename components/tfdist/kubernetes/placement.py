@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Annotated, Any, Self
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, Field, ValidationError, model_validator
 
-from tfdist.spec import RESERVED_ENV, Role, SpecError
+from tfdist.spec import RESERVED_ENV, Frozen, Role, SpecError
 
 DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
@@ -43,10 +43,6 @@ NodeLabel = Annotated[
     str, matching(LABEL_VALUE, "a node label value (letters, digits, -, _, ., at most 63)", 63)
 ]
 Quantity = Annotated[str, matching(QUANTITY, "a Kubernetes quantity such as 500m, 4, 16Gi")]
-
-
-class Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
 
 class SecretKey(Frozen):

@@ -2,8 +2,10 @@
 
 Pending pods fail after a scheduling timeout (never placed on a node, e.g. a GPU pool that
 cannot scale up) or a startup timeout (placed but its container never started, e.g. an image
-that cannot be pulled), each with the reason Kubernetes gave. A preempted or evicted pod
-reports no exit code, so it counts as retryable like exit codes >= 128; 1-127 are permanent.
+that cannot be pulled), each with the reason Kubernetes gave. A finished role's status says how
+it ended in the terms of `tfdist.lifecycle`: a preempted or evicted pod (`DisruptionTarget`,
+an eviction reason) is *preempted*, a container killed for its memory (`OOMKilled`) is *out of
+memory*, a pod that never started is *not started*; otherwise its exit code decides.
 """
 
 from __future__ import annotations
@@ -12,9 +14,11 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from tfdist.launch.base import RoleState, RoleStatus
+from tfdist.backend import RoleState, RoleStatus
+from tfdist.lifecycle import Ending
+from tfdist.spec import Frozen
 
 # Pod `status.reason` values of pods that were stopped from outside, not by their program.
 PREEMPTED = frozenset(
@@ -37,10 +41,8 @@ PULL_ERRORS = frozenset({"ErrImagePull", "ImagePullBackOff", "RegistryUnavailabl
 FATAL_WAITING = frozenset({"InvalidImageName", "ErrImageNeverPull"})
 
 
-class Timeouts(BaseModel):
+class Timeouts(Frozen):
     """How long a pod may wait, sized for GPU node pools that scale up from zero."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     scheduling_secs: float = Field(default=900, gt=0)  # created -> placed on a node
     startup_secs: float = Field(default=600, gt=0)  # placed -> container running
@@ -115,12 +117,14 @@ def _ended(name: str, pod: Mapping[str, Any], container: Mapping[str, Any]) -> R
             state=RoleState.FAILED,
             exit_code=code if code is not None and code >= 128 else None,
             detail=f"preempted ({why}); container exit code {code}",
+            ending=Ending.PREEMPTED,
         )
     return RoleStatus(
         name=name,
         state=RoleState.FAILED,
         exit_code=code,
         detail=_why(container) or _why(status) or "the pod failed",
+        ending=Ending.OOM_KILLED if container.get("reason") == "OOMKilled" else None,
     )
 
 
@@ -142,6 +146,7 @@ def _pending(
                 state=RoleState.FAILED,
                 detail=f"not scheduled within {timeouts.scheduling_secs:.0f} s "
                 f"(scheduling timeout): {why}",
+                ending=Ending.NOT_STARTED,
             )
         return RoleStatus(
             name=name, state=RoleState.PENDING, detail=f"waiting to be scheduled: {why}"
@@ -159,5 +164,6 @@ def _pending(
             name=name,
             state=RoleState.FAILED,
             detail=f"scheduled on {node} but its container did not start{limit}: {why}",
+            ending=Ending.NOT_STARTED,
         )
     return RoleStatus(name=name, state=RoleState.PENDING, detail=f"on {node}: {why}")

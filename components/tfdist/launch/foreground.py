@@ -7,26 +7,16 @@ teardown), but both use `job_outcome` to decide when a job has succeeded or fail
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
 
-from tfdist.launch.base import JobHandle, Launcher, RoleState, RoleStatus
+from tfdist.backend import Backend, JobHandle, RoleState, RoleStatus
+from tfdist.lifecycle import Ending
 from tfdist.plan import JobPlan
 
 POLL_SECS = 0.5
 SERVER_EXIT_GRACE_SECS = 30.0
 SETTLE_SECS = 1.0
-
-
-@runtime_checkable
-class WaitsForExit(Protocol):
-    """A launcher that can block until one of a job's roles ends (the local one can)."""
-
-    def wait_for_exit(self, handle: JobHandle, roles: Sequence[str], timeout: float) -> None:
-        """Return once one of `roles` (unfinished when last looked at) may have ended, or after
-        `timeout` seconds."""
-        ...
 
 
 @dataclass(frozen=True)
@@ -54,12 +44,13 @@ def crashed_roles(statuses: Mapping[str, RoleStatus]) -> list[str]:
     return [
         f"{name} ({f'exit code {s.exit_code}' if s.exit_code is not None else s.detail})"
         for name, s in statuses.items()
-        if s.retryable
+        if (end := s.end) is not None
+        and end.ending in (Ending.CRASHED, Ending.OOM_KILLED, Ending.PREEMPTED)
     ]
 
 
 def run_in_foreground(
-    job: JobPlan, launcher: Launcher, write: Callable[[str], None] = print, restarts: int = 0
+    job: JobPlan, launcher: Backend, write: Callable[[str], None] = print, restarts: int = 0
 ) -> Outcome:
     """Launch the plan, stream role-prefixed log lines through `write`, return the outcome.
 
@@ -94,13 +85,13 @@ def run_in_foreground(
         _copy_logs(handle, launcher, write, offsets)  # the last lines, such as a traceback
 
 
-def _crashed(handle: JobHandle, launcher: Launcher) -> list[str]:
+def _crashed(handle: JobHandle, launcher: Backend) -> list[str]:
     time.sleep(SETTLE_SECS)  # a crash's exit record may land after the failure it caused
-    return crashed_roles({role: launcher.status(handle, role) for role in handle.roles})
+    return crashed_roles(launcher.statuses(handle))
 
 
 def _copy_logs(
-    handle: JobHandle, launcher: Launcher, write: Callable[[str], None], offsets: dict[str, int]
+    handle: JobHandle, launcher: Backend, write: Callable[[str], None], offsets: dict[str, int]
 ) -> None:
     for role in handle.roles:
         text, offsets[role] = launcher.read_log(handle, role, offsets[role])
@@ -109,12 +100,12 @@ def _copy_logs(
 
 
 def _watch(
-    handle: JobHandle, launcher: Launcher, write: Callable[[str], None], offsets: dict[str, int]
+    handle: JobHandle, launcher: Backend, write: Callable[[str], None], offsets: dict[str, int]
 ) -> Outcome:
     chief_done_at: float | None = None
     while True:
         _copy_logs(handle, launcher, write, offsets)
-        statuses = {role: launcher.status(handle, role) for role in handle.roles}
+        statuses = launcher.statuses(handle)
         outcome = job_outcome(statuses)
         if outcome is not None:
             return outcome
@@ -130,12 +121,4 @@ def _watch(
                 launcher.stop(handle, lingering)
                 return Outcome(succeeded=True, detail=f"stopped {', '.join(lingering)}")
         unfinished = [role for role, status in statuses.items() if not status.state.finished]
-        _pause(handle, launcher, unfinished)
-
-
-def _pause(handle: JobHandle, launcher: Launcher, unfinished: Sequence[str]) -> None:
-    """Until the next look: `POLL_SECS` (the log streaming interval), or less if a role ends."""
-    if isinstance(launcher, WaitsForExit):
-        launcher.wait_for_exit(handle, unfinished, POLL_SECS)
-    else:
-        time.sleep(POLL_SECS)
+        launcher.wait(handle, unfinished, POLL_SECS)

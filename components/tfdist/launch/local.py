@@ -1,8 +1,9 @@
 """The embedded default backend: every role is an OS process on 127.0.0.1.
 
-A launch creates a run directory holding, per role, its log (`<role>.log`), its supervisor's
-process id (`<role>.pid`), its launch record (`<role>.json`: command, environment and working
-directory, so a role can be started again) and, once it ended, its exit record (`<role>.exit`).
+A launch creates a run directory `<run root>/<scope>/<job>-<launch id>/` holding, per role, its
+log (`<role>.log`), its supervisor's process id (`<role>.pid`), its launch record
+(`<role>.json`: command, environment and working directory, so a role can be started again) and,
+once it ended, its exit record (`<role>.exit`).
 Roles run in the launcher's working directory, so a `command` such as `[python, train.py]` or an
 entrypoint module next to the spec is found as it would be when run by hand.
 """
@@ -20,15 +21,22 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack, suppress
 from pathlib import Path
 
 import psutil
 
-from tfdist.launch.base import JobHandle, LaunchError, LaunchRefused, RoleState, RoleStatus
+from tfdist.backend import (
+    EXPORT_TIMEOUT_SECS,
+    JobHandle,
+    LaunchError,
+    LaunchRefused,
+    RoleState,
+    RoleStatus,
+)
 from tfdist.launch.capacity import capacity_problem, machine_capacity
-from tfdist.plan import JobPlan, RolePlan, role_command
+from tfdist.plan import JobPlan, RolePlan, plan, role_command
 from tfdist.spec import JobSpec, Role
 
 BACKEND = "local"
@@ -60,12 +68,13 @@ def free_ports(count: int) -> list[int]:
 
 
 class LocalLauncher:
-    """Launches role processes under `run_root/<job>-<launch id>/`.
+    """The local `tfdist.backend.Backend`: role processes under `run_root/<scope>/`.
 
     `bind_to_parent=True` (the CLI) makes every role stop when this process dies; Airflow's
     setup task leaves it False, since the roles must outlive it, and relies on teardown.
     `max_roles` replaces the machine's role limit (`tfdist.launch.capacity`); default:
-    `$TFDIST_MAX_LOCAL_ROLES`, else 4 per CPU.
+    `$TFDIST_MAX_LOCAL_ROLES`, else 4 per CPU. `python` runs the roles (default: this
+    interpreter).
     """
 
     def __init__(
@@ -74,15 +83,25 @@ class LocalLauncher:
         bind_to_parent: bool = False,
         workdir: str | Path | None = None,
         max_roles: int | None = None,
+        python: str | None = None,
     ):
         self.run_root = Path(run_root).absolute()
         self.bind_to_parent = bind_to_parent
         self.workdir = Path(workdir if workdir is not None else Path.cwd()).absolute()
-        self.python = sys.executable
+        self.python = python or sys.executable
         self.max_roles = max_roles
         self._admitted: JobSpec | None = None
 
     # -- planning -------------------------------------------------------------------------
+    def plan(self, spec: JobSpec, scope: str) -> JobPlan:
+        return plan(
+            spec,
+            self.addresses(spec),
+            python=self.python,
+            scope=scope,
+            launch_id=uuid.uuid4().hex[:8],
+        )
+
     def admit(self, spec: JobSpec) -> None:
         """Raise `LaunchRefused` if the job cannot run here: a cluster beyond this machine, a
         trainer that is not there. Opens no socket and writes nothing; `launch` does not check
@@ -138,26 +157,26 @@ class LocalLauncher:
         }
 
     # -- launching ------------------------------------------------------------------------
-    def launch(self, plan: JobPlan) -> JobHandle:
+    def launch(self, job: JobPlan) -> JobHandle:
         """Start every role; raises `LaunchError`, with nothing left running, if one cannot."""
-        if plan.spec != self._admitted:
-            self.admit(plan.spec)
-        self._check_ports(plan)
-        launch_id = uuid.uuid4().hex[:8]
-        run_dir = self.run_root / f"{plan.spec.name}-{launch_id}"
+        if job.spec != self._admitted:
+            self.admit(job.spec)
+        self._check_ports(job)
+        launch_id = job.launch_id or uuid.uuid4().hex[:8]
+        run_dir = self.run_root / job.scope / f"{job.spec.name}-{launch_id}"
         handle = JobHandle(
             backend=BACKEND,
             job_id=str(run_dir),
             launch_id=launch_id,
-            roles=tuple(plan.role_names),
+            roles=tuple(job.role_names),
         )
         started: list[str] = []
         try:
             run_dir.mkdir(parents=True, mode=0o700)
             (run_dir / "handle.json").write_text(handle.model_dump_json())
-            for role in plan.roles:
+            for role in job.roles:
                 self._write_launch_record(run_dir, role, launch_id)
-            for role in plan.roles:
+            for role in job.roles:
                 self._start(run_dir, role.name)
                 started.append(role.name)
         except OSError as error:
@@ -166,15 +185,15 @@ class LocalLauncher:
             undone = f"stopped {', '.join(started)} again" if started else "no role was started"
             fix = "Free space there" if error.errno in (errno.ENOSPC, errno.EDQUOT) else "Fix it"
             raise LaunchError(
-                f"cannot launch {plan.spec.name} in {run_dir}: {error.strerror or error}"
+                f"cannot launch {job.spec.name} in {run_dir}: {error.strerror or error}"
                 f"{f' ({error.filename})' if error.filename else ''}; {undone}. {fix} or "
                 "choose another run root (`tfdist run --run-root`, TFDIST_RUN_ROOT)"
             ) from error
         return handle
 
-    def _check_ports(self, plan: JobPlan) -> None:
+    def _check_ports(self, job: JobPlan) -> None:
         """A port taken since planning: a retry plans again, so this is not bad input."""
-        for role in plan.roles:
+        for role in job.roles:
             if role.address is not None and not _port_free(role.address):
                 raise LaunchError(
                     f"{role.name}: port {role.address} is already in use by another process; "
@@ -225,11 +244,16 @@ class LocalLauncher:
 
     def relaunch(self, handle: JobHandle, role: str) -> None:
         run_dir = Path(handle.job_id)
-        if self.status(handle, role).state is RoleState.RUNNING:
+        if self._status(run_dir, role).state is RoleState.RUNNING:
             raise RuntimeError(f"{role} is still running; stop it before starting it again")
         with (run_dir / f"{role}.log").open("a") as log:
             log.write(f"\n----- tfdist: starting {role} again -----\n")
         self._start(run_dir, role)
+
+    def relaunch_job(self, handle: JobHandle) -> None:
+        self.stop(handle)
+        for role in handle.roles:
+            self.relaunch(handle, role)
 
     # -- watching -------------------------------------------------------------------------
     def _process(self, run_dir: Path, name: str) -> psutil.Process | None:
@@ -246,8 +270,11 @@ class LocalLauncher:
         except (FileNotFoundError, psutil.NoSuchProcess, psutil.TimeoutExpired):
             return None
 
-    def status(self, handle: JobHandle, role: str) -> RoleStatus:
+    def statuses(self, handle: JobHandle) -> dict[str, RoleStatus]:
         run_dir = Path(handle.job_id)
+        return {role: self._status(run_dir, role) for role in handle.roles}
+
+    def _status(self, run_dir: Path, role: str) -> RoleStatus:
         exit_file = run_dir / f"{role}.exit"
         if exit_file.exists():
             record = json.loads(exit_file.read_text())
@@ -259,12 +286,12 @@ class LocalLauncher:
         if not (run_dir / f"{role}.pid").exists():
             return RoleStatus(name=role, state=RoleState.PENDING)
         if exit_file.exists():  # it ended between the two checks
-            return self.status(handle, role)
+            return self._status(run_dir, role)
         return RoleStatus(
             name=role, state=RoleState.FAILED, detail="the role's supervisor was killed"
         )
 
-    def wait_for_exit(self, handle: JobHandle, roles: Sequence[str], timeout: float) -> None:
+    def wait(self, handle: JobHandle, roles: Sequence[str], timeout: float) -> None:
         """Return as soon as one of `roles` (as yet unfinished) ends, or after `timeout` seconds.
 
         Waits on a pidfd per live supervisor (Linux 5.3+), which works whether or not this
@@ -349,6 +376,51 @@ class LocalLauncher:
                 ):
                     found.append(process)
         return {group: found} if found else {}
+
+    # -- finding, cleaning up, exporting --------------------------------------------------
+    def handles(self, scope: str) -> list[JobHandle]:
+        paths = sorted((self.run_root / scope).glob("*/handle.json"), key=os.path.getmtime)
+        return [load_handle(path.parent) for path in paths]
+
+    def cleanup(self, handle: JobHandle) -> None:
+        """Nothing: the run directory keeps the roles' logs and exit codes."""
+
+    def export(
+        self,
+        handle: JobHandle,
+        spec: JobSpec,
+        checkpoint: str,
+        out: str,
+        env: Mapping[str, str],
+        log: Callable[[str], None],
+    ) -> None:
+        """Run `python -m tfdist.runtime.export` here, with `env` on top of this process's
+        environment."""
+        from tfdist.runtime.export import export_command
+
+        command = export_command(self.python, checkpoint, out)
+        try:
+            result = subprocess.run(
+                command,
+                env={**os.environ, **env},
+                capture_output=True,
+                text=True,
+                timeout=EXPORT_TIMEOUT_SECS,
+                check=False,
+            )
+        except subprocess.TimeoutExpired as error:
+            for output in (error.stdout, error.stderr):
+                text = output.decode(errors="replace") if isinstance(output, bytes) else output
+                for line in (text or "").splitlines():
+                    log(line)
+            raise RuntimeError(f"export did not end within {EXPORT_TIMEOUT_SECS} s") from None
+        for line in (result.stdout + result.stderr).splitlines():
+            log(line)
+        if result.returncode != 0:
+            raise RuntimeError(f"export failed with exit code {result.returncode}")
+
+    def stop_export(self, handle: JobHandle, checkpoint: str) -> None:
+        """Nothing: the export is a subprocess of its caller, stopped with its process group."""
 
 
 def _program(command: Sequence[str], python: str) -> str:

@@ -1,0 +1,184 @@
+"""An in-memory `tfdist.backend.Backend` for tests and demos: no process, no cluster.
+
+Every launched role starts out running. Tests move roles along themselves (`exit`, `crash`,
+`write_log`) and read what was asked of the backend in `calls` (`(verb, what)` pairs: one
+per request a real backend would make). `ticks` lets a test script a run: each `wait`
+applies the next one, as if time passed. Tasks and triggers find a fake by name
+(`FakeBackend.named`), so an Airflow test can configure `{"kind": "fake", "name": ...}`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from tfdist.backend import JobHandle, LaunchError, RoleState, RoleStatus
+from tfdist.lifecycle import Ending
+from tfdist.plan import JobPlan, plan
+from tfdist.spec import JobSpec, Role
+
+BACKEND = "fake"
+
+
+@dataclass
+class FakeLaunch:
+    job: JobPlan
+    handle: JobHandle
+    statuses: dict[str, RoleStatus]
+    logs: dict[str, str]
+    tries: dict[str, int] = field(default_factory=dict)
+
+
+class FakeBackend:
+    """Implements `tfdist.backend.Backend` in memory."""
+
+    _named: ClassVar[dict[str, FakeBackend]] = {}
+
+    def __init__(self) -> None:
+        self.launches: dict[str, FakeLaunch] = {}  # by launch id, oldest first
+        self.calls: list[tuple[str, str]] = []
+        self.ticks: list[Callable[[FakeBackend], None]] = []
+        self.exports: list[tuple[str, str]] = []  # (checkpoint, out)
+        self.refuse_launch = ""  # when set, `launch` raises `LaunchError` with it
+
+    @classmethod
+    def named(cls, name: str) -> FakeBackend:
+        """The fake of that name in this process, created on first use."""
+        return cls._named.setdefault(name, cls())
+
+    @classmethod
+    def forget(cls, name: str) -> None:
+        cls._named.pop(name, None)
+
+    # -- the Backend interface ------------------------------------------------------------
+    def admit(self, spec: JobSpec) -> None:
+        self.calls.append(("admit", spec.name))
+
+    def plan(self, spec: JobSpec, scope: str) -> JobPlan:
+        addresses = {
+            role.value: [f"{role.value}-{i}.fake:2222" for i in range(spec.cluster.count(role))]
+            for role in (Role.CHIEF, Role.WORKER, Role.PS)
+        }
+        return plan(spec, addresses, scope=scope, launch_id=uuid.uuid4().hex[:8])
+
+    def launch(self, job: JobPlan) -> JobHandle:
+        self.calls.append(("launch", job.spec.name))
+        if self.refuse_launch:
+            raise LaunchError(self.refuse_launch)
+        launch_id = job.launch_id or uuid.uuid4().hex[:8]
+        handle = JobHandle(
+            backend=BACKEND,
+            job_id=f"{job.scope}/{job.spec.name}-{launch_id}",
+            launch_id=launch_id,
+            roles=tuple(job.role_names),
+        )
+        self.launches[launch_id] = FakeLaunch(
+            job=job,
+            handle=handle,
+            statuses={r: RoleStatus(name=r, state=RoleState.RUNNING) for r in handle.roles},
+            logs=dict.fromkeys(handle.roles, ""),
+            tries=dict.fromkeys(handle.roles, 1),
+        )
+        return handle
+
+    def statuses(self, handle: JobHandle) -> dict[str, RoleStatus]:
+        self.calls.append(("statuses", handle.launch_id))
+        return dict(self._launch(handle).statuses)
+
+    def read_log(self, handle: JobHandle, role: str, offset: int = 0) -> tuple[str, int]:
+        self.calls.append(("read_log", role))
+        data = self._launch(handle).logs[role].encode()
+        end = data.rfind(b"\n", offset) + 1
+        if end <= offset:
+            return "", offset
+        return data[offset:end].decode(), end
+
+    def wait(self, handle: JobHandle, roles: Sequence[str], timeout: float) -> None:
+        if self.ticks:
+            self.ticks.pop(0)(self)
+
+    def relaunch(self, handle: JobHandle, role: str) -> None:
+        self.calls.append(("relaunch", role))
+        launch = self._launch(handle)
+        if not launch.statuses[role].state.finished:
+            raise RuntimeError(f"{role} is still running; stop it before starting it again")
+        self._restart(launch, role)
+
+    def relaunch_job(self, handle: JobHandle) -> None:
+        self.calls.append(("relaunch_job", handle.launch_id))
+        launch = self._launch(handle)
+        for role in handle.roles:
+            self._restart(launch, role)
+
+    def stop(self, handle: JobHandle, roles: Sequence[str] | None = None) -> None:
+        self.calls.append(("stop", ",".join(roles) if roles is not None else "*"))
+        launch = self.launches.get(handle.launch_id)
+        if launch is None:
+            return
+        for role in roles if roles is not None else handle.roles:
+            if not launch.statuses[role].state.finished:
+                self.exit(role, 143, detail="stopped", handle=handle)
+
+    def handles(self, scope: str) -> list[JobHandle]:
+        self.calls.append(("handles", scope))
+        return [launch.handle for launch in self.launches.values() if launch.job.scope == scope]
+
+    def cleanup(self, handle: JobHandle) -> None:
+        self.calls.append(("cleanup", handle.launch_id))
+        self.launches.pop(handle.launch_id, None)
+
+    def export(
+        self,
+        handle: JobHandle,
+        spec: JobSpec,
+        checkpoint: str,
+        out: str,
+        env: Mapping[str, str],
+        log: Callable[[str], None],
+    ) -> None:
+        self.calls.append(("export", checkpoint))
+        self.exports.append((checkpoint, out))
+        log(f"exported {checkpoint} to {out}")
+
+    def stop_export(self, handle: JobHandle, checkpoint: str) -> None:
+        self.calls.append(("stop_export", checkpoint))
+
+    # -- what the roles would do ------------------------------------------------------------
+    def write_log(self, role: str, text: str, handle: JobHandle | None = None) -> None:
+        self._launch(handle).logs[role] += text
+
+    def exit(
+        self,
+        role: str,
+        code: int,
+        *,
+        detail: str = "",
+        ending: Ending | None = None,
+        handle: JobHandle | None = None,
+    ) -> None:
+        """End `role` (of `handle`, default the latest launch) with exit code `code`."""
+        state = RoleState.SUCCEEDED if code == 0 and ending is None else RoleState.FAILED
+        self._launch(handle).statuses[role] = RoleStatus(
+            name=role, state=state, exit_code=code, detail=detail, ending=ending
+        )
+
+    def tries(self, role: str, handle: JobHandle | None = None) -> int:
+        """How many times `role` was started (1 until it is relaunched)."""
+        return self._launch(handle).tries[role]
+
+    def _launch(self, handle: JobHandle | None) -> FakeLaunch:
+        if handle is None:
+            if not self.launches:
+                raise LookupError("nothing was launched")
+            return list(self.launches.values())[-1]
+        try:
+            return self.launches[handle.launch_id]
+        except KeyError:
+            raise LookupError(f"no launch {handle.launch_id} (cleaned up?)") from None
+
+    def _restart(self, launch: FakeLaunch, role: str) -> None:
+        launch.tries[role] += 1
+        launch.logs[role] += f"----- starting {role} again -----\n"
+        launch.statuses[role] = RoleStatus(name=role, state=RoleState.RUNNING)

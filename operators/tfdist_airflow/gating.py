@@ -1,9 +1,14 @@
 """After training: gate on the evaluator's final record, export the model, deploy a version.
 
 Follows the TFX contract: the gate writes a blessing (`BLESSED` or `NOT_BLESSED` plus
-`blessing.json`) to the model directory; a model that is not blessed skips export and deploy
-(the run stays green, the gate's log says why); deploy publishes `<serving_base>/<model>/<N>/`
-with `saved_model.pb` last and emits an Asset event only when it really deployed.
+`blessing.json`) to the model directory; deploy publishes `<serving_base>/<model>/<N>/` with
+`saved_model.pb` last and emits an Asset event only when it really deployed.
+
+A model that is not blessed is a result, not a failure: the run stays green, and export and
+deploy each end *skipped* with the reasons as their skip message (the first lines of their
+logs), so the reasons are one click away on the run's page. Airflow 3.3 gives a task no way to
+set its run's note (the Task SDK sets a note only on a run it triggers), so no note is written.
+Teams that want a red run instead pass `fail_when_not_blessed=True`.
 """
 
 from __future__ import annotations
@@ -15,9 +20,8 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.standard.operators.python import ShortCircuitOperator
 from airflow.sdk import Asset, AssetAlias, BaseOperator, TaskGroup, get_current_context
-from airflow.sdk.exceptions import AirflowSkipException
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from tfdist.deploy import deploy, latest_deployment, model_root
 from tfdist.locations import check_location, check_locations
@@ -82,9 +86,19 @@ def decide_blessing(
     model_name: str,
     gcp_conn_id: str | None = None,
 ) -> dict[str, Any] | bool:
-    """The gate's callable: decide, write the blessing, return it (falsy when not blessed).
+    """Decide, write the blessing, push it to XCom `blessing`; return it (False when not
+    blessed). Bad thresholds or serving base fail the task at once (`tfdist_airflow.refusals`)."""
+    blessing = _decide(launch_task_id, thresholds, serving_base, model_name, gcp_conn_id)
+    return blessing.model_dump(mode="json") if blessing.blessed else False
 
-    Bad thresholds or serving base fail the task at once (`tfdist_airflow.refusals`)."""
+
+def _decide(
+    launch_task_id: str,
+    thresholds: Mapping[str, Any] | str | None,
+    serving_base: str,
+    model_name: str,
+    gcp_conn_id: str | None,
+) -> Blessing:
     from tfdist.gate import GateSpec, decide, read_final_eval, write_blessing
 
     context = get_current_context()
@@ -113,21 +127,27 @@ def decide_blessing(
     log.info("final eval at step %d: %s", blessing.global_step, shown)
     for note in blessing.notes:
         log.info("note: %s", note)
-    summary = blessing.model_dump(mode="json")
-    context["ti"].xcom_push(key="blessing", value=summary)
-    if not blessing.blessed:
+    context["ti"].xcom_push(key="blessing", value=blessing.model_dump(mode="json"))
+    if blessing.blessed:
+        log.info("BLESSED (baseline: %s)", f"version {deployed.version}" if deployed else "none")
+    else:
         for reason in blessing.reasons:
             log.warning("NOT BLESSED: %s", reason)
-        log.warning("export and deploy are skipped; the blessing is in %s", spec.model_dir)
-        return False
-    log.info("BLESSED (baseline: %s)", f"version {deployed.version}" if deployed else "none")
-    return summary
+        log.warning("the blessing is in %s/blessing", spec.model_dir)
+    return blessing
 
 
-class BlessingGateOperator(ShortCircuitOperator):
-    """Decides whether the model of this run is blessed; skips export and deploy if not.
+def not_blessed(blessing: Blessing) -> str:
+    """Why a model is not blessed, in one line."""
+    return f"not blessed: {'; '.join(blessing.reasons) or 'no reason recorded'}"
 
-    Only the direct downstream is skipped, so teardowns and notifications still run.
+
+class BlessingGateOperator(BaseOperator):
+    """Decides whether the model of this run is blessed and writes the blessing.
+
+    A model that is not blessed leaves the run green: export and deploy then skip, each with
+    the reasons as its skip message. With `fail_when_not_blessed`, the gate fails instead
+    (no retry), so do export and deploy (upstream failed), and the run ends failed.
 
     :param launch_task_id: the train-and-evaluate step's launch task.
     :param thresholds: per metric, e.g. `{"accuracy": {"min": 0.9}, "loss": {"max": 0.3,
@@ -137,8 +157,10 @@ class BlessingGateOperator(ShortCircuitOperator):
     :param model_name: the model's directory under `serving_base`.
     :param gcp_conn_id: the Airflow connection for gs:// paths (see `tfdist_airflow.gcp`);
         default: Application Default Credentials.
+    :param fail_when_not_blessed: fail the gate (and the run) when the model is not blessed.
     """
 
+    template_fields: Sequence[str] = ("thresholds", "serving_base")
     ui_color = "#fff9c4"
     operator_extra_links = STEP_LINKS
 
@@ -150,32 +172,48 @@ class BlessingGateOperator(ShortCircuitOperator):
         serving_base: str,
         model_name: str,
         gcp_conn_id: str | None = None,
+        fail_when_not_blessed: bool = False,
         **kwargs: Any,
     ):
-        super().__init__(
-            python_callable=decide_blessing,
-            op_kwargs={
-                "launch_task_id": launch_task_id,
-                "thresholds": thresholds,
-                "serving_base": serving_base,
-                "model_name": model_name,
-                "gcp_conn_id": gcp_conn_id,
-            },
-            ignore_downstream_trigger_rules=False,
-            **{"retry_policy": FAIL_AT_ONCE, **kwargs},
+        super().__init__(**{"retry_policy": FAIL_AT_ONCE, **kwargs})
+        self.launch_task_id = launch_task_id
+        self.thresholds = thresholds
+        self.serving_base = serving_base
+        self.model_name = model_name
+        self.gcp_conn_id = gcp_conn_id
+        self.fail_when_not_blessed = fail_when_not_blessed
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        blessing = _decide(
+            self.launch_task_id,
+            self.thresholds,
+            self.serving_base,
+            self.model_name,
+            self.gcp_conn_id,
         )
+        if not blessing.blessed and self.fail_when_not_blessed:
+            raise AirflowFailException(f"{not_blessed(blessing)} (fail_when_not_blessed)")
+        if not blessing.blessed:
+            self.log.warning("export and deploy will skip: %s", not_blessed(blessing))
+        return blessing.model_dump(mode="json")
 
 
 def _blessing(
-    context: Context, launch_task_id: str, storage_of: Callable[[str], Storage]
+    context: Context, launch_task_id: str, storage_of: Callable[[str], Storage], skipped: str
 ) -> tuple[Any, Blessing]:
+    """The run's blessing; a skip naming the reasons (and logged first) when not blessed."""
     from tfdist.gate import read_blessing
 
     spec, _ = launched_job(context, launch_task_id)
     blessing = read_blessing(storage_of(spec.model_dir), spec.model_dir)
-    if blessing is None or not blessing.blessed:
-        raise AirflowSkipException(f"the model in {spec.model_dir} is not blessed")
-    return spec, blessing
+    if blessing is None:
+        why = f"no blessing in {spec.model_dir}: the gate did not decide"
+    elif not blessing.blessed:
+        why = f"{not_blessed(blessing)}; the blessing is in {spec.model_dir}/blessing"
+    else:
+        return spec, blessing
+    log.warning("%s: %s", skipped, why)
+    raise AirflowSkipException(f"{skipped}: {why}")
 
 
 class ExportModelOperator(BaseOperator):
@@ -202,7 +240,8 @@ class ExportModelOperator(BaseOperator):
         self.gcp_conn_id = gcp_conn_id
 
     def execute(self, context: Context) -> str:
-        spec, blessing = _blessing(context, self.launch_task_id, storages(self.gcp_conn_id))
+        storage_of = storages(self.gcp_conn_id)
+        spec, blessing = _blessing(context, self.launch_task_id, storage_of, "not exported")
         _, handle = launched_job(context, self.launch_task_id)
         out = join(spec.model_dir, "export", str(blessing.global_step))
         # The trainer's own environment, as its roles had it (XCom keeps only the keys).
@@ -230,8 +269,9 @@ class ExportModelOperator(BaseOperator):
 class DeployModelOperator(BaseOperator):
     """Deploys the exported SavedModel as the next version under `serving_base/model_name`.
 
-    Skips (no Asset event) when a model trained on newer data is already deployed, as after a
-    backfill of an old date; a rerun of a deployed run returns its version and adds none.
+    Skips (no Asset event) when the model is not blessed (it runs after a skipped export to
+    say so), or when a model trained on newer data is already deployed, as after a backfill of
+    an old date; a rerun of a deployed run returns its version and adds none.
 
     :param serving_base: the TF Serving base directory; it may be in another store than the
         export (a local model_dir deployed to gs://, or the reverse). (templated)
@@ -255,6 +295,7 @@ class DeployModelOperator(BaseOperator):
     ):
         kwargs.setdefault("outlets", [deploy_outlet(serving_base, model_name)])
         kwargs.setdefault("retry_policy", FAIL_AT_ONCE)
+        kwargs.setdefault("trigger_rule", "none_failed")  # after a skipped export: say why
         super().__init__(**kwargs)
         self.launch_task_id = launch_task_id
         self.export_task_id = export_task_id
@@ -264,7 +305,7 @@ class DeployModelOperator(BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         storage_of = storages(self.gcp_conn_id)
-        _, blessing = _blessing(context, self.launch_task_id, storage_of)
+        _, blessing = _blessing(context, self.launch_task_id, storage_of, "not deployed")
         export_dir = context["ti"].xcom_pull(task_ids=self.export_task_id)
         dag_run = context["dag_run"]
         trained_on = dag_run.data_interval_end or dag_run.run_after
@@ -309,11 +350,14 @@ def gate_export_deploy(
     thresholds: Mapping[str, Any] | str | None,
     serving_base: str,
     model_name: str,
+    fail_when_not_blessed: bool = False,
 ) -> tuple[BlessingGateOperator, ExportModelOperator, DeployModelOperator]:
     """`gate >> export >> deploy` after a `train_and_evaluate` group.
 
     The group's launch task also checks that `serving_base` can be written, before any role
-    starts; all three tasks use the group's `gcp_conn_id`.
+    starts; all three tasks use the group's `gcp_conn_id`. A model that is not blessed leaves
+    the run green (export and deploy skip, naming the reasons), or fails the run with
+    `fail_when_not_blessed=True`.
     """
     launch = training.children[f"{training.group_id}.launch"]
     assert isinstance(launch, LaunchRolesOperator)
@@ -335,6 +379,7 @@ def gate_export_deploy(
         serving_base=serving_base,
         model_name=model_name,
         gcp_conn_id=gcp_conn_id,
+        fail_when_not_blessed=fail_when_not_blessed,
     )
     export = ExportModelOperator(
         task_id="export",

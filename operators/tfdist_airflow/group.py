@@ -27,6 +27,9 @@ def train_and_evaluate(
 ) -> TaskGroup:
     """Add a task group `launch >> watch[chief-0, worker-0, ...] >> stop` to the current DAG.
 
+    `stop` is a teardown: it stops what is left of the roles, also when the run fails or is
+    marked failed, and then fails the run if training did not finish.
+
     :param job: a `JobSpec`, or the path of its YAML/JSON file (read when the DAG is parsed).
     :param backend: where roles run; default: local processes (`LocalBackend()`).
     :param model_dir_base: each run trains in `<base>/<dag_id>/<run>`; default: the spec's
@@ -70,7 +73,11 @@ def train_and_evaluate(
             map_index_template="{{ task.role }}",
         ).expand(role=[RoleId(kind=kind, index=index).name for kind, index in spec.roles()])
         stop = StopRolesOperator(
-            task_id="stop", backend=backend_data, group_id=group.group_id or group_id
+            task_id="stop",
+            backend=backend_data,
+            group_id=group.group_id or group_id,
+            launch_task_id=launch.task_id,
         )
-        launch >> watch >> stop.as_teardown(setups=launch)
+        # The teardown fails the run when training did not finish (see StopRolesOperator).
+        launch >> watch >> stop.as_teardown(setups=launch, on_failure_fail_dagrun=True)
     return group

@@ -23,7 +23,7 @@ from tfdist_airflow.backends import backend_from_dict, connect
 from tfdist_airflow.gcp import storages
 from tfdist_airflow.links import ROLE_LINKS
 from tfdist_airflow.refusals import FAIL_AT_ONCE, refusing
-from tfdist_airflow.runs import fatal_peers, run_model_dir, run_scope
+from tfdist_airflow.runs import fatal_peers, run_model_dir, run_scope, unfinished_step
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -292,17 +292,38 @@ class StopRolesOperator(BaseOperator):
     """Teardown: stops every role this run's step still has running, whatever happened.
 
     Then the backend removes what a launch leaves behind (on Kubernetes: its pods and Service).
+    Last, it fails (no retry) when the step did not finish: a role of the run's launch failed
+    or was still running. `train_and_evaluate` makes it a teardown with
+    `on_failure_fail_dagrun=True`, so such a run ends failed. That is the one mechanism that
+    also holds when a user marks a running run failed: Airflow then fails the running tasks,
+    skips the pending ones and still runs the teardowns, and it judges the run by its leaves
+    (the skipped export and deploy would make it a success).
+
+    :param launch_task_id: the step's launch task; its launch is the one judged (earlier
+        launches of a retried launch task are stopped but not judged). Default: every launch.
     """
 
     ui_color = "#ffcdd2"
 
-    def __init__(self, *, backend: dict[str, Any], group_id: str, **kwargs: Any):
+    def __init__(
+        self,
+        *,
+        backend: dict[str, Any],
+        group_id: str,
+        launch_task_id: str | None = None,
+        **kwargs: Any,
+    ):
         super().__init__(**kwargs)
         self.backend = backend
         self.group_id = group_id
+        self.launch_task_id = launch_task_id
 
     def execute(self, context: Context) -> None:
+        from airflow.sdk.exceptions import AirflowFailException
+
         backend = connect(self.backend)
+        judged = self._judged_launch(context)
+        unfinished = []
         for handle in backend.handles(_scope(context, self.group_id)):
             statuses = backend.statuses(handle)
             running = [role for role, status in statuses.items() if not status.state.finished]
@@ -312,3 +333,14 @@ class StopRolesOperator(BaseOperator):
             else:
                 self.log.info("launch %s: every role had already ended", handle.launch_id)
             backend.cleanup(handle)
+            if judged in (None, handle.launch_id):
+                unfinished.append(unfinished_step(statuses))
+        why = "; ".join(filter(None, unfinished))
+        if why:
+            raise AirflowFailException(f"the training step did not finish: {why}")
+
+    def _judged_launch(self, context: Context) -> str | None:
+        if self.launch_task_id is None:
+            return None
+        pushed = context["ti"].xcom_pull(task_ids=self.launch_task_id)
+        return str(pushed["handle"]["launch_id"]) if pushed else None

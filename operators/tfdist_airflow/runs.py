@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 
+from tfdist.launch.base import RoleState, RoleStatus
 from tfdist.lifecycle import RoleId, Scope, restart_scope
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -38,3 +40,29 @@ def fatal_peers(role: str, roles: list[str], uses_parameter_servers: bool) -> li
         if peer != role
         and restart_scope(RoleId.parse(peer).kind, uses_parameter_servers) is Scope.JOB
     ]
+
+
+def unfinished_step(statuses: Mapping[str, RoleStatus]) -> str | None:
+    """Why a train-and-evaluate step did not finish, judged by how its roles stand when its
+    teardown runs; None when every role succeeded.
+
+    `statuses` are read before the teardown stops anything: a role still running then is
+    one the teardown stops (the run was marked failed, or a peer failed).
+    """
+    running = [name for name, s in statuses.items() if not s.state.finished]
+    failed = [
+        f"{name} ({_exit(s)})" if _exit(s) else name
+        for name, s in statuses.items()
+        if s.state is RoleState.FAILED
+    ]
+    parts = []
+    if failed:
+        parts.append(f"{', '.join(failed)} failed")
+    if running:
+        parts.append(f"{', '.join(running)} still running, stopped now")
+    return "; ".join(parts) or None
+
+
+def _exit(status: RoleStatus) -> str:
+    code = f"exit code {status.exit_code}" if status.exit_code is not None else ""
+    return ", ".join(filter(None, [code, "" if status.detail == "exited" else status.detail]))

@@ -337,7 +337,7 @@ def test_three_backfill_runs_at_once_share_no_port_directory_or_name(
 def test_a_run_marked_failed_leaves_no_role_running(scheduler: tuple[AirflowHome, str]) -> None:
     """Marking one deferred watch task failed stops its role (the trigger's `on_kill`);
     marking the run failed stops the rest (`on_kill` of each trigger, then the teardown,
-    which Airflow still runs)."""
+    which Airflow still runs), and the run ends failed: the teardown fails it."""
     home, url = scheduler
     dag_id = "tfdist_hold"
     unpause_when_parsed(url, dag_id)
@@ -388,9 +388,14 @@ def test_a_run_marked_failed_leaves_no_role_running(scheduler: tuple[AirflowHome
     api(url, "PATCH", f"/dags/{dag_id}/dagRuns/{run_id}", {"state": "failed"})
     wait_for(lambda: not processes_of(run_dir), 60, "every role process to end", 0.5)
     stopped_after = time.monotonic() - marked
-    wait_for(lambda: dict(home.runs(dag_id))[run_id] == "failed", 120, "the run to end", 1)
+    state = home.wait_for_run(dag_id, run_id, timeout=120)
 
     assert stopped_after < 60
     assert {r["reason"] for r in exit_records(run_dir).values()} == {"stopped"}
-    teardown = [r for r in home.tasks(dag_id, run_id) if r.task_id.endswith(".stop")]
-    assert [r.state for r in teardown] == ["success"]
+    # The task after the step was skipped, which alone would make the run a success; the
+    # teardown fails it, since training did not finish.
+    rows = {r.task_id: r.state for r in home.tasks(dag_id, run_id)}
+    assert (rows["after_training"], rows["train_and_evaluate.stop"]) == ("skipped", "failed")
+    assert state == "failed"
+    (stop_log,) = logs.glob("task_id=train_and_evaluate.stop/*.log")
+    assert "the training step did not finish: " in stop_log.read_text()

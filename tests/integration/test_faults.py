@@ -251,8 +251,9 @@ def test_without_restarts_a_dead_ps_fails_the_job_at_once_naming_it(tmp_path: Pa
 def test_killed_watch_tasks_and_the_teardown_leave_no_role_running(tmp_path: Path) -> None:
     """The operators' own entry points with a hand-made context (only the fields they read):
     a killed deferred watch task (the trigger's `on_kill`), a killed running watch task
-    (`WatchRoleOperator.on_kill`) and the teardown each stop what they own."""
-    from airflow.sdk.exceptions import TaskDeferred
+    (`WatchRoleOperator.on_kill`) and the teardown each stop what they own; the teardown then
+    fails, naming what did not finish."""
+    from airflow.sdk.exceptions import AirflowFailException, TaskDeferred
 
     from tfdist_airflow.roles import LaunchRolesOperator, StopRolesOperator, WatchRoleOperator
 
@@ -292,7 +293,15 @@ def test_killed_watch_tasks_and_the_teardown_leave_no_role_running(tmp_path: Pat
     assert launcher.statuses(handle)["worker-0"].state is RoleState.FAILED
     assert launcher.statuses(handle)["chief-0"].state is RoleState.RUNNING
 
-    StopRolesOperator(task_id="stop", backend=backend, group_id="train").execute(context)
+    stop = StopRolesOperator(
+        task_id="stop", backend=backend, group_id="train", launch_task_id="launch"
+    )
+    with pytest.raises(AirflowFailException) as failed:  # fails the run: training did not finish
+        stop.execute(context)
+    assert str(failed.value) == (
+        "the training step did not finish: worker-0 (exit code 143, stopped), evaluator-0 "
+        "(exit code 143, stopped) failed; chief-0 still running, stopped now"
+    )
     assert {r["reason"] for r in exit_records(run_dir).values()} == {"stopped"}
     assert_no_process_left(run_dir)
 

@@ -517,15 +517,23 @@ def test_a_killed_watch_task_leaves_no_pod_of_its_role(
 def test_teardown_deletes_every_pod_and_the_service(
     api: FakeKubeApi, backend: dict[str, Any], tmp_path: Path
 ) -> None:
+    from airflow.sdk.exceptions import AirflowFailException
+
     from tfdist_airflow.roles import StopRolesOperator
 
     pushed = run_launch(backend, BASE)
     handle = JobHandle.model_validate(pushed["handle"])
     api.start(pod_of(handle, "chief-0"))
     api.exit(pod_of(handle, "evaluator-0"), 0)
-    StopRolesOperator(task_id="stop", backend=backend, group_id="train_and_evaluate").execute(
-        context()
+    stop = StopRolesOperator(
+        task_id="stop",
+        backend=backend,
+        group_id="train_and_evaluate",
+        launch_task_id="train_and_evaluate.launch",
     )
+    with pytest.raises(AirflowFailException, match="did not finish: chief-0, worker-0, ") as e:
+        stop.execute(context(pushed))
+    assert "evaluator-0" not in str(e.value)  # it had succeeded
     assert api.pods == {} and api.services == {}
 
 

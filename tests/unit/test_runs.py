@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from tfdist_airflow.runs import fatal_peers, run_model_dir, run_name, run_scope
+from tfdist.launch.base import RoleState, RoleStatus
+from tfdist_airflow.runs import fatal_peers, run_model_dir, run_name, run_scope, unfinished_step
 
 
 @pytest.mark.parametrize(
@@ -51,3 +52,42 @@ def test_fatal_peers() -> None:
     all_reduce = ["chief-0", "worker-0", "evaluator-0"]
     assert fatal_peers("evaluator-0", all_reduce, False) == ["chief-0", "worker-0"]
     assert fatal_peers("worker-0", all_reduce, False) == ["chief-0"]
+
+
+def status(name: str, state: RoleState, code: int | None = None, detail: str = "") -> RoleStatus:
+    return RoleStatus(name=name, state=state, exit_code=code, detail=detail)
+
+
+@pytest.mark.parametrize(
+    ("statuses", "expected"),
+    [
+        pytest.param(
+            [status("chief-0", RoleState.SUCCEEDED, 0), status("ps-0", RoleState.SUCCEEDED, 0)],
+            None,
+            id="every-role-succeeded",
+        ),
+        pytest.param(
+            [
+                status("chief-0", RoleState.RUNNING),
+                status("worker-0", RoleState.PENDING),
+                status("evaluator-0", RoleState.FAILED, 143, "stopped"),
+            ],
+            "evaluator-0 (exit code 143, stopped) failed; chief-0, worker-0 still running, "
+            "stopped now",
+            id="run-marked-failed",
+        ),
+        pytest.param(
+            [
+                status("chief-0", RoleState.FAILED, 1, "exited"),
+                status("ps-0", RoleState.FAILED, None, "the role's supervisor was killed"),
+                status("evaluator-0", RoleState.SUCCEEDED, 0),
+            ],
+            "chief-0 (exit code 1), ps-0 (the role's supervisor was killed) failed",
+            id="roles-failed",
+        ),
+    ],
+)
+def test_unfinished_step_names_each_role_that_did_not_succeed(
+    statuses: list[RoleStatus], expected: str | None
+) -> None:
+    assert unfinished_step({s.name: s for s in statuses}) == expected

@@ -3,7 +3,10 @@
 - `tfdist_backfill`: a two-role all-reduce job (`plain_trainer.py`: TensorFlow, gRPC on loopback)
   that the tests backfill three dates at once; `trainer.env` carries a credential that must
   not leak.
-- `tfdist_hold`: roles that only wait, to be killed or marked failed while they run.
+- `tfdist_hold`: roles that only wait, to be killed or marked failed while they run; a task
+  after the step stands for the gate (the leaf by which Airflow would judge the run).
+- `tfdist_not_blessed` and `tfdist_not_blessed_fails`: an evaluator that writes a poor final
+  record (no TensorFlow), then gate, export and deploy; the second with `fail_when_not_blessed`.
 """
 
 from __future__ import annotations
@@ -12,14 +15,25 @@ import os
 from datetime import datetime
 from pathlib import Path
 
+from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import DAG
 
 from tfdist.spec import JobSpec, parse_spec
-from tfdist_airflow import train_and_evaluate
+from tfdist_airflow import gate_export_deploy, train_and_evaluate
 
 BASE_DIR = os.environ.get("TFDIST_BASE_DIR", "/tmp/tfdist")
 PLAIN_TRAINER = str(Path(__file__).parents[1] / "plain_trainer.py")
 WAITS = "import time; print('started', flush=True); time.sleep(600)"
+# The evaluator writes its record of the final checkpoint (step 5): accuracy 0.5.
+EVALUATES = """
+import json, os, pathlib
+if json.loads(os.environ["TF_CONFIG"])["task"]["type"] == "evaluator":
+    eval_dir = pathlib.Path(os.environ["MODEL_DIR"], "eval")
+    eval_dir.mkdir(parents=True, exist_ok=True)
+    record = {"global_step": 5, "metrics": {"accuracy": 0.5}, "checkpoint_path": "ckpt-5",
+              "timestamp": 0.0, "eval_steps": 1}
+    (eval_dir / "record-000000000005.json").write_text(json.dumps(record))
+"""
 
 
 def job(name: str, command: list[str], cluster: dict[str, int], **env: str) -> JobSpec:
@@ -60,6 +74,19 @@ with DAG(
     catchup=False,
     tags=["tfdist", "test"],
 ):
-    train_and_evaluate(
+    held = train_and_evaluate(
         job("hold", ["python", "-c", WAITS], {"worker": 1, "evaluator": 1}), poll_interval=1.0
     )
+    held >> EmptyOperator(task_id="after_training")
+
+for dag_id, fails in (("tfdist_not_blessed", False), ("tfdist_not_blessed_fails", True)):
+    with DAG(dag_id=dag_id, schedule=None, catchup=False, tags=["tfdist", "test"]):
+        gate_export_deploy(
+            train_and_evaluate(
+                job("gated", ["python", "-c", EVALUATES], {"evaluator": 1}), poll_interval=1.0
+            ),
+            thresholds={"accuracy": {"min": 0.9}},
+            serving_base=f"{BASE_DIR}/serving",
+            model_name="gated",
+            fail_when_not_blessed=fails,
+        )

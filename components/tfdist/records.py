@@ -3,18 +3,26 @@
 Layout (paths relative to `model_dir`):
 
     ckpt-<step>.index, ckpt-<step>.data-*, checkpoint   the chief's checkpoints
+    events.out.tfevents.*                               the chief's training summaries (loss,
+                                                        steps_per_sec, learning_rate)
     <eval_dir>/record-<step>.json                       one EvalRecord per evaluated checkpoint
     <eval_dir>/events.out.tfevents.*                    the same metrics for TensorBoard
     tfdist/train-done.json                              TrainDone, written once training ended
+    tfdist/progress/<role>.json                         RoleProgress of each training role
+
+`tensorboard --logdir <model_dir>` shows training (run `.`) and evaluation (run `eval`) together.
 
 No TensorFlow here: the gate and the operators read these with plain storage clients.
 """
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict
 
 TRAIN_DONE = "tfdist/train-done.json"
+PROGRESS_DIR = "tfdist/progress"
 
 
 class EvalRecord(BaseModel):
@@ -38,6 +46,37 @@ class TrainDone(BaseModel):
     max_steps: int | None
     timestamp: float
     launch_id: str  # which gang launch trained it: a stale marker from a past launch is ignored
+
+
+class RoleProgress(BaseModel):
+    """One training role's throughput: `tfdist/progress/<role>.json`, rewritten (atomically
+    where the store allows) each time the role logs its progress, every
+    `log_step_count_steps` steps (under parameter-server training: every checkpoint).
+
+    `unit` says what `count` and `rate` count: `steps` for the chief and all-reduce workers
+    (training steps this process took part in), `closures` for a worker under
+    parameter-server training (step functions the chief's coordinator ran on it; the chief
+    counts them and writes the file, so `reported_by` is `chief-0`). `count` is since this
+    launch started or resumed the role; `rate` is per second over the last interval;
+    `global_step` is the job's step when written. A parameter server writes none.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    role: str  # e.g. worker-1
+    unit: Literal["steps", "closures"]
+    count: int
+    rate: float
+    global_step: int
+    max_steps: int | None
+    loss: float | None = None  # the step's loss, where the role sees it
+    timestamp: float  # seconds since the epoch
+    launch_id: str
+    reported_by: str
+
+
+def progress_name(model_dir: str, role: str) -> str:
+    return f"{model_dir}/{PROGRESS_DIR}/{role}.json"
 
 
 def eval_record_name(eval_dir: str, global_step: int) -> str:

@@ -223,10 +223,15 @@ def unpause_when_parsed(url: str, dag_id: str) -> None:
     wait_for(unpaused, 120, f"{dag_id} to be parsed", interval=2)
 
 
-def launched(home: AirflowHome, dag_id: str) -> list[tuple[JobHandle, dict[str, Any]]]:
-    """Each launch of the DAG: its handle, and per role its TF_CONFIG."""
+def launched(
+    home: AirflowHome, dag_id: str, run_id: str | None = None
+) -> list[tuple[JobHandle, dict[str, Any]]]:
+    """Each launch of the DAG (or of one run): its handle, and per role its TF_CONFIG."""
+    from tfdist_airflow.runs import run_name
+
     found = []
-    for path in sorted((home.root / "runs" / dag_id).glob("**/handle.json")):
+    runs = home.root / "runs" / dag_id
+    for path in sorted((runs / run_name(run_id) if run_id else runs).glob("**/handle.json")):
         handle = JobHandle.model_validate_json(path.read_text())
         records = {
             role: json.loads((path.parent / f"{role}.json").read_text()) for role in handle.roles
@@ -333,19 +338,17 @@ def test_three_backfill_runs_at_once_share_no_port_directory_or_name(
         assert_no_process_left(Path(handle.job_id))
 
 
-@pytest.mark.timeout(400)
-def test_a_run_marked_failed_leaves_no_role_running(scheduler: tuple[AirflowHome, str]) -> None:
-    """Marking one deferred watch task failed stops its role (the trigger's `on_kill`);
-    marking the run failed stops the rest (`on_kill` of each trigger, then the teardown,
-    which Airflow still runs), and the run ends failed: the teardown fails it."""
-    home, url = scheduler
+def hold_run(home: AirflowHome, url: str) -> tuple[str, JobHandle, Path]:
+    """A new run of `tfdist_hold` once every role runs and every watch task's trigger runs
+    (Airflow calls a trigger's on_kill only once the triggerer runs it, see RELIABILITY.md):
+    its run id, its launch, its task logs."""
     dag_id = "tfdist_hold"
     unpause_when_parsed(url, dag_id)
     run_id = api(url, "POST", f"/dags/{dag_id}/dagRuns", {"logical_date": None})["dag_run_id"]
 
     def every_role_waits() -> bool:
         rows = [r for r in home.tasks(dag_id, run_id) if r.task_id.endswith(".watch")]
-        jobs = launched(home, dag_id)
+        jobs = launched(home, dag_id, run_id)
         return (
             len(rows) == 3
             and all(r.state == "deferred" for r in rows)
@@ -357,8 +360,7 @@ def test_a_run_marked_failed_leaves_no_role_running(scheduler: tuple[AirflowHome
         )
 
     wait_for(every_role_waits, 240, "every role running, every watch task deferred", 1)
-    ((handle, _),) = launched(home, dag_id)
-    # Airflow calls a trigger's on_kill only once the triggerer runs it (see RELIABILITY.md).
+    ((handle, _),) = launched(home, dag_id, run_id)
     logs = home.home / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}"
 
     def triggers_run() -> bool:
@@ -371,6 +373,17 @@ def test_a_run_marked_failed_leaves_no_role_running(scheduler: tuple[AirflowHome
         )
 
     wait_for(triggers_run, 120, "every watch task's trigger to run", 1)
+    return run_id, handle, logs
+
+
+@pytest.mark.timeout(400)
+def test_a_run_marked_failed_leaves_no_role_running(scheduler: tuple[AirflowHome, str]) -> None:
+    """Marking one deferred watch task failed stops its role (the trigger's `on_kill`);
+    marking the run failed stops the rest (`on_kill` of each trigger, then the teardown,
+    which Airflow still runs)."""
+    home, url = scheduler
+    dag_id = "tfdist_hold"
+    run_id, handle, _ = hold_run(home, url)
     run_dir = Path(handle.job_id)
     launcher = LocalLauncher(home.root / "runs")
     watch = f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/train_and_evaluate.watch"
@@ -388,14 +401,31 @@ def test_a_run_marked_failed_leaves_no_role_running(scheduler: tuple[AirflowHome
     api(url, "PATCH", f"/dags/{dag_id}/dagRuns/{run_id}", {"state": "failed"})
     wait_for(lambda: not processes_of(run_dir), 60, "every role process to end", 0.5)
     stopped_after = time.monotonic() - marked
-    state = home.wait_for_run(dag_id, run_id, timeout=120)
 
+    assert home.wait_for_run(dag_id, run_id, timeout=120) == "failed"
     assert stopped_after < 60
     assert {r["reason"] for r in exit_records(run_dir).values()} == {"stopped"}
-    # The task after the step was skipped, which alone would make the run a success; the
-    # teardown fails it, since training did not finish.
+    teardown = [r for r in home.tasks(dag_id, run_id) if r.task_id.endswith(".stop")]
+    assert [r.state for r in teardown] == ["failed"]
+
+
+@pytest.mark.timeout(400)
+def test_a_run_marked_failed_while_training_ends_failed(
+    scheduler: tuple[AirflowHome, str],
+) -> None:
+    """Marking the run failed skips the task after the step, which alone would make the run
+    a success (Airflow judges a run by its leaves and still runs its teardowns); the teardown
+    stops the roles, then fails the run since training did not finish."""
+    home, url = scheduler
+    dag_id = "tfdist_hold"
+    run_id, handle, logs = hold_run(home, url)
+
+    api(url, "PATCH", f"/dags/{dag_id}/dagRuns/{run_id}", {"state": "failed"})
+    state = home.wait_for_run(dag_id, run_id, timeout=120)
+
     rows = {r.task_id: r.state for r in home.tasks(dag_id, run_id)}
     assert (rows["after_training"], rows["train_and_evaluate.stop"]) == ("skipped", "failed")
     assert state == "failed"
+    assert not processes_of(Path(handle.job_id))
     (stop_log,) = logs.glob("task_id=train_and_evaluate.stop/*.log")
     assert "the training step did not finish: " in stop_log.read_text()

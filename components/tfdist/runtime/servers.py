@@ -2,6 +2,10 @@
 
 `tf.distribute.Server.join()` never returns, so a ps left alone is a leak. Instead we serve in
 the background and exit once the chief of this launch has written its `TrainDone` marker.
+
+A worker cannot count the steps the chief's coordinator runs on it; the chief counts them and
+writes the worker's `RoleProgress`, which the worker logs as its own progress, so a straggler
+shows in its own log. A ps reports nothing (TensorFlow's server keeps no request count).
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from contextlib import contextmanager
 
 import tensorflow as tf
 
-from tfdist.records import TRAIN_DONE, TrainDone
+from tfdist.records import TRAIN_DONE, RoleProgress, TrainDone, progress_name
 from tfdist.runtime.storage import launch_id, read_json
 from tfdist.spec import JobSpec
 from tfdist.tf_config import TFConfig
@@ -21,6 +25,7 @@ from tfdist.tf_config import TFConfig
 log = logging.getLogger("tfdist.serve")
 
 POLL_SECS = 1.0
+PROGRESS_SECS = 5.0
 
 
 class CannotListen(RuntimeError):
@@ -67,6 +72,40 @@ def serve_until_done(spec: JobSpec, config: TFConfig) -> None:
         )
     log.info("serving %s", server.target)
     launch = launch_id()
+    role = f"{config.task_type}-{config.task_index}"
+    progress = ProgressLog(spec.model_dir, role, launch) if config.task_type == "worker" else None
     while not training_finished(spec, launch):
+        if progress is not None:
+            progress.maybe_log()
         time.sleep(POLL_SECS)
+    if progress is not None:
+        progress.maybe_log(force=True)
     log.info("the chief finished training; stopping")
+
+
+class ProgressLog:
+    """Logs what the chief last reported about this worker, when it changed (at most every
+    `PROGRESS_SECS`)."""
+
+    def __init__(self, model_dir: str, role: str, launch: str):
+        self.path, self.launch = progress_name(model_dir, role), launch
+        self.shown: RoleProgress | None = None
+        self.looked = time.monotonic()
+
+    def maybe_log(self, force: bool = False) -> None:
+        if not force and time.monotonic() - self.looked < PROGRESS_SECS:
+            return
+        self.looked = time.monotonic()
+        raw = read_json(self.path)
+        progress = RoleProgress.model_validate(raw) if raw else None
+        if progress is None or progress.launch_id != self.launch or progress == self.shown:
+            return
+        total = f"/{progress.max_steps}" if progress.max_steps else ""
+        log.info(
+            "step %d%s: ran %d steps here (%.1f steps/s)",
+            progress.global_step,
+            total,
+            progress.count,
+            progress.rate,
+        )
+        self.shown = progress

@@ -14,12 +14,13 @@ import shutil
 import signal
 import tempfile
 import time
-from collections.abc import Callable
-from typing import Any
+from collections import Counter
+from collections.abc import Callable, Mapping
+from typing import Any, Literal
 
 import tensorflow as tf
 
-from tfdist.records import TRAIN_DONE, TrainDone
+from tfdist.records import TRAIN_DONE, RoleProgress, TrainDone, progress_name
 from tfdist.runtime.contract import RunContext, Trainer
 from tfdist.runtime.servers import listening
 from tfdist.runtime.storage import launch_id, write_json
@@ -118,10 +119,12 @@ def _make_step_fn(
 
 
 class Progress:
-    """Logs step, steps/s and loss every `every` steps."""
+    """Every `every` steps: logs step, steps/s and loss, and reports them (`Reporter`)."""
 
-    def __init__(self, start_step: int, max_steps: int | None, every: int):
-        self.every, self.max_steps = every, max_steps
+    def __init__(
+        self, start_step: int, max_steps: int | None, every: int, reporter: Reporter | None = None
+    ):
+        self.every, self.max_steps, self.reporter = every, max_steps, reporter
         self.last_step, self.last_time = start_step, time.monotonic()
 
     def maybe_log(self, step: int, loss: float, force: bool = False) -> None:
@@ -131,7 +134,69 @@ class Progress:
         rate = (step - self.last_step) / max(now - self.last_time, 1e-9)
         total = f"/{self.max_steps}" if self.max_steps else ""
         log.info("step %d%s loss %.4f (%.1f steps/s)", step, total, loss, rate)
+        if self.reporter is not None:
+            self.reporter.steps(step, loss, step - self.last_step, rate)
         self.last_step, self.last_time = step, now
+
+
+class Reporter:
+    """Writes this role's `RoleProgress` and, on the chief, TensorBoard training summaries
+    (`loss`, `steps_per_sec`, `learning_rate`) into `model_dir`, next to the evaluator's."""
+
+    def __init__(self, spec: JobSpec, config: TFConfig, state: TrainState):
+        self.spec, self.state = spec, state
+        self.role = f"{config.task_type}-{config.task_index}"
+        self.counts: dict[str, int] = {}
+        self.writer = tf.summary.create_file_writer(spec.model_dir) if config.is_chief else None
+
+    def steps(self, step: int, loss: float, done: int, rate: float) -> None:
+        self._write(self.role, "steps", step, done, rate, loss)
+        if self.writer is not None:
+            with self.writer.as_default(step=step):
+                tf.summary.scalar("loss", loss)
+                tf.summary.scalar("steps_per_sec", rate)
+                tf.summary.scalar("learning_rate", _learning_rate(self.state.optimizer))
+            self.writer.flush()
+
+    def closures(self, step: int, ran: Mapping[str, int], seconds: float) -> None:
+        """What the coordinator ran on each worker since the last call, and logs it."""
+        shown = []
+        for role, done in sorted(ran.items()):
+            rate = done / max(seconds, 1e-9)
+            shown.append(f"{role} {done} ({rate:.1f}/s)")
+            self._write(role, "closures", step, done, rate, None)
+        log.info("steps run per worker: %s", ", ".join(shown))
+
+    def _write(
+        self,
+        role: str,
+        unit: Literal["steps", "closures"],
+        step: int,
+        done: int,
+        rate: float,
+        loss: float | None,
+    ) -> None:
+        self.counts[role] = self.counts.get(role, 0) + done
+        progress = RoleProgress(
+            role=role,
+            unit=unit,
+            count=self.counts[role],
+            rate=round(rate, 3),
+            global_step=step,
+            max_steps=self.spec.train_spec.max_steps,
+            loss=loss,
+            timestamp=time.time(),
+            launch_id=launch_id(),
+            reported_by=self.role,
+        )
+        write_json(progress_name(self.spec.model_dir, role), progress.model_dump())
+
+
+def _learning_rate(optimizer: Any) -> float:
+    try:
+        return float(optimizer.learning_rate)
+    except (TypeError, ValueError):  # a schedule that cannot be read as a number here
+        return float("nan")
 
 
 def _next_chunk(step: int, max_steps: int | None, every: int) -> int:
@@ -180,7 +245,8 @@ def train(spec: JobSpec, trainer: Trainer, config: TFConfig) -> int:
                 strategy, tf.distribute.experimental.ParameterServerStrategy
             )
             run = _coordinated_loop if parameter_servers else _synchronous_loop
-            step = run(spec, trainer, ctx, state, strategy, manager, step, finished)
+            reporter = Reporter(spec, config, state)
+            step = run(spec, trainer, ctx, state, strategy, manager, step, finished, reporter)
     finally:
         if not config.is_chief:
             shutil.rmtree(save_dir, ignore_errors=True)
@@ -196,6 +262,7 @@ def _synchronous_loop(
     manager: tf.train.CheckpointManager,
     step: int,
     finished: Callable[[int], None],
+    reporter: Reporter,
 ) -> int:
     dataset = strategy.distribute_datasets_from_function(
         lambda input_context: trainer.train_input_fn(ctx, input_context)
@@ -204,7 +271,7 @@ def _synchronous_loop(
     train_step = _make_step_fn(state, trainer, strategy)
     max_steps = spec.train_spec.max_steps
     every = spec.train_spec.save_checkpoints_steps
-    progress = Progress(step, max_steps, spec.train_spec.log_step_count_steps)
+    progress = Progress(step, max_steps, spec.train_spec.log_step_count_steps, reporter)
     while max_steps is None or step < max_steps:
         for _ in range(_next_chunk(step, max_steps, every)):
             loss = float(train_step(iterator))
@@ -227,6 +294,7 @@ def _coordinated_loop(
     manager: tf.train.CheckpointManager,
     step: int,
     finished: Callable[[int], None],
+    reporter: Reporter,
 ) -> int:
     coordinator = tf.distribute.coordinator.ClusterCoordinator(strategy)
 
@@ -238,24 +306,36 @@ def _coordinated_loop(
     iterator = iter(coordinator.create_per_worker_dataset(per_worker_dataset))
     # The coordinator counts the steps: a worker that dies mid-step has its step run again on
     # another worker, and a counter on the parameter servers would count it twice.
-    train_step = _make_step_fn(state, trainer, strategy, count=False)
+    step_fn = _make_step_fn(state, trainer, strategy, count=False)
+
+    def counted_step(iterator: Any) -> tuple[tf.Tensor, tf.Tensor]:
+        # Which worker ran it: the chief counts each worker's share of the steps.
+        worker = tf.distribute.coordinator.experimental_get_current_worker_index()
+        return step_fn(iterator), worker
+
+    train_step = tf.function(counted_step)
+
     max_steps = spec.train_spec.max_steps
     every = spec.train_spec.save_checkpoints_steps
-    progress = Progress(step, max_steps, spec.train_spec.log_step_count_steps)
+    progress = Progress(step, max_steps, spec.train_spec.log_step_count_steps, reporter)
     while max_steps is None or step < max_steps:
         chunk = _next_chunk(step, max_steps, every)
+        started = time.monotonic()
         results = [coordinator.schedule(train_step, args=(iterator,)) for _ in range(chunk)]
         coordinator.join()
         step += chunk
         state.step.assign(step)
-        loss = float(results[-1].fetch())
+        fetched = coordinator.fetch(results)
+        ran = Counter(f"worker-{int(worker)}" for _, worker in fetched)
+        loss = float(fetched[-1][0])
         progress.maybe_log(step, loss, force=True)
+        reporter.closures(step, ran, time.monotonic() - started)
         manager.save(checkpoint_number=step)
         log.info("saved checkpoint for step %d", step)
     # Tearing down the coordinator, the per-worker iterator and the step function sends the
     # workers and parameter servers RPCs (removing functions and resources there) that can take
     # seconds, and fail once the servers exit. The role's process ends right after training
     # (the runtime exits with `os._exit`), so keep them until then and tell the servers now.
-    _UNTIL_EXIT.extend((coordinator, iterator, train_step))
+    _UNTIL_EXIT.extend((coordinator, iterator, train_step, step_fn))
     finished(step)
     return step

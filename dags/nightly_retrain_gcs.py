@@ -52,6 +52,9 @@ with DAG(
     @task
     def prepare_data(dag_run=None) -> str:  # type: ignore[no-untyped-def]
         """Write this run's TFRecord shards (the digits data stands in for a nightly export)."""
+        from tfdist import tflog
+
+        tflog.quiet_import()  # TensorFlow's start-up lines would show as errors in this log
         from tfdist.examples.digits import prepare_data
 
         return prepare_data(run_model_dir(f"{BASE_DIR}/data", dag_run.dag_id, dag_run.run_id))

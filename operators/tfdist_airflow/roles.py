@@ -18,6 +18,7 @@ from tfdist.fingerprint import claim_model_dir
 from tfdist.lifecycle import Ending, RoleId, Scope, restart_scope
 from tfdist.locations import check_location, check_locations
 from tfdist.preflight import check_writable
+from tfdist.rolelog import relayed
 from tfdist.spec import JobSpec, parse_spec
 from tfdist_airflow.backends import backend_from_dict, connect
 from tfdist_airflow.gcp import storages
@@ -238,7 +239,7 @@ class WatchRoleOperator(BaseOperator):
         backend = self._backend()
         text, _ = backend.read_log(handle, self.role, offset)
         for line in text.splitlines():
-            self.log.info("[%s] %s", self.role, line)
+            self.log.info("[%s] %s", self.role, relayed(self.role, line))
         status = backend.statuses(handle)[self.role]
         if status.state is not RoleState.SUCCEEDED:
             why = f"stopped because {cause}" if cause else status.detail

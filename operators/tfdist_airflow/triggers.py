@@ -9,6 +9,7 @@ from typing import Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from tfdist.backend import JobHandle, RoleState
+from tfdist.rolelog import relayed
 from tfdist_airflow.backends import connect
 
 
@@ -52,8 +53,8 @@ class RoleExitTrigger(BaseTrigger):
         shown = ""  # e.g. why a pod is still pending: shown once each time it changes
         while True:
             text, offset = await asyncio.to_thread(backend.read_log, handle, self.role, offset)
-            for line in text.splitlines():
-                self.log.info("[%s] %s", self.role, line)
+            for line in text.splitlines():  # one time a line: Airflow's
+                self.log.info("[%s] %s", self.role, relayed(self.role, line))
             statuses = await asyncio.to_thread(backend.statuses, handle)
             status = statuses[self.role]
             if status.state.finished:

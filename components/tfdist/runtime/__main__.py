@@ -11,33 +11,36 @@ import signal
 import sys
 import traceback
 
+from tfdist import tflog
+from tfdist.rolelog import line_format
 from tfdist.runtime.contract import ContractError, RunContext, load_trainer
 from tfdist.spec import JobSpec
 from tfdist.tf_config import TFConfigError, parse_tf_config
 
 
 def _setup_logging(role: str) -> None:
-    """tfdist's progress at INFO; TensorFlow's own Python logging only from WARNING up."""
+    """tfdist's progress at INFO; TensorFlow's own logging as `TFDIST_TF_LOG_LEVEL` says
+    (default: errors only; see `tfdist.tflog`)."""
     logging.basicConfig(
-        level=logging.WARNING,
-        format=f"%(asctime)s {role} %(levelname)s %(name)s: %(message)s",
-        stream=sys.stdout,
-        force=True,
+        level=logging.WARNING, format=line_format(role), stream=sys.stdout, force=True
     )
     logging.getLogger("tfdist").setLevel(logging.INFO)
     os.environ.setdefault("AUTOGRAPH_VERBOSITY", "0")
 
 
 def main() -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
         spec = JobSpec.model_validate_json(os.environ["TFDIST_JOB"])
         config = parse_tf_config(os.environ.get("TF_CONFIG"))
+        tflog.min_level()
     except KeyError:
         print("TFDIST_JOB is not set: role processes are started by tfdist", file=sys.stderr)
         return 2
     except TFConfigError as error:
         print(f"invalid TF_CONFIG: {error}", file=sys.stderr)
+        return 2
+    except tflog.TFLogLevelError as error:
+        print(error, file=sys.stderr)
         return 2
     role = "local" if config.mode == "local" else f"{config.task_type}-{config.task_index}"
     _setup_logging(role)
@@ -49,6 +52,7 @@ def main() -> int:
         log.error("the job has no trainer.entrypoint; its `command` runs instead of this runtime")
         return 2
     try:
+        tflog.quiet_import()  # before the trainer module imports it
         trainer = load_trainer(spec.trainer.entrypoint)
     except ContractError as error:
         log.error("%s", error)

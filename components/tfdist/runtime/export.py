@@ -18,6 +18,7 @@ import sys
 import tempfile
 import uuid
 
+from tfdist import tflog
 from tfdist.runtime.contract import ContractError, RunContext, Trainer, load_trainer
 from tfdist.spec import JobSpec
 
@@ -96,7 +97,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint", required=True, help="checkpoint prefix, e.g. DIR/ckpt-400")
     parser.add_argument("--out", required=True, help="directory for the SavedModel")
     args = parser.parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     logging.basicConfig(
         level=logging.WARNING,
         format="%(asctime)s export %(levelname)s %(name)s: %(message)s",
@@ -110,6 +110,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if spec.trainer.entrypoint is None:
         log.error("the job has no trainer.entrypoint; a `command` trainer exports by itself")
+        return 2
+    try:
+        tflog.quiet_import()
+    except tflog.TFLogLevelError as error:
+        log.error("%s", error)
         return 2
     try:
         trainer = load_trainer(spec.trainer.entrypoint)

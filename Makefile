@@ -5,8 +5,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 EXTRAS := trainer,airflow,gcs,kubernetes,dev
+UI_PORT ?= 8080
 
-.PHONY: venv test lint unit integration demo bench clean ui-screenshot
+.PHONY: venv test lint unit integration demo ui bench clean ui-screenshot
 
 venv: $(STAMP)
 
@@ -39,6 +40,23 @@ ui-screenshot: venv
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
 		{ echo "needs chromium: apt-get install -y chromium chromium-driver"; exit 1; }
 	TFDIST_SCREENSHOT=docs/training-view.png $(BIN)/pytest -q -rs tests/integration/test_training_view.py
+
+# The Airflow UI on this repository's DAGs, with the demo's directories under var/.
+# `airflow standalone` starts its scheduler, dag-processor, api-server and triggerer as
+# `airflow ...` from PATH, so the venv goes first on it.
+ui: venv
+	PATH="$(CURDIR)/$(BIN):$$PATH" \
+	AIRFLOW_HOME="$(CURDIR)/var/airflow" \
+	AIRFLOW__CORE__DAGS_FOLDER="$(CURDIR)/dags" \
+	AIRFLOW__CORE__LOAD_EXAMPLES=False \
+	AIRFLOW__CORE__PARALLELISM=8 \
+	AIRFLOW__API__HOST=127.0.0.1 \
+	AIRFLOW__API__PORT=$(UI_PORT) \
+	AIRFLOW__API__BASE_URL=http://127.0.0.1:$(UI_PORT) \
+	AIRFLOW__CORE__EXECUTION_API_SERVER_URL=http://127.0.0.1:$(UI_PORT)/execution/ \
+	TFDIST_BASE_DIR="$(CURDIR)/var/tfdist" \
+	TFDIST_RUN_ROOT="$(CURDIR)/var/tfdist/runs" \
+	$(BIN)/airflow standalone
 
 bench: venv
 	$(BIN)/python -m bench

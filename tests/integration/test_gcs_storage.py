@@ -502,7 +502,7 @@ def test_gcs_dag_imports_light_renders_its_paths_and_deploys_through_an_alias() 
         "assets = [(type(a).__name__, a.name) for t in dag.tasks for a in t.outlets]\n"
         "print(json.dumps({'heavy': heavy, 'assets': assets, 'paths': [\n"
         "    [render(t, b, v) for t in (launch.model_dir_base, deploy.serving_base,\n"
-        "                                gate.op_kwargs['serving_base'])]\n"
+        "                                gate.serving_base)]\n"
         "    for b, v in [(None, 'from-variable'), ('from-param', 'from-variable')]]}))\n"
     )
     result = subprocess.run(

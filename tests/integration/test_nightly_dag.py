@@ -7,6 +7,7 @@ and once under `airflow standalone` with LocalExecutor, where the role tasks mus
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from importlib.metadata import version
@@ -130,6 +131,8 @@ def test_impossible_threshold_ends_green_with_deploy_skipped(airflow: AirflowHom
     rows = states(airflow.tasks(DAG_ID))
     assert rows["gate"] == "success"
     assert (rows["export"], rows["deploy"]) == ("skipped", "skipped")
+    for verb in ("exported", "deployed"):  # each skipped task says why
+        assert f"reason='not {verb}: not blessed: accuracy " in result.stdout
     model_dir = latest_model_dir(airflow)
     assert (model_dir / "blessing" / "NOT_BLESSED").exists()
     assert not (model_dir / "blessing" / "BLESSED").exists()
@@ -162,6 +165,27 @@ def test_scheduler_runs_the_role_tasks_in_parallel(tmp_path: Path) -> None:
     assert len(starts) == len(ends) == len(ROLES)
     assert max(starts) < min(ends)
     assert leftover_roles(home) == []
+
+    # Log hygiene: TensorFlow's start-up output is no ERROR in the data task's log, and a
+    # role's lines carry Airflow's time only.
+    logs = home.home / "logs" / f"dag_id={DAG_ID}" / f"run_id={run_id}"
+    (prepare,) = logs.glob("task_id=prepare_data/*.log")
+    levels = {record["level"] for record in log_records(prepare)}
+    assert "error" not in levels and "info" in levels
+    chief = [
+        str(record["event"])
+        for path in logs.glob("task_id=train_and_evaluate.watch/map_index=0/*")
+        for record in log_records(path)
+    ]
+    steps = [line for line in chief if line.startswith("[chief-0] INFO tfdist.train: step ")]
+    assert steps, chief
+    assert not [line for line in chief if re.match(r"\[chief-0\] \d{4}-\d\d-\d\d ", line)]
+    assert not [line for line in chief if "absl::InitializeLog" in line]
+
+
+def log_records(path: Path) -> list[dict[str, object]]:
+    """A task log file's records (Airflow writes one JSON object a line)."""
+    return [json.loads(line) for line in path.read_text().splitlines() if line.startswith("{")]
 
 
 def test_airflow_lists_tfdist_as_a_provider(airflow: AirflowHome) -> None:

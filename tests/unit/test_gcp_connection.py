@@ -104,5 +104,5 @@ def test_gate_export_deploy_preflights_the_serving_base_with_the_groups_connecti
     assert launch.preflight_paths == {"serving_base": "gs://{{ params.bucket }}/serving"}
     assert "preflight_paths" in launch.template_fields
     assert launch.gcp_conn_id == "ml_gcs"
-    assert gate.op_kwargs["gcp_conn_id"] == "ml_gcs"
+    assert gate.gcp_conn_id == "ml_gcs"
     assert (export.gcp_conn_id, deploy.gcp_conn_id) == ("ml_gcs", "ml_gcs")

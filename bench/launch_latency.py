@@ -75,6 +75,8 @@ def launch_once(root: Path, data_dir: Path, roles: int, index: int) -> dict[str,
                 "train_spec.max_steps": 10,
                 "train_spec.save_checkpoints_steps": 10,
                 "train_spec.log_step_count_steps": 1,
+                # TensorFlow's first start-up line marks its load ("TF C++ lib loaded").
+                "trainer.env.TFDIST_TF_LOG_LEVEL": "info",
             }
         )
     )

@@ -29,6 +29,7 @@ from jobtools import (
 from tfdist.backend import RoleState
 from tfdist.launch.local import LocalLauncher
 from tfdist.plan import plan
+from tfdist.records import PROGRESS_DIR, RoleProgress, progress_name
 from tfdist.spec import parse_spec
 
 pytestmark = pytest.mark.integration
@@ -73,6 +74,23 @@ def test_all_reduce_job(tmp_path: Path, digits_data: str, scratch_tmpdir: dict[s
     assert "[worker-0]" in result.stdout and "[evaluator-0]" in result.stdout
     assert_nothing_left_in(scratch_tmpdir)
     assert_no_process_left(run_dir)
+    # Each training role reports its own steps; the chief writes the training summaries.
+    for role in ("chief-0", "worker-0"):
+        assert f"{role} INFO tfdist.train: step 60/60 loss " in result.stdout
+        done = progress(model_dir, role)
+        assert (done.unit, done.count, done.global_step, done.reported_by) == (
+            "steps",
+            60,
+            60,
+            role,
+        )
+        assert done.rate > 0 and done.loss is not None
+    assert sorted(progress_files(model_dir)) == ["chief-0", "worker-0"]
+    assert summaries(model_dir) == {
+        "learning_rate": [20, 40, 60],
+        "loss": [20, 40, 60],
+        "steps_per_sec": [20, 40, 60],
+    }
 
 
 @pytest.mark.timeout(240)
@@ -92,6 +110,34 @@ def test_parameter_server_job(tmp_path: Path, digits_data: str) -> None:
     # The chief sends the servers nothing after its marker (they may be gone by then).
     assert "Failed to remove function remotely" not in result.stdout, result.stdout
     assert_no_process_left(run_dir)
+    # The chief counts which worker ran each step; each worker logs its own share.
+    shares = {role: progress(model_dir, role) for role in ("worker-0", "worker-1")}
+    assert sum(share.count for share in shares.values()) == 60
+    for role, share in shares.items():
+        assert (share.unit, share.global_step, share.reported_by) == ("closures", 60, "chief-0")
+        assert f"{role} INFO tfdist.serve: step 60/60: ran {share.count} steps here (" in (
+            result.stdout
+        )
+    assert "chief-0 INFO tfdist.train: steps run per worker: worker-0 " in result.stdout
+    assert sorted(progress_files(model_dir)) == ["chief-0", "worker-0", "worker-1"]
+    assert sorted(summaries(model_dir)) == ["learning_rate", "loss", "steps_per_sec"]
+
+
+def progress(model_dir: Path, role: str) -> RoleProgress:
+    return RoleProgress.model_validate_json(Path(progress_name(str(model_dir), role)).read_text())
+
+
+def progress_files(model_dir: Path) -> list[str]:
+    return [path.stem for path in (model_dir / PROGRESS_DIR).glob("*.json")]
+
+
+def summaries(log_dir: Path) -> dict[str, list[int]]:
+    """The steps of each TensorBoard scalar in `log_dir` (not its subdirectories)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(log_dir))
+    events.Reload()
+    return {tag: [e.step for e in events.Tensors(tag)] for tag in events.Tags()["tensors"]}
 
 
 @pytest.mark.timeout(300)

@@ -25,7 +25,7 @@ from tfdist.tf_config import TFConfig
 log = logging.getLogger("tfdist.serve")
 
 POLL_SECS = 1.0
-PROGRESS_SECS = 5.0
+PROGRESS_SECS = 2.0
 
 
 class CannotListen(RuntimeError):

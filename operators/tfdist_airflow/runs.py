@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from tfdist.launch.base import RoleState, RoleStatus
+from tfdist.backend import RoleState, RoleStatus
 from tfdist.lifecycle import RoleId, Scope, restart_scope
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from tfdist.launch.base import RoleState, RoleStatus
+from tfdist.backend import RoleState, RoleStatus
 from tfdist_airflow.runs import fatal_peers, run_model_dir, run_name, run_scope, unfinished_step
 
 

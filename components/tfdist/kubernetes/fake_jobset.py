@@ -33,13 +33,14 @@ from tfdist.kubernetes.jobset import (
     QUEUE_NAME,
     REPLICATED_JOB,
     RESTART_ATTEMPT,
+    WORKLOAD_JOB_UID,
     child_job_name,
     hostname,
 )
 from tfdist.kubernetes.names import digest
 
 JOBSET_UID = "jobset.sigs.k8s.io/jobset-uid"
-JOB_UID = "kueue.x-k8s.io/job-uid"  # on a Workload: the uid of the job it admits
+JOB_UID = WORKLOAD_JOB_UID
 COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
 JOB_NAME = "batch.kubernetes.io/job-name"
 _ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # as Kubernetes' generated name suffixes

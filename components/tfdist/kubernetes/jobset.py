@@ -55,6 +55,7 @@ RESTART_ATTEMPT = "jobset.sigs.k8s.io/restart-attempt"
 # Kueue (kueue.x-k8s.io docs, tasks/run/jobsets.md; admission checks, provisioning request).
 QUEUE_NAME = "kueue.x-k8s.io/queue-name"
 PRIORITY_CLASS = "kueue.x-k8s.io/priority-class"
+WORKLOAD_JOB_UID = "kueue.x-k8s.io/job-uid"  # on a Workload: the uid of the job it admits
 PROVREQ_PREFIX = "provreq.kueue.x-k8s.io/"
 
 TASK_INDEX = "TASK_INDEX"

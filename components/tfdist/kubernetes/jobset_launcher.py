@@ -1,0 +1,349 @@
+"""The JobSet backend: one JobSet per launch, restarted by the cluster, watched from outside.
+
+Implements `tfdist.backend.Backend` over a `KubeApi`. A launch creates one JobSet
+(`tfdist.kubernetes.jobset`), whose failure and success policies are the core lifecycle
+compiled (`jobset_policy`): the JobSet, Job and Kueue controllers admit the gang, restart a
+role or the whole job, and fail or finish it, also while Airflow is down. This backend only
+reports what they do (`jobset_status`): `relaunch` and `relaunch_job` have nothing to do.
+
+Watching is cheap: the JobSet, its pods and (while queued) its Kueue Workload are read in one
+snapshot that every role's status and log read share for `Snapshots.max_age_secs`; the watch
+tasks of one triggerer share them through one `Snapshots`. A role's log follows its current
+pod across restarts: the offset carries which pod it is in (`LogCursor`).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NamedTuple
+
+from tfdist.backend import JobHandle, LaunchError, RoleState, RoleStatus
+from tfdist.kubernetes.api import JOBSETS, WORKLOADS, AlreadyExists, KubeApi, KubeApiError
+from tfdist.kubernetes.jobset import (
+    JOBSET_NAME,
+    WORKLOAD_JOB_UID,
+    JobSetOptions,
+    build_jobset,
+    jobset_addresses,
+    jobset_name,
+)
+from tfdist.kubernetes.jobset_status import pod_end, replica_pods, role_views, suspended
+from tfdist.kubernetes.launcher import KubernetesLauncher, _lines
+from tfdist.kubernetes.manifests import Target, build_export_pod
+from tfdist.kubernetes.names import (
+    LAUNCH,
+    MANAGED_BY,
+    ROLES_ANNOTATION,
+    SCOPE,
+    SPEC_ANNOTATION,
+    RunRef,
+    export_pod_name,
+    scope_label,
+)
+from tfdist.lifecycle import RoleId
+from tfdist.plan import JobPlan, plan
+from tfdist.spec import JobSpec
+
+BACKEND = "jobset"
+EXPORT_TIMEOUT_SECS = 1800
+
+
+class Snapshot(NamedTuple):
+    """One read of a launch: its JobSet (None: gone), its pods, its Kueue Workload."""
+
+    jobset: dict[str, Any] | None
+    pods: list[dict[str, Any]]
+    workload: dict[str, Any] | None
+    at: float
+
+
+class Snapshots:
+    """Recent snapshots by launch, shared by every watcher of one process (the triggerer
+    runs the watch of every role). One reader at a time per launch; the others reuse its
+    snapshot while it is younger than `max_age_secs`."""
+
+    def __init__(self, max_age_secs: float = 1.0, clock: Callable[[], float] = time.monotonic):
+        self.max_age_secs = max_age_secs
+        self.clock = clock
+        self._found: dict[str, Snapshot] = {}
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    def get(self, key: str, read: Callable[[float], Snapshot], fresh: bool = False) -> Snapshot:
+        with self._guard:
+            lock = self._locks.setdefault(key, threading.Lock())
+        with lock:
+            found = self._found.get(key)
+            now = self.clock()
+            if found is None or fresh or now - found.at >= self.max_age_secs:
+                found = self._found[key] = read(now)
+            return found
+
+
+class LogCursor(NamedTuple):
+    """Where a role's log was read up to: which pod (its restart attempt and its place
+    among the replica's pods in that attempt) and how many bytes of it. As one int, so that
+    it fits the `Backend.read_log` offset."""
+
+    attempt: int
+    ordinal: int
+    byte: int
+
+    @classmethod
+    def decode(cls, offset: int) -> LogCursor:
+        pod, byte = divmod(offset, 1 << 40)
+        attempt, ordinal = divmod(pod, 1 << 12)
+        return cls(attempt, ordinal, byte)
+
+    def encode(self) -> int:
+        return ((self.attempt << 12) + self.ordinal << 40) + self.byte
+
+
+def new_launch_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+class JobSetLauncher:
+    """Launches, watches and stops train-and-evaluate jobs as JobSets.
+
+    :param api: the cluster (`ProviderKubeApi`) or `FakeJobSetCluster`.
+    :param target: namespace, image, placement and cluster domain of the pods.
+    :param options: Kueue queue, priority and provisioning; `ttlSecondsAfterFinished`.
+    :param snapshots: shared with the other watchers of this process; default: its own.
+    """
+
+    python = "python"
+
+    def __init__(
+        self,
+        api: KubeApi,
+        target: Target,
+        options: JobSetOptions | None = None,
+        *,
+        snapshots: Snapshots | None = None,
+        launch_ids: Callable[[], str] = new_launch_id,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+        delete_wait_secs: float = 300.0,
+    ):
+        self.api = api
+        self.target = target
+        self.options = options or JobSetOptions()
+        self.snapshots = snapshots or Snapshots()
+        self.launch_ids = launch_ids
+        self.clock = clock
+        self.sleep = sleep
+        self.delete_wait_secs = delete_wait_secs
+
+    @property
+    def namespace(self) -> str:
+        return self.target.namespace
+
+    # -- planning and launching -------------------------------------------------------------
+    def plan(self, spec: JobSpec, scope: str) -> JobPlan:
+        ref = RunRef.from_scope(scope, self.launch_ids())
+        name = jobset_name(spec.name, ref)
+        addresses = jobset_addresses(spec, name, self.namespace, self.target.cluster_domain)
+        return plan(spec, addresses, python=self.python, scope=scope, launch_id=ref.launch)
+
+    def launch(self, job: JobPlan) -> JobHandle:
+        """Create the JobSet: every role at once, admitted as one by Kueue when queued. A
+        retry of the same launch finds the JobSet it made and creates no second one."""
+        ref = RunRef.from_scope(job.scope, job.launch_id or self.launch_ids())
+        manifest = build_jobset(job, ref, self.target, self.options)
+        name = manifest["metadata"]["name"]
+        try:
+            self.api.create_object(JOBSETS, self.namespace, manifest)
+        except AlreadyExists:
+            found = self.api.get_object(JOBSETS, self.namespace, name)
+            if found is None or found["metadata"].get("labels", {}).get(LAUNCH) != ref.launch:
+                raise LaunchError(f"JobSet {name} exists but is not this launch's") from None
+        except KubeApiError as error:
+            raise LaunchError(f"could not create JobSet {name} of {job.spec.name}: {error}") from None
+        return JobHandle(
+            backend=BACKEND,
+            job_id=f"{self.namespace}/{name}",
+            launch_id=ref.launch,
+            roles=tuple(job.role_names),
+        )
+
+    # -- watching ---------------------------------------------------------------------------
+    def snapshot(self, handle: JobHandle, fresh: bool = False) -> Snapshot:
+        """The launch's JobSet, pods and (while suspended) Workload: two requests, three
+        while queued; shared for `snapshots.max_age_secs`."""
+        namespace, name = _where(handle)
+
+        def read(now: float) -> Snapshot:
+            jobset = self.api.get_object(JOBSETS, namespace, name)
+            if jobset is None:
+                return Snapshot(None, [], None, now)
+            pods = self.api.list_pods(namespace, {JOBSET_NAME: name})
+            workload = None
+            if suspended(jobset):
+                uid = {WORKLOAD_JOB_UID: jobset["metadata"].get("uid", "")}
+                found = self.api.list_objects(WORKLOADS, namespace, uid)
+                workload = found[0] if found else None
+            return Snapshot(jobset, pods, workload, now)
+
+        return self.snapshots.get(handle.job_id, read, fresh)
+
+    def statuses(self, handle: JobHandle) -> dict[str, RoleStatus]:
+        snap = self.snapshot(handle)
+        if snap.jobset is None:
+            detail = "its JobSet is gone: deleted (stopped, torn down, or past its TTL)"
+            return {
+                role: RoleStatus(name=role, state=RoleState.FAILED, detail=detail)
+                for role in handle.roles
+            }
+        spec = _recorded_spec(snap.jobset)
+        views = role_views(spec, snap.jobset, snap.pods, snap.workload)
+        return {role: views[role].status for role in handle.roles}
+
+    def wait(self, handle: JobHandle, roles: Sequence[str], timeout: float) -> None:
+        self.sleep(timeout)
+
+    def read_log(self, handle: JobHandle, role: str, offset: int = 0) -> tuple[str, int]:
+        """Whole lines of the role's log from `offset`. Once the role has a new pod (its Job
+        or the whole JobSet restarted), the rest of the old pod's log comes first if it is
+        still there, then the new pod's from its start, after a line naming it."""
+        snap = self.snapshot(handle)
+        if snap.jobset is None:
+            return "", offset
+        namespace, _ = _where(handle)
+        rid = RoleId.parse(role)
+        attempt = int((snap.jobset.get("status") or {}).get("restarts") or 0)
+        current = replica_pods(snap.pods, rid, attempt)
+        here = LogCursor(attempt, len(current) - 1, 0) if current else LogCursor(attempt, 0, 0)
+        cursor = LogCursor.decode(offset)
+        if cursor[:2] != here[:2]:  # on an older pod: its rest, then on to the current one
+            older = replica_pods(snap.pods, rid, cursor.attempt)
+            text = ""
+            if cursor.ordinal < len(older):
+                text = self._log(namespace, older[cursor.ordinal], cursor.byte, whole=True)
+            return text, here.encode()
+        if not current or not _started(current[-1]):
+            return "", offset
+        pod = current[-1]
+        data = self.api.read_pod_log(namespace, pod["metadata"]["name"])
+        text, end = _lines(data, cursor.byte, whole=pod_end(pod) is not None)
+        if text and cursor.byte == 0 and (attempt or here.ordinal):
+            runs = f"job restart {attempt}, " if attempt else ""
+            text = (
+                f"--- {role}: following pod {pod['metadata']['name']} ({runs}run "
+                f"{here.ordinal + 1} of its Job) ---\n{text}"
+            )
+        return text, here._replace(byte=end).encode()
+
+    def _log(self, namespace: str, pod: Mapping[str, Any], start: int, whole: bool) -> str:
+        if not _started(pod):
+            return ""
+        data = self.api.read_pod_log(namespace, pod["metadata"]["name"])
+        return _lines(data, start, whole=whole)[0]
+
+    # -- restarting: the cluster's job --------------------------------------------------------
+    def relaunch(self, handle: JobHandle, role: str) -> None:
+        """Nothing: the role's own Job restarts it (its `backoffLimit`, `podFailurePolicy`)."""
+
+    def relaunch_job(self, handle: JobHandle) -> None:
+        """Nothing: the JobSet's `failurePolicy` restarts every role."""
+
+    # -- stopping ---------------------------------------------------------------------------
+    def stop(self, handle: JobHandle, roles: Sequence[str] | None = None) -> None:
+        """Delete the JobSet with foreground propagation and wait until its pods are gone.
+
+        With `roles`, delete only those roles' current pods: their Jobs and the JobSet then
+        do what the policy says for a role that ended so (a role-scope role starts again, a
+        job-scope one restarts the job); the teardown stops the whole JobSet.
+        """
+        namespace, name = _where(handle)
+        if roles is None:
+            self.api.delete_object(JOBSETS, namespace, name, foreground=True)
+            self._await(lambda: not self.api.list_pods(namespace, {JOBSET_NAME: name}), name)
+            return
+        snap = self.snapshot(handle, fresh=True)
+        attempt = int(((snap.jobset or {}).get("status") or {}).get("restarts") or 0)
+        names = []
+        for role in roles:
+            current = replica_pods(snap.pods, RoleId.parse(role), attempt)
+            if current and pod_end(current[-1]) is None:
+                names.append(current[-1]["metadata"]["name"])
+        for pod in names:
+            self.api.delete_pod(namespace, pod)
+        self._await(lambda: all(self.api.get_pod(namespace, n) is None for n in names), name)
+
+    def _await(self, gone: Callable[[], bool], name: str) -> None:
+        deadline = self.clock() + self.delete_wait_secs
+        while not gone():
+            if self.clock() >= deadline:
+                raise KubeApiError(
+                    f"the pods of JobSet {name} are still being deleted after "
+                    f"{self.delete_wait_secs:.0f} s; Kubernetes finishes on its own"
+                )
+            self.sleep(1.0)
+
+    def cleanup(self, handle: JobHandle) -> None:
+        """Delete the JobSet (foreground) and confirm its pods are gone."""
+        self.stop(handle)
+
+    def handles(self, scope: str) -> list[JobHandle]:
+        """Every JobSet of `scope` still on the cluster, oldest first."""
+        labels = {MANAGED_BY: "tfdist", SCOPE: scope_label(RunRef.from_scope(scope, "").scope)}
+        found = self.api.list_objects(JOBSETS, self.namespace, labels)
+        found.sort(key=lambda js: (js["metadata"].get("creationTimestamp") or "", js["metadata"]["name"]))
+        return [
+            JobHandle(
+                backend=BACKEND,
+                job_id=f"{self.namespace}/{js['metadata']['name']}",
+                launch_id=js["metadata"]["labels"].get(LAUNCH, ""),
+                roles=tuple(
+                    (js["metadata"].get("annotations") or {}).get(ROLES_ANNOTATION, "").split(",")
+                ),
+            )
+            for js in found
+        ]
+
+    # -- exporting --------------------------------------------------------------------------
+    def export(
+        self,
+        handle: JobHandle,
+        spec: JobSpec,
+        checkpoint: str,
+        out: str,
+        env: Mapping[str, str],
+        log: Callable[[str], None],
+    ) -> None:
+        """Export in a one-off pod of the trainer image, placed as the chief (as the raw-pod
+        backend does; it is not part of the JobSet, so the JobSet's end does not stop it)."""
+        _, name = _where(handle)
+        manifest = build_export_pod(spec, name, handle.launch_id, self.target, checkpoint, out, env)
+        pods = KubernetesLauncher(self.api, self.target, clock=self.clock, sleep=self.sleep)
+        try:
+            pods.run_to_completion(manifest, log, timeout_secs=EXPORT_TIMEOUT_SECS)
+        except RuntimeError as error:
+            raise RuntimeError(f"export failed: {error}") from error
+
+    def stop_export(self, handle: JobHandle, checkpoint: str) -> None:
+        namespace, name = _where(handle)
+        self.api.delete_pod(namespace, export_pod_name(name, checkpoint))
+
+
+def _recorded_spec(jobset: Mapping[str, Any]) -> JobSpec:
+    return JobSpec.model_validate_json(jobset["metadata"]["annotations"][SPEC_ANNOTATION])
+
+
+def _started(pod: Mapping[str, Any]) -> bool:
+    """Its container has started (or ended): there is a log to read."""
+    statuses = pod.get("status", {}).get("containerStatuses") or [{}]
+    state = statuses[0].get("state") or {}
+    return "running" in state or "terminated" in state
+
+
+def _where(handle: JobHandle) -> tuple[str, str]:
+    if handle.backend != BACKEND or "/" not in handle.job_id:
+        raise ValueError(f"not a JobSet launch: {handle.backend} {handle.job_id}")
+    namespace, name = handle.job_id.split("/", 1)
+    return namespace, name
+

@@ -132,10 +132,25 @@ def test_a_chief_out_of_memory_restarts_the_job_and_is_reported_as_such() -> Non
     assert api.jobset(NAME)["status"]["restarts"] == 1
     assert state(api, "worker-0") == (
         RoleState.PENDING,
-        "pod pending: waiting for a node (job restart 1, 1 of 2 counted)",
+        "pod pending: waiting for a node (job restart 1, 1 of 2 counted, after chief-0 failed)",
     )
     restarting = api.jobset(NAME)["status"]["conditions"]
     assert any(c["type"] == "RestartingJobSet" and c["status"] == "True" for c in restarting)
+
+
+def test_a_chief_out_of_memory_seen_before_the_controller_acts_says_what_happens() -> None:
+    api = launch()
+    start_all(api)
+    api.pause()  # the watch polls between the pod's end and the controllers' reaction
+    api.oom(api.current_pod(NAME, "chief", 0))
+    assert state(api, "chief-0") == (
+        RoleState.PENDING,
+        "restarting: chief-0 ran out of memory (OOM-killed, exit code 137); restarting every "
+        "role from the last checkpoint (restart 1 of 2)",
+    )
+    api.resume()
+    start_all(api)
+    assert state(api, "chief-0") == (RoleState.RUNNING, "job restart 1, 1 of 2 counted")
 
 
 def test_out_of_memory_with_no_restart_left_fails_saying_out_of_memory() -> None:

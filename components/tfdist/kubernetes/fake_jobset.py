@@ -55,6 +55,7 @@ class FakeJobSetCluster(FakeKubeApi):
         self._pod_ids = itertools.count(1)
         self._failures = itertools.count(1)  # the order in which Jobs failed
         self._busy = False
+        self.paused = False  # controllers lagging behind: see `pause`
 
     # -- the API, with the controllers reacting ----------------------------------------------
     def create_object(
@@ -170,6 +171,16 @@ class FakeJobSetCluster(FakeKubeApi):
         self._jobset(jobset)["spec"]["suspend"] = True
         self.reconcile()
 
+    # -- controller latency (tests) ----------------------------------------------------------
+    def pause(self) -> None:
+        """Hold the controllers back, as between a pod's end and their next reconcile: reads
+        see the ended pod before the Job, JobSet and Kueue react to it."""
+        self.paused = True
+
+    def resume(self) -> None:
+        self.paused = False
+        self.reconcile()
+
     # -- looking around (tests) ----------------------------------------------------------------
     def current_pod(self, jobset: str, role: str, index: int) -> str:
         """The newest pod of replica `index` of `role` in the JobSet's current attempt."""
@@ -195,7 +206,7 @@ class FakeJobSetCluster(FakeKubeApi):
     def reconcile(self) -> None:
         """Run the controllers until nothing changes (as a real cluster settles). What they
         create and delete is not recorded in `calls`: those are the client's requests."""
-        if self._busy:
+        if self._busy or self.paused:
             return
         self._busy = True
         mark = len(self.calls)
@@ -249,10 +260,23 @@ class FakeJobSetCluster(FakeKubeApi):
         paused = bool(spec.get("suspend"))
         for job in active:
             job["spec"]["suspend"] = paused
+        if not paused and _true(js, "RestartingJobSet") and self._all_ready(current, spec):
+            _set(js, "RestartingJobSet", "False", "JobsReady", "all jobs are ready", self._now())
         message = "jobset is suspended" if paused else "jobset is resumed"
         reason = "SuspendedJobs" if paused else "ResumeJobs"
         if _true(js, "Suspended") != paused:
             _set(js, "Suspended", "True" if paused else "False", reason, message, self._now())
+
+    def _all_ready(self, jobs: list[dict[str, Any]], spec: Mapping[str, Any]) -> bool:
+        """Every Job of the attempt exists and its pod runs: the controller then sets
+        RestartingJobSet back to False (reason JobsReady)."""
+        wanted = sum(rjob["replicas"] for rjob in spec["replicatedJobs"])
+        running = [
+            job
+            for job in jobs
+            if any(p["status"].get("phase") == "Running" for p in self._pods_of(job))
+        ]
+        return len(jobs) == wanted and len(running) == wanted
 
     def _finished(self, js: dict[str, Any], active: list[dict[str, Any]]) -> None:
         """A finished JobSet deletes its child Jobs still running (concepts, "Success

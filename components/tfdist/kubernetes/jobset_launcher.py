@@ -162,7 +162,9 @@ class JobSetLauncher:
             if found is None or found["metadata"].get("labels", {}).get(LAUNCH) != ref.launch:
                 raise LaunchError(f"JobSet {name} exists but is not this launch's") from None
         except KubeApiError as error:
-            raise LaunchError(f"could not create JobSet {name} of {job.spec.name}: {error}") from None
+            raise LaunchError(
+                f"could not create JobSet {name} of {job.spec.name}: {error}"
+            ) from None
         return JobHandle(
             backend=BACKEND,
             job_id=f"{self.namespace}/{name}",
@@ -292,7 +294,9 @@ class JobSetLauncher:
         """Every JobSet of `scope` still on the cluster, oldest first."""
         labels = {MANAGED_BY: "tfdist", SCOPE: scope_label(RunRef.from_scope(scope, "").scope)}
         found = self.api.list_objects(JOBSETS, self.namespace, labels)
-        found.sort(key=lambda js: (js["metadata"].get("creationTimestamp") or "", js["metadata"]["name"]))
+        found.sort(
+            key=lambda js: (js["metadata"].get("creationTimestamp") or "", js["metadata"]["name"])
+        )
         return [
             JobHandle(
                 backend=BACKEND,
@@ -346,4 +350,3 @@ def _where(handle: JobHandle) -> tuple[str, str]:
         raise ValueError(f"not a JobSet launch: {handle.backend} {handle.job_id}")
     namespace, name = handle.job_id.split("/", 1)
     return namespace, name
-

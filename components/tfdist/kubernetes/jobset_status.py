@@ -202,7 +202,7 @@ def _alive(
     again = _again(spec, role, jobset, history)
     kind, container = _container_state(pod)
     if kind == "running" or pod.get("status", {}).get("phase") == "Running":
-        return _view(name, RoleState.RUNNING, f"running {again}" if again else "", pod_name)
+        return _view(name, RoleState.RUNNING, again, pod_name)
     scheduled = _condition(pod, "PodScheduled")
     reason = container.get("reason") or ""
     if not scheduled or scheduled.get("status") != "True":
@@ -237,7 +237,11 @@ def _again(
     if restarts:
         counted = int(status.get("restartsCountTowardsMax") or 0)
         budget = spec.restart_policy.max_job_restarts
-        parts.append(f"job restart {restarts}, {counted} of {budget} counted")
+        why = _failed_job_role(jobset, condition(jobset, "RestartingJobSet"))
+        parts.append(
+            f"job restart {restarts}, {counted} of {budget} counted"
+            + (f", after {why}" if why else "")
+        )
     return "; ".join(parts)
 
 

@@ -25,6 +25,7 @@ from bench import (
     parse_cost,
     plan_scale,
     throughput,
+    watch_requests,
 )
 from bench.common import REPO, Row, Stats, prepare_data, print_table, workspace
 
@@ -124,6 +125,7 @@ def run_all(only: set[str], root: Path) -> list[Row]:
         ("4", lambda: launch_latency.measure(root / "latency", runs=2, counts=[2, 4, 8])),
         ("6", lambda: plan_scale.measure(runs=5, sizes=[10, 100, 1000])),
         ("7", deploy_copy_rows),
+        ("9", lambda: watch_requests.measure(polls=10)),
     ]
     for item, measure in items:
         if only and item not in only:

@@ -148,7 +148,7 @@ def test_an_evaluator_crash_restarts_it_alone_and_its_log_follows_the_new_pod(
     api.start(second)
     api.write_log(second, "restored checkpoint 200\n")
     text, offset = backend.read_log(handle, "evaluator-0", offset)
-    assert text == "ep 200\n"  # the rest of the old pod first
+    assert text == "evaluated step 200\n"  # the rest of the old pod first
     text, offset = backend.read_log(handle, "evaluator-0", offset)
     assert text == (
         f"--- evaluator-0: following pod {second} (run 2 of its Job) ---\nrestored checkpoint 200\n"

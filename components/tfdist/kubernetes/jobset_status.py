@@ -36,7 +36,16 @@ from tfdist.kubernetes.status import (
     _container_state,
     _why,
 )
-from tfdist.lifecycle import Action, Ending, RoleEnd, RoleId, Scope, decide, restart_scope
+from tfdist.lifecycle import (
+    Action,
+    Ending,
+    RoleEnd,
+    RoleId,
+    Scope,
+    Verdict,
+    decide,
+    restart_scope,
+)
 from tfdist.spec import JobSpec
 
 _FIRST_FAILED = re.compile(r"\(first failed job: ([^)]+)\)")
@@ -119,7 +128,7 @@ def role_view(
     if condition(jobset, "Completed"):
         end = pod_end(current) if current else None
         if end is not None and end.ending is Ending.SUCCEEDED:
-            return _view(name, RoleState.SUCCEEDED, "", pod_name, exit_code=end.exit_code)
+            return _view(name, RoleState.SUCCEEDED, "", pod_name, end)
         return _view(
             name, RoleState.SUCCEEDED, "ended with the job: the JobSet completed", pod_name
         )
@@ -133,10 +142,10 @@ def role_view(
     if end is None:
         return _alive(spec, role, jobset, current, history)
     if end.ending is Ending.SUCCEEDED:
-        return _view(name, RoleState.SUCCEEDED, "", pod_name, exit_code=end.exit_code)
+        return _view(name, RoleState.SUCCEEDED, "", pod_name, end)
     verdict = _verdict(spec, role, end, history, status)
     if verdict.action is Action.FAIL_JOB:
-        return _view(name, RoleState.FAILED, verdict.reason, pod_name, exit_code=end.exit_code)
+        return _view(name, RoleState.FAILED, verdict.reason, pod_name, end)
     return _view(name, RoleState.PENDING, f"restarting: {verdict.reason}", pod_name)
 
 
@@ -154,15 +163,17 @@ def role_views(
 
 
 def _view(
-    name: str,
-    state: RoleState,
-    detail: str,
-    pod: str | None = None,
-    exit_code: int | None = None,
+    name: str, state: RoleState, detail: str, pod: str | None = None, end: RoleEnd | None = None
 ) -> RoleView:
-    return RoleView(
-        status=RoleStatus(name=name, state=state, exit_code=exit_code, detail=detail), pod=pod
+    """A role's view; `end`: how its own pod ended, when it did."""
+    status = RoleStatus(
+        name=name,
+        state=state,
+        detail=detail,
+        exit_code=end.exit_code if end else None,
+        ending=end.ending if end and state is RoleState.FAILED else None,
     )
+    return RoleView(status=status, pod=pod)
 
 
 def _counted(spec: JobSpec, role: RoleId, earlier: Sequence[Mapping[str, Any]]) -> int:
@@ -180,7 +191,7 @@ def _verdict(
     end: RoleEnd,
     history: Sequence[Mapping[str, Any]],
     status: Mapping[str, Any],
-) -> Any:
+) -> Verdict:
     return decide(
         role,
         end,
@@ -280,7 +291,7 @@ def _failed_set(
     status = jobset.get("status") or {}
     culprit = _FIRST_FAILED.search(str(failed.get("message") or ""))
     reason = _why(failed) or "the JobSet failed"
-    exit_code = None
+    own: RoleEnd | None = None
     if culprit:
         prefix = f"{jobset['metadata']['name']}-"
         try:
@@ -292,12 +303,12 @@ def _failed_set(
         if who is not None and end is not None and end.ending is not Ending.SUCCEEDED:
             reason = _verdict(spec, who, end, history, status).reason
             if who == role:
-                exit_code = end.exit_code
+                own = end
         elif who is not None:
             reason = f"{who} failed ({reason})"
         if who is not None and who != role:
             reason = f"the job failed: {reason}"
-    return _view(role.name, RoleState.FAILED, reason, pod_name, exit_code=exit_code)
+    return _view(role.name, RoleState.FAILED, reason, pod_name, own)
 
 
 def why_queued(jobset: Mapping[str, Any], workload: Mapping[str, Any] | None) -> str:

@@ -97,8 +97,11 @@ def per_poll(watchers: list[Callable[[], None]], clock: Clock, counting: Countin
 
 def jobset_phases(shared: bool, polls: int) -> dict[str, list[float]]:
     from tfdist.kubernetes.fake_jobset import FakeJobSetCluster
-    from tfdist.kubernetes.jobset import JobSetOptions, Kueue
+    from tfdist.kubernetes.jobset import (
+        JobSetOptions,
+    )
     from tfdist.kubernetes.jobset_launcher import JobSetLauncher, Snapshots
+    from tfdist.kubernetes.kueue import Kueue
     from tfdist.kubernetes.manifests import Target
 
     cluster, clock = FakeJobSetCluster(), Clock()

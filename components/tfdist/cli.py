@@ -97,7 +97,12 @@ def _plan_kubernetes(spec: JobSpec, args: argparse.Namespace) -> int:
 def _plan_jobset(spec: JobSpec, target: Target, args: argparse.Namespace) -> list[dict[str, Any]]:
     from pydantic import ValidationError
 
-    from tfdist.kubernetes.jobset import JobSetOptions, Kueue, local_queue, plan_jobset
+    from tfdist.kubernetes.jobset import (
+        JobSetOptions,
+        local_queue,
+        plan_jobset,
+    )
+    from tfdist.kubernetes.kueue import Kueue
 
     provisioning = {}
     for pair in args.provisioning:

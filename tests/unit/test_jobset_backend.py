@@ -12,11 +12,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-
 from tfdist.backend import JobHandle, RoleState
+
 from tfdist.kubernetes.fake_jobset import FakeJobSetCluster
-from tfdist.kubernetes.jobset import JobSetOptions, Kueue
+from tfdist.kubernetes.jobset import (
+    JobSetOptions,
+)
 from tfdist.kubernetes.jobset_launcher import JobSetLauncher, LogCursor, Snapshots
+from tfdist.kubernetes.kueue import Kueue
 from tfdist.kubernetes.manifests import Target
 from tfdist.spec import JobSpec, parse_spec
 

@@ -21,17 +21,15 @@ from jobset_schema import child_job, validate
 from tfdist.kubernetes.jobset import (
     JOB_INDEX,
     MAX_JOBSET_NAME,
-    PRIORITY_CLASS,
-    QUEUE_NAME,
     TASK_INDEX,
     JobSetOptions,
-    Kueue,
     build_jobset,
     jobset_addresses,
     jobset_name,
     plan_jobset,
     replica_env,
 )
+from tfdist.kubernetes.kueue import PRIORITY_CLASS, QUEUE_NAME, Kueue
 from tfdist.kubernetes.manifests import Target
 from tfdist.kubernetes.names import RunRef
 from tfdist.kubernetes.placement import JobPlacement, RolePlacement

@@ -10,12 +10,19 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from tfdist.backend import RoleState
 
 from tfdist.backend import RoleState
 from tfdist.kubernetes.api import JOBSETS, WORKLOADS
 from tfdist.kubernetes.fake_jobset import JOB_UID, FakeJobSetCluster
-from tfdist.kubernetes.jobset import JOBSET_NAME, JobSetOptions, Kueue, jobset_name, plan_jobset
+from tfdist.kubernetes.jobset import (
+    JOBSET_NAME,
+    JobSetOptions,
+    jobset_name,
+    plan_jobset,
+)
 from tfdist.kubernetes.jobset_status import RoleView, role_views
+from tfdist.kubernetes.kueue import Kueue
 from tfdist.kubernetes.manifests import Target
 from tfdist.kubernetes.names import RunRef
 from tfdist.spec import parse_spec

@@ -30,13 +30,12 @@ from tfdist.kubernetes.fake import FakeKubeApi, Key
 from tfdist.kubernetes.jobset import (
     JOB_INDEX,
     JOBSET_NAME,
-    QUEUE_NAME,
     REPLICATED_JOB,
     RESTART_ATTEMPT,
-    WORKLOAD_JOB_UID,
     child_job_name,
     hostname,
 )
+from tfdist.kubernetes.kueue import QUEUE_NAME, WORKLOAD_JOB_UID
 from tfdist.kubernetes.names import digest
 
 JOBSET_UID = "jobset.sigs.k8s.io/jobset-uid"

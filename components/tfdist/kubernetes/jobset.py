@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from tfdist.kubernetes import jobset_policy
+from tfdist.kubernetes.kueue import Kueue
 from tfdist.kubernetes.manifests import (
     CONTAINER,
     PORT,
@@ -40,7 +41,6 @@ from tfdist.kubernetes.names import (
     digest,
     launch_labels,
 )
-from tfdist.kubernetes.placement import ObjectName
 from tfdist.plan import JobPlan, RolePlan, plan
 from tfdist.spec import JobSpec, Role
 
@@ -52,50 +52,12 @@ JOBSET_NAME = "jobset.sigs.k8s.io/jobset-name"
 REPLICATED_JOB = "jobset.sigs.k8s.io/replicatedjob-name"
 JOB_INDEX = "jobset.sigs.k8s.io/job-index"
 RESTART_ATTEMPT = "jobset.sigs.k8s.io/restart-attempt"
-# Kueue (kueue.x-k8s.io docs, tasks/run/jobsets.md; admission checks, provisioning request).
-QUEUE_NAME = "kueue.x-k8s.io/queue-name"
-PRIORITY_CLASS = "kueue.x-k8s.io/priority-class"
-WORKLOAD_JOB_UID = "kueue.x-k8s.io/job-uid"  # on a Workload: the uid of the job it admits
-PROVREQ_PREFIX = "provreq.kueue.x-k8s.io/"
 
 TASK_INDEX = "TASK_INDEX"
 # Room for `-<role>-<index>-0-xxxxx` in a 63-character pod name: up to 9999 replicas of the
 # longest role name (`evaluator`) and of workers (the JobSet webhook checks this).
 MAX_JOBSET_NAME = 40
 _INDEX_SLOT = "__tfdist_task_index__"
-
-
-def _provisioning_keys(value: dict[str, str]) -> dict[str, str]:
-    for key in value:
-        if not key.startswith(PROVREQ_PREFIX) or len(key) == len(PROVREQ_PREFIX):
-            raise ValueError(
-                f"{key!r}: only {PROVREQ_PREFIX}<parameter> annotations pass to the "
-                f"ProvisioningRequest; write it as {PROVREQ_PREFIX}{key.rsplit('/', 1)[-1]}"
-            )
-    return value
-
-
-class Kueue(BaseModel):
-    """Admission of the whole gang by Kueue: all pods at once, when quota (and capacity) is there.
-
-    :param queue_name: the LocalQueue in the JobSet's namespace; None: no Kueue.
-    :param priority_class: a Kueue WorkloadPriorityClass.
-    :param provisioning: `provreq.kueue.x-k8s.io/*` annotations, passed on to the
-        ProvisioningRequest (GKE flex-start / Dynamic Workload Scheduler), e.g.
-        `provreq.kueue.x-k8s.io/maxRunDurationSeconds: "14400"`.
-    """
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    queue_name: ObjectName | None = None
-    priority_class: ObjectName | None = None
-    provisioning: Annotated[dict[str, str], AfterValidator(_provisioning_keys)] = Field(
-        default_factory=dict
-    )
-
-    def labels(self) -> dict[str, str]:
-        labels = {QUEUE_NAME: self.queue_name, PRIORITY_CLASS: self.priority_class}
-        return {key: value for key, value in labels.items() if value}
 
 
 class JobSetOptions(BaseModel):

@@ -24,13 +24,13 @@ from tfdist.backend import JobHandle, LaunchError, RoleState, RoleStatus
 from tfdist.kubernetes.api import JOBSETS, WORKLOADS, AlreadyExists, KubeApi, KubeApiError
 from tfdist.kubernetes.jobset import (
     JOBSET_NAME,
-    WORKLOAD_JOB_UID,
     JobSetOptions,
     build_jobset,
     jobset_addresses,
     jobset_name,
 )
 from tfdist.kubernetes.jobset_status import pod_end, replica_pods, role_views, suspended
+from tfdist.kubernetes.kueue import WORKLOAD_JOB_UID
 from tfdist.kubernetes.launcher import KubernetesLauncher, _lines
 from tfdist.kubernetes.manifests import Target, build_export_pod
 from tfdist.kubernetes.names import (

@@ -24,10 +24,10 @@ from pydantic import BaseModel, ConfigDict
 from tfdist.backend import RoleState, RoleStatus
 from tfdist.kubernetes.jobset import (
     JOB_INDEX,
-    QUEUE_NAME,
     REPLICATED_JOB,
     RESTART_ATTEMPT,
 )
+from tfdist.kubernetes.kueue import QUEUE_NAME
 from tfdist.kubernetes.status import (
     FATAL_WAITING,
     PREEMPTED,

@@ -269,7 +269,7 @@ class FakeJobSetCluster(FakeKubeApi):
     def _all_ready(self, jobs: list[dict[str, Any]], spec: Mapping[str, Any]) -> bool:
         """Every Job of the attempt exists and its pod runs: the controller then sets
         RestartingJobSet back to False (reason JobsReady)."""
-        wanted = sum(rjob["replicas"] for rjob in spec["replicatedJobs"])
+        wanted = sum(int(rjob["replicas"]) for rjob in spec["replicatedJobs"])
         running = [
             job
             for job in jobs

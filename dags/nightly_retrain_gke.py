@@ -1,9 +1,12 @@
-"""Nightly retraining of the digits model on GKE: every role is a pod on a GPU or CPU node pool.
+"""Nightly retraining of the digits model on GKE: one JobSet, admitted as a gang by Kueue.
 
 The same steps as `nightly_retrain` (train and evaluate, gate, export, deploy, here as model
-`digits-gke`) with the Kubernetes backend: the chief trains on an NVIDIA L4 in node pool
-`gpu-pool`, the workers on L4s in the spot pool `gpu-spot-pool` (a preempted worker is
-recreated by its watch task's retry), the parameter server and the evaluator on `cpu-pool`.
+`digits-gke`) with the JobSet backend: the chief trains on an NVIDIA L4 in node pool
+`gpu-pool`, the workers on L4s in the spot pool `gpu-spot-pool`, the parameter server and the
+evaluator on `cpu-pool`. Kueue admits every role at once from the LocalQueue `tfdist-queue`;
+the JobSet's controllers restart a preempted or crashed role (alone, or with every role from
+the last checkpoint) by the lifecycle policy compiled into it, also while Airflow is down, and
+the watch tasks report what they do. On a cluster without JobSet, use `KubernetesBackend`.
 The roles prepare the data themselves. Data, checkpoints, eval records and serving versions
 live under `gs://<bucket>/tfdist/`; the bucket is the DAG param `bucket`, else the Airflow
 Variable `tfdist_bucket`, rendered when a task runs (not when this file is parsed).
@@ -21,14 +24,15 @@ from pathlib import Path
 
 from airflow.sdk import DAG, Param
 
+from tfdist.kubernetes.kueue import Kueue
 from tfdist.kubernetes.placement import JobPlacement, RolePlacement
-from tfdist_airflow import KubernetesBackend, gate_export_deploy, train_and_evaluate
+from tfdist_airflow import JobSetBackend, gate_export_deploy, train_and_evaluate
 
 BUCKET = "gs://{{ params.bucket or var.value.get('tfdist_bucket', '') }}/tfdist"  # per run
 SPEC = Path(__file__).parent / "specs" / "digits.yaml"
 L4 = {"accelerator": "nvidia-l4", "gpus": 1, "cpu": "4", "memory": "16Gi"}
 
-BACKEND = KubernetesBackend(
+BACKEND = JobSetBackend(
     namespace="tfdist",
     connection_id="kubernetes_default",  # absent: the in-cluster service account is used
     image=os.environ.get("TFDIST_TRAINER_IMAGE", "tfdist-trainer:latest"),
@@ -39,6 +43,7 @@ BACKEND = KubernetesBackend(
         chief=RolePlacement(node_pool="gpu-pool", **L4),
         worker=RolePlacement(node_pool="gpu-spot-pool", spot=True, **L4),
     ),
+    kueue=Kueue(queue_name="tfdist-queue"),
 )
 
 with DAG(
@@ -67,7 +72,7 @@ with DAG(
             "train_spec.max_steps": "{{ params.max_steps }}",
             "data_dir": f"{BUCKET}/data/digits",
         },
-        watch_retries=3,
+        watch_retries=0,  # the cluster restarts roles; a watch follows its role across them
         poll_interval=10.0,
     )
     gate_export_deploy(

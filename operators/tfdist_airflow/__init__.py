@@ -11,18 +11,25 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from tfdist_airflow.backends import KubernetesBackend, LocalBackend
+    from tfdist_airflow.backends import JobSetBackend, KubernetesBackend, LocalBackend
     from tfdist_airflow.gating import gate_export_deploy
     from tfdist_airflow.group import train_and_evaluate
 
 _LAZY = {
+    "JobSetBackend": "tfdist_airflow.backends",
     "KubernetesBackend": "tfdist_airflow.backends",
     "LocalBackend": "tfdist_airflow.backends",
     "gate_export_deploy": "tfdist_airflow.gating",
     "train_and_evaluate": "tfdist_airflow.group",
 }
 
-__all__ = ["KubernetesBackend", "LocalBackend", "gate_export_deploy", "train_and_evaluate"]
+__all__ = [
+    "JobSetBackend",
+    "KubernetesBackend",
+    "LocalBackend",
+    "gate_export_deploy",
+    "train_and_evaluate",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import Field, TypeAdapter, ValidationError, model_validator
 
+from tfdist.kubernetes.kueue import Kueue
 from tfdist.kubernetes.placement import JobPlacement
 from tfdist.kubernetes.status import Timeouts
 from tfdist.spec import Frozen, dotted, format_errors
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     from tfdist.backend import Backend
     from tfdist.fake import FakeBackend
     from tfdist.kubernetes.api import KubeApi
+    from tfdist.kubernetes.jobset_launcher import JobSetLauncher
     from tfdist.kubernetes.launcher import KubernetesLauncher
     from tfdist.kubernetes.manifests import Target
     from tfdist.launch.local import LocalLauncher
@@ -103,6 +105,67 @@ class KubernetesBackend(Frozen):
         return KubernetesLauncher(self.api(), self.target(), timeouts=self.timeouts)
 
 
+class JobSetBackend(Frozen):
+    """Every launch as one JobSet (`jobset.x-k8s.io/v1alpha2`) on a Kubernetes cluster, admitted
+    as one gang by Kueue when `kueue.queue_name` names a LocalQueue. The lifecycle policy is
+    compiled into the JobSet, so the cluster's controllers restart roles, or fail or finish the
+    job, also while Airflow is down; the watch tasks report what they do. Needs JobSet (and
+    Kueue) installed: see "Running on GKE" in the README.
+
+    Connection, image, placement and cluster domain as `KubernetesBackend`; pending pods are
+    never failed by a timeout here (bound the wait with Kueue's `waitForPodsReady`).
+
+    :param kueue: queue, WorkloadPriorityClass and `provreq.kueue.x-k8s.io/*` annotations.
+    :param ttl_secs_after_finished: the controller deletes a finished JobSet after this long.
+    """
+
+    kind: Literal["jobset"] = "jobset"
+    namespace: str = "default"
+    connection_id: str | None = "kubernetes_default"
+    in_cluster: bool | None = None
+    cluster_context: str | None = None
+    image: str
+    placement: JobPlacement = Field(default_factory=JobPlacement)
+    cluster_domain: str | None = None
+    kueue: Kueue = Field(default_factory=Kueue)
+    ttl_secs_after_finished: int = Field(default=86400, ge=0)
+
+    @model_validator(mode="after")
+    def _valid_target(self) -> JobSetBackend:
+        self.target()  # a bad namespace or domain fails when the DAG is parsed
+        return self
+
+    def target(self) -> Target:
+        from tfdist.kubernetes.manifests import Target
+
+        return Target(
+            namespace=self.namespace,
+            image=self.image,
+            cluster_domain=self.cluster_domain,
+            placement=self.placement,
+        )
+
+    def api(self) -> KubeApi:
+        from tfdist_airflow.kubernetes_api import ProviderKubeApi
+
+        return ProviderKubeApi(self.connection_id, self.in_cluster, self.cluster_context)
+
+    def connect(self) -> JobSetLauncher:
+        from tfdist.kubernetes.jobset import JobSetOptions
+        from tfdist.kubernetes.jobset_launcher import JobSetLauncher, Snapshots
+
+        options = JobSetOptions(
+            kueue=self.kueue, ttl_secs_after_finished=self.ttl_secs_after_finished
+        )
+        # The watch tasks of one triggerer share what they read of each JobSet.
+        key = (self.connection_id, self.in_cluster, self.cluster_context)
+        snapshots = _SNAPSHOTS.setdefault(key, Snapshots())
+        return JobSetLauncher(self.api(), self.target(), options, snapshots=snapshots)
+
+
+_SNAPSHOTS: dict[tuple[str | None, bool | None, str | None], Any] = {}
+
+
 class FakeBackendConfig(Frozen):
     """The in-memory `tfdist.fake.FakeBackend` of this process called `name` (for tests:
     the tasks and the triggers of `airflow dags test` run in one process)."""
@@ -117,14 +180,17 @@ class FakeBackendConfig(Frozen):
 
 
 BackendConfig = Annotated[
-    LocalBackend | KubernetesBackend | FakeBackendConfig, Field(discriminator="kind")
+    LocalBackend | KubernetesBackend | JobSetBackend | FakeBackendConfig,
+    Field(discriminator="kind"),
 ]
-_CONFIG: TypeAdapter[LocalBackend | KubernetesBackend | FakeBackendConfig] = TypeAdapter(
-    BackendConfig
+_CONFIG: TypeAdapter[LocalBackend | KubernetesBackend | JobSetBackend | FakeBackendConfig] = (
+    TypeAdapter(BackendConfig)
 )
 
 
-def backend_from_dict(data: dict[str, Any]) -> LocalBackend | KubernetesBackend | FakeBackendConfig:
+def backend_from_dict(
+    data: dict[str, Any],
+) -> LocalBackend | KubernetesBackend | JobSetBackend | FakeBackendConfig:
     """The backend configuration a dict describes, by its `kind` (default `local`)."""
     try:
         return _CONFIG.validate_python({"kind": "local", **data})

@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from tfdist.backend import JobHandle, RoleState
 
+from tfdist.backend import JobHandle, RoleState
 from tfdist.kubernetes.fake_jobset import FakeJobSetCluster
 from tfdist.kubernetes.jobset import (
     JobSetOptions,
@@ -339,3 +339,18 @@ def test_a_watch_reads_as_a_user_would_want(api: FakeJobSetCluster) -> None:
         "running: job restart 1, 1 of 2 counted",
         "succeeded: ",
     ]
+
+
+def test_the_teardown_stopping_every_running_role_deletes_the_jobset(
+    api: FakeJobSetCluster,
+) -> None:
+    """The teardown asks to stop every role still running: that is the whole gang, deleted
+    at once, not pod by pod (which the controllers would restart)."""
+    backend, handle = launch(api)
+    start_all(api, handle)
+    api.exit(pod(api, handle, "worker-0"), 0)
+    running = [r for r, s in backend.statuses(handle).items() if not s.state.finished]
+    assert "worker-0" not in running
+    backend.stop(handle, running)
+    assert api.objects == {} and api.pods == {}
+    assert [c for c in api.calls if c[0] == "delete_pod"] == []

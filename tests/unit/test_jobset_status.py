@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from tfdist.backend import RoleState
 
 from tfdist.backend import RoleState
 from tfdist.kubernetes.api import JOBSETS, WORKLOADS

@@ -1,5 +1,6 @@
-"""The GKE example DAG and the Kubernetes backend's modules parse fast: no `kubernetes`,
-`google` or provider import until a task talks to the cluster."""
+"""The GKE example DAG and the Kubernetes backends' modules parse fast: no `kubernetes`,
+`google` or provider import until a task talks to the cluster. The DAG's JobSet is validated
+against the JobSet CRD schema and its pod templates against Kubernetes' (no cluster here)."""
 
 from __future__ import annotations
 
@@ -20,10 +21,11 @@ HEAVY = ("tensorflow", "keras", "kubernetes", "kubernetes_asyncio", "google")
 
 _PROBE = """
 import importlib.util, json, sys
-import tfdist.kubernetes.fake, tfdist.kubernetes.launcher
-from tfdist_airflow.backends import KubernetesBackend
+import tfdist.kubernetes.fake, tfdist.kubernetes.launcher, tfdist.kubernetes.jobset_launcher
+from tfdist_airflow.backends import JobSetBackend, KubernetesBackend
 import tfdist_airflow.kubernetes_api, tfdist_airflow.roles, tfdist_airflow.triggers
 KubernetesBackend(image="trainer:1").connect()  # builds, connects to nothing
+JobSetBackend(image="trainer:1").connect()
 spec = importlib.util.spec_from_file_location("dag", sys.argv[1])
 module = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(module)
@@ -57,9 +59,58 @@ def test_the_dag_runs_its_roles_on_gke_node_pools() -> None:
     bucket = "gs://{{ params.bucket or var.value.get('tfdist_bucket', '') }}/tfdist"
     assert launch.model_dir_base == f"{bucket}/models"
     assert dag.task_dict["deploy"].serving_base == f"{bucket}/serving"
-    from tfdist_airflow.backends import KubernetesBackend, backend_from_dict
+    from jobset_schema import validate
+
+    from tfdist.kubernetes.jobset import plan_jobset
+    from tfdist_airflow.backends import JobSetBackend, backend_from_dict
 
     backend = backend_from_dict(launch.backend)
+    assert isinstance(backend, JobSetBackend)
+    assert backend.kueue.queue_name == "tfdist-queue"
+    ref = RunRef(dag=dag.dag_id, run="scheduled__2027-01-15T00-00-00-00-00", launch="1")
+    spec = load_spec(REPO / "dags" / "specs" / "digits.yaml").with_overrides(
+        {"model_dir": "gs://tfdist-bucket/models"}
+    )
+    jobset = plan_jobset(spec, backend.target(), ref=ref)
+    validate(jobset)
+    pods = {
+        r["name"]: r["template"]["spec"]["template"]["spec"]
+        for r in jobset["spec"]["replicatedJobs"]
+    }
+    assert {role: pod["nodeSelector"] for role, pod in pods.items()} == {
+        "chief": {
+            "cloud.google.com/gke-nodepool": "gpu-pool",
+            "cloud.google.com/gke-accelerator": "nvidia-l4",
+        },
+        "worker": {
+            "cloud.google.com/gke-nodepool": "gpu-spot-pool",
+            "cloud.google.com/gke-accelerator": "nvidia-l4",
+            "cloud.google.com/gke-spot": "true",
+        },
+        "ps": {"cloud.google.com/gke-nodepool": "cpu-pool"},
+        "evaluator": {"cloud.google.com/gke-nodepool": "cpu-pool"},
+    }
+    assert {pod["serviceAccountName"] for pod in pods.values()} == {"tfdist-trainer"}
+    gpus = {
+        role: pod["containers"][0].get("resources", {}).get("limits", {}).get("nvidia.com/gpu")
+        for role, pod in pods.items()
+    }
+    assert gpus == {"chief": "1", "worker": "1", "ps": None, "evaluator": None}
+    watch = dag.task_dict["train_and_evaluate.watch"]
+    assert watch.retries == 0  # the cluster restarts roles
+
+
+def test_the_raw_pod_backend_builds_valid_pods_from_the_same_placement() -> None:
+    """For clusters without JobSet: the same placement as plain pods behind a Service."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    from tfdist_airflow.backends import KubernetesBackend, backend_from_dict
+
+    dag = DagBag(dag_folder=str(DAG_FILE)).dags["nightly_retrain_gke"]
+    config = dict(dag.task_dict["train_and_evaluate.launch"].backend)
+    for field in ("kind", "kueue", "ttl_secs_after_finished"):
+        config.pop(field)
+    backend = backend_from_dict({"kind": "kubernetes", **config})
     assert isinstance(backend, KubernetesBackend)
     ref = RunRef(dag=dag.dag_id, run="scheduled__2027-01-15T00-00-00-00-00", launch="1")
     spec = load_spec(REPO / "dags" / "specs" / "digits.yaml")
@@ -67,28 +118,8 @@ def test_the_dag_runs_its_roles_on_gke_node_pools() -> None:
     for obj in (service, *pods):
         kubernetes_validate.validate(obj, "1.30", strict=True)
     selectors = {pod["spec"]["hostname"]: pod["spec"]["nodeSelector"] for pod in pods}
-    assert selectors == {
-        "chief-0": {
-            "cloud.google.com/gke-nodepool": "gpu-pool",
-            "cloud.google.com/gke-accelerator": "nvidia-l4",
-        },
-        **{
-            f"worker-{i}": {
-                "cloud.google.com/gke-nodepool": "gpu-spot-pool",
-                "cloud.google.com/gke-accelerator": "nvidia-l4",
-                "cloud.google.com/gke-spot": "true",
-            }
-            for i in (0, 1)
-        },
-        "ps-0": {"cloud.google.com/gke-nodepool": "cpu-pool"},
-        "evaluator-0": {"cloud.google.com/gke-nodepool": "cpu-pool"},
+    assert selectors["chief-0"] == {
+        "cloud.google.com/gke-nodepool": "gpu-pool",
+        "cloud.google.com/gke-accelerator": "nvidia-l4",
     }
     assert {pod["spec"]["serviceAccountName"] for pod in pods} == {"tfdist-trainer"}
-    gpus = {
-        pod["spec"]["hostname"]: pod["spec"]["containers"][0]["resources"]["limits"].get(
-            "nvidia.com/gpu"
-        )
-        for pod in pods
-        if "limits" in pod["spec"]["containers"][0].get("resources", {})
-    }
-    assert gpus == {"chief-0": "1", "worker-0": "1", "worker-1": "1"}

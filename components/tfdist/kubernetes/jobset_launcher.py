@@ -256,15 +256,21 @@ class JobSetLauncher:
     def stop(self, handle: JobHandle, roles: Sequence[str] | None = None) -> None:
         """Delete the JobSet with foreground propagation and wait until its pods are gone.
 
-        With `roles`, delete only those roles' current pods: their Jobs and the JobSet then
-        do what the policy says for a role that ended so (a role-scope role starts again, a
-        job-scope one restarts the job); the teardown stops the whole JobSet.
+        With `roles` short of every role still running, delete only those roles' current
+        pods: their Jobs and the JobSet then do what the policy says for a role that ended so
+        (a role-scope role starts again, a job-scope one restarts the job).
         """
         namespace, name = _where(handle)
-        if roles is None:
-            self.api.delete_object(JOBSETS, namespace, name, foreground=True)
-            self._await(lambda: not self.api.list_pods(namespace, {JOBSET_NAME: name}), name)
-            return
+        if roles is not None:
+            running = {r for r, s in self.statuses(handle).items() if not s.state.finished}
+            if not running <= set(roles):
+                self._stop_pods(handle, roles)
+                return
+        self.api.delete_object(JOBSETS, namespace, name, foreground=True)
+        self._await(lambda: not self.api.list_pods(namespace, {JOBSET_NAME: name}), name)
+
+    def _stop_pods(self, handle: JobHandle, roles: Sequence[str]) -> None:
+        namespace, name = _where(handle)
         snap = self.snapshot(handle, fresh=True)
         attempt = int(((snap.jobset or {}).get("status") or {}).get("restarts") or 0)
         names = []

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tfdist.backend import JobHandle, RoleState
+from tfdist.backend import JobHandle, LaunchRefused, RoleState
 from tfdist.kubernetes.fake_jobset import FakeJobSetCluster
 from tfdist.kubernetes.jobset import (
     JobSetOptions,
@@ -354,3 +354,20 @@ def test_the_teardown_stopping_every_running_role_deletes_the_jobset(
     backend.stop(handle, running)
     assert api.objects == {} and api.pods == {}
     assert [c for c in api.calls if c[0] == "delete_pod"] == []
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"cluster": {"worker": 10_001}}, "cluster.worker: 10001 replicas; a JobSet's pod names"),
+        ({"trainer.env.TASK_INDEX": "3"}, "trainer.env: TASK_INDEX is set by the JobSet backend"),
+    ],
+)
+def test_admit_refuses_what_the_jobset_webhook_or_the_pods_would(
+    api: FakeJobSetCluster, changes: dict[str, object], message: str
+) -> None:
+    backend = launcher(api)
+    backend.admit(PS)
+    with pytest.raises(LaunchRefused, match=message):
+        backend.admit(PS.with_overrides(changes))
+    assert api.calls == []

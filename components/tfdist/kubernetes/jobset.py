@@ -57,6 +57,7 @@ TASK_INDEX = "TASK_INDEX"
 # Room for `-<role>-<index>-0-xxxxx` in a 63-character pod name: up to 9999 replicas of the
 # longest role name (`evaluator`) and of workers (the JobSet webhook checks this).
 MAX_JOBSET_NAME = 40
+MAX_REPLICAS = 10_000
 _INDEX_SLOT = "__tfdist_task_index__"
 
 

@@ -20,10 +20,12 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
-from tfdist.backend import JobHandle, LaunchError, RoleState, RoleStatus
+from tfdist.backend import JobHandle, LaunchError, LaunchRefused, RoleState, RoleStatus
 from tfdist.kubernetes.api import JOBSETS, WORKLOADS, AlreadyExists, KubeApi, KubeApiError
 from tfdist.kubernetes.jobset import (
     JOBSET_NAME,
+    MAX_REPLICAS,
+    TASK_INDEX,
     JobSetOptions,
     build_jobset,
     jobset_addresses,
@@ -45,7 +47,7 @@ from tfdist.kubernetes.names import (
 )
 from tfdist.lifecycle import RoleId
 from tfdist.plan import JobPlan, plan
-from tfdist.spec import JobSpec
+from tfdist.spec import JobSpec, Role
 
 BACKEND = "jobset"
 EXPORT_TIMEOUT_SECS = 1800
@@ -143,6 +145,21 @@ class JobSetLauncher:
         return self.target.namespace
 
     # -- planning and launching -------------------------------------------------------------
+    def admit(self, spec: JobSpec) -> None:
+        """Refuse what the JobSet webhook would: more replicas of a role than its pod names
+        have room for; and a trainer variable named `TASK_INDEX`, which this backend sets."""
+        for role, count in ((r, spec.cluster.count(r)) for r in Role):
+            if count > MAX_REPLICAS:
+                raise LaunchRefused(
+                    f"cluster.{role.value}: {count} replicas; a JobSet's pod names have room "
+                    f"for {MAX_REPLICAS} at most"
+                )
+        if TASK_INDEX in spec.trainer.env:
+            raise LaunchRefused(
+                f"trainer.env: {TASK_INDEX} is set by the JobSet backend for each replica; "
+                "rename it"
+            )
+
     def plan(self, spec: JobSpec, scope: str) -> JobPlan:
         ref = RunRef.from_scope(scope, self.launch_ids())
         name = jobset_name(spec.name, ref)

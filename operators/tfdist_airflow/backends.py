@@ -117,6 +117,8 @@ class JobSetBackend(Frozen):
 
     :param kueue: queue, WorkloadPriorityClass and `provreq.kueue.x-k8s.io/*` annotations.
     :param ttl_secs_after_finished: the controller deletes a finished JobSet after this long.
+    :param shared_read_secs: how long the watches of one triggerer share one read of a JobSet,
+        its pods and its Workload (two or three requests for all roles).
     """
 
     kind: Literal["jobset"] = "jobset"
@@ -129,6 +131,7 @@ class JobSetBackend(Frozen):
     cluster_domain: str | None = None
     kueue: Kueue = Field(default_factory=Kueue)
     ttl_secs_after_finished: int = Field(default=86400, ge=0)
+    shared_read_secs: float = Field(default=1.0, ge=0)
 
     @model_validator(mode="after")
     def _valid_target(self) -> JobSetBackend:
@@ -158,12 +161,12 @@ class JobSetBackend(Frozen):
             kueue=self.kueue, ttl_secs_after_finished=self.ttl_secs_after_finished
         )
         # The watch tasks of one triggerer share what they read of each JobSet.
-        key = (self.connection_id, self.in_cluster, self.cluster_context)
-        snapshots = _SNAPSHOTS.setdefault(key, Snapshots())
+        key = (self.connection_id, self.in_cluster, self.cluster_context, self.shared_read_secs)
+        snapshots = _SNAPSHOTS.setdefault(key, Snapshots(self.shared_read_secs))
         return JobSetLauncher(self.api(), self.target(), options, snapshots=snapshots)
 
 
-_SNAPSHOTS: dict[tuple[str | None, bool | None, str | None], Any] = {}
+_SNAPSHOTS: dict[tuple[str | None, bool | None, str | None, float], Any] = {}
 
 
 class FakeBackendConfig(Frozen):

@@ -1,0 +1,177 @@
+"""The Airflow tasks and the watch trigger over the JobSet backend, as a DAG configures it.
+
+No Kubernetes API server, JobSet controller or Kueue can run here: `JobSetBackend.api` is
+replaced by the shipped `FakeJobSetCluster` (JobSet, Job and Kueue controllers written from
+their documentation); the operators and `RoleExitTrigger` are the real ones. The gs://
+preflight and fingerprint are recorded rather than run (no bucket here; they have their own
+tests against the GCS emulator).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from airflow.sdk.exceptions import AirflowFailException
+
+from tfdist.backend import JobHandle
+from tfdist.kubernetes.fake_jobset import FakeJobSetCluster
+from tfdist.kubernetes.kueue import Kueue
+from tfdist.spec import parse_spec
+
+SPEC = parse_spec(
+    {
+        "name": "digits",
+        "trainer": {"entrypoint": "tfdist.examples.digits"},
+        "cluster": {"worker": 2, "ps": 1, "evaluator": 1},
+        "train_spec": {"max_steps": 400},
+        "restart_policy": {"max_role_restarts": 2, "max_job_restarts": 2},
+        "model_dir": "gs://bucket/models/nightly/run-1",
+    }
+)
+
+
+@pytest.fixture
+def api() -> FakeJobSetCluster:
+    return FakeJobSetCluster()
+
+
+@pytest.fixture
+def backend(api: FakeJobSetCluster, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """A `JobSetBackend` as a DAG passes it to its tasks, whose API is the fake cluster."""
+    from tfdist_airflow import backends
+
+    monkeypatch.setattr(backends.JobSetBackend, "api", lambda self: api)
+    monkeypatch.setattr("tfdist_airflow.roles.check_writable", lambda *_, **__: None)
+    monkeypatch.setattr("tfdist_airflow.roles.claim_model_dir", lambda *_: None)
+    config = backends.JobSetBackend(
+        namespace="ml",
+        image="trainer:1",
+        kueue=Kueue(queue_name="gpu-queue"),
+        shared_read_secs=0,  # every poll reads anew: the cluster moves on between polls
+    )
+    return config.model_dump(mode="json")
+
+
+def context(pushed: dict[str, Any] | None = None) -> Any:
+    ti = SimpleNamespace(xcom_pull=lambda task_ids: pushed, try_number=1)
+    return {"dag": SimpleNamespace(dag_id="nightly"), "run_id": "run-1", "ti": ti}
+
+
+def run_launch(backend: dict[str, Any]) -> dict[str, Any]:
+    from tfdist_airflow.roles import LaunchRolesOperator
+
+    operator = LaunchRolesOperator(
+        task_id="launch",
+        job=SPEC.model_dump(mode="json"),
+        backend=backend,
+        group_id="train_and_evaluate",
+        model_dir_base="gs://bucket/models",
+    )
+    result: dict[str, Any] = operator.execute(context())
+    return result
+
+
+def pod(api: FakeJobSetCluster, handle: JobHandle, role: str) -> str:
+    kind, _, index = role.rpartition("-")
+    return api.current_pod(handle.job_id.split("/")[1], kind, int(index))
+
+
+def test_a_retried_launch_task_never_leaves_two_gangs(
+    api: FakeJobSetCluster, backend: dict[str, Any]
+) -> None:
+    first = JobHandle.model_validate(run_launch(backend)["handle"])
+    second = JobHandle.model_validate(run_launch(backend)["handle"])
+    assert first.job_id != second.job_id
+    assert [key[2] for key in api.objects if key[0] == "jobsets"] == [second.job_id.split("/")[1]]
+    assert ("delete_jobsets", first.job_id.split("/")[1]) in api.calls
+
+
+def test_the_watch_trigger_logs_why_it_waits_and_follows_the_chief_across_a_restart(
+    api: FakeJobSetCluster, backend: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from structlog.testing import capture_logs
+
+    from tfdist_airflow.triggers import RoleExitTrigger
+
+    pushed = run_launch(backend)
+    handle = JobHandle.model_validate(pushed["handle"])
+    name = handle.job_id.split("/")[1]
+
+    def start_all() -> None:
+        for role in handle.roles:
+            api.start(pod(api, handle, role))
+
+    def oom() -> None:
+        api.pause()  # this poll sees the chief's end before the controllers react
+        api.oom(pod(api, handle, "chief-0"))
+
+    steps: Iterator[Callable[[], object]] = iter(
+        [
+            lambda: api.pending(
+                name,
+                "couldn't assign flavors to pod set chief: insufficient "
+                "unused quota for nvidia.com/gpu in flavor l4, 1 more needed",
+            ),
+            lambda: api.admit(name),
+            lambda: (start_all(), api.write_log(pod(api, handle, "chief-0"), "step 100\n")),
+            oom,
+            api.resume,
+            lambda: (start_all(), api.write_log(pod(api, handle, "chief-0"), "step 200\n")),
+            lambda: api.exit(pod(api, handle, "chief-0"), 0),
+            lambda: api.exit(pod(api, handle, "evaluator-0"), 0),
+        ]
+    )
+    trigger = RoleExitTrigger(
+        backend=backend, handle=pushed["handle"], role="chief-0", poll_interval=0
+    )
+    pause = asyncio.sleep
+
+    async def between_polls(secs: float) -> None:
+        next(steps, lambda: None)()  # the cluster moves on between two polls
+        await pause(0)
+
+    monkeypatch.setattr("tfdist_airflow.triggers.asyncio.sleep", between_polls)
+
+    async def first_event() -> Any:
+        async for event in trigger.run():
+            return event.payload
+
+    with capture_logs() as logs:
+        payload = asyncio.run(first_event())
+    assert payload["status"]["state"] == "succeeded"
+    lines = [entry["event"] % tuple(entry.get("positional_args", ())) for entry in logs]
+    new = pod(api, handle, "chief-0")
+    assert [line for line in lines if line.startswith("[chief-0]")] == [
+        "[chief-0] pending: queued in Kueue (queue gpu-queue): Pending: waiting for the scheduler",
+        "[chief-0] pending: queued in Kueue (queue gpu-queue): Pending: couldn't assign flavors "
+        "to pod set chief: insufficient unused quota for nvidia.com/gpu in flavor l4, 1 more "
+        "needed",
+        "[chief-0] pending: pod pending: waiting for a node",
+        "[chief-0] step 100",
+        "[chief-0] pending: restarting: chief-0 ran out of memory (OOM-killed, exit code 137); "
+        "restarting every role from the last checkpoint (restart 1 of 2)",
+        "[chief-0] pending: pod pending: waiting for a node (job restart 1, 1 of 2 counted, "
+        "after chief-0 failed)",
+        f"[chief-0] --- chief-0: following pod {new} (job restart 1, run 1 of its Job) ---",
+        "[chief-0] step 200",
+        "[chief-0] running: job restart 1, 1 of 2 counted",
+    ]
+
+
+def test_the_teardown_deletes_the_jobset_and_its_pods(
+    api: FakeJobSetCluster, backend: dict[str, Any]
+) -> None:
+    from tfdist_airflow.roles import StopRolesOperator
+
+    handle = JobHandle.model_validate(run_launch(backend)["handle"])
+    api.admit(handle.job_id.split("/")[1])
+    for role in handle.roles:
+        api.start(pod(api, handle, role))
+    stop = StopRolesOperator(task_id="stop", backend=backend, group_id="train_and_evaluate")
+    with pytest.raises(AirflowFailException, match="still running, stopped now"):
+        stop.execute(context())  # the run fails: its training did not finish
+    assert api.objects == {} and api.pods == {} and api.jobs == {}

@@ -30,6 +30,7 @@ from tfdist.deploy import DEPLOYMENT_JSON, SAVED_MODEL_PB, Deployment
 from tfdist.gate import GateSpec, decide, write_blessing
 from tfdist.records import EvalRecord, eval_record_name
 from tfdist.storage import storage_for
+from tfdist_airflow.view.model import Progress
 from tfdist_airflow.view.read import read_step
 from tfdist_airflow.view.urls import training_view_url
 
@@ -136,7 +137,8 @@ def test_endpoints_refuse_strangers_and_show_the_run(
 
 
 def test_the_view_reads_a_model_directory_on_gcs(bucket: str) -> None:
-    """Eval records and the blessing written to the GCS emulator, read back as the view does."""
+    """Eval records, the blessing and a role's progress record written to the GCS emulator (as
+    roles on Kubernetes write them), read back as the view does."""
     model_dir = f"gs://{bucket}/models/nightly/run-1"
     storage = storage_for(model_dir)
     records = [
@@ -156,10 +158,16 @@ def test_the_view_reads_a_model_directory_on_gcs(bucket: str) -> None:
     gate = GateSpec.from_params({"accuracy": {"min": 0.9}})
     write_blessing(storage, model_dir, decide(records[-1], gate, None, now=0.0))
 
-    found = read_step(storage_for, model_dir, "eval", {"backend": "kubernetes"})
+    progress = {"role": "chief-0", "unit": "steps", "count": 200, "rate": 40.0,
+                "global_step": 200, "launch_id": "l1"}  # fmt: skip
+    storage.write_text(f"{model_dir}/tfdist/progress/chief-0.json", json.dumps(progress))
+    handle = {"backend": "kubernetes", "launch_id": "l1", "roles": ["chief-0", "ps-0"]}
+
+    found = read_step(storage_for, model_dir, "eval", handle)
     assert found.records == records
     assert found.blessing is not None and found.blessing.blessed
-    assert (found.progress, found.problems) == ({}, [])
+    assert found.progress == {"chief-0": Progress(last_step=200, steps_per_sec=40.0)}
+    assert found.problems == []
 
     missing = read_step(storage_for, f"gs://{bucket}-missing/m", "eval", {})
     (problem,) = missing.problems

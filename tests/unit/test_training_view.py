@@ -254,6 +254,10 @@ def write_run(
         (run_dir / f"{role}.log").write_text(f"{role} INFO step {150 + index} (2.5 steps/s)\n")
         (run_dir / f"{role}.json").write_text(json.dumps({"env": {"API_TOKEN": SECRET}}))
         (run_dir / f"{role}.exit").write_text('{"exit_code": 0, "reason": ""}')
+    for role, launch in (("worker-0", "abc"), ("worker-1", "an-earlier-launch")):
+        progress = {"role": role, "unit": "closures", "count": 90, "rate": 8.5,
+                    "global_step": 200, "launch_id": launch}  # fmt: skip
+        storage.write_text(f"{model_dir}/tfdist/progress/{role}.json", json.dumps(progress))
     spec = parse_spec(
         {
             "name": "digits",
@@ -310,7 +314,13 @@ def test_a_blessed_and_deployed_run(tmp_path: Path) -> None:
     assert step.group_id == "train_and_evaluate"
     assert step.model_dir == str(tmp_path / "models" / "run-2")
     assert [role.role for role in step.roles] == list(ROLES)
-    assert [role.last_step for role in step.roles] == [150, 151, 152, 153, 154]
+    # worker-0 reported its progress; worker-1's report is from an earlier launch: its log counts
+    assert [role.last_step for role in step.roles] == [150, 200, 152, 153, 154]
+    assert [(role.steps_per_sec, role.rate_unit) for role in step.roles[:3]] == [
+        (2.5, "steps"),
+        (8.5, "closures"),
+        (2.5, "steps"),
+    ]
     assert [role.restarts for role in step.roles] == [0, 0, 1, 0, 0]
     assert step.roles[1].start == T0 + timedelta(seconds=1)  # the process, not the task
     assert [s.metric for s in step.series] == ["accuracy", "loss"]
@@ -322,6 +332,7 @@ def test_a_blessed_and_deployed_run(tmp_path: Path) -> None:
 
     page = render_page(view, now=T0)
     assert page.count('class="role-row"') == 5
+    assert '<td class="num">8.5 closures/s</td>' in page
     assert "BLESSED</strong> at step 200" in page
     assert "digits version 2</strong>" in page
     assert page.count('class="gate-line') == 5  # min, change, baseline; max, baseline

@@ -45,6 +45,7 @@ class Progress(Frozen):
     ended: datetime | None = None
     last_step: int | None = None
     steps_per_sec: float | None = None
+    rate_unit: str = "steps"  # `closures` for a worker under parameter-server training
 
 
 class RoleRow(Frozen):
@@ -55,6 +56,7 @@ class RoleRow(Frozen):
     restarts: int
     last_step: int | None
     steps_per_sec: float | None
+    rate_unit: str = "steps"
 
 
 class LineKind(StrEnum):
@@ -149,6 +151,7 @@ def role_rows(tasks: Iterable[RoleTask], progress: Mapping[str, Progress]) -> tu
                 restarts=max(task.try_number - 1, 0),
                 last_step=seen.last_step,
                 steps_per_sec=seen.steps_per_sec,
+                rate_unit=seen.rate_unit,
             )
         )
     return tuple(rows)

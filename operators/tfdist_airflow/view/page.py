@@ -50,6 +50,13 @@ def _path(path: str) -> str:
     return f'<a href="{escape(url)}" target="_blank" rel="noopener">{shown}</a>' if url else shown
 
 
+def _rate(role: RoleRow) -> str:
+    if role.steps_per_sec is None:
+        return NONE
+    unit = "" if role.rate_unit == "steps" else f" {escape(role.rate_unit)}/s"
+    return f"{role.steps_per_sec:.1f}{unit}"
+
+
 def _roles_table(roles: tuple[RoleRow, ...]) -> str:
     head = (
         "<tr><th>role</th><th>state</th><th>start (UTC)</th><th>end (UTC)</th><th>restarts</th>"
@@ -60,7 +67,7 @@ def _roles_table(roles: tuple[RoleRow, ...]) -> str:
         f"<td>{_state(r.state)}</td><td>{_time(r.start)}</td><td>{_time(r.end)}</td>"
         f'<td class="num">{r.restarts}</td>'
         f'<td class="num">{NONE if r.last_step is None else r.last_step}</td>'
-        f'<td class="num">{NONE if r.steps_per_sec is None else f"{r.steps_per_sec:.1f}"}</td>'
+        f'<td class="num">{_rate(r)}</td>'
         "</tr>"
         for r in roles
     )

@@ -1,4 +1,5 @@
-"""Reads what a run wrote for the Training view: eval records, the blessing, the roles' logs.
+"""Reads what a run wrote for the Training view: eval records, the blessing, the roles'
+progress records and logs.
 
 No Airflow here: paths come from the launch task's XCom, storage from `tfdist.storage` (local
 disk or gs://). Whatever cannot be read becomes a problem line on the page, not an error page.
@@ -24,6 +25,7 @@ from tfdist.storage import Storage, join
 from tfdist_airflow.view.model import Progress, parse_progress
 
 LOG_TAIL_BYTES = 64 * 1024
+PROGRESS_DIR = "tfdist/progress"  # where training roles report their progress
 ROLE_NAME = re.compile(r"[a-z]+-[0-9]+")
 StorageOf = Callable[[str], Storage]
 
@@ -103,18 +105,51 @@ def read_progress(handle: Mapping[str, Any], roles: Iterable[str]) -> dict[str, 
     return {role: role_progress(run_dir, role) for role in roles if ROLE_NAME.fullmatch(role)}
 
 
+def read_reported(storage: Storage, model_dir: str, launch_id: str | None) -> dict[str, Progress]:
+    """The progress records training roles write to `<model_dir>/tfdist/progress/<role>.json`
+    (step, rate and its unit), those of an earlier launch left out."""
+    reported = {}
+    for path in storage.list(join(model_dir, PROGRESS_DIR)):
+        text = storage.read_text(path) if path.endswith(".json") else None
+        try:
+            data = json.loads(text) if text else None
+            if not isinstance(data, dict) or (launch_id and data.get("launch_id") != launch_id):
+                continue
+            reported[str(data["role"])] = Progress(
+                last_step=int(data["global_step"]),
+                steps_per_sec=float(data["rate"]),
+                rate_unit=str(data.get("unit") or "steps"),
+            )
+        except (ValueError, KeyError, TypeError):
+            continue  # being rewritten on a store without atomic renames, or not a record
+    return reported
+
+
 def read_step(
     storage_of: StorageOf, model_dir: str, eval_dir_name: str, handle: Mapping[str, Any]
 ) -> Found:
-    """Eval records, blessing and role progress of one step; failures become problems."""
+    """Eval records, blessing and role progress of one step; failures become problems.
+
+    A role's progress record in the model directory wins over the step and rate in its log.
+    """
     found = Found()
+    reported: dict[str, Progress] = {}
     try:
         storage = storage_of(model_dir)
         read_records(storage, join(model_dir, eval_dir_name), found)
         found.blessing = read_blessing(storage, model_dir)
+        reported = read_reported(storage, model_dir, handle.get("launch_id"))
     except (OSError, ValueError, ImportError) as error:
         found.problems.append(f"cannot read {model_dir}: {error}")
     except Exception as error:  # a cloud client's own errors (auth, network)
         found.problems.append(f"cannot read {model_dir}: {type(error).__name__}: {error}")
-    found.progress = read_progress(handle, [str(role) for role in handle.get("roles", ())])
+    logged = read_progress(handle, [str(role) for role in handle.get("roles", ())])
+    for role in logged.keys() | reported.keys():
+        own = logged.get(role, Progress())
+        record = reported.get(role)
+        found.progress[role] = (
+            own
+            if record is None
+            else record.model_copy(update={"started": own.started, "ended": own.ended})
+        )
     return found

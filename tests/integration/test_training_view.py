@@ -159,7 +159,8 @@ def test_the_view_reads_a_model_directory_on_gcs(bucket: str) -> None:
     write_blessing(storage, model_dir, decide(records[-1], gate, None, now=0.0))
 
     progress = {"role": "chief-0", "unit": "steps", "count": 200, "rate": 40.0,
-                "global_step": 200, "launch_id": "l1"}  # fmt: skip
+                "global_step": 200, "max_steps": 200, "timestamp": 0.0,
+                "launch_id": "l1", "reported_by": "chief-0"}  # fmt: skip
     storage.write_text(f"{model_dir}/tfdist/progress/chief-0.json", json.dumps(progress))
     handle = {"backend": "kubernetes", "launch_id": "l1", "roles": ["chief-0", "ps-0"]}
 

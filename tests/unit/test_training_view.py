@@ -256,7 +256,8 @@ def write_run(
         (run_dir / f"{role}.exit").write_text('{"exit_code": 0, "reason": ""}')
     for role, launch in (("worker-0", "abc"), ("worker-1", "an-earlier-launch")):
         progress = {"role": role, "unit": "closures", "count": 90, "rate": 8.5,
-                    "global_step": 200, "launch_id": launch}  # fmt: skip
+                    "global_step": 200, "max_steps": 200, "timestamp": 0.0,
+                    "launch_id": launch, "reported_by": "chief-0"}  # fmt: skip
         storage.write_text(f"{model_dir}/tfdist/progress/{role}.json", json.dumps(progress))
     spec = parse_spec(
         {

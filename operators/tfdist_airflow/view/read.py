@@ -20,12 +20,11 @@ from typing import Any
 from pydantic import ValidationError
 
 from tfdist.gate import Blessing, read_blessing
-from tfdist.records import EvalRecord
+from tfdist.records import PROGRESS_DIR, EvalRecord, RoleProgress
 from tfdist.storage import Storage, join
 from tfdist_airflow.view.model import Progress, parse_progress
 
 LOG_TAIL_BYTES = 64 * 1024
-PROGRESS_DIR = "tfdist/progress"  # where training roles report their progress
 ROLE_NAME = re.compile(r"[a-z]+-[0-9]+")
 StorageOf = Callable[[str], Storage]
 
@@ -106,22 +105,20 @@ def read_progress(handle: Mapping[str, Any], roles: Iterable[str]) -> dict[str, 
 
 
 def read_reported(storage: Storage, model_dir: str, launch_id: str | None) -> dict[str, Progress]:
-    """The progress records training roles write to `<model_dir>/tfdist/progress/<role>.json`
-    (step, rate and its unit), those of an earlier launch left out."""
+    """The `RoleProgress` records training roles write to `<model_dir>/tfdist/progress/`, those
+    of an earlier launch left out."""
     reported = {}
     for path in storage.list(join(model_dir, PROGRESS_DIR)):
         text = storage.read_text(path) if path.endswith(".json") else None
         try:
-            data = json.loads(text) if text else None
-            if not isinstance(data, dict) or (launch_id and data.get("launch_id") != launch_id):
-                continue
-            reported[str(data["role"])] = Progress(
-                last_step=int(data["global_step"]),
-                steps_per_sec=float(data["rate"]),
-                rate_unit=str(data.get("unit") or "steps"),
-            )
-        except (ValueError, KeyError, TypeError):
-            continue  # being rewritten on a store without atomic renames, or not a record
+            record = RoleProgress.model_validate_json(text) if text else None
+        except ValidationError:
+            continue  # being rewritten on a store without atomic renames
+        if record is None or (launch_id and record.launch_id != launch_id):
+            continue
+        reported[record.role] = Progress(
+            last_step=record.global_step, steps_per_sec=record.rate, rate_unit=record.unit
+        )
     return reported
 
 

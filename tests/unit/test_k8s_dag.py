@@ -108,7 +108,7 @@ def test_the_raw_pod_backend_builds_valid_pods_from_the_same_placement() -> None
 
     dag = DagBag(dag_folder=str(DAG_FILE)).dags["nightly_retrain_gke"]
     config = dict(dag.task_dict["train_and_evaluate.launch"].backend)
-    for field in ("kind", "kueue", "ttl_secs_after_finished"):
+    for field in ("kind", "kueue", "ttl_secs_after_finished", "shared_read_secs"):
         config.pop(field)
     backend = backend_from_dict({"kind": "kubernetes", **config})
     assert isinstance(backend, KubernetesBackend)

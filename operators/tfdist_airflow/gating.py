@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import Asset, AssetAlias, BaseOperator, TaskGroup, get_current_context
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-from tfdist.deploy import deploy, latest_deployment, model_root
+from tfdist.deploy import DeployError, deploy, latest_deployment, model_root
 from tfdist.locations import check_location, check_locations
 from tfdist.storage import join
 from tfdist_airflow.backends import connect
@@ -99,13 +99,13 @@ def _decide(
     model_name: str,
     gcp_conn_id: str | None,
 ) -> Blessing:
-    from tfdist.gate import GateSpec, decide, read_final_eval, write_blessing
+    from tfdist.gate import GateError, GateSpec, decide, read_final_eval, write_blessing
 
     context = get_current_context()
     spec, _ = launched_job(context, launch_task_id)
     storage_of = storages(gcp_conn_id)
     storage = storage_of(spec.model_dir)
-    with refusing(log):
+    with refusing(log, GateError, DeployError):
         gate = GateSpec.from_params(_as_mapping(thresholds))
         serving_base = check_location("serving_base", serving_base, relative_ok=False)
         record = read_final_eval(
@@ -309,7 +309,7 @@ class DeployModelOperator(BaseOperator):
         export_dir = context["ti"].xcom_pull(task_ids=self.export_task_id)
         dag_run = context["dag_run"]
         trained_on = dag_run.data_interval_end or dag_run.run_after
-        with refusing(self.log):
+        with refusing(self.log, DeployError):
             serving_base = check_location("serving_base", self.serving_base, relative_ok=False)
             result = deploy(
                 storage_of(serving_base),

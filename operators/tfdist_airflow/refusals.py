@@ -16,22 +16,18 @@ from typing import Any
 from airflow.sdk.definitions.retry_policy import ExceptionRetryPolicy, RetryAction, RetryRule
 
 from tfdist.backend import LaunchRefused
-from tfdist.deploy import DeployError
 from tfdist.fingerprint import FingerprintMismatch
-from tfdist.gate import GateError
 from tfdist.locations import LocationError
 from tfdist.preflight import PreflightError
 from tfdist.spec import SpecError
 
 EXIT_CODE = 2
-BAD_INPUT = (
+BAD_INPUT: tuple[type[Exception], ...] = (
     SpecError,
     LocationError,
     PreflightError,
     FingerprintMismatch,
     LaunchRefused,
-    GateError,
-    DeployError,
 )
 
 
@@ -57,20 +53,16 @@ FAIL_AT_ONCE = ExceptionRetryPolicy(
 )
 
 
-def refusable(error: BaseException) -> bool:
-    """Whether `error` is bad input (a Cloud Storage that cannot be reached is not)."""
-    if isinstance(error, PreflightError):
-        return not error.transient
-    return isinstance(error, BAD_INPUT)
-
-
 @contextmanager
-def refusing(log: logging.Logger | Any) -> Iterator[None]:
-    """Turn bad input raised in the block into `InputRefused`, logging its reason once."""
+def refusing(log: logging.Logger | Any, *also: type[Exception]) -> Iterator[None]:
+    """Turn bad input raised in the block (`BAD_INPUT`, and `also`, such as the gate's
+    errors) into `InputRefused`, logging its reason once. A Cloud Storage that could not be
+    reached is not bad input: that error goes on as it is."""
+    refused: tuple[type[Exception], ...] = (*BAD_INPUT, *also)
     try:
         yield
-    except BAD_INPUT as error:
-        if not refusable(error):
+    except refused as error:
+        if isinstance(error, PreflightError) and error.transient:
             raise
         log.error("%s", error)
         raise InputRefused(str(error)) from None

@@ -596,3 +596,17 @@ def test_the_trigger_shows_why_a_pod_waits_then_fires_when_it_ends(
         f"[chief-0] pending: waiting to be scheduled: Unschedulable: {why}",
         "[chief-0] step 400",
     ]
+
+
+def test_a_local_model_dir_is_refused_before_any_object_is_created(api: FakeKubeApi) -> None:
+    from tfdist.locations import LocationError
+
+    local = SPEC.with_overrides({"model_dir": "/tmp/tfdist/models", "data_dir": "/data"})
+    launcher = KubernetesLauncher(api, TARGET)
+    with pytest.raises(LocationError) as refused:
+        launcher.admit(local)
+    fields = [line.split(":")[0] for line in str(refused.value).splitlines()]
+    assert fields == ["model_dir", "data_dir"]
+    with pytest.raises(LocationError):
+        launcher.launch(launcher.plan(local, SCOPE))  # also when not admitted first
+    assert [verb for verb, _ in api.calls if verb.startswith("create")] == []

@@ -42,6 +42,7 @@ from tfdist.kubernetes.names import (
 )
 from tfdist.kubernetes.status import Timeouts, pod_status
 from tfdist.lifecycle import RoleId
+from tfdist.locations import require_shared_storage
 from tfdist.plan import JobPlan, plan
 from tfdist.spec import JobSpec, Role
 
@@ -90,7 +91,9 @@ class KubernetesLauncher:
 
     # -- planning and launching -------------------------------------------------------------
     def admit(self, spec: JobSpec) -> None:
-        """Nothing to refuse before planning: the cluster admits (or queues) the pods."""
+        """Refuse a local `model_dir` or `data_dir`: pods share no disk. Otherwise the cluster
+        admits (or queues) the pods."""
+        require_shared_storage(spec, "kubernetes")
 
     def plan(self, spec: JobSpec, scope: str) -> JobPlan:
         ref = RunRef.from_scope(scope, self.launch_ids())
@@ -100,6 +103,7 @@ class KubernetesLauncher:
         return plan(spec, addresses, python=self.python, scope=scope, launch_id=ref.launch)
 
     def launch(self, job: JobPlan) -> JobHandle:
+        self.admit(job.spec)
         ref = RunRef.from_scope(job.scope, job.launch_id or self.launch_ids())
         service, *pods = build_manifests(job, ref, self.target)
         created: list[dict[str, Any]] = []

@@ -39,7 +39,7 @@ demo: venv
 ui-screenshot: venv
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
 		{ echo "needs chromium: apt-get install -y chromium chromium-driver"; exit 1; }
-	TFDIST_SCREENSHOT=docs/training-view.png $(BIN)/pytest -q -rs tests/integration/test_training_view.py
+	TFDIST_SCREENSHOT=docs/training-view.png $(BIN)/pytest -q -rs tests/integration/test_training_view_ui.py
 
 # The Airflow UI on this repository's DAGs, with the demo's directories under var/.
 # `airflow standalone` starts its scheduler, dag-processor, api-server and triggerer as

@@ -1,6 +1,6 @@
 """Requests the Training view through Airflow's own API server app with FastAPI's test client.
 
-Run in a fresh interpreter with an Airflow home's environment (see test_training_view.py):
+Run in a fresh interpreter with an Airflow home's environment (see test_training_view_ui.py):
 `python view_client.py <dag_id> <run_id>`. Prints one JSON line: the status of each request,
 the view's JSON, the page's HTML, the extra links of a role, the gate and the deploy task, and
 the heavy modules the API server process had loaded.

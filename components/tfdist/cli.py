@@ -184,8 +184,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"tfdist: {error}", file=sys.stderr)
         return 2
     try:
+        policy = spec.restart_policy
+        if args.restarts is not None:
+            policy = policy.model_copy(update={"max_job_restarts": args.restarts})
         outcome = run_in_foreground(
-            job, launcher, write=lambda line: print(line, flush=True), restarts=args.restarts
+            job, launcher, write=lambda line: print(line, flush=True), policy=policy
         )
     except LaunchError as error:
         print(f"tfdist: {error}", file=sys.stderr)
@@ -194,10 +197,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         print("tfdist: interrupted; every role was stopped", file=sys.stderr)
         return 130
     if not outcome.succeeded:
-        print(
-            f"tfdist: job {spec.name} failed: {outcome.failed_role} ({outcome.detail})",
-            file=sys.stderr,
-        )
+        lines = [f"tfdist: job {spec.name} failed: {outcome.detail}"]
+        if outcome.last_lines:
+            lines.append(f"tfdist: the last lines of {outcome.failed_role}'s log:")
+            lines += [f"  {line}" for line in outcome.last_lines]
+        print("\n".join(lines), file=sys.stderr)
         return 1
     print(f"tfdist: job {spec.name} succeeded; model_dir {spec.model_dir}")
     return 0
@@ -263,10 +267,10 @@ def build_parser() -> argparse.ArgumentParser:
     run_command.add_argument(
         "--restarts",
         type=_count,
-        default=0,
+        default=None,
         metavar="N",
-        help="when a role crashes (killed by a signal, exit code >= 128), restart every role "
-        "from the latest checkpoint, up to N times (default 0)",
+        help="restart every role from the latest checkpoint at most N times when a chief, ps or "
+        "all-reduce worker crashes (default: the spec's restart_policy.max_job_restarts, 2)",
     )
     commands.add_parser(
         "tf-config", help="validate TF_CONFIG from the environment and print it as JSON"

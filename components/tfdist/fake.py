@@ -164,6 +164,11 @@ class FakeBackend:
             name=role, state=state, exit_code=code, detail=detail, ending=ending
         )
 
+    @property
+    def latest(self) -> JobHandle:
+        """The handle of the latest launch."""
+        return self._launch(None).handle
+
     def tries(self, role: str, handle: JobHandle | None = None) -> int:
         """How many times `role` was started (1 until it is relaunched)."""
         return self._launch(handle).tries[role]

@@ -303,7 +303,7 @@ def test_a_trainer_that_crashes_at_import_fails_fast_naming_the_role(tmp_path: P
     result = run_tfdist(spec, tmp_path, timeout=80)
 
     assert result.returncode == 1, result.stdout + result.stderr
-    assert "tfdist: job broken failed: chief-0 (exit code 1)" in result.stderr
+    assert "tfdist: job broken failed: chief-0 failed with exit code 1" in result.stderr
     (run_dir,) = run_dirs(tmp_path, "broken")
     log = role_log(run_dir, "chief-0")
     assert "chief-0 ERROR tfdist.runtime: chief-0: importing trainer.entrypoint " in log

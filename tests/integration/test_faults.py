@@ -11,7 +11,6 @@ import asyncio
 import json
 import re
 import subprocess
-import sys
 from itertools import pairwise
 from pathlib import Path
 from types import SimpleNamespace
@@ -35,8 +34,6 @@ from jobtools import (
 
 from tfdist.backend import JobHandle, RoleState
 from tfdist.launch.local import LocalLauncher
-from tfdist.plan import plan
-from tfdist.spec import parse_spec
 
 pytestmark = pytest.mark.integration
 
@@ -112,8 +109,9 @@ def test_all_reduce_job_restarts_from_the_latest_checkpoint_when_a_worker_or_the
     output = out.read_text()
 
     assert process.returncode == 0, output[-4000:]
-    assert "tfdist: worker-0 (exit code 137) crashed; restarting every role" in output
-    assert "tfdist: chief-0 (exit code 137) crashed; restarting every role" in output
+    killed = "ended: killed by SIGKILL (exit code 137); restarting every role from the last"
+    assert f"tfdist: worker-0 {killed} checkpoint (restart 1 of 2)" in output
+    assert f"tfdist: chief-0 {killed} checkpoint (restart 2 of 2)" in output
     first, second = assert_each_restart_resumed_the_last_checkpoint(run_dir, restarts=2)
     assert 20 <= first < second < 300
     assert max(checkpoint_steps(model_dir)) == 300
@@ -121,35 +119,24 @@ def test_all_reduce_job_restarts_from_the_latest_checkpoint_when_a_worker_or_the
     assert_no_process_left(run_dir)
 
 
-def relaunch_alone(launcher: LocalLauncher, handle: JobHandle, role: str) -> None:
-    """What a watch task's retry does for a crashed role that may rejoin alone."""
-    from tfdist_airflow.runs import Relaunch, relaunch_scope
-
-    wait_for(lambda: launcher.statuses(handle)[role].state.finished, 30, f"{role}'s exit")
-    status = launcher.statuses(handle)[role]
-    assert status.retryable, status
-    assert relaunch_scope(role, uses_parameter_servers=True) is Relaunch.ROLE
-    launcher.relaunch(handle, role)
-
-
 @pytest.mark.timeout(330)
 def test_parameter_server_job_survives_a_worker_and_the_evaluator_dying(
     tmp_path: Path, digits_data: str
 ) -> None:
-    """The coordinator reruns a dead worker's steps on the other worker; the worker and the
-    evaluator are started again alone. The job still ends at exactly max_steps, and the new
-    evaluator evaluates only what has no record yet."""
+    """`tfdist run`, no flag: the coordinator reruns a dead worker's steps on the other worker;
+    the worker's and the evaluator's TF processes (not their supervisors) are killed, and each
+    is started again alone. The job still ends at exactly max_steps, and the new evaluator
+    evaluates only what has no record yet."""
     model_dir = tmp_path / "model"
     cluster = {"worker": 2, "ps": 1, "evaluator": 1}
-    spec = parse_spec(digits_job("psjob", model_dir, digits_data, cluster, max_steps=400))
-    launcher = LocalLauncher(tmp_path / "runs")
-    handle = launcher.launch(plan(spec, launcher.addresses(spec), python=sys.executable))
-    run_dir = Path(handle.job_id)
+    spec = digits_job("psjob", model_dir, digits_data, cluster, max_steps=400)
+    process, out = start_tfdist(spec, tmp_path)
     eval_dir = model_dir / "eval"
     try:
+        run_dir = latest_run_dir(tmp_path, "psjob")
         wait_for((model_dir / "ckpt-20.index").exists, 180, "checkpoint 20", interval=0.05)
         kill_role(run_dir, "worker-1")
-        relaunch_alone(launcher, handle, "worker-1")
+        wait_for(lambda: "restarting worker-1 alone" in out.read_text(), 60, "worker-1 again")
 
         def evaluated() -> bool:  # its record is written first, then this line
             return "eval at step" in role_log(run_dir, "evaluator-0")
@@ -158,17 +145,18 @@ def test_parameter_server_job_survives_a_worker_and_the_evaluator_dying(
         first = sorted(eval_dir.glob("record-*.json"))[0]
         first_record = first.read_text()
         kill_role(run_dir, "evaluator-0")
-        relaunch_alone(launcher, handle, "evaluator-0")
-
-        def every_role_ended() -> bool:
-            return all(launcher.statuses(handle)[role].state.finished for role in handle.roles)
-
-        wait_for(every_role_ended, 240, "every role to end")
+        process.wait(timeout=240)
     finally:
-        launcher.stop(handle)
+        process.kill()
+    output = out.read_text()
 
+    assert process.returncode == 0, output[-4000:]
+    killed = "ended: killed by SIGKILL (exit code 137); restarting"
+    assert f"tfdist: worker-1 {killed} worker-1 alone (restart 1 of 3)" in output
+    assert f"tfdist: evaluator-0 {killed} evaluator-0 alone (restart 1 of 3)" in output
     records = exit_records(run_dir)
-    assert {role: r["exit_code"] for role, r in records.items()} == dict.fromkeys(handle.roles, 0)
+    assert records["chief-0"]["exit_code"] == 0
+    assert records["evaluator-0"]["exit_code"] == 0
     steps = checkpoint_steps(model_dir)
     assert max(steps) == 400
     assert all(step % 20 == 0 for step in steps), steps  # no step counted twice
@@ -181,6 +169,7 @@ def test_parameter_server_job_survives_a_worker_and_the_evaluator_dying(
     assert f"eval at step {first_step} over" not in after
     assert "eval at step 400 over" in after
     assert len(attempts(role_log(run_dir, "worker-1"), "worker-1")) == 2
+    assert len(attempts(role_log(run_dir, "chief-0"), "chief-0")) == 1  # never restarted
     assert_no_process_left(run_dir)
 
 
@@ -201,7 +190,10 @@ def test_a_dead_parameter_server_restarts_the_whole_job(tmp_path: Path, digits_d
     output = out.read_text()
 
     assert process.returncode == 0, output[-4000:]
-    assert "tfdist: ps-0 (exit code 137) crashed; restarting every role" in output
+    assert (
+        "tfdist: ps-0 ended: killed by SIGKILL (exit code 137); restarting every role from the "
+        "last checkpoint (restart 1 of 1)"
+    ) in output
     (resumed,) = assert_each_restart_resumed_the_last_checkpoint(run_dir, restarts=1)
     assert resumed >= 20
     assert max(checkpoint_steps(model_dir)) == 300
@@ -231,7 +223,10 @@ def started(run_dir: Path, *roles: str) -> bool:
 def test_without_restarts_a_dead_ps_fails_the_job_at_once_naming_it(tmp_path: Path) -> None:
     spec = sleeping_job("psgone", tmp_path, {"worker": 1, "ps": 1})
     process = subprocess.Popen(
-        tfdist_command(spec, tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        tfdist_command(spec, tmp_path, "--restarts", "0"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         wait_for(lambda: run_dirs(tmp_path, "psgone"), 30, "the launch")
@@ -243,7 +238,10 @@ def test_without_restarts_a_dead_ps_fails_the_job_at_once_naming_it(tmp_path: Pa
         process.kill()
 
     assert process.returncode == 1, stderr
-    assert "tfdist: job psgone failed: ps-0 (exit code 137)" in stderr
+    assert (
+        "tfdist: job psgone failed: ps-0 ended: killed by SIGKILL (exit code 137); no restart "
+        "allowed (restart_policy.max_job_restarts: 0)"
+    ) in stderr
     assert_no_process_left(run_dir)
 
 

@@ -250,8 +250,10 @@ def test_crashing_trainer_fails_the_job_and_stops_every_role(
     result = run_tfdist(spec, tmp_path)
 
     assert result.returncode == 1, result.stdout + result.stderr
-    assert "worker-0 (exit code 1)" in result.stderr
+    assert "failed: worker-0 failed with exit code 1: a failure of the program" in result.stderr
     assert "[worker-0] RuntimeError: worker model is broken on purpose" in result.stdout
+    assert "the last lines of worker-0's log:" in result.stderr
+    assert "  RuntimeError: worker model is broken on purpose" in result.stderr
     run_dir = latest_run_dir(tmp_path, "crash")
     records = exit_records(run_dir)
     assert records["worker-0"]["exit_code"] == 1
@@ -294,7 +296,8 @@ def test_command_exit_code_names_the_failing_role(tmp_path: Path) -> None:
     result = run_tfdist(spec, tmp_path, timeout=45)
 
     assert result.returncode == 1, result.stdout + result.stderr
-    assert "failed: worker-" in result.stderr and "(exit code 3)" in result.stderr
+    assert "failed: worker-" in result.stderr
+    assert "failed with exit code 3: a failure of the program itself" in result.stderr
     run_dir = latest_run_dir(tmp_path, "exit3")
     assert exit_records(run_dir)["chief-0"]["reason"] == "stopped"
     assert_no_process_left(run_dir)
@@ -336,7 +339,10 @@ def test_wait_for_exit_returns_when_a_role_ends(tmp_path: Path) -> None:
 def test_role_whose_supervisor_died_is_stopped(tmp_path: Path) -> None:
     spec = command_job("orphan", tmp_path, SLEEPS, {"worker": 1})
     process = subprocess.Popen(
-        tfdist_command(spec, tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        tfdist_command(spec, tmp_path, "--restarts", "0"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         wait_for(lambda: list((tmp_path / "runs").glob("orphan-*/worker-0.pid")), 20, "launch")
@@ -350,7 +356,10 @@ def test_role_whose_supervisor_died_is_stopped(tmp_path: Path) -> None:
         process.kill()
 
     assert process.returncode == 1, stdout + stderr
-    assert "failed: worker-0 (the role's supervisor was killed)" in stderr
+    assert (
+        "failed: worker-0 ended: ended without an exit code: the role's supervisor was killed; "
+        "no restart allowed"
+    ) in stderr
     assert_no_process_left(run_dir)
 
 

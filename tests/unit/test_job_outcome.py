@@ -1,19 +1,21 @@
-"""When a job has succeeded or failed, and how a role's status maps to the policy's input."""
+"""How a job's outcome is decided: a role's status as the policy's input, which failure of
+several decides, and `tfdist run`'s loop applying the policy, on the in-memory backend."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import pytest
 
 from tfdist.backend import RoleState, RoleStatus
-from tfdist.launch.foreground import Outcome, crashed_roles, job_outcome
-from tfdist.lifecycle import Ending
+from tfdist.fake import FakeBackend
+from tfdist.launch.foreground import Outcome, run_in_foreground
+from tfdist.lifecycle import Action, Ending, RoleEnd, triage
+from tfdist.spec import RestartPolicy, parse_spec
 
 PENDING, RUNNING = RoleState.PENDING, RoleState.RUNNING
 SUCCEEDED, FAILED = RoleState.SUCCEEDED, RoleState.FAILED
-
-
-def statuses(*roles: RoleStatus) -> dict[str, RoleStatus]:
-    return {role.name: role for role in roles}
+POLICY = RestartPolicy(max_role_restarts=2, max_job_restarts=1)
 
 
 def status(
@@ -22,84 +24,13 @@ def status(
     return RoleStatus(name=name, state=state, exit_code=exit_code, detail=detail)
 
 
-def test_every_role_succeeded() -> None:
-    outcome = job_outcome(
-        statuses(
-            status("chief-0", SUCCEEDED, 0),
-            status("worker-0", SUCCEEDED, 0),
-            status("ps-0", SUCCEEDED, 0),
-            status("evaluator-0", SUCCEEDED, 0),
-        )
-    )
-    assert outcome == Outcome(succeeded=True)
-
-
-@pytest.mark.parametrize("unfinished", [PENDING, RUNNING])
-def test_undecided_while_a_role_has_not_finished(unfinished: RoleState) -> None:
-    outcome = job_outcome(
-        statuses(status("chief-0", SUCCEEDED, 0), status("evaluator-0", unfinished))
-    )
-    assert outcome is None
-
-
-def test_undecided_while_every_role_runs() -> None:
-    assert job_outcome(statuses(status("chief-0", RUNNING), status("worker-0", PENDING))) is None
-
-
-def test_one_failure_decides_while_others_still_run() -> None:
-    outcome = job_outcome(
-        statuses(
-            status("chief-0", RUNNING),
-            status("worker-0", FAILED, 3, "exited"),
-            status("evaluator-0", RUNNING),
-        )
-    )
-    assert outcome == Outcome(succeeded=False, failed_role="worker-0", detail="exit code 3")
-
-
-def test_the_chiefs_failure_is_reported_first() -> None:
-    outcome = job_outcome(
-        statuses(
-            status("worker-0", FAILED, 143, "stopped"),
-            status("worker-1", FAILED, 1, "exited"),
-            status("chief-0", FAILED, 1, "exited"),
-        )
-    )
-    assert outcome == Outcome(succeeded=False, failed_role="chief-0", detail="exit code 1")
-
-
-def test_the_first_failed_role_when_the_chief_did_not_fail() -> None:
-    outcome = job_outcome(
-        statuses(
-            status("chief-0", SUCCEEDED, 0),
-            status("worker-1", FAILED, 2),
-            status("evaluator-0", FAILED, 1),
-        )
-    )
-    assert outcome is not None and outcome.failed_role == "worker-1"
-
-
-def test_a_failure_without_exit_code_shows_its_detail() -> None:
-    outcome = job_outcome(
-        statuses(
-            status("chief-0", RUNNING),
-            status("ps-0", FAILED, None, "the role's supervisor was killed"),
-        )
-    )
-    assert outcome == Outcome(
-        succeeded=False, failed_role="ps-0", detail="the role's supervisor was killed"
-    )
-
-
 @pytest.mark.parametrize(
     ("role", "ending"),
     [
         pytest.param(status("worker-0", FAILED, 137), Ending.CRASHED, id="killed"),
         pytest.param(status("worker-0", FAILED, 143), Ending.CRASHED, id="terminated"),
         pytest.param(status("worker-0", FAILED, 128), Ending.CRASHED, id="128"),
-        pytest.param(
-            status("worker-0", FAILED, None, "supervisor killed"), Ending.CRASHED, id="unknown"
-        ),
+        pytest.param(status("worker-0", FAILED, None, "gone"), Ending.CRASHED, id="unknown"),
         pytest.param(status("worker-0", FAILED, 0, "stopped"), Ending.CRASHED, id="failed-with-0"),
         pytest.param(status("worker-0", FAILED, 1), Ending.PROGRAM_ERROR, id="error"),
         pytest.param(status("worker-0", FAILED, 2), Ending.PROGRAM_ERROR, id="usage"),
@@ -122,21 +53,147 @@ def test_finished_states() -> None:
     assert [state for state in RoleState if state.finished] == [SUCCEEDED, FAILED]
 
 
-def test_crashed_roles_are_those_killed_by_a_signal() -> None:
-    crashed = crashed_roles(
-        statuses(
-            status("chief-0", FAILED, 1, "exited"),  # failed because its peer vanished
-            status("worker-0", FAILED, 137, "exited"),
-            status("ps-0", FAILED, None, "the role's supervisor was killed"),
-            status("evaluator-0", RUNNING),
-            status("worker-1", FAILED, 2, "exited"),
-        )
+CRASH, ERROR, OK = RoleEnd.from_exit(137), RoleEnd.from_exit(1), RoleEnd.from_exit(0)
+
+
+@pytest.mark.parametrize(
+    ("ends", "uses_ps", "role", "action"),
+    [
+        pytest.param({"chief-0": OK, "worker-0": OK}, False, None, None, id="none-failed"),
+        pytest.param({"worker-0": ERROR}, False, "worker-0", Action.FAIL_JOB, id="one-error"),
+        pytest.param(
+            {"worker-1": ERROR, "chief-0": ERROR},
+            False,
+            "chief-0",
+            Action.FAIL_JOB,
+            id="chief-first",
+        ),
+        pytest.param(  # the chief lost its worker and exited 1: the crash is the cause
+            {"chief-0": ERROR, "worker-0": CRASH}, False, "worker-0", Action.RESTART_JOB, id="cause"
+        ),
+        pytest.param(  # a restart of the job restarts the evaluator too
+            {"evaluator-0": CRASH, "ps-0": CRASH}, True, "ps-0", Action.RESTART_JOB, id="job-first"
+        ),
+        pytest.param(
+            {"evaluator-0": CRASH, "chief-0": ERROR},
+            True,
+            "evaluator-0",
+            Action.RESTART_ROLE,
+            id="crash-before-error",
+        ),
+    ],
+)
+def test_which_failure_decides(
+    ends: dict[str, RoleEnd], uses_ps: bool, role: str | None, action: Action | None
+) -> None:
+    found = triage(
+        ends, uses_parameter_servers=uses_ps, policy=POLICY, role_restarts={}, job_restarts=0
     )
-    assert crashed == ["worker-0 (exit code 137)", "ps-0 (the role's supervisor was killed)"]
+    got = (str(found[0]), found[1].action) if found else (None, None)
+    assert got == (role, action)
 
 
-def test_no_crash_when_roles_failed_on_their_own() -> None:
+# -- `tfdist run`'s loop on the in-memory backend: each tick is what happens between two polls
+Tick = Callable[[FakeBackend], None]
+
+
+def ends(*moves: tuple[str, int]) -> Tick:
+    def tick(fake: FakeBackend) -> None:
+        for role, code in moves:
+            fake.write_log(role, f"{role} exits {code}\n")
+            fake.exit(role, code)
+
+    return tick
+
+
+def all_done(fake: FakeBackend) -> None:
+    for role, status in fake.statuses(fake.latest).items():
+        if not status.state.finished or status.state is FAILED:
+            fake.exit(role, 0)
+
+
+PS_JOB = {"worker": 2, "ps": 1, "evaluator": 1}
+ALL_REDUCE = {"worker": 1, "evaluator": 1}
+
+
+def run(cluster: dict[str, int], ticks: list[Tick]) -> tuple[Outcome, FakeBackend, list[str]]:
+    spec = parse_spec(
+        {
+            "name": "job",
+            "trainer": {"command": ["train"]},
+            "cluster": cluster,
+            "train_spec": {"max_steps": 10},
+            "model_dir": "/m",
+        }
+    )
+    fake = FakeBackend()
+    fake.ticks = list(ticks)
+    lines: list[str] = []
+    job = fake.plan(spec, "cli")
+    outcome = run_in_foreground(job, fake, lines.append, policy=POLICY, settle_secs=0)
+    return outcome, fake, lines
+
+
+def test_a_crashed_ps_worker_and_evaluator_restart_alone() -> None:
+    outcome, fake, lines = run(
+        PS_JOB, [ends(("worker-1", 137)), ends(("evaluator-0", 137)), all_done]
+    )
+    assert outcome == Outcome(succeeded=True)
+    tries = {role: fake.tries(role) for role in ("chief-0", "worker-0", "worker-1", "ps-0")}
+    assert tries == {"chief-0": 1, "worker-0": 1, "worker-1": 2, "ps-0": 1}
+    assert fake.tries("evaluator-0") == 2
     assert (
-        crashed_roles(statuses(status("chief-0", FAILED, 1), status("worker-0", SUCCEEDED, 0)))
-        == []
+        "tfdist: worker-1 ended: killed by SIGKILL (exit code 137); restarting worker-1 alone "
+        "(restart 1 of 2)"
+    ) in lines
+
+
+def test_a_crashed_chief_restarts_every_role_within_the_job_budget() -> None:
+    outcome, fake, lines = run(ALL_REDUCE, [ends(("chief-0", 137)), all_done])
+    assert outcome.succeeded
+    assert [fake.tries(role) for role in ("chief-0", "worker-0", "evaluator-0")] == [2, 2, 2]
+    assert any(
+        "restarting every role from the last checkpoint (restart 1 of 1)" in x for x in lines
     )
+
+
+def test_the_crash_not_the_error_it_caused_decides() -> None:
+    outcome, fake, _ = run(ALL_REDUCE, [ends(("chief-0", 1), ("worker-0", 137)), all_done])
+    assert outcome.succeeded and fake.tries("chief-0") == 2
+
+
+def test_a_crash_past_the_budget_fails_the_job() -> None:
+    outcome, fake, _ = run(ALL_REDUCE, [ends(("worker-0", 137)), ends(("worker-0", 137))])
+    assert not outcome.succeeded and outcome.failed_role == "worker-0"
+    assert outcome.detail.endswith("all 1 restarts used (restart_policy.max_job_restarts: 1)")
+    assert fake.tries("worker-0") == 2
+
+
+def test_a_program_error_fails_at_once_with_the_roles_last_lines() -> None:
+    def error(fake: FakeBackend) -> None:
+        fake.write_log("chief-0", "step 10\nTraceback (most recent call last):\nValueError: x\n")
+        fake.exit("chief-0", 3)
+
+    outcome, fake, _ = run(PS_JOB, [error])
+    assert outcome.failed_role == "chief-0"
+    assert outcome.detail == (
+        "chief-0 failed with exit code 3: a failure of the program itself, which no restart fixes"
+    )
+    assert outcome.last_lines == ("step 10", "Traceback (most recent call last):", "ValueError: x")
+    assert all(fake.tries(role) == 1 for role in ("chief-0", "worker-0", "evaluator-0"))
+    # every role still running was stopped
+    assert {s.state for s in fake.statuses(fake.latest).values()} == {FAILED}
+
+
+def test_after_the_chief_only_the_evaluator_matters() -> None:
+    outcome, fake, _ = run(
+        PS_JOB,
+        [
+            ends(("chief-0", 0), ("worker-0", 0), ("worker-1", 0)),
+            ends(("ps-0", 137)),  # no longer needed: not restarted
+            ends(("evaluator-0", 137)),  # the final checkpoint is not evaluated yet
+            ends(("evaluator-0", 0)),
+        ],
+    )
+    assert outcome == Outcome(succeeded=True)
+    assert (fake.tries("ps-0"), fake.tries("evaluator-0")) == (1, 2)

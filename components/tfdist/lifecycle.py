@@ -199,19 +199,24 @@ def decide(
         spent = "no restart allowed" if budget == 0 else f"all {budget} restarts used"
         return Verdict(
             action=Action.FAIL_JOB,
-            reason=f"{role} {_ended(end)} {how}; {spent} (restart_policy.{field}: {budget})",
+            reason=f"{_ended(role, end)}; {spent} (restart_policy.{field}: {budget})",
         )
     from_checkpoint = "" if scope is Scope.ROLE else " from the last checkpoint"
     return Verdict(
         action=action,
-        reason=f"{role} {_ended(end)} {how}; {what}{from_checkpoint} "
-        f"(restart {used + 1} of {budget})",
+        reason=f"{_ended(role, end)}; {what}{from_checkpoint} (restart {used + 1} of {budget})",
         counted=True,
     )
 
 
-def _ended(end: RoleEnd) -> str:
-    return "ran" if end.ending is Ending.OOM_KILLED else "ended:"
+def _ended(role: RoleId, end: RoleEnd) -> str:
+    """`worker-1 ended: killed by SIGKILL (exit code 137)`, `chief-0 ran out of memory (...)`."""
+    how = end.describe()
+    if end.ending is Ending.OOM_KILLED:
+        return f"{role} ran {how}"
+    if how.startswith("ended "):
+        return f"{role} {how}"
+    return f"{role} ended: {how}"
 
 
 def triage(

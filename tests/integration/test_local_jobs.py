@@ -357,7 +357,7 @@ def test_role_whose_supervisor_died_is_stopped(tmp_path: Path) -> None:
 
     assert process.returncode == 1, stdout + stderr
     assert (
-        "failed: worker-0 ended: ended without an exit code: the role's supervisor was killed; "
+        "failed: worker-0 ended without an exit code: the role's supervisor was killed; "
         "no restart allowed"
     ) in stderr
     assert_no_process_left(run_dir)

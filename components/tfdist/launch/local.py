@@ -280,7 +280,8 @@ class LocalLauncher:
             record = json.loads(exit_file.read_text())
             code = int(record["exit_code"])
             state = RoleState.SUCCEEDED if code == 0 else RoleState.FAILED
-            return RoleStatus(name=role, state=state, exit_code=code, detail=record["reason"])
+            why = "" if record["reason"] == "exited" else str(record["reason"])  # "stopped", ...
+            return RoleStatus(name=role, state=state, exit_code=code, detail=why)
         if self._process(run_dir, role) is not None:
             return RoleStatus(name=role, state=RoleState.RUNNING)
         if not (run_dir / f"{role}.pid").exists():

@@ -101,6 +101,10 @@ class Backend(Protocol):
     """Where roles run. `scope` names one train-and-evaluate step (of one Airflow run, say
     `<dag>/<run>/<group>`); each launch in it gets its own id."""
 
+    # True when the backend applies `tfdist.lifecycle`'s policy itself (a JobSet restarts its
+    # roles in the cluster): a role it reports failed then failed for good.
+    applies_policy: bool
+
     def admit(self, spec: JobSpec) -> None:
         """Raise `LaunchRefused` if the job cannot run here; starts and writes nothing."""
         ...

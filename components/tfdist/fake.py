@@ -34,6 +34,8 @@ class FakeLaunch:
 class FakeBackend:
     """Implements `tfdist.backend.Backend` in memory."""
 
+    applies_policy = False
+
     _named: ClassVar[dict[str, FakeBackend]] = {}
 
     def __init__(self) -> None:

@@ -12,28 +12,29 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowFailException
 
-from tfdist.backend import Backend, JobHandle, RoleState, RoleStatus
+from tfdist.backend import Backend, JobHandle
 from tfdist.fingerprint import claim_model_dir
-from tfdist.lifecycle import Ending, RoleId, Scope, restart_scope
+from tfdist.lifecycle import Action
 from tfdist.locations import check_location, check_locations
 from tfdist.preflight import check_writable
-from tfdist.rolelog import relayed
 from tfdist.spec import JobSpec, parse_spec
 from tfdist_airflow.backends import backend_from_dict, connect
 from tfdist_airflow.gcp import storages
 from tfdist_airflow.links import ROLE_LINKS
 from tfdist_airflow.refusals import FAIL_AT_ONCE, refusing
-from tfdist_airflow.runs import fatal_peers, run_model_dir, run_scope, unfinished_step
+from tfdist_airflow.runs import WatchPolicy, run_model_dir, run_scope, unfinished_step
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
 REDACTED = "<redacted>"
+TAIL_LINES = 20  # of a failed role's log, in its watch task's failure
 
 
 class RoleFailed(RuntimeError):
-    """A role process ended with a non-zero exit code."""
+    """Watching a role failed (its backend could not be read); a retry may succeed."""
 
 
 def _scope(context: Context, group_id: str) -> str:
@@ -162,12 +163,15 @@ class LaunchRolesOperator(BaseOperator):
 
 
 class WatchRoleOperator(BaseOperator):
-    """Follows one role until it ends: streams its log, fails with its exit status.
+    """Follows one role until the restart policy (`tfdist.lifecycle`) decides: streams its log,
+    restarts it when the policy restarts it alone, fails when the policy ends the job.
 
-    Deferrable: while the role runs the task holds no worker slot. On a retry, the task
-    reattaches to a role that is still running, and relaunches a failed role only when that
-    is safe alone (the evaluator, a parameter-server worker) and its exit looks transient
-    (killed by a signal, exit code >= 128).
+    Deferrable: while the role runs the task holds no worker slot. A role that failed for good
+    (the program's own error, a crash past its budget, a peer's end that ends the job, or a
+    crash that needs every role restarted, which is not done inside a run) fails the task with
+    `AirflowFailException`: no retry, no retry delay; the message names the role, how it ended
+    and its last log lines. Retries are for the watch itself (a lost worker, an unreachable
+    backend): a retry reattaches to a running role and applies the policy to one that ended.
 
     :param role: the role to follow, e.g. `worker-1`.
     :param launch_task_id: the task that launched the job.
@@ -195,12 +199,45 @@ class WatchRoleOperator(BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         spec, handle = launched_job(context, self.launch_task_id)
         self._handle = handle
+        return self._follow(WatchPolicy.of(spec), handle, offset=0, role_restarts=0)
+
+    def execute_complete(
+        self, context: Context, event: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        spec, handle = launched_job(context, self.launch_task_id)
+        self._handle = handle
+        # Do not trust the event alone (inline triggers in `dags test` may not pass it): the
+        # status is re-read from the backend, the log from where the trigger stopped.
+        event = event or {}
+        offset = int(event.get("log_offset", 0))
+        restarts = int(event.get("role_restarts", 0))
+        if event.get("error"):
+            self._show_log(handle, offset)
+            raise RoleFailed(f"watching {self.role} failed: {event['error']}")
+        if event.get("cause"):
+            self._show_log(handle, offset)
+            raise AirflowFailException(
+                self._failure(handle, f"{self.role} was stopped: {event['cause']}")
+            )
+        return self._follow(WatchPolicy.of(spec), handle, offset, restarts)
+
+    def _backend(self) -> Backend:
+        return connect(self.backend)
+
+    def _follow(
+        self, policy: WatchPolicy, handle: JobHandle, offset: int, role_restarts: int
+    ) -> dict[str, Any]:
+        """Apply the policy to the role as it is now; defer while it runs."""
         backend = self._backend()
+        offset = self._show_log(handle, offset)
         status = backend.statuses(handle)[self.role]
-        if status.state is RoleState.FAILED and context["ti"].try_number > 1:
-            self._relaunch_if_safe(spec, handle, status)
-            status = backend.statuses(handle)[self.role]
-        if not status.state.finished:
+        verdict = policy.own_verdict(self.role, status, role_restarts, final=backend.applies_policy)
+        if verdict is not None and verdict.action is Action.RESTART_ROLE:
+            self.log.warning("%s", verdict.reason)
+            backend.relaunch(handle, self.role)
+            role_restarts += verdict.counted
+            verdict = None
+        if verdict is None:
             from tfdist_airflow.triggers import RoleExitTrigger  # not needed to parse a DAG
 
             self.defer(
@@ -208,79 +245,32 @@ class WatchRoleOperator(BaseOperator):
                     backend=self.backend,
                     handle=handle.model_dump(mode="json"),
                     role=self.role,
-                    log_offset=0,
+                    policy=policy.model_dump(mode="json"),
+                    log_offset=offset,
                     poll_interval=self.poll_interval,
-                    fatal_peers=self._fatal_peers(spec, handle),
+                    role_restarts=role_restarts,
                 ),
                 method_name="execute_complete",
             )
-        return self._finish(context, handle, 0)
-
-    def execute_complete(
-        self, context: Context, event: dict[str, Any] | None = None
-    ) -> dict[str, Any]:
-        _, handle = launched_job(context, self.launch_task_id)
-        self._handle = handle
-        # Do not trust the event alone (inline triggers in `dags test` may not pass it): the
-        # status is re-read from the backend, the log from where the trigger stopped.
-        offset = int(event.get("log_offset", 0)) if event else 0
-        cause = str(event.get("cause", "")) if event else ""
-        return self._finish(context, handle, offset, cause)
-
-    def _backend(self) -> Backend:
-        return connect(self.backend)
-
-    def _fatal_peers(self, spec: JobSpec, handle: JobHandle) -> list[str]:
-        return fatal_peers(self.role, list(handle.roles), spec.cluster.uses_parameter_servers)
-
-    def _finish(
-        self, context: Context, handle: JobHandle, offset: int, cause: str = ""
-    ) -> dict[str, Any]:
-        backend = self._backend()
-        text, _ = backend.read_log(handle, self.role, offset)
-        for line in text.splitlines():
-            self.log.info("[%s] %s", self.role, relayed(self.role, line))
-        status = backend.statuses(handle)[self.role]
-        if status.state is not RoleState.SUCCEEDED:
-            why = f"stopped because {cause}" if cause else status.detail
-            raise RoleFailed(
-                f"{self.role} {status.state.value}: exit code {status.exit_code}"
-                f"{' (' + why + ')' if why else ''}"
-            )
+        if verdict.action is not Action.SUCCEEDED:
+            raise AirflowFailException(self._failure(handle, verdict.reason))
         self.log.info("%s succeeded", self.role)
         return status.model_dump(mode="json")
 
-    def _relaunch_if_safe(self, spec: JobSpec, handle: JobHandle, status: RoleStatus) -> None:
-        backend = self._backend()
-        statuses = backend.statuses(handle)
-        for peer in self._fatal_peers(spec, handle):
-            if statuses[peer].state is RoleState.FAILED:
-                raise RoleFailed(
-                    f"{self.role} is not relaunched: {peer} failed, so the job cannot finish. "
-                    "Clear the whole train-and-evaluate group to restart every role from the "
-                    "last checkpoint."
-                )
-        scope = restart_scope(RoleId.parse(self.role).kind, spec.cluster.uses_parameter_servers)
-        end = status.end
-        crashed = end is not None and end.ending in (
-            Ending.CRASHED,
-            Ending.OOM_KILLED,
-            Ending.PREEMPTED,
-        )
-        if scope is Scope.ROLE and crashed:
-            self.log.warning("%s died (exit %s); starting it again", self.role, status.exit_code)
-            backend.relaunch(handle, self.role)
-            return
-        why = (
-            f"exit code {status.exit_code} is a failure of the program itself, not a crash"
-            if not crashed
-            else "it cannot rejoin the running roles alone"
-        )
-        raise RoleFailed(
-            f"{self.role} failed with exit code {status.exit_code}; not relaunching it alone: "
-            f"{why}. Clear the whole train-and-evaluate group to restart every role from the "
-            "last checkpoint."
-        )
+    def _show_log(self, handle: JobHandle, offset: int) -> int:
+        text, offset = self._backend().read_log(handle, self.role, offset)
+        for line in text.splitlines():
+            self.log.info("[%s] %s", self.role, line)
+        return offset
+
+    def _failure(self, handle: JobHandle, reason: str) -> str:
+        """`reason`, then the last lines of the role's log."""
+        self.log.error("%s", reason)
+        text, _ = self._backend().read_log(handle, self.role, 0)
+        last = text.splitlines()[-TAIL_LINES:]
+        if not last:
+            return reason
+        return "\n".join([reason, f"the last lines of {self.role}'s log:", *last])
 
     def on_kill(self) -> None:
         """A killed watch task stops its role: a half-watched job must not run on unseen."""

@@ -12,6 +12,7 @@ import pytest
 from tfdist.backend import RoleState
 from tfdist.spec import parse_spec
 from tfdist_airflow.backends import LocalBackend
+from tfdist_airflow.runs import WatchPolicy
 from tfdist_airflow.triggers import RoleExitTrigger
 
 pytestmark = pytest.mark.integration
@@ -50,15 +51,18 @@ def test_ps_is_stopped_when_the_chief_fails(tmp_path: Path) -> None:
             backend=backend.model_dump(mode="json"),
             handle=handle.model_dump(mode="json"),
             role="ps-0",
+            policy=WatchPolicy.of(spec).model_dump(mode="json"),
             poll_interval=0.2,
-            fatal_peers=["chief-0"],
         )
         event = asyncio.run(asyncio.wait_for(first_event(trigger), timeout=60))
-        assert event["cause"] == "chief-0 failed"
+        assert event["cause"] == (
+            "chief-0 failed with exit code 3: a failure of the program itself, which no "
+            "restart fixes"
+        )
         assert launcher.statuses(handle)["chief-0"].exit_code == 3
         ps = launcher.statuses(handle)["ps-0"]
         assert ps.state is RoleState.FAILED
-        # The worker was not a peer of this trigger: it is still running until teardown.
+        # Its own watch stops the worker: this trigger stops only its role.
         assert launcher.statuses(handle)["worker-0"].state is RoleState.RUNNING
     finally:
         launcher.stop(handle)

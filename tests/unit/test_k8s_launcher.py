@@ -486,18 +486,25 @@ def test_a_watch_retry_recreates_a_preempted_worker(
     assert api.calls == [("delete_pod", name), ("create_pod", name)]
 
 
-def test_a_chief_that_failed_on_its_own_is_not_recreated(
+def test_a_chief_that_failed_on_its_own_fails_its_watch_at_once(
     api: FakeKubeApi, backend: dict[str, Any], tmp_path: Path
 ) -> None:
-    from tfdist_airflow.roles import RoleFailed
+    from airflow.sdk.exceptions import AirflowFailException
 
     pushed = run_launch(backend, BASE)
     name = pod_of(JobHandle.model_validate(pushed["handle"]), "chief-0")
     api.start(name)
     api.write_log(name, "Traceback (most recent call last):\nValueError: bad input\n")
     api.exit(name, 1)
-    with pytest.raises(RoleFailed, match="chief-0 failed: exit code 1 \\(Error\\)"):
+    api.calls.clear()
+    with pytest.raises(AirflowFailException) as failed:  # no retry, whatever `retries` says
         watch(backend, "chief-0").execute(context(pushed))
+    assert str(failed.value) == (
+        "chief-0 failed with exit code 1: Error: a failure of the program itself, which no "
+        "restart fixes\nthe last lines of chief-0's log:\nTraceback (most recent call last):\n"
+        "ValueError: bad input"
+    )
+    assert api.calls == []  # not recreated
 
 
 def test_a_killed_watch_task_leaves_no_pod_of_its_role(
@@ -559,6 +566,7 @@ def test_the_trigger_shows_why_a_pod_waits_then_fires_when_it_ends(
 
     from structlog.testing import capture_logs
 
+    from tfdist_airflow.runs import WatchPolicy
     from tfdist_airflow.triggers import RoleExitTrigger
 
     pushed = run_launch(backend, BASE)
@@ -580,7 +588,11 @@ def test_the_trigger_shows_why_a_pod_waits_then_fires_when_it_ends(
 
     api.list_pods = list_pods  # type: ignore[method-assign]
     trigger = RoleExitTrigger(
-        backend=backend, handle=pushed["handle"], role="chief-0", poll_interval=0
+        backend=backend,
+        handle=pushed["handle"],
+        role="chief-0",
+        policy=WatchPolicy.of(SPEC).model_dump(mode="json"),
+        poll_interval=0,
     )
 
     async def first_event() -> Any:

@@ -117,6 +117,8 @@ class JobSetLauncher:
     :param snapshots: shared with the other watchers of this process; default: its own.
     """
 
+    applies_policy = True  # the JobSet's failure policy restarts roles in the cluster
+
     python = "python"
 
     def __init__(

@@ -64,6 +64,8 @@ class KubernetesLauncher:
     :param clock: seconds since the epoch (pod timestamps are compared with it).
     """
 
+    applies_policy = False
+
     python = "python"  # the interpreter in the trainer image
 
     def __init__(

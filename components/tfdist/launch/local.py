@@ -77,6 +77,8 @@ class LocalLauncher:
     interpreter).
     """
 
+    applies_policy = False
+
     def __init__(
         self,
         run_root: str | Path,

@@ -95,6 +95,7 @@ def test_the_watch_trigger_logs_why_it_waits_and_follows_the_chief_across_a_rest
 ) -> None:
     from structlog.testing import capture_logs
 
+    from tfdist_airflow.runs import WatchPolicy
     from tfdist_airflow.triggers import RoleExitTrigger
 
     pushed = run_launch(backend)
@@ -126,7 +127,11 @@ def test_the_watch_trigger_logs_why_it_waits_and_follows_the_chief_across_a_rest
         ]
     )
     trigger = RoleExitTrigger(
-        backend=backend, handle=pushed["handle"], role="chief-0", poll_interval=0
+        backend=backend,
+        handle=pushed["handle"],
+        role="chief-0",
+        policy=WatchPolicy.of(SPEC).model_dump(mode="json"),
+        poll_interval=0,
     )
     pause = asyncio.sleep
 

@@ -28,8 +28,8 @@ from tfdist.kubernetes.manifests import (
     CONTAINER,
     PORT,
     Target,
-    _container,
-    _pod_spec,
+    build_container,
+    build_pod_spec,
     dns_suffix,
 )
 from tfdist.kubernetes.names import (
@@ -147,7 +147,7 @@ def _replicated_job(
             "trainer.env or the placement's secret_env"
         )
     serves = first.address is not None
-    container = _container(first.name, first.command, env, placed, target.image, serves=serves)
+    container = build_container(first.name, first.command, env, placed, target.image, serves=serves)
     index_from_label = {"fieldRef": {"fieldPath": f"metadata.labels['{JOB_INDEX}']"}}
     container["env"].insert(0, {"name": TASK_INDEX, "valueFrom": index_from_label})
     role_scope = jobset_policy.scope(spec, role)
@@ -164,7 +164,7 @@ def _replicated_job(
                 "podFailurePolicy": jobset_policy.pod_failure_policy(role_scope, CONTAINER),
                 "template": {
                     "metadata": {"labels": {**labels, ROLE: role.value}},
-                    "spec": _pod_spec(placed, container),
+                    "spec": build_pod_spec(placed, container),
                 },
             },
         },

@@ -129,7 +129,7 @@ def build_pod(job: JobPlan, role: RolePlan, ref: RunRef, target: Target) -> dict
     }
     env = {"PYTHONUNBUFFERED": "1", **role.env, "TFDIST_LAUNCH_ID": ref.launch}
     serves = role.address is not None
-    container = _container(role.name, role.command, env, placed, target.image, serves=serves)
+    container = build_container(role.name, role.command, env, placed, target.image, serves=serves)
     return {
         "apiVersion": "v1",
         "kind": "Pod",
@@ -138,7 +138,7 @@ def build_pod(job: JobPlan, role: RolePlan, ref: RunRef, target: Target) -> dict
             "namespace": target.namespace,
             "labels": labels,
         },
-        "spec": {"hostname": role.name, "subdomain": service, **_pod_spec(placed, container)},
+        "spec": {"hostname": role.name, "subdomain": service, **build_pod_spec(placed, container)},
     }
 
 
@@ -179,12 +179,15 @@ def build_export_pod(
             "namespace": target.namespace,
             "labels": labels,
         },
-        "spec": _pod_spec(placed, _container(EXPORT_ROLE, command, env, placed, target.image)),
+        "spec": build_pod_spec(
+            placed, build_container(EXPORT_ROLE, command, env, placed, target.image)
+        ),
     }
 
 
-def _pod_spec(placed: RolePlacement, container: dict[str, Any]) -> dict[str, Any]:
-    """Never restarted by the kubelet; non-root; the placement's identity and scheduling."""
+def build_pod_spec(placed: RolePlacement, container: dict[str, Any]) -> dict[str, Any]:
+    """A pod's spec (a Pod's, or a Job template's in a JobSet): never restarted by the
+    kubelet; non-root; the placement's identity and scheduling."""
     spec: dict[str, Any] = {
         "restartPolicy": "Never",
         "enableServiceLinks": False,
@@ -206,7 +209,7 @@ def _pod_spec(placed: RolePlacement, container: dict[str, Any]) -> dict[str, Any
     return spec
 
 
-def _container(
+def build_container(
     name: str,
     command: Sequence[str],
     env: Mapping[str, str],
@@ -215,6 +218,8 @@ def _container(
     *,
     serves: bool = False,
 ) -> dict[str, Any]:
+    """The `tensorflow` container: `env` as values, the placement's secrets as references,
+    non-root, the placement's resources; the gRPC port when the role `serves`."""
     clash = sorted(set(env) & set(placed.secret_env or {}))
     if clash:
         raise ValueError(

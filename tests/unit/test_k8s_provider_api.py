@@ -7,6 +7,7 @@ that returns the client's own model objects and raises its `ApiException`s.
 
 from __future__ import annotations
 
+import inspect
 import json
 from datetime import UTC, datetime
 from functools import cached_property
@@ -27,7 +28,7 @@ from kubernetes.client import (
 )
 from kubernetes.client.exceptions import ApiException
 
-from tfdist.kubernetes.api import AlreadyExists, KubeApiError
+from tfdist.kubernetes.api import JOBSETS, WORKLOADS, AlreadyExists, KubeApiError
 from tfdist.kubernetes.status import Timeouts, pod_status
 from tfdist_airflow.kubernetes_api import ProviderKubeApi
 
@@ -163,3 +164,82 @@ def test_an_expired_token_gets_one_new_client(core: Core) -> None:
     assert core.calls[-1][2] == {
         "label_selector": "app.kubernetes.io/managed-by=tfdist,tfdist.io/launch=x"
     }
+
+
+class Custom:
+    """Stands in for `CustomObjectsApi`: checks each call against the real method's signature
+    (and the keyword arguments it documents), answers with plain dicts as the client does."""
+
+    DOCUMENTED = frozenset({"label_selector", "propagation_policy"})
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
+        self.errors: list[ApiException] = []
+
+    def _answer(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        from kubernetes.client import CustomObjectsApi
+
+        inspect.signature(getattr(CustomObjectsApi, method)).bind(None, *args, **kwargs)
+        assert set(kwargs) <= self.DOCUMENTED
+        self.calls.append((method, args, kwargs))
+        if self.errors:
+            raise self.errors.pop(0)
+
+    def create_namespaced_custom_object(self, *args: Any, **kwargs: Any) -> Any:
+        self._answer("create_namespaced_custom_object", args, kwargs)
+        return {**args[4], "metadata": {**args[4]["metadata"], "uid": "u1"}}
+
+    def get_namespaced_custom_object(self, *args: Any, **kwargs: Any) -> Any:
+        self._answer("get_namespaced_custom_object", args, kwargs)
+        return {"metadata": {"name": args[4]}, "status": {"restarts": 1}}
+
+    def list_namespaced_custom_object(self, *args: Any, **kwargs: Any) -> Any:
+        self._answer("list_namespaced_custom_object", args, kwargs)
+        return {"items": [{"metadata": {"name": "w"}}]}
+
+    def delete_namespaced_custom_object(self, *args: Any, **kwargs: Any) -> Any:
+        self._answer("delete_namespaced_custom_object", args, kwargs)
+        return {}
+
+
+class CustomApi(ProviderKubeApi):
+    def __init__(self, custom: Custom) -> None:
+        super().__init__("gke")
+        self.custom_stub = custom
+
+    @cached_property
+    def hook(self) -> Any:
+        return SimpleNamespace(custom_object_client=self.custom_stub, api_client=ApiClient())
+
+
+def test_jobsets_and_workloads_go_through_the_hooks_custom_objects_client() -> None:
+    custom = Custom()
+    api = CustomApi(custom)
+    created = api.create_object(JOBSETS, "ml", {"metadata": {"name": "js"}, "spec": {}})
+    assert created["metadata"]["uid"] == "u1"
+    assert api.get_object(JOBSETS, "ml", "js") == {
+        "metadata": {"name": "js"},
+        "status": {"restarts": 1},
+    }
+    found = api.list_objects(WORKLOADS, "ml", {"kueue.x-k8s.io/job-uid": "u1"})
+    assert [obj["metadata"]["name"] for obj in found] == ["w"]
+    api.delete_object(JOBSETS, "ml", "js", foreground=True)
+    assert [(method, args[:4]) for method, args, _ in custom.calls] == [
+        ("create_namespaced_custom_object", ("jobset.x-k8s.io", "v1alpha2", "ml", "jobsets")),
+        ("get_namespaced_custom_object", ("jobset.x-k8s.io", "v1alpha2", "ml", "jobsets")),
+        ("list_namespaced_custom_object", ("kueue.x-k8s.io", "v1beta2", "ml", "workloads")),
+        ("delete_namespaced_custom_object", ("jobset.x-k8s.io", "v1alpha2", "ml", "jobsets")),
+    ]
+    assert custom.calls[2][2] == {"label_selector": "kueue.x-k8s.io/job-uid=u1"}
+    assert custom.calls[3][2] == {"propagation_policy": "Foreground"}
+
+
+def test_a_missing_jobset_is_none_and_a_taken_name_already_exists() -> None:
+    custom = Custom()
+    api = CustomApi(custom)
+    custom.errors = [_error(404, "Not Found"), _error(404, "Not Found")]
+    assert api.get_object(JOBSETS, "ml", "js") is None
+    api.delete_object(JOBSETS, "ml", "js")  # already gone: fine
+    custom.errors = [_error(409, "Conflict", 'jobsets.jobset.x-k8s.io "js" already exists')]
+    with pytest.raises(AlreadyExists, match="create jobsets js: 409 Conflict"):
+        api.create_object(JOBSETS, "ml", {"metadata": {"name": "js"}})

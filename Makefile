@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 EXTRAS := trainer,airflow,gcs,kubernetes,dev
 UI_PORT ?= 8080
 
-.PHONY: venv test lint unit integration demo ui bench clean ui-screenshot
+.PHONY: venv test lint unit integration mutate demo ui bench clean ui-screenshot
 
 venv: $(STAMP)
 
@@ -30,6 +30,17 @@ integration: venv
 
 test: lint
 	$(BIN)/pytest -q tests
+
+# Mutation check of the pure core on the unit tests (slow; not part of `make test`). mutmut names
+# modules after their paths, so it runs in var/mutate, where `src` is a link to components/.
+MUTATE := var/mutate
+mutate: venv
+	rm -rf $(MUTATE) && mkdir -p $(MUTATE)
+	ln -s ../../components $(MUTATE)/src
+	for path in components operators dags bench tests pyproject.toml; do \
+		ln -s ../../$$path $(MUTATE)/$$path; done
+	cd $(MUTATE) && nice -n 10 ../../$(BIN)/mutmut run --max-children $(or $(JOBS),2)
+	cd $(MUTATE) && ../../$(BIN)/mutmut results
 
 demo: venv
 	$(BIN)/python -m tfdist_airflow.demo

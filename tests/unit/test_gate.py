@@ -63,6 +63,8 @@ DECISIONS: list[Case] = [
         ["accuracy 0.85 is below min 0.9"],
         [],
     ),
+    ("max passes", {"loss": {"max": 0.3}}, {"loss": 0.2}, None, [], []),
+    ("max is inclusive", {"loss": {"max": 0.3}}, {"loss": 0.3}, None, [], []),
     (
         "above max",
         {"loss": {"max": 0.3}},

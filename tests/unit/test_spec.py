@@ -188,6 +188,16 @@ ERRORS = [
         id="save-checkpoints-steps-zero",
     ),
     pytest.param(
+        {"train_spec.keep_checkpoint_max": 0},
+        "train_spec.keep_checkpoint_max: Input should be greater than 0",
+        id="keep-checkpoint-max-zero",
+    ),
+    pytest.param(
+        {"train_spec.log_step_count_steps": 0},
+        "train_spec.log_step_count_steps: Input should be greater than 0",
+        id="log-step-count-steps-zero",
+    ),
+    pytest.param(
         {"cluster.chief": 0},
         "cluster.chief: a cluster has exactly one chief, got 0; set `chief: 1`",
         id="chief-zero",

@@ -1,27 +1,28 @@
 """The evaluator: evaluate each new checkpoint, write its record, stop after `max_steps`.
 
-Follows the estimator's evaluator loop: wait `start_delay_secs`, then evaluate the *latest*
-checkpoint (intermediate ones may be skipped), at most once per `throttle_secs`, and exit after
-evaluating the checkpoint whose step is at least `max_steps`. A restarted evaluator skips the
-checkpoints that already have a record.
+Follows the estimator's evaluator loop (`tfdist.runtime.eval_loop`): wait `start_delay_secs`,
+then evaluate the *latest* checkpoint (intermediate ones may be skipped), at most once per
+`throttle_secs`, and exit after evaluating the checkpoint whose step is at least `max_steps`.
+A restarted evaluator skips the checkpoints that already have a record.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import tensorflow as tf
 
 from tfdist.records import EvalRecord, eval_record_name
 from tfdist.runtime.contract import RunContext, Trainer
+from tfdist.runtime.eval_loop import CheckpointGone, follow_checkpoints
 from tfdist.runtime.storage import write_json
 from tfdist.spec import JobSpec
 
 log = logging.getLogger("tfdist.evaluate")
-
-POLL_SECS = 0.5
+T = TypeVar("T")
 
 
 def checkpoint_step(path: str) -> int:
@@ -91,36 +92,39 @@ def evaluated_steps(eval_dir: str) -> set[int]:
     return {int(name.rsplit("-", 1)[-1].removesuffix(".json")) for name in names}
 
 
+def _unless_deleted(read: Callable[[str], T], path: str) -> T:
+    """`read(path)`, or `CheckpointGone` when the chief deleted the checkpoint meanwhile."""
+    try:
+        return read(path)
+    except tf.errors.NotFoundError:
+        if tf.io.gfile.exists(f"{path}.index"):
+            raise
+        raise CheckpointGone(path) from None
+
+
+class ModelDirCheckpoints:
+    """The checkpoints the chief writes into `model_dir`."""
+
+    def __init__(self, model_dir: str):
+        self.model_dir = model_dir
+
+    def latest(self) -> str | None:
+        path: str | None = tf.train.latest_checkpoint(self.model_dir)
+        return path
+
+    def step(self, path: str) -> int:
+        return _unless_deleted(checkpoint_step, path)
+
+
 def run_evaluator(spec: JobSpec, trainer: Trainer, ctx: RunContext) -> EvalRecord | None:
-    """The evaluator role's loop; returns the record of the final checkpoint."""
+    """The evaluator role's loop; returns the record of the final checkpoint (None when a
+    restarted evaluator finds it already evaluated)."""
     evaluation = Evaluation(spec, trainer, ctx)
-    max_steps = spec.train_spec.max_steps
-    done = evaluated_steps(evaluation.eval_dir)
-    if max_steps is not None and done and max(done) >= max_steps:
-        log.info("the checkpoint at step %d is already evaluated; nothing to do", max(done))
-        return None
-    if spec.eval_spec.start_delay_secs:
-        log.info("waiting start_delay_secs=%s", spec.eval_spec.start_delay_secs)
-        time.sleep(spec.eval_spec.start_delay_secs)
-    last_started = float("-inf")
-    while True:
-        latest = tf.train.latest_checkpoint(spec.model_dir)
-        try:
-            if latest is None or checkpoint_step(latest) in done:
-                time.sleep(POLL_SECS)
-                continue
-            wait = spec.eval_spec.throttle_secs - (time.monotonic() - last_started)
-            if wait > 0:
-                time.sleep(min(wait, POLL_SECS))
-                continue  # look again: a newer checkpoint may have arrived while we waited
-            last_started = time.monotonic()
-            record = evaluation.run(latest)
-        except tf.errors.NotFoundError:
-            if tf.io.gfile.exists(f"{latest}.index"):
-                raise
-            # The chief keeps only `keep_checkpoint_max` checkpoints: take the newest instead.
-            log.info("%s was deleted before it could be evaluated; taking the latest", latest)
-            continue
-        done.add(record.global_step)
-        if max_steps is not None and record.global_step >= max_steps:
-            return record
+    return follow_checkpoints(
+        ModelDirCheckpoints(spec.model_dir),
+        lambda path: _unless_deleted(evaluation.run, path),
+        done=evaluated_steps(evaluation.eval_dir),
+        max_steps=spec.train_spec.max_steps,
+        start_delay_secs=spec.eval_spec.start_delay_secs,
+        throttle_secs=spec.eval_spec.throttle_secs,
+    )

@@ -110,10 +110,13 @@ def test_launch_task_refuses_another_trainer_for_the_same_run(tmp_path: Path) ->
 
 # -- deploys: a backfilled old date, a deploy run twice -------------------------------------
 
+RAN_AFTER = datetime(2026, 4, 1, tzinfo=UTC)  # when the backfill below was started
+
 
 def deploy_run(tmp_path: Path, run_id: str, trained_on: datetime) -> dict[str, Any]:
     """`DeployModelOperator.execute` for one run, with a hand-made context (only the fields it
-    reads), after a blessed gate and an export (a SavedModel directory's files)."""
+    reads), after a blessed gate and an export (a SavedModel directory's files). Every run
+    starts at `RAN_AFTER`: only its data interval tells the dates apart."""
     from tfdist.gate import Blessing, write_blessing
     from tfdist.storage import LocalStorage
     from tfdist_airflow.gating import DeployModelOperator
@@ -145,7 +148,7 @@ def deploy_run(tmp_path: Path, run_id: str, trained_on: datetime) -> dict[str, A
     context: Any = {
         "ti": SimpleNamespace(xcom_pull=lambda task_ids: pushed[task_ids]),
         "run_id": run_id,
-        "dag_run": SimpleNamespace(data_interval_end=trained_on, run_after=trained_on),
+        "dag_run": SimpleNamespace(data_interval_end=trained_on, run_after=RAN_AFTER),
         "outlet_events": defaultdict(SimpleNamespace),
     }
     operator = DeployModelOperator(

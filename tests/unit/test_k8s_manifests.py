@@ -79,11 +79,35 @@ def test_every_object_is_valid_against_the_kubernetes_schema() -> None:
     assert [obj["kind"] for obj in manifests()] == ["Service"] + ["Pod"] * 5
 
 
-def test_a_typo_fails_strict_validation() -> None:
-    pod = manifests()[1]
-    pod["spec"]["hostnme"] = pod["spec"].pop("hostname")
-    with pytest.raises(kubernetes_validate.ValidationError):
-        kubernetes_validate.validate(pod, "1.30", strict=True)
+ONE_FIELD_EACH = {
+    "image": "other:2",
+    "node_pool": "pool-a",
+    "accelerator": "nvidia-l4",
+    "gpus": 2,
+    "spot": True,
+    "cpu": "500m",
+    "memory": "1Gi",
+    "cpu_limit": "1",
+    "memory_limit": "2Gi",
+    "service_account": "trainer",
+    "secret_env": {"TOKEN": {"secret": "s", "key": "k"}},
+    "env_from_secrets": ["a", "b"],
+}
+
+
+@pytest.mark.parametrize("field", sorted(ONE_FIELD_EACH))
+def test_each_placement_field_gives_objects_valid_in_strict_mode(field: str) -> None:
+    """Strict mode fails on a field Kubernetes does not know (a typo such as `hostnme`) or a
+    value of the wrong type, so what each placement field adds must be spelled and placed
+    right; the field must also change the pods."""
+    settings: dict[str, Any] = {field: ONE_FIELD_EACH[field]}
+    if field == "accelerator":
+        settings["gpus"] = 1
+    placed = Target(placement=parse_placement({"default": settings}))
+    objs = manifests(placed)
+    for obj in objs:
+        kubernetes_validate.validate(obj, "1.30", strict=True)
+    assert objs[1:] != manifests(Target())[1:]
 
 
 def test_headless_service_golden() -> None:
@@ -214,10 +238,13 @@ def test_spot_workers_ps_and_evaluator_placement() -> None:
 
 
 def test_no_secret_value_is_inline() -> None:
+    """Every pod takes the secret by reference to its Secret, evaluator included (its own
+    placement inherits the default's `secret_env`)."""
+    reference = {"secretKeyRef": {"name": "wandb", "key": "api-key"}}
     for pod in manifests()[1:]:
-        for item in pod["spec"]["containers"][0]["env"]:
-            if item["name"] == "WANDB_API_KEY":
-                assert "value" not in item
+        env = pod["spec"]["containers"][0]["env"]
+        secret = [item for item in env if item["name"] == "WANDB_API_KEY"]
+        assert secret == [{"name": "WANDB_API_KEY", "valueFrom": reference}], pod["metadata"]
 
 
 def test_tf_config_dns_names_are_the_ones_pods_and_service_produce() -> None:

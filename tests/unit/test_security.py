@@ -5,19 +5,22 @@ from __future__ import annotations
 
 import ast
 import json
+import sys
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from airflow.sdk import DAG
 
 from tfdist.deploy import DeployError, model_root
+from tfdist.launch.base import JobHandle, RoleState
+from tfdist.launch.local import LocalLauncher
 from tfdist.plan import plan
 from tfdist.records import EvalRecord, eval_record_name
 from tfdist.spec import JobSpec, SpecError, parse_spec
 from tfdist_airflow import train_and_evaluate
-from tfdist_airflow.roles import REDACTED, redacted, trainer_env
+from tfdist_airflow.roles import REDACTED, LaunchRolesOperator, redacted, trainer_env
 from tfdist_airflow.runs import run_model_dir, run_name
 
 REPO = Path(__file__).resolve().parents[2]
@@ -90,11 +93,32 @@ def test_tf_config_holds_addresses_only() -> None:
         assert role.env["API_TOKEN"] == SECRET  # the role's own environment: it needs it
 
 
-def test_xcom_keeps_the_keys_of_trainer_env_only() -> None:
-    pushed = redacted(job(API_TOKEN=SECRET, REGION="eu"))
-    assert pushed["trainer"]["env"] == {"API_TOKEN": REDACTED, "REGION": REDACTED}
+def test_xcom_keeps_the_keys_of_trainer_env_only(tmp_path: Path) -> None:
+    """What the launch task pushes, while its role gets the real value."""
+    code = "import os; print('token', os.environ['API_TOKEN'])"
+    launch = LaunchRolesOperator(
+        task_id="launch",
+        job={
+            "name": "secure",
+            "trainer": {"command": [sys.executable, "-c", code], "env": {"API_TOKEN": SECRET}},
+            "train_spec": {"max_steps": 1},
+            "model_dir": str(tmp_path),
+        },
+        backend={"kind": "local", "run_root": str(tmp_path / "runs")},
+        group_id="train",
+        model_dir_base=str(tmp_path / "models"),
+    )
+
+    pushed = launch.execute(cast(Any, {"dag": SimpleNamespace(dag_id="d"), "run_id": "r"}))
+
+    assert pushed["spec"]["trainer"]["env"] == {"API_TOKEN": REDACTED}
     assert SECRET not in json.dumps(pushed)
-    assert JobSpec.model_validate(pushed).model_dir == "/models/m"
+    assert JobSpec.model_validate(pushed["spec"]).model_dir == f"{tmp_path}/models/d/r"
+    handle = JobHandle.model_validate(pushed["handle"])
+    launcher = LocalLauncher(tmp_path / "runs")
+    launcher.wait_for_exit(handle, ["chief-0"], 30)
+    assert launcher.status(handle, "chief-0").state is RoleState.SUCCEEDED
+    assert launcher.read_log(handle, "chief-0", 0)[0] == f"token {SECRET}\n"
 
 
 def test_the_real_trainer_env_is_rendered_again_from_the_dag(tmp_path: Path) -> None:

@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 
 from tfdist.tf_config import (
-    SUPPORTED_TASK_TYPES,
     TFConfig,
     TFConfigError,
     TFConfigTypeError,
@@ -473,10 +472,6 @@ def test_wrong_types_are_type_and_value_errors(text: str, message: str) -> None:
     assert isinstance(caught.value, TypeError)
     assert isinstance(caught.value, ValueError)
     assert isinstance(caught.value, TFConfigError)
-
-
-def test_supported_task_types() -> None:
-    assert SUPPORTED_TASK_TYPES == ("chief", "evaluator", "master", "ps", "worker")
 
 
 # --- build_tf_config -----------------------------------------------------------------------------

@@ -2,8 +2,8 @@
 they read) and the local backend: what XCom gets, what the model directory gets, what the
 export process receives, what the backfill guard compares.
 
-Role and export processes are real but trivial (a Python one-liner, or a stand-in for the
-interpreter that records its environment), so no TensorFlow runs here.
+Roles run on the in-memory `FakeBackend`; the export process is real but trivial (a stand-in
+for the interpreter that records what it was given), so no TensorFlow runs here.
 """
 
 from __future__ import annotations
@@ -20,10 +20,9 @@ from typing import Any
 import pytest
 from airflow.sdk import DAG
 
+from tfdist.fake import FakeBackend
 from tfdist.fingerprint import FINGERPRINT_FILE
 from tfdist.gate import Blessing, write_blessing
-from tfdist.launch.base import JobHandle
-from tfdist.launch.local import LocalLauncher
 from tfdist.spec import parse_spec
 from tfdist.storage import LocalStorage
 from tfdist_airflow import gate_export_deploy, train_and_evaluate
@@ -46,45 +45,38 @@ def quick_job(model_dir: Path, code: str, **env: str) -> dict[str, Any]:
     }
 
 
-def run_launch(tmp_path: Path, code: str) -> dict[str, Any]:
-    """The launch task of run `RUN_ID`; waits for its chief to end. What XCom holds of
-    `trainer.env` is in `test_security.py`."""
+def run_launch(tmp_path: Path, code: str, fake: str) -> tuple[dict[str, Any], FakeBackend]:
+    """The launch task of run `RUN_ID` on the in-memory backend called `fake`."""
     operator = LaunchRolesOperator(
         task_id="launch",
         job=quick_job(tmp_path / "unused", code),
-        backend={"kind": "local", "run_root": str(tmp_path / "runs")},
+        backend={"kind": "fake", "name": fake},
         group_id="train",
         model_dir_base=str(tmp_path / "models"),
     )
     context: Any = {"dag": SimpleNamespace(dag_id="nightly"), "run_id": RUN_ID}
     pushed: dict[str, Any] = operator.execute(context)
-    LocalLauncher(tmp_path / "runs").wait_for_exit(
-        JobHandle.model_validate(pushed["handle"]), ["chief-0"], 30
-    )
-    return pushed
+    return pushed, FakeBackend.named(fake)
 
 
 # -- launch -----------------------------------------------------------------------------------
 
 
-WRITES_A_CHECKPOINT = (
-    "import os, pathlib; pathlib.Path(os.environ['MODEL_DIR'], 'ckpt-1.index').touch()"
-)
-
-
 def test_the_launch_claims_the_model_dir_for_its_trainer(tmp_path: Path) -> None:
-    pushed = run_launch(tmp_path, WRITES_A_CHECKPOINT)
+    pushed, backend = run_launch(tmp_path, "print('v1')", fake=str(tmp_path))
 
     model_dir = tmp_path / "models" / "nightly" / RUN_ID
     assert pushed["spec"]["model_dir"] == str(model_dir)
-    assert (model_dir / "ckpt-1.index").exists()
+    assert backend.calls[:2] == [("admit", "quick"), ("handles", "nightly/" + RUN_ID + "/train")]
     tag = json.loads((model_dir / FINGERPRINT_FILE).read_text())
-    assert tag["fields"]["trainer.command"] == [sys.executable, "-c", WRITES_A_CHECKPOINT]
+    assert tag["fields"]["trainer.command"] == [sys.executable, "-c", "print('v1')"]
+    (model_dir / "ckpt-1.index").touch()  # what its chief would write
     with pytest.raises(InputRefused) as refused:
-        run_launch(tmp_path, "print('another trainer')")
+        run_launch(tmp_path, "print('another trainer')", fake=str(tmp_path))
     assert refused.value.reason.startswith(
         f"model_dir {model_dir} holds checkpoints of another trainer (trainer.command was "
     )
+    assert [verb for verb, _ in backend.calls].count("launch") == 1
 
 
 # -- export -----------------------------------------------------------------------------------

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import ast
 import json
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, cast
@@ -14,8 +13,7 @@ import pytest
 from airflow.sdk import DAG
 
 from tfdist.deploy import DeployError, model_root
-from tfdist.launch.base import JobHandle, RoleState
-from tfdist.launch.local import LocalLauncher
+from tfdist.fake import FakeBackend
 from tfdist.plan import plan
 from tfdist.records import EvalRecord, eval_record_name
 from tfdist.spec import JobSpec, SpecError, parse_spec
@@ -94,31 +92,22 @@ def test_tf_config_holds_addresses_only() -> None:
 
 
 def test_xcom_keeps_the_keys_of_trainer_env_only(tmp_path: Path) -> None:
-    """What the launch task pushes, while its role gets the real value."""
-    code = "import os; print('token', os.environ['API_TOKEN'])"
+    """What the launch task pushes, while every role is launched with the real value."""
     launch = LaunchRolesOperator(
         task_id="launch",
-        job={
-            "name": "secure",
-            "trainer": {"command": [sys.executable, "-c", code], "env": {"API_TOKEN": SECRET}},
-            "train_spec": {"max_steps": 1},
-            "model_dir": str(tmp_path),
-        },
-        backend={"kind": "local", "run_root": str(tmp_path / "runs")},
+        job=job(str(tmp_path), API_TOKEN=SECRET, REGION="eu").model_dump(mode="json"),
+        backend={"kind": "fake", "name": str(tmp_path)},
         group_id="train",
         model_dir_base=str(tmp_path / "models"),
     )
 
     pushed = launch.execute(cast(Any, {"dag": SimpleNamespace(dag_id="d"), "run_id": "r"}))
 
-    assert pushed["spec"]["trainer"]["env"] == {"API_TOKEN": REDACTED}
+    assert pushed["spec"]["trainer"]["env"] == {"API_TOKEN": REDACTED, "REGION": REDACTED}
     assert SECRET not in json.dumps(pushed)
     assert JobSpec.model_validate(pushed["spec"]).model_dir == f"{tmp_path}/models/d/r"
-    handle = JobHandle.model_validate(pushed["handle"])
-    launcher = LocalLauncher(tmp_path / "runs")
-    launcher.wait_for_exit(handle, ["chief-0"], 30)
-    assert launcher.status(handle, "chief-0").state is RoleState.SUCCEEDED
-    assert launcher.read_log(handle, "chief-0", 0)[0] == f"token {SECRET}\n"
+    [launched] = FakeBackend.named(str(tmp_path)).launches.values()
+    assert {role.env["API_TOKEN"] for role in launched.job.roles} == {SECRET}
 
 
 def test_the_real_trainer_env_is_rendered_again_from_the_dag(tmp_path: Path) -> None:

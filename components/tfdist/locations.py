@@ -165,9 +165,9 @@ def check_locations(
 def shared_storage_problems(locations: Mapping[str, str | None], backend: str) -> list[str]:
     """The fields that hold a local path, which the pods of a cluster backend cannot share."""
     return [
-        f"{field}: {value!r} is a local path, but on {backend} every pod has its own disk: the "
-        "evaluator, the gate and the export would not see the chief's checkpoints, and a "
-        "restarted pod would start over; use gs://BUCKET/PREFIX"
+        f"{field}: {value!r} is a local path, but on the {backend} backend every pod has its "
+        "own disk: the evaluator, the gate and the export would not see the chief's "
+        "checkpoints, and a restarted pod would start over; use gs://BUCKET/PREFIX"
         for field, value in locations.items()
         if value is not None and not is_templated(value) and not is_gcs(value)
     ]

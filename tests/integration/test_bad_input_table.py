@@ -268,7 +268,7 @@ LAUNCH_CASES: dict[str, str] = {
     "entrypoint_typo": "trainer.entrypoint: no module named 'tfdist.examples.digitz'",
     "command_missing": "trainer.command: cannot run 'no-such-trainer'",
     "kubernetes_local_base": "model_dir_base: '/tmp/tfdist-pods/models' is a local path, but on "
-    "kubernetes every pod has its own disk",
+    "the kubernetes backend every pod has its own disk",
     "serving_relative": "serving_base: 'serving' is a relative path",
 }
 DAG_ID = "tfdist_bad_input"

@@ -76,14 +76,15 @@ def build(spec: JobSpec, serving_base: str = "/serving", **arguments: Any) -> DA
         pytest.param(
             job(),
             {"backend": KubernetesBackend(image="trainer:1"), "model_dir_base": "gs://bkt/m"},
-            "serving_base: '/serving' is a local path, but on kubernetes every pod has its own "
-            "disk",
+            "serving_base: '/serving' is a local path, but on the kubernetes backend every pod "
+            "has its own disk",
             id="kubernetes-local-serving-base",
         ),
         pytest.param(
             job(),
             {"backend": KubernetesBackend(image="trainer:1")},
-            "model_dir: '/models' is a local path, but on kubernetes every pod has its own disk",
+            "model_dir: '/models' is a local path, but on the kubernetes backend every pod has "
+            "its own disk",
             id="kubernetes-local-model-dir",
         ),
     ],

@@ -113,9 +113,9 @@ def test_a_local_model_dir_is_refused(capsys: pytest.CaptureFixture[str]) -> Non
     """Each pod would write its own disk: the evaluator would wait for checkpoints forever."""
     assert main(["plan", SPEC, "--backend", "kubernetes"]) == 2
     assert capsys.readouterr().err == (
-        "model_dir: '/tmp/tfdist/models' is a local path, but on kubernetes every pod has its "
-        "own disk: the evaluator, the gate and the export would not see the chief's "
-        "checkpoints, and a restarted pod would start over; use gs://BUCKET/PREFIX\n"
+        "model_dir: '/tmp/tfdist/models' is a local path, but on the kubernetes backend every "
+        "pod has its own disk: the evaluator, the gate and the export would not see the "
+        "chief's checkpoints, and a restarted pod would start over; use gs://BUCKET/PREFIX\n"
     )
 
 

@@ -177,9 +177,9 @@ def test_cluster_backends_need_storage_every_pod_shares() -> None:
     lines = str(refused.value).splitlines()
     assert [line.split(":", 1)[0] for line in lines] == ["model_dir", "serving_base"]
     assert lines[0] == (
-        "model_dir: '/tmp/tfdist/models' is a local path, but on kubernetes every pod has its own "
-        "disk: the evaluator, the gate and the export would not see the chief's checkpoints, and "
-        "a restarted pod would start over; use gs://BUCKET/PREFIX"
+        "model_dir: '/tmp/tfdist/models' is a local path, but on the kubernetes backend every "
+        "pod has its own disk: the evaluator, the gate and the export would not see the "
+        "chief's checkpoints, and a restarted pod would start over; use gs://BUCKET/PREFIX"
     )
     shared = spec.with_overrides({"model_dir": "gs://bucket/models"})
     require_shared_storage(shared, "kubernetes", {"serving_base": "gs://bucket/serving"})

@@ -23,10 +23,12 @@ from tfdist.spec import JobSpec, parse_spec
 from tfdist_airflow.backends import backend_from_dict, connect
 from tfdist_airflow.gcp import storages
 from tfdist_airflow.links import ROLE_LINKS
+from tfdist_airflow.masking import mask_trainer_env
 from tfdist_airflow.refusals import FAIL_AT_ONCE, refusing
 from tfdist_airflow.runs import WatchPolicy, run_model_dir, run_scope, unfinished_step
 
 if TYPE_CHECKING:
+    import jinja2
     from airflow.sdk import Context
 
 REDACTED = "<redacted>"
@@ -76,7 +78,8 @@ class LaunchRolesOperator(BaseOperator):
     `gate_export_deploy` adds) can be written (`tfdist.preflight`), and that the model
     directory holds no other trainer's checkpoints (`tfdist.fingerprint`). Bad input fails the
     task at once, without a retry, its reason in one log line (`tfdist_airflow.refusals`).
-    XCom gets the spec with `trainer.env` values redacted.
+    XCom gets the spec with `trainer.env` values redacted; the task logs and rendered fields
+    show them as `***` (see `tfdist_airflow.masking`).
 
     :param job: the job spec, as a dict (see `tfdist.spec.JobSpec`).
     :param backend: where roles run, as a dict (see `tfdist_airflow.backends`).
@@ -113,6 +116,14 @@ class LaunchRolesOperator(BaseOperator):
         self.overrides = overrides or {}
         self.preflight_paths = preflight_paths or {}
         self.gcp_conn_id = gcp_conn_id
+
+    def render_template_fields(
+        self, context: Context, jinja_env: jinja2.Environment | None = None
+    ) -> None:
+        """Renders the templated fields, then registers every `trainer.env` value with the
+        secrets masker, before Airflow stores the rendered fields or anything is logged."""
+        super().render_template_fields(context, jinja_env)
+        mask_trainer_env(self.job, self.overrides)
 
     def render_spec(self, context: Context) -> JobSpec:
         base = check_location("model_dir_base", self.model_dir_base, relative_ok=False)

@@ -16,7 +16,11 @@ import tensorflow as tf
 
 from tfdist.runtime.contract import RunContext
 
-GLOBAL_BATCH_SIZE = 64
+# Batches are sized per replica, so any number of replicas works: the global batch is
+# PER_REPLICA_BATCH_SIZE x `num_replicas_in_sync` (a fixed global batch would have to be
+# divisible by it). Under parameter servers each worker is one replica (one per GPU).
+PER_REPLICA_BATCH_SIZE = 64
+EVAL_BATCH_SIZE = 64
 TRAIN_SHARDS = 4
 EVAL_EXAMPLES = 297  # of 1797; the rest train
 NUM_CLASSES = 10
@@ -93,13 +97,12 @@ def train_input_fn(ctx: RunContext, input_context: tf.distribute.InputContext) -
         )
     else:  # more processes than files: each reads every pipelines-th record
         records = tf.data.TFRecordDataset(files).shard(pipelines, pipeline)
-    batch = input_context.get_per_replica_batch_size(GLOBAL_BATCH_SIZE)
     return (
         records.map(_parse, num_parallel_calls=tf.data.AUTOTUNE)
         .cache()
         .shuffle(1024, seed=input_context.input_pipeline_id)
         .repeat()
-        .batch(batch, drop_remainder=True)
+        .batch(PER_REPLICA_BATCH_SIZE, drop_remainder=True)
         .prefetch(tf.data.AUTOTUNE)
     )
 
@@ -109,7 +112,7 @@ def eval_input_fn(ctx: RunContext) -> tf.data.Dataset:
     return (
         tf.data.TFRecordDataset(f"{data_dir}/eval-0.tfrecord")
         .map(_parse, num_parallel_calls=tf.data.AUTOTUNE)
-        .batch(GLOBAL_BATCH_SIZE)
+        .batch(EVAL_BATCH_SIZE)
         .prefetch(tf.data.AUTOTUNE)
     )
 

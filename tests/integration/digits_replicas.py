@@ -1,5 +1,6 @@
 """Trains the digits example two steps at each replica count given, in this one process:
-`MirroredStrategy` over that many logical CPU devices, the runtime's own training step.
+`MirroredStrategy` over that many logical CPU devices, with the runtime's own model state and
+training step (as a role with that many local GPUs would).
 
 Usage: `python digits_replicas.py DATA_DIR N [N ...]`; prints one JSON line per count.
 """
@@ -25,7 +26,11 @@ def main(data_dir: str, counts: list[int]) -> None:
     trainer = load_trainer("tfdist.examples.digits")
     ctx = RunContext(tempfile.mkdtemp(), data_dir, "chief", 0, num_workers=1)
     for count in counts:
-        strategy = tf.distribute.MirroredStrategy([f"/cpu:{i}" for i in range(count)])
+        strategy = tf.distribute.MirroredStrategy(
+            [f"/cpu:{i}" for i in range(count)],
+            # Collective ops would reuse one group key for strategies of different sizes.
+            cross_device_ops=tf.distribute.ReductionToOneDevice(),
+        )
         dataset = strategy.distribute_datasets_from_function(
             lambda input_context: trainer.train_input_fn(ctx, input_context)
         )

@@ -51,6 +51,11 @@ class TrainState:
                 name="global_step",
                 aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
             )
+            if self.model.built:
+                # Keras 3 optimizers otherwise create their variables in the first step, which
+                # fails on a role with several local replicas (GPUs) ("You must feed a value
+                # for placeholder tensor").
+                self.optimizer.build(self.model.trainable_variables)
         self.checkpoint = tf.train.Checkpoint(
             model=self.model, optimizer=self.optimizer, step=self.step
         )

@@ -45,13 +45,14 @@ def test_the_example_trains_at_1_3_8_and_12_replicas(digits_data: str) -> None:
 
 @pytest.mark.timeout(420)
 def test_the_example_trains_with_12_all_reduce_processes(tmp_path: Path, digits_data: str) -> None:
-    """Chief + 11 workers on 127.0.0.1, two steps: 12 replicas in sync, global batch 768."""
+    """Chief + 11 workers on 127.0.0.1, two steps: 12 replicas in sync, global batch 768
+    (more roles than the local backend admits on 2 CPUs by default, hence the explicit limit)."""
     model_dir = tmp_path / "model"
     spec = digits_job(
         "twelve", model_dir, digits_data, {"worker": 11}, max_steps=2, save_checkpoints_steps=2
     )
 
-    result = run_tfdist(spec, tmp_path, timeout=400)
+    result = run_tfdist(spec, tmp_path, "--max-local-roles", "12", timeout=400)
 
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert checkpoint_step(model_dir) == 2

@@ -53,8 +53,8 @@ class TrainState:
             )
             if self.model.built:
                 # Keras 3 optimizers otherwise create their variables in the first step, which
-                # fails on a role with several local replicas (GPUs) ("You must feed a value
-                # for placeholder tensor").
+                # fails when a role has several local replicas ("You must feed a value for
+                # placeholder tensor", seen with several logical CPU devices in one role).
                 self.optimizer.build(self.model.trainable_variables)
         self.checkpoint = tf.train.Checkpoint(
             model=self.model, optimizer=self.optimizer, step=self.step

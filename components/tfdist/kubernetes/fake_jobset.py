@@ -54,6 +54,7 @@ class FakeJobSetCluster(FakeKubeApi):
         self._pod_ids = itertools.count(1)
         self._failures = itertools.count(1)  # the order in which Jobs failed
         self._busy = False
+        self._settled = False  # nothing changed since the controllers last settled
         self.paused = False  # controllers lagging behind: see `pause`
 
     # -- the API, with the controllers reacting ----------------------------------------------
@@ -89,7 +90,30 @@ class FakeJobSetCluster(FakeKubeApi):
 
     def _tick(self) -> None:
         super()._tick()
-        self.reconcile()
+        waiting = any(
+            obj["spec"].get("ttlSecondsAfterFinished") is not None
+            and (_true(obj, "Completed") or _true(obj, "Failed"))
+            for (plural, _, _), obj in self.objects.items()
+            if plural == JOBSETS.plural
+        )
+        if not self._settled or self._terminating or waiting:
+            self.reconcile()
+
+    def create_pod(self, namespace: str, manifest: Mapping[str, Any]) -> None:
+        self._settled = False
+        super().create_pod(namespace, manifest)
+
+    def delete_pod(self, namespace: str, name: str) -> None:
+        self._settled = False
+        super().delete_pod(namespace, name)
+
+    def pod(self, name: str) -> dict[str, Any]:
+        self._settled = False  # the caller may change it, as a kubelet does
+        return super().pod(name)
+
+    def _remove(self, key: Key) -> None:
+        self._settled = False
+        super()._remove(key)
 
     # -- the kubelet and the cloud (tests call these) -----------------------------------------
     def exit(self, name: str, code: int, reason: str | None = None) -> None:
@@ -112,7 +136,7 @@ class FakeJobSetCluster(FakeKubeApi):
 
     # -- Kueue's scheduler (tests call these) -------------------------------------------------
     def workload_of(self, jobset: str) -> dict[str, Any]:
-        js = self._jobset(jobset)
+        js = self._jobset(jobset)  # (the caller may change them)
         for (plural, _, _), obj in self.objects.items():
             if plural == WORKLOADS.plural and obj["metadata"]["labels"].get(JOB_UID) == js[
                 "metadata"
@@ -219,6 +243,7 @@ class FakeJobSetCluster(FakeKubeApi):
                     if job_key in self.jobs:
                         self._reconcile_job(self.jobs[job_key])
                 if repr((self.objects, self.jobs, self.pods)) == before:
+                    self._settled = True
                     return
         finally:
             del self.calls[mark:]
@@ -577,6 +602,7 @@ class FakeJobSetCluster(FakeKubeApi):
         }
 
     def _jobset(self, name: str) -> dict[str, Any]:
+        self._settled = False  # the caller may change it
         for (plural, _, obj_name), obj in self.objects.items():
             if plural == JOBSETS.plural and obj_name == name:
                 return obj

@@ -54,12 +54,14 @@ EXPORT_TIMEOUT_SECS = 1800
 
 
 class Snapshot(NamedTuple):
-    """One read of a launch: its JobSet (None: gone), its pods, its Kueue Workload."""
+    """One read of a launch: its JobSet (None: gone), its pods, its Kueue Workload; and the
+    role statuses made of them, once, for every watch that shares it."""
 
     jobset: dict[str, Any] | None
     pods: list[dict[str, Any]]
     workload: dict[str, Any] | None
     at: float
+    statuses: dict[str, RoleStatus]
 
 
 class Snapshots:
@@ -200,14 +202,14 @@ class JobSetLauncher:
         def read(now: float) -> Snapshot:
             jobset = self.api.get_object(JOBSETS, namespace, name)
             if jobset is None:
-                return Snapshot(None, [], None, now)
+                return Snapshot(None, [], None, now, {})
             pods = self.api.list_pods(namespace, {JOBSET_NAME: name})
             workload = None
             if suspended(jobset):
                 uid = {WORKLOAD_JOB_UID: jobset["metadata"].get("uid", "")}
                 found = self.api.list_objects(WORKLOADS, namespace, uid)
                 workload = found[0] if found else None
-            return Snapshot(jobset, pods, workload, now)
+            return Snapshot(jobset, pods, workload, now, {})
 
         return self.snapshots.get(handle.job_id, read, fresh)
 
@@ -219,9 +221,11 @@ class JobSetLauncher:
                 role: RoleStatus(name=role, state=RoleState.FAILED, detail=detail)
                 for role in handle.roles
             }
-        spec = _recorded_spec(snap.jobset)
-        views = role_views(spec, snap.jobset, snap.pods, snap.workload)
-        return {role: views[role].status for role in handle.roles}
+        if not snap.statuses:
+            spec = _recorded_spec(snap.jobset)
+            views = role_views(spec, snap.jobset, snap.pods, snap.workload)
+            snap.statuses.update({role: view.status for role, view in views.items()})
+        return {role: snap.statuses[role] for role in handle.roles}
 
     def wait(self, handle: JobHandle, roles: Sequence[str], timeout: float) -> None:
         self.sleep(timeout)

@@ -91,29 +91,50 @@ def pod_end(pod: Mapping[str, Any]) -> RoleEnd | None:
     )
 
 
-def replica_pods(pods: Sequence[Mapping[str, Any]], role: RoleId, attempt: int) -> list[Any]:
+class PodIndex:
+    """A JobSet's pods by replica and restart attempt, each list oldest first. Creation times
+    have a resolution of one second, so of two pods created in the same second the one that
+    has not ended is the newer (a Job runs one pod at a time)."""
+
+    def __init__(self, pods: Sequence[Mapping[str, Any]]):
+        self._found: dict[tuple[str, str, str], list[Mapping[str, Any]]] = {}
+        for pod in pods:
+            labels = pod["metadata"].get("labels") or {}
+            key = (
+                labels.get(REPLICATED_JOB, ""),
+                labels.get(JOB_INDEX, ""),
+                labels.get(RESTART_ATTEMPT, "0"),
+            )
+            self._found.setdefault(key, []).append(pod)
+        for found in self._found.values():
+            found.sort(key=_age)
+
+    def of(self, role: RoleId, attempt: int) -> list[Mapping[str, Any]]:
+        return self._found.get((role.kind.value, str(role.index), str(attempt)), [])
+
+
+def _age(pod: Mapping[str, Any]) -> tuple[str, bool, str]:
+    meta = pod["metadata"]
+    return (meta.get("creationTimestamp") or "", pod_end(pod) is None, meta["name"])
+
+
+def replica_pods(
+    pods: Sequence[Mapping[str, Any]], role: RoleId, attempt: int
+) -> list[Mapping[str, Any]]:
     """The pods of one replica in one restart attempt, oldest first."""
-    labels = {REPLICATED_JOB: role.kind.value, JOB_INDEX: str(role.index)}
-    mine = [
-        pod
-        for pod in pods
-        if all(pod["metadata"].get("labels", {}).get(k) == v for k, v in labels.items())
-        and pod["metadata"]["labels"].get(RESTART_ATTEMPT, "0") == str(attempt)
-    ]
-    return sorted(
-        mine, key=lambda p: (p["metadata"].get("creationTimestamp") or "", p["metadata"]["name"])
-    )
+    return PodIndex(pods).of(role, attempt)
 
 
 def role_view(
     spec: JobSpec,
     role: RoleId,
     jobset: Mapping[str, Any] | None,
-    pods: Sequence[Mapping[str, Any]],
+    pods: Sequence[Mapping[str, Any]] | PodIndex,
     workload: Mapping[str, Any] | None = None,
 ) -> RoleView:
     """What `role` is doing in this JobSet (None: the JobSet is gone)."""
     name = role.name
+    index = pods if isinstance(pods, PodIndex) else PodIndex(pods)
     if jobset is None:
         return _view(
             name,
@@ -122,7 +143,7 @@ def role_view(
         )
     status = jobset.get("status") or {}
     attempt = int(status.get("restarts") or 0)
-    history = replica_pods(pods, role, attempt)
+    history = index.of(role, attempt)
     current = history[-1] if history else None
     pod_name = current["metadata"]["name"] if current else None
     if condition(jobset, "Completed"):
@@ -133,7 +154,7 @@ def role_view(
             name, RoleState.SUCCEEDED, "ended with the job: the JobSet completed", pod_name
         )
     if condition(jobset, "Failed"):
-        return _failed_set(spec, role, jobset, pods, pod_name)
+        return _failed_set(spec, role, jobset, index, pod_name)
     if suspended(jobset):
         return _view(name, RoleState.PENDING, why_queued(jobset, workload))
     if current is None:
@@ -156,8 +177,9 @@ def role_views(
     workload: Mapping[str, Any] | None = None,
 ) -> dict[str, RoleView]:
     """Every role's view, from one read of the JobSet, its pods and its Workload."""
+    index = PodIndex(pods)
     return {
-        f"{kind.value}-{i}": role_view(spec, RoleId(kind=kind, index=i), jobset, pods, workload)
+        f"{kind.value}-{i}": role_view(spec, RoleId(kind=kind, index=i), jobset, index, workload)
         for kind, i in spec.roles()
     }
 
@@ -283,7 +305,7 @@ def _failed_set(
     spec: JobSpec,
     role: RoleId,
     jobset: Mapping[str, Any],
-    pods: Sequence[Mapping[str, Any]],
+    index: PodIndex,
     pod_name: str | None,
 ) -> RoleView:
     """The JobSet failed: say which role made it fail and how, in the policy's words."""
@@ -298,7 +320,7 @@ def _failed_set(
             who = RoleId.parse(culprit.group(1).removeprefix(prefix))
         except ValueError:
             who = None
-        history = replica_pods(pods, who, int(status.get("restarts") or 0)) if who else []
+        history = index.of(who, int(status.get("restarts") or 0)) if who else []
         end = pod_end(history[-1]) if history else None
         if who is not None and end is not None and end.ending is not Ending.SUCCEEDED:
             reason = _verdict(spec, who, end, history, status).reason

@@ -190,3 +190,26 @@ def test_a_deleted_jobset_fails_its_roles() -> None:
         RoleState.FAILED,
         "its JobSet is gone: deleted (stopped, torn down, or past ttlSecondsAfterFinished)",
     )
+
+
+def test_of_two_pods_created_in_the_same_second_the_live_one_is_current() -> None:
+    """Kubernetes timestamps have one-second resolution; a Job runs one pod at a time."""
+    from tfdist.kubernetes.jobset import JOB_INDEX, REPLICATED_JOB, RESTART_ATTEMPT
+    from tfdist.kubernetes.jobset_status import replica_pods
+    from tfdist.lifecycle import RoleId
+
+    def pod(name: str, status: dict[str, Any]) -> dict[str, Any]:
+        labels = {REPLICATED_JOB: "evaluator", JOB_INDEX: "0", RESTART_ATTEMPT: "0"}
+        stamp = "2027-01-15T08:00:00Z"
+        return {
+            "metadata": {"name": name, "labels": labels, "creationTimestamp": stamp},
+            "status": status,
+        }
+
+    ended = pod("js-evaluator-0-0-zzzzz", {"phase": "Failed"})
+    live = pod("js-evaluator-0-0-aaaaa", {"phase": "Pending"})
+    found = replica_pods([live, ended], RoleId.parse("evaluator-0"), 0)
+    assert [p["metadata"]["name"] for p in found] == [
+        ended["metadata"]["name"],
+        live["metadata"]["name"],
+    ]

@@ -103,20 +103,32 @@ class DeployedVersionLink(BaseOperatorLink):
 
 
 class PodLogsLink(BaseOperatorLink):
-    """The role pod's logs in Cloud Logging (Kubernetes backend only)."""
+    """The role pod's logs in Cloud Logging (the Kubernetes and JobSet backends)."""
 
     name = "Pod logs"
 
     def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
         handle = _launched(operator, ti_key).get("handle", {})
-        role = getattr(operator, "role", "")
-        job_id = str(handle.get("job_id", ""))
-        if handle.get("backend") != "kubernetes" or "/" not in job_id or not role:
-            return ""
+        return role_pod_logs_url(handle, getattr(operator, "role", ""), _setting("gcp_project"))
+
+
+def role_pod_logs_url(handle: dict[str, Any], role: str, project: str) -> str:
+    """Cloud Logging for `role`'s pod of a launch (its handle as XCom keeps it); "" for roles
+    that run elsewhere."""
+    backend, job_id = handle.get("backend"), str(handle.get("job_id", ""))
+    kind, _, index = role.rpartition("-")
+    if "/" not in job_id or not kind or not index.isdigit():
+        return ""
+    namespace, name = job_id.split("/", 1)
+    if backend == "kubernetes":
         from tfdist.kubernetes.names import pod_name
 
-        namespace, service = job_id.split("/", 1)
-        return pod_logs_url(namespace, pod_name(service, role), _setting("gcp_project"))
+        return pod_logs_url(namespace, pod_name(name, role), project)
+    if backend == "jobset":
+        from tfdist.kubernetes.jobset import hostname
+
+        return pod_logs_url(namespace, f"{hostname(name, kind, int(index))}-", project, prefix=True)
+    return ""
 
 
 ROLE_LINKS = (ModelDirectoryLink(), TensorBoardLink(), PodLogsLink())

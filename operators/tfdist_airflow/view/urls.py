@@ -34,12 +34,14 @@ def tensorboard_url(template: str, *, model_dir: str, dag_id: str, run_id: str) 
     return template.format(**{key: quote(value, safe="") for key, value in values.items()})
 
 
-def pod_logs_url(namespace: str, pod: str, project: str = "") -> str:
-    """Cloud Logging's query page for one pod's container logs (GKE)."""
+def pod_logs_url(namespace: str, pod: str, project: str = "", *, prefix: bool = False) -> str:
+    """Cloud Logging's query page for one pod's container logs (GKE); with `prefix`, of every
+    pod whose name contains `pod` (a JobSet's pods end in a random suffix)."""
+    match = ":" if prefix else "="
     query = (
         'resource.type="k8s_container"\n'
         f'resource.labels.namespace_name="{namespace}"\n'
-        f'resource.labels.pod_name="{pod}"'
+        f'resource.labels.pod_name{match}"{pod}"'
     )
     suffix = f"?project={quote(project, safe='')}" if project else ""
     return f"{CONSOLE}/logs/query;query={quote(query, safe='')}{suffix}"

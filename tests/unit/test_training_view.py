@@ -18,6 +18,7 @@ import pytest
 
 from tfdist.deploy import Deployment
 from tfdist.gate import Baseline, GateSpec, decide, write_blessing
+from tfdist.launch.local import RESTART_MARKER
 from tfdist.records import EvalRecord, eval_record_name
 from tfdist.storage import LocalStorage, storage_for
 from tfdist_airflow.roles import redacted
@@ -35,6 +36,7 @@ from tfdist_airflow.view.model import (
     threshold_lines,
 )
 from tfdist_airflow.view.page import render_page
+from tfdist_airflow.view.read import count_in_file
 from tfdist_airflow.view.urls import (
     console_url,
     pod_logs_url,
@@ -161,6 +163,15 @@ def test_roles_are_ordered_and_prefer_their_own_times() -> None:
     )
 
 
+@pytest.mark.parametrize("chunk", [1, 7, 64, 1 << 20])
+def test_count_in_file_across_chunks(tmp_path: Path, chunk: int) -> None:
+    path = tmp_path / "worker-1.log"
+    marker = RESTART_MARKER.format(role="worker-1")
+    path.write_text(f"a\n{marker}\nb\n{marker}{marker}\n")
+    assert count_in_file(path, marker, chunk) == 3
+    assert count_in_file(tmp_path / "missing.log", marker, chunk) == 0
+
+
 def test_nice_ticks() -> None:
     assert nice_ticks(0, 400) == [0, 100, 200, 300, 400]
     assert nice_ticks(0.83, 1.01) == [0.85, 0.9, 0.95, 1.0]
@@ -268,7 +279,9 @@ def write_run(
     for index, role in enumerate(ROLES):
         start = (T0 + timedelta(seconds=index)).timestamp()
         (run_dir / f"{role}.pid").write_text(json.dumps({"pid": 1, "created": start}))
-        (run_dir / f"{role}.log").write_text(f"{role} INFO step {150 + index} (2.5 steps/s)\n")
+        relaunches = "".join(f"\n{RESTART_MARKER.format(role=role)}\n" for _ in range(index == 2))
+        log = f"{role} INFO step {150 + index} (2.5 steps/s)\n{relaunches}" * (1 + (index == 2))
+        (run_dir / f"{role}.log").write_text(log)
         (run_dir / f"{role}.json").write_text(json.dumps({"env": {"API_TOKEN": SECRET}}))
         (run_dir / f"{role}.exit").write_text('{"exit_code": 0, "reason": ""}')
     for role, launch in (("worker-0", "abc"), ("worker-1", "an-earlier-launch")):
@@ -339,7 +352,7 @@ def test_a_blessed_and_deployed_run(tmp_path: Path) -> None:
         (8.5, "closures"),
         (2.5, "steps"),
     ]
-    assert [role.restarts for role in step.roles] == [0, 0, 1, 0, 0]
+    assert [role.restarts for role in step.roles] == [0, 0, 2, 0, 0]  # from worker-1's log
     assert step.roles[1].start == T0 + timedelta(seconds=1)  # the process, not the task
     assert [s.metric for s in step.series] == ["accuracy", "loss"]
     assert [p for p, _ in step.series[0].points] == [100, 200]

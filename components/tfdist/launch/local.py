@@ -41,6 +41,7 @@ from tfdist.spec import JobSpec, Role
 
 BACKEND = "local"
 STOP_GRACE_SECS = 15.0
+RESTART_MARKER = "----- tfdist: starting {role} again -----"  # in the role's log, per relaunch
 QUIET_TF_ENV = {"TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
 ENTRYPOINT_CHECK_SECS = 60.0
 # Run by the roles' interpreter, in their directory and environment: is the module there?
@@ -249,7 +250,7 @@ class LocalLauncher:
         if self._status(run_dir, role).state is RoleState.RUNNING:
             raise RuntimeError(f"{role} is still running; stop it before starting it again")
         with (run_dir / f"{role}.log").open("a") as log:
-            log.write(f"\n----- tfdist: starting {role} again -----\n")
+            log.write(f"\n{RESTART_MARKER.format(role=role)}\n")
         self._start(run_dir, role)
 
     def relaunch_job(self, handle: JobHandle) -> None:

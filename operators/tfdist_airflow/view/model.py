@@ -46,6 +46,7 @@ class Progress(Frozen):
     last_step: int | None = None
     steps_per_sec: float | None = None
     rate_unit: str = "steps"  # `closures` for a worker under parameter-server training
+    restarts: int | None = None  # times the role was started again, where the backend says
 
 
 class RoleRow(Frozen):
@@ -136,9 +137,9 @@ def role_key(role: str) -> tuple[int, int, str]:
 
 
 def role_rows(tasks: Iterable[RoleTask], progress: Mapping[str, Progress]) -> tuple[RoleRow, ...]:
-    """One row per role; restarts are the watch task's tries after the first. The role's own
-    start and end are preferred to its watch task's, which may begin late and resume after a
-    deferral."""
+    """One row per role. Restarts are the backend's count where it keeps one (a local run
+    directory), else the watch task's tries after the first. The role's own start and end are
+    preferred to its watch task's, which may begin late and resume after a deferral."""
     rows = []
     for task in sorted(tasks, key=lambda t: role_key(t.role)):
         seen = progress.get(task.role, Progress())
@@ -148,7 +149,7 @@ def role_rows(tasks: Iterable[RoleTask], progress: Mapping[str, Progress]) -> tu
                 state=task.state or "none",
                 start=seen.started or task.start,
                 end=seen.ended or task.end,
-                restarts=max(task.try_number - 1, 0),
+                restarts=max(task.try_number - 1, 0) if seen.restarts is None else seen.restarts,
                 last_step=seen.last_step,
                 steps_per_sec=seen.steps_per_sec,
                 rate_unit=seen.rate_unit,

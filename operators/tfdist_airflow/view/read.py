@@ -20,6 +20,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from tfdist.gate import Blessing, read_blessing
+from tfdist.launch.local import RESTART_MARKER
 from tfdist.records import PROGRESS_DIR, EvalRecord, RoleProgress
 from tfdist.storage import Storage, join
 from tfdist_airflow.view.model import Progress, parse_progress
@@ -83,13 +84,29 @@ def _ended(run_dir: Path, role: str) -> datetime | None:
         return None
 
 
+def count_in_file(path: Path, text: str, chunk: int = 1 << 20) -> int:
+    """How often `text` occurs in a file (0 when there is none), read a chunk at a time."""
+    needle, count, carry = text.encode(), 0, b""
+    try:
+        with path.open("rb") as file:
+            while block := file.read(chunk):
+                data = carry + block
+                count += data.count(needle)
+                carry = data[-(len(needle) - 1) :] if len(needle) > 1 else b""
+    except FileNotFoundError:
+        return 0
+    return count
+
+
 def role_progress(run_dir: Path, role: str) -> Progress:
-    logged = parse_progress(log_tail(run_dir / f"{role}.log"))
+    log = run_dir / f"{role}.log"
+    logged = parse_progress(log_tail(log))
     started = _started(run_dir, role)
     ended = _ended(run_dir, role)
     if started and ended and ended < started:
         ended = None  # the exit record of a try before a relaunch
-    return logged.model_copy(update={"started": started, "ended": ended})
+    restarts = count_in_file(log, RESTART_MARKER.format(role=role))
+    return logged.model_copy(update={"started": started, "ended": ended, "restarts": restarts})
 
 
 def read_progress(handle: Mapping[str, Any], roles: Iterable[str]) -> dict[str, Progress]:
@@ -144,9 +161,6 @@ def read_step(
     for role in logged.keys() | reported.keys():
         own = logged.get(role, Progress())
         record = reported.get(role)
-        found.progress[role] = (
-            own
-            if record is None
-            else record.model_copy(update={"started": own.started, "ended": own.ended})
-        )
+        kept = {"started": own.started, "ended": own.ended, "restarts": own.restarts}
+        found.progress[role] = own if record is None else record.model_copy(update=kept)
     return found

@@ -44,6 +44,18 @@ def unpaused(url: str) -> bool:
     return True
 
 
+def why_failed(home: AirflowHome, run_id: str) -> str:
+    """Each task that did not succeed, with the end of its latest log."""
+    lines = []
+    for task in home.tasks(DAG_ID, run_id):
+        if task.state != "success":
+            logs = sorted(home.home.joinpath("logs").glob(f"**/task_id={task.task_id}/**/*.log"))
+            tail = logs[-1].read_text(errors="replace")[-1500:] if logs else "(no log)"
+            lines.append(f"{task.task_id}[{task.map_index}] {task.state} try {task.try_number}")
+            lines.append(tail)
+    return "\n".join(lines)
+
+
 @pytest.mark.timeout(420)
 def test_a_templated_trainer_env_value_is_masked_wherever_airflow_keeps_it(
     tmp_path: Path,
@@ -59,7 +71,7 @@ def test_a_templated_trainer_env_value_is_masked_wherever_airflow_keeps_it(
         # What the launch task's Rendered Templates tab shows.
         shown = api(url, "GET", f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/{LAUNCH}")
 
-    assert state == "success", [(t.task_id, t.state) for t in home.tasks(DAG_ID, run_id)]
+    assert state == "success", why_failed(home, run_id)
     [received] = home.base_dir.glob("**/extra.sha256")  # the role got the real value
     assert received.read_text() == hashlib.sha256(SECRET.encode()).hexdigest()
     assert shown["rendered_fields"]["overrides"] == {"trainer.env.EXTRA": "***"}

@@ -356,3 +356,29 @@ def test_layout_reads_versions_and_claims() -> None:
     assert layout.next_version() == 4
     assert layout.complete_versions() == [1]
     assert Layout.of(root, []).next_version() == 1
+
+
+def test_layout_of_a_root_given_with_a_slash_and_stray_files() -> None:
+    """A root written with a trailing `/` reads the same; files that are no version or claim
+    (a temporary in `.claims`, a version directory's own file) are ignored."""
+    paths = [
+        "/serving/digits/2/saved_model.pb",
+        f"/serving/digits/2/{DEPLOYMENT_JSON}",
+        "/serving/digits/.claims/5",
+        "/serving/digits/.claims/.5.tmp",
+        "/serving/digits/7",
+        "/serving/digits/3/saved_model.pb",
+    ]
+    layout = Layout.of("/serving/digits/", paths)
+    assert layout == Layout(
+        files={2: frozenset({"saved_model.pb", DEPLOYMENT_JSON}), 3: frozenset({"saved_model.pb"})},
+        claims=frozenset({5}),
+    )
+    assert layout.complete_versions() == [2]
+
+
+def test_an_export_dir_given_with_a_slash_deploys_the_same(export_dir: str, serving: str) -> None:
+    result = run_deploy(LocalStorage(), f"{export_dir}/", serving, "run-1")
+
+    assert result.deployment is not None and result.deployment.version == 1
+    assert files_under(f"{serving}/digits/1").keys() >= set(files_under(export_dir))

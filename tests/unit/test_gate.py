@@ -153,6 +153,30 @@ DECISIONS: list[Case] = [
         [],
     ),
     ("no thresholds", {}, {"accuracy": 1.0}, None, [NO_THRESHOLDS], []),
+    (
+        "NaN against a baseline",
+        LOSS_MAY_RISE_005,
+        {"loss": math.nan},
+        {"loss": 0.25},
+        ["loss is NaN", "loss: cannot compare with baseline v3: a value is NaN"],
+        [],
+    ),
+    (
+        "float noise over a zero limit passes",
+        {"loss": {"change": {"direction": "lower_is_better", "absolute": 0.0}}},
+        {"loss": 0.1 + 0.2},
+        {"loss": 0.3},
+        [],
+        [],
+    ),
+    (
+        "the baseline lacks one metric, the next is still compared",
+        {**ACC_MUST_GAIN_001, **LOSS_MAY_RISE_005},
+        {"accuracy": 0.9, "loss": 0.5},
+        {"loss": 0.25},
+        ["loss: change +0.25 vs baseline v3 (0.25 -> 0.5); lower_is_better allows at most +0.05"],
+        ["baseline v3 has no accuracy: its change threshold skipped"],
+    ),
 ]
 
 
@@ -272,6 +296,16 @@ def test_from_params_errors_name_metric_and_field(params: Any, message: str) -> 
     assert message in str(error.value)
 
 
+def test_every_threshold_error_is_listed_one_per_line() -> None:
+    with pytest.raises(GateError) as error:
+        GateSpec.from_params({"accuracy": {"minimum": 0.9}, "loss": {}})
+    assert str(error.value) == (
+        "invalid gate thresholds:\n"
+        "  accuracy.minimum: unknown field; a threshold takes min, max or change\n"
+        "  loss: set at least one of `min`, `max` or `change`"
+    )
+
+
 @pytest.mark.parametrize(
     ("candidate", "before", "expected"),
     [
@@ -335,6 +369,7 @@ def test_read_final_eval_takes_the_highest_step(tmp_path: Path) -> None:
 
 
 def test_read_final_eval_uses_the_named_eval_dir(tmp_path: Path) -> None:
+    _write_record(tmp_path, 60, eval_dir="eval")
     final = _write_record(tmp_path, 50, eval_dir="eval_holdout")
     found = read_final_eval(
         LocalStorage(), str(tmp_path), max_steps=50, eval_dir_name="eval_holdout"
@@ -349,10 +384,18 @@ def test_read_final_eval_before_the_final_checkpoint(tmp_path: Path) -> None:
 
 
 def test_read_final_eval_without_records(tmp_path: Path) -> None:
-    with pytest.raises(EvaluatorNotFinished, match="the evaluator did not finish: no eval"):
+    with pytest.raises(EvaluatorNotFinished) as error:
         read_final_eval(LocalStorage(), str(tmp_path), max_steps=400)
+    assert str(error.value) == (
+        f"the evaluator did not finish: no eval records in {tmp_path}/eval; it writes "
+        f"{tmp_path}/eval/record-000000000400.json after evaluating the final checkpoint"
+    )
 
 
 def test_read_final_eval_needs_max_steps(tmp_path: Path) -> None:
-    with pytest.raises(GateError, match="set max_steps"):
+    with pytest.raises(GateError) as error:
         read_final_eval(LocalStorage(), str(tmp_path), max_steps=None)
+    assert str(error.value) == (
+        "train_spec.max_steps is unset (train_forever): there is no final checkpoint to gate; "
+        "set max_steps"
+    )

@@ -204,3 +204,26 @@ def test_restart_policy_defaults_allow_restarts_and_refuse_negatives() -> None:
     assert default.max_job_restarts > 0
     with pytest.raises(ValueError, match="max_job_restarts"):
         RestartPolicy(max_job_restarts=-1)
+
+
+def test_an_exit_keeps_its_code_and_detail_and_is_no_oom_or_preemption_by_default() -> None:
+    """Built here, not at import: what `from_exit` returns when the test runs."""
+    assert RoleEnd.from_exit(137) == RoleEnd(ending=Ending.CRASHED, exit_code=137, detail="")
+    assert RoleEnd.from_exit(3, detail="x") == RoleEnd(
+        ending=Ending.PROGRAM_ERROR, exit_code=3, detail="x"
+    )
+    assert RoleEnd.from_exit(128).describe() == "exit code 128"
+    assert RoleEnd.from_exit(129).describe() == "killed by SIGHUP (exit code 129)"
+
+
+def test_restart_budgets_start_unused_and_name_their_field_when_spent() -> None:
+    chief, worker = RoleId.parse("chief-0"), RoleId.parse("worker-1")
+    killed = RoleEnd.from_exit(137)
+    first = decide(chief, killed, uses_parameter_servers=False, policy=POLICY)
+    assert (first.action, first.counted) == (Action.RESTART_JOB, True)
+    spent = decide(worker, killed, uses_parameter_servers=True, policy=POLICY, role_restarts=2)
+    assert (spent.action, spent.reason) == (
+        Action.FAIL_JOB,
+        "worker-1 ended: killed by SIGKILL (exit code 137); all 2 restarts used "
+        "(restart_policy.max_role_restarts: 2)",
+    )

@@ -148,7 +148,7 @@ def test_load_rejects_unusable_documents(
 
 @pytest.mark.parametrize("data", [None, [], "digits", 3], ids=["none", "list", "str", "int"])
 def test_parse_rejects_non_mapping(data: Any) -> None:
-    with pytest.raises(SpecError, match="expected a mapping with `name`, `trainer`"):
+    with pytest.raises(SpecError, match=r"^invalid job spec: expected a mapping with `name`, "):
         parse_spec(data)
 
 
@@ -611,7 +611,8 @@ BAD_OVERRIDES = [
     pytest.param({"epochs": 1}, "epochs: unknown field", id="unknown-top-level"),
     pytest.param(
         {"nosuch.field": 1},
-        "invalid override 'nosuch.field': nosuch has no fields",
+        "invalid override 'nosuch.field': nosuch has no fields; name a field of the job spec, "
+        "for example `train_spec.max_steps`",
         id="unknown-section",
     ),
     pytest.param(

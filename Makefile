@@ -40,7 +40,7 @@ mutate: venv
 	for path in components operators dags bench tests pyproject.toml; do \
 		ln -s ../../$$path $(MUTATE)/$$path; done
 	cd $(MUTATE) && nice -n 10 ../../$(BIN)/mutmut run --max-children $(or $(JOBS),2)
-	cd $(MUTATE) && ../../$(BIN)/mutmut results
+	cd $(MUTATE) && ../../$(BIN)/mutmut results --all true | awk -f ../../tests/mutation_score.awk
 
 demo: venv
 	$(BIN)/python -m tfdist_airflow.demo

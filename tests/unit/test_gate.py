@@ -231,11 +231,12 @@ def test_model_dir_can_be_given() -> None:
 
 
 def test_threshold_on_a_metric_the_evaluator_did_not_write() -> None:
-    gate = GateSpec.from_params({"auc": {"min": 0.9}, "accuracy": {"min": 0.5}})
+    gate = GateSpec.from_params({"auc": {"min": 0.9}, "f1": {"min": 0.9}, "accuracy": {"min": 0.5}})
     with pytest.raises(GateError) as error:
         decide(record(accuracy=0.95, loss=0.2), gate, None, NOW)
     assert str(error.value) == (
-        "gate thresholds name auc, which the evaluator did not write; it wrote: accuracy, loss. "
+        "gate thresholds name auc, f1, which the evaluator did not write; it wrote: accuracy, "
+        "loss. "
         "Fix the metric name, or add the metric to the trainer's eval_metrics"
     )
 

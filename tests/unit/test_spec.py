@@ -636,3 +636,18 @@ def test_with_overrides_rejects(changes: dict[str, Any], message: str) -> None:
     with pytest.raises(SpecError) as caught:
         spec.with_overrides(changes)
     assert message in str(caught.value)
+
+
+def test_a_json_file_is_read_as_json(tmp_path: Path) -> None:
+    """Tab-indented JSON (as `json.dumps(..., indent="\\t")` writes it) is not YAML."""
+    path = tmp_path / "job.json"
+    path.write_text(json.dumps(minimal(), indent="\t"))
+    assert load_spec(path) == parse_spec(minimal())
+
+
+def test_a_file_that_is_not_utf8_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "job.yaml"
+    path.write_bytes(b"name: \xff\n")
+    with pytest.raises(SpecError) as caught:
+        load_spec(path)
+    assert str(caught.value) == f"{path}: not valid YAML/JSON: it is not UTF-8 text"

@@ -37,8 +37,10 @@ def train_and_evaluate(
         checked here unless templated, else by the launch task. (templated)
     :param overrides: spec fields by dotted path, e.g. `{"train_spec.max_steps":
         "{{ params.max_steps }}"}`. (templated)
-    :param watch_retries: retries of each watch task: they reattach to a running role, and
-        relaunch a crashed role only when that is safe alone.
+    :param watch_retries: retries of each watch task, for failures of the watch itself (an
+        unreachable backend): a retry reattaches to its role. A role that failed for good fails
+        its watch at once, without retry; a crash the restart policy restarts alone is
+        restarted by the watch itself.
     :param gcp_conn_id: the Airflow connection (Google Cloud) used for gs:// paths by the
         launch's preflight and by `gate_export_deploy`; default: Application Default
         Credentials. Role processes use their own credentials.

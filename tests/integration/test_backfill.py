@@ -362,7 +362,16 @@ def hold_run(home: AirflowHome, url: str) -> tuple[str, JobHandle, Path]:
             )
         )
 
-    wait_for(every_role_waits, 240, "every role running, every watch task deferred", 1)
+    try:
+        wait_for(every_role_waits, 240, "every role running, every watch task deferred", 1)
+    except AssertionError as error:  # say where it stood
+        rows = [
+            (r.task_id, r.rendered_map_index, r.state, r.try_number)
+            for r in home.tasks(dag_id, run_id)
+        ]
+        raise AssertionError(
+            f"{error}; tasks: {rows}; launches: {launched(home, dag_id, run_id)}"
+        ) from None
     ((handle, _),) = launched(home, dag_id, run_id)
     logs = home.home / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}"
 

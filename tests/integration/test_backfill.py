@@ -378,7 +378,7 @@ def hold_run(home: AirflowHome, url: str) -> tuple[str, JobHandle, Path]:
     def triggers_run() -> bool:
         return all(
             any(
-                f"[{role}] started" in path.read_text()
+                f"[{role}] waiting" in path.read_text()
                 for path in logs.glob(f"task_id=*.watch/map_index={index}/*.trigger.*")
             )
             for index, role in enumerate(handle.roles)

@@ -23,7 +23,14 @@ from tfdist_airflow import gate_export_deploy, train_and_evaluate
 
 BASE_DIR = os.environ.get("TFDIST_BASE_DIR", "/tmp/tfdist")
 PLAIN_TRAINER = str(Path(__file__).parents[1] / "plain_trainer.py")
-WAITS = "import time; print('started', flush=True); time.sleep(600)"
+# A line a second after `started`, so that a watch task's trigger always has lines to show.
+WAITS = """
+import time
+print("started", flush=True)
+for _ in range(600):
+    time.sleep(1)
+    print("waiting", flush=True)
+"""
 # The evaluator writes its record of the final checkpoint (step 5): accuracy 0.5.
 EVALUATES = """
 import json, os, pathlib

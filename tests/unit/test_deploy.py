@@ -382,3 +382,29 @@ def test_an_export_dir_given_with_a_slash_deploys_the_same(export_dir: str, serv
 
     assert result.deployment is not None and result.deployment.version == 1
     assert files_under(f"{serving}/digits/1").keys() >= set(files_under(export_dir))
+
+
+@pytest.mark.parametrize(
+    ("reasons", "said"),
+    [
+        (
+            ("a is below min 1", "b is above max 2"),
+            "not blessed: a is below min 1; b is above max 2",
+        ),
+        ((), "not blessed: no reason recorded"),
+    ],
+)
+def test_a_model_not_blessed_says_every_reason(
+    export_dir: str, serving: str, reasons: tuple[str, ...], said: str
+) -> None:
+    rejected = blessing(blessed=False).model_copy(update={"reasons": reasons})
+    result = deploy(
+        LocalStorage(),
+        export_dir=export_dir,
+        serving_base=serving,
+        model_name="digits",
+        run_id="run-1",
+        blessing=rejected,
+        now=NOW,
+    )
+    assert (result.skipped, result.reason) == (True, said)

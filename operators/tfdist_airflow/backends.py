@@ -8,7 +8,7 @@ module: launchers, manifests and the export command are imported where they are 
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Self
 
 from pydantic import Field, TypeAdapter, ValidationError, model_validator
 
@@ -55,9 +55,8 @@ class LocalBackend(Frozen):
         return LocalLauncher(self.run_root or default_run_root(), python=self.python)
 
 
-class KubernetesBackend(Frozen):
-    """Every role as a pod on a Kubernetes cluster (GKE GPU node pools), behind one headless
-    Service per launch; `TF_CONFIG` names the pods by their stable DNS names.
+class ClusterBackend(Frozen):
+    """What both Kubernetes backends need to reach a cluster and build its pods.
 
     The cncf-kubernetes provider's hook connects: `connection_id` names an Airflow connection
     of type Kubernetes; `in_cluster=True` uses the service account of Airflow's own pod.
@@ -65,22 +64,19 @@ class KubernetesBackend(Frozen):
     :param image: the trainer image (`docker/trainer.Dockerfile`); a role's placement may
         name another.
     :param placement: node pool, GPUs, spot, resources, service account and secrets per role.
-    :param timeouts: how long a pod may stay unscheduled, then not started, before it fails.
-    :param cluster_domain: appended to `<role>-<i>.<service>.<namespace>.svc` when set.
+    :param cluster_domain: appended to the pods' DNS names (`...svc`) when set.
     """
 
-    kind: Literal["kubernetes"] = "kubernetes"
     namespace: str = "default"
     connection_id: str | None = "kubernetes_default"
     in_cluster: bool | None = None
     cluster_context: str | None = None
     image: str
     placement: JobPlacement = Field(default_factory=JobPlacement)
-    timeouts: Timeouts = Field(default_factory=Timeouts)
     cluster_domain: str | None = None
 
     @model_validator(mode="after")
-    def _valid_target(self) -> KubernetesBackend:
+    def _valid_target(self) -> Self:
         self.target()  # a bad namespace or domain fails when the DAG is parsed
         return self
 
@@ -99,20 +95,33 @@ class KubernetesBackend(Frozen):
 
         return ProviderKubeApi(self.connection_id, self.in_cluster, self.cluster_context)
 
+
+class KubernetesBackend(ClusterBackend):
+    """Every role as a pod on a Kubernetes cluster (GKE GPU node pools), behind one headless
+    Service per launch; `TF_CONFIG` names the pods by their stable DNS names
+    (`<role>-<i>.<service>.<namespace>.svc`). Connection, image, placement and cluster domain:
+    see `ClusterBackend`.
+
+    :param timeouts: how long a pod may stay unscheduled, then not started, before it fails.
+    """
+
+    kind: Literal["kubernetes"] = "kubernetes"
+    timeouts: Timeouts = Field(default_factory=Timeouts)
+
     def connect(self) -> KubernetesLauncher:
         from tfdist.kubernetes.launcher import KubernetesLauncher  # not needed to parse a DAG
 
         return KubernetesLauncher(self.api(), self.target(), timeouts=self.timeouts)
 
 
-class JobSetBackend(Frozen):
+class JobSetBackend(ClusterBackend):
     """Every launch as one JobSet (`jobset.x-k8s.io/v1alpha2`) on a Kubernetes cluster, admitted
     as one gang by Kueue when `kueue.queue_name` names a LocalQueue. The lifecycle policy is
     compiled into the JobSet, so the cluster's controllers restart roles, or fail or finish the
     job, also while Airflow is down; the watch tasks report what they do. Needs JobSet (and
     Kueue) installed: see "Running on GKE" in the README.
 
-    Connection, image, placement and cluster domain as `KubernetesBackend`; pending pods are
+    Connection, image, placement and cluster domain: see `ClusterBackend`. Pending pods are
     never failed by a timeout here (bound the wait with Kueue's `waitForPodsReady`).
 
     :param kueue: queue, WorkloadPriorityClass and `provreq.kueue.x-k8s.io/*` annotations.
@@ -122,36 +131,9 @@ class JobSetBackend(Frozen):
     """
 
     kind: Literal["jobset"] = "jobset"
-    namespace: str = "default"
-    connection_id: str | None = "kubernetes_default"
-    in_cluster: bool | None = None
-    cluster_context: str | None = None
-    image: str
-    placement: JobPlacement = Field(default_factory=JobPlacement)
-    cluster_domain: str | None = None
     kueue: Kueue = Field(default_factory=Kueue)
     ttl_secs_after_finished: int = Field(default=86400, ge=0)
     shared_read_secs: float = Field(default=1.0, ge=0)
-
-    @model_validator(mode="after")
-    def _valid_target(self) -> JobSetBackend:
-        self.target()  # a bad namespace or domain fails when the DAG is parsed
-        return self
-
-    def target(self) -> Target:
-        from tfdist.kubernetes.manifests import Target
-
-        return Target(
-            namespace=self.namespace,
-            image=self.image,
-            cluster_domain=self.cluster_domain,
-            placement=self.placement,
-        )
-
-    def api(self) -> KubeApi:
-        from tfdist_airflow.kubernetes_api import ProviderKubeApi
-
-        return ProviderKubeApi(self.connection_id, self.in_cluster, self.cluster_context)
 
     def connect(self) -> JobSetLauncher:
         from tfdist.kubernetes.jobset import JobSetOptions

@@ -21,6 +21,7 @@ from tfdist.kubernetes.jobset import (
 from tfdist.kubernetes.jobset_launcher import JobSetLauncher, LogCursor, Snapshots
 from tfdist.kubernetes.kueue import Kueue
 from tfdist.kubernetes.manifests import Target
+from tfdist.locations import LocationError
 from tfdist.spec import JobSpec, parse_spec
 
 SCOPE = "nightly/run-1/train_and_evaluate"
@@ -370,4 +371,12 @@ def test_admit_refuses_what_the_jobset_webhook_or_the_pods_would(
     backend.admit(PS)
     with pytest.raises(LaunchRefused, match=message):
         backend.admit(PS.with_overrides(changes))
+    assert api.calls == []
+
+
+@pytest.mark.parametrize("field", ["model_dir", "data_dir"])
+def test_admit_refuses_a_local_path_pods_cannot_share(api: FakeJobSetCluster, field: str) -> None:
+    backend = launcher(api)
+    with pytest.raises(LocationError, match=f"{field}: '/tmp/m' is a local path"):
+        backend.admit(PS.with_overrides({field: "/tmp/m"}))
     assert api.calls == []

@@ -46,6 +46,7 @@ from tfdist.kubernetes.names import (
     scope_label,
 )
 from tfdist.lifecycle import RoleId
+from tfdist.locations import require_shared_storage
 from tfdist.plan import JobPlan, plan
 from tfdist.spec import JobSpec, Role
 
@@ -150,8 +151,10 @@ class JobSetLauncher:
 
     # -- planning and launching -------------------------------------------------------------
     def admit(self, spec: JobSpec) -> None:
-        """Refuse what the JobSet webhook would: more replicas of a role than its pod names
-        have room for; and a trainer variable named `TASK_INDEX`, which this backend sets."""
+        """Refuse a local `model_dir` or `data_dir` (pods share no disk), and what the JobSet
+        webhook would: more replicas of a role than its pod names have room for; and a trainer
+        variable named `TASK_INDEX`, which this backend sets."""
+        require_shared_storage(spec, "jobset")
         for role, count in ((r, spec.cluster.count(r)) for r in Role):
             if count > MAX_REPLICAS:
                 raise LaunchRefused(

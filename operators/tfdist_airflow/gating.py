@@ -25,14 +25,17 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from tfdist.deploy import DeployError, deploy, latest_deployment, model_root
 from tfdist.locations import check_location, check_locations
+from tfdist.spec import parse_spec
 from tfdist.storage import join
 from tfdist_airflow.backends import connect
 from tfdist_airflow.gcp import storages
 from tfdist_airflow.links import DEPLOY_LINKS, STEP_LINKS
+from tfdist_airflow.masking import mask_trainer_env, trainer_overrides
 from tfdist_airflow.refusals import FAIL_AT_ONCE, refusing
-from tfdist_airflow.roles import LaunchRolesOperator, launched_job, trainer_env
+from tfdist_airflow.roles import LaunchRolesOperator, launched_job
 
 if TYPE_CHECKING:
+    import jinja2
     from airflow.sdk import Context
 
     from tfdist.gate import Blessing
@@ -222,8 +225,14 @@ class ExportModelOperator(BaseOperator):
     Writes `<model_dir>/export/<global_step>/`; a rerun finds it there and does nothing.
     The export process uses the trainer's credentials; `gcp_conn_id` is for reading the
     blessing.
+
+    :param job: the job spec as the launch task got it, for its `trainer.env`.
+    :param trainer_overrides: the launch task's overrides of `trainer` fields, rendered here
+        as there, so the export runs with the roles' real `trainer.env` (XCom keeps only its
+        keys); each value is masked as soon as it is rendered. (templated)
     """
 
+    template_fields: Sequence[str] = ("trainer_overrides",)
     ui_color = "#bbdefb"
 
     def __init__(
@@ -231,13 +240,27 @@ class ExportModelOperator(BaseOperator):
         *,
         launch_task_id: str,
         backend: dict[str, Any],
+        job: dict[str, Any],
+        trainer_overrides: dict[str, Any] | None = None,
         gcp_conn_id: str | None = None,
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
         self.launch_task_id = launch_task_id
         self.backend = backend
+        self.job = job
+        self.trainer_overrides = trainer_overrides or {}
         self.gcp_conn_id = gcp_conn_id
+
+    def render_template_fields(
+        self, context: Context, jinja_env: jinja2.Environment | None = None
+    ) -> None:
+        super().render_template_fields(context, jinja_env)
+        mask_trainer_env(self.job, self.trainer_overrides)
+
+    def trainer_env(self) -> dict[str, str]:
+        """The roles' `trainer.env`: the job's, with the rendered trainer overrides."""
+        return dict(parse_spec(self.job).with_overrides(self.trainer_overrides).trainer.env)
 
     def execute(self, context: Context) -> str:
         storage_of = storages(self.gcp_conn_id)
@@ -245,7 +268,7 @@ class ExportModelOperator(BaseOperator):
         _, handle = launched_job(context, self.launch_task_id)
         out = join(spec.model_dir, "export", str(blessing.global_step))
         # The trainer's own environment, as its roles had it (XCom keeps only the keys).
-        roles_env = trainer_env(context, self.launch_task_id) if spec.trainer.env else {}
+        roles_env = self.trainer_env() if spec.trainer.env else {}
         env = {**roles_env, "TFDIST_JOB": spec.model_dump_json(), "TF_CPP_MIN_LOG_LEVEL": "2"}
         self.log.info("exporting %s to %s", blessing.checkpoint_path, out)
         self._export = (handle, blessing.checkpoint_path)
@@ -385,6 +408,8 @@ def gate_export_deploy(
         task_id="export",
         launch_task_id=launch.task_id,
         backend=launch.backend,
+        job=launch.job,
+        trainer_overrides=trainer_overrides(launch.overrides),
         gcp_conn_id=gcp_conn_id,
     )
     deploy_task = DeployModelOperator(

@@ -28,6 +28,15 @@ def trainer_env_values(job: Mapping[str, Any], overrides: Mapping[str, Any]) -> 
     return values
 
 
+def trainer_overrides(overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """The overrides that can change `trainer` (its env among them), as given."""
+    return {
+        path: value
+        for path, value in overrides.items()
+        if path == "trainer" or path.startswith("trainer.")
+    }
+
+
 def mask_trainer_env(job: Mapping[str, Any], overrides: Mapping[str, Any]) -> None:
     """Register every `trainer.env` value with the secrets masker of this task process (and its
     supervisor, which writes the task log). Values shorter than `[logging]

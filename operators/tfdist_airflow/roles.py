@@ -59,16 +59,6 @@ def launched_job(context: Context, launch_task_id: str) -> tuple[JobSpec, JobHan
     return JobSpec.model_validate(pushed["spec"]), JobHandle.model_validate(pushed["handle"])
 
 
-def trainer_env(context: Context, launch_task_id: str) -> dict[str, str]:
-    """The real `trainer.env` of this run, rendered again from the launch task's definition
-    (XCom holds only its keys)."""
-    launch = context["dag"].get_task(launch_task_id)
-    if not isinstance(launch, LaunchRolesOperator):
-        raise TypeError(f"{launch_task_id} is not a LaunchRolesOperator")
-    launch.render_template_fields(context)
-    return dict(launch.render_spec(context).trainer.env)
-
-
 class LaunchRolesOperator(BaseOperator):
     """Plans the job for this run and starts every role together.
 

@@ -13,9 +13,10 @@ from airflow.sdk._shared.secrets_masker import redact, reset_secrets_masker
 from airflow.sdk.execution_time.task_runner import _serialize_rendered_fields
 
 from tfdist.spec import parse_spec
-from tfdist_airflow import train_and_evaluate
+from tfdist_airflow import gate_export_deploy, train_and_evaluate
+from tfdist_airflow.gating import ExportModelOperator
 from tfdist_airflow.masking import trainer_env_values
-from tfdist_airflow.roles import LaunchRolesOperator, trainer_env
+from tfdist_airflow.roles import LaunchRolesOperator
 
 SECRET = "s3cr3t-token-5b1e"
 LAUNCH = "train_and_evaluate.launch"
@@ -66,7 +67,10 @@ def nightly(tmp_path: Path, **overrides: str) -> DAG:
         }
     )
     with DAG("secure", schedule=None, params={"token": SECRET}) as dag:
-        train_and_evaluate(spec, overrides=overrides)
+        training = train_and_evaluate(spec, overrides=overrides)
+        gate_export_deploy(
+            training, thresholds={}, serving_base=str(tmp_path / "serving"), model_name="m"
+        )
     return dag
 
 
@@ -98,8 +102,12 @@ def test_the_export_task_masks_what_it_renders_again(tmp_path: Path) -> None:
     """The export task runs the trainer with the real `trainer.env`, rendered in its own
     process: it masks the values there as the launch task did in its process."""
     dag = nightly(tmp_path, **{"trainer.env.EXTRA": "{{ params.token }}"})
+    export = dag.get_task("export")
+    assert isinstance(export, ExportModelOperator)
 
-    env = trainer_env(context_of(dag), LAUNCH)
+    export.render_template_fields(context_of(dag))
 
-    assert env == {"REGION": "eu-west", "EXTRA": SECRET}
+    assert export.trainer_env() == {"REGION": "eu-west", "EXTRA": SECRET}
+    stored = _serialize_rendered_fields(export)
+    assert stored["trainer_overrides"] == {"trainer.env.EXTRA": "***"}
     assert redact(f"exporting with {SECRET}") == "exporting with ***"

@@ -137,6 +137,7 @@ def test_the_export_process_gets_the_real_trainer_env(
     pushed = {"spec": redacted(spec), "handle": handle}
     context["ti"] = SimpleNamespace(xcom_pull=lambda task_ids: pushed)
 
+    export.render_template_fields(context)
     out = export.execute(context)
 
     received = json.loads(dump.read_text())

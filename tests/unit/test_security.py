@@ -17,8 +17,8 @@ from tfdist.fake import FakeBackend
 from tfdist.plan import plan
 from tfdist.records import EvalRecord, eval_record_name
 from tfdist.spec import JobSpec, SpecError, parse_spec
-from tfdist_airflow import train_and_evaluate
-from tfdist_airflow.roles import REDACTED, LaunchRolesOperator, redacted, trainer_env
+from tfdist_airflow import gate_export_deploy, train_and_evaluate
+from tfdist_airflow.roles import REDACTED, LaunchRolesOperator, redacted
 from tfdist_airflow.runs import run_model_dir, run_name
 
 REPO = Path(__file__).resolve().parents[2]
@@ -110,20 +110,28 @@ def test_xcom_keeps_the_keys_of_trainer_env_only(tmp_path: Path) -> None:
     assert {role.env["API_TOKEN"] for role in launched.job.roles} == {SECRET}
 
 
-def test_the_real_trainer_env_is_rendered_again_from_the_dag(tmp_path: Path) -> None:
-    """What the export task runs the trainer with: the launch task's definition, rendered."""
+def test_the_export_task_renders_the_real_trainer_env_itself(tmp_path: Path) -> None:
+    """What the export task runs the trainer with: the job's `trainer.env` and the launch's
+    trainer overrides, declared on the export task when the DAG is built, rendered there."""
     spec = job(str(tmp_path), REGION="eu")
     with DAG("secure", schedule=None, params={"token": SECRET}) as dag:
-        train_and_evaluate(
+        training = train_and_evaluate(
             spec,
             model_dir_base=str(tmp_path),
-            overrides={"trainer.env.API_TOKEN": "{{ params.token }}"},
+            overrides={
+                "trainer.env.API_TOKEN": "{{ params.token }}",
+                "train_spec.max_steps": "{{ params.token }}",  # not the export's
+            },
+        )
+        _, export, _ = gate_export_deploy(
+            training, thresholds={}, serving_base=str(tmp_path / "serving"), model_name="m"
         )
     context: Any = {"dag": dag, "run_id": "manual__1", "params": {"token": SECRET}}
 
-    env = trainer_env(context, "train_and_evaluate.launch")
+    export.render_template_fields(context)
 
-    assert env == {"REGION": "eu", "API_TOKEN": SECRET}
+    assert export.trainer_overrides == {"trainer.env.API_TOKEN": SECRET}
+    assert export.trainer_env() == {"REGION": "eu", "API_TOKEN": SECRET}
 
 
 def test_the_blessing_holds_no_trainer_env(tmp_path: Path) -> None:

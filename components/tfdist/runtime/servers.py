@@ -96,8 +96,14 @@ class ProgressLog:
         if not force and time.monotonic() - self.looked < PROGRESS_SECS:
             return
         self.looked = time.monotonic()
-        raw = read_json(self.path)
-        progress = RoleProgress.model_validate(raw) if raw else None
+        try:
+            raw = read_json(self.path)
+            progress = RoleProgress.model_validate(raw) if raw else None
+        except (ValueError, tf.errors.OpError) as error:
+            # The chief replaces the record while it is read (on gs:// a rename is a copy,
+            # read in ranges): a line of progress is not worth the role; look again later.
+            log.debug("progress record %s not readable now: %s", self.path, error)
+            return
         if progress is None or progress.launch_id != self.launch or progress == self.shown:
             return
         total = f"/{progress.max_steps}" if progress.max_steps else ""

@@ -118,30 +118,10 @@ class AirflowHome:
             "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
         }
-        log = (self.root / "standalone.log").open("w")
-        process = subprocess.Popen(
-            [AIRFLOW, "standalone"], env=env, stdout=log, stderr=log, start_new_session=True
-        )
-        url = f"http://127.0.0.1:{port}"
         try:
-            deadline = time.monotonic() + 180
-            while True:
-                try:
-                    with urllib.request.urlopen(f"{url}/api/v2/monitor/health", timeout=2):
-                        break
-                except OSError:
-                    if process.poll() is not None or time.monotonic() > deadline:
-                        raise RuntimeError("airflow standalone did not come up") from None
-                    time.sleep(1)
-            yield url
+            with serving([AIRFLOW, "standalone"], env, self.root / "standalone.log", port) as url:
+                yield url
         finally:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-            log.close()
             self._kill_airflow_leftovers()
 
     def _kill_airflow_leftovers(self) -> None:
@@ -173,3 +153,30 @@ class AirflowHome:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"runs of {dag_id} still going after {timeout} s")
             time.sleep(2)
+
+
+@contextmanager
+def serving(command: list[str], env: dict[str, str], log_path: Path, port: int) -> Iterator[str]:
+    """Run an Airflow server `command` (its output in `log_path`) until its API on loopback
+    `port` answers; yield its URL; then stop its whole process group."""
+    url = f"http://127.0.0.1:{port}"
+    with log_path.open("w") as log:
+        process = subprocess.Popen(command, env=env, stdout=log, stderr=log, start_new_session=True)
+        try:
+            deadline = time.monotonic() + 180
+            while True:
+                try:
+                    with urllib.request.urlopen(f"{url}/api/v2/monitor/health", timeout=2):
+                        break
+                except OSError:
+                    if process.poll() is not None or time.monotonic() > deadline:
+                        raise RuntimeError(f"airflow {command[1]} did not come up") from None
+                    time.sleep(1)
+            yield url
+        finally:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()

@@ -13,18 +13,16 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-from airflow_home import AIRFLOW, AirflowHome, _free_port
+from airflow_home import AIRFLOW, AirflowHome, _free_port, serving
 
 from tfdist.deploy import DEPLOYMENT_JSON, SAVED_MODEL_PB, Deployment
 from tfdist.gate import GateSpec, decide, write_blessing
@@ -182,33 +180,9 @@ def api_server(home: AirflowHome) -> Iterator[str]:
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     env = {**home.env, "AIRFLOW__API__BASE_URL": url}
-    log = (home.root / "api-server.log").open("w")
-    process = subprocess.Popen(
-        [AIRFLOW, "api-server", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        stdout=log,
-        stderr=log,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/api/v2/monitor/health", timeout=2):
-                    break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("airflow api-server did not come up") from None
-                time.sleep(1)
-        yield url
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-        log.close()
+    command = [AIRFLOW, "api-server", "--host", "127.0.0.1", "--port", str(port)]
+    with serving(command, env, home.root / "api-server.log", port) as served:
+        yield served
 
 
 def _browser_missing() -> str | None:

@@ -1,37 +1,47 @@
-"""The backend interface: everything a runner does with the roles of a job, in one place.
+"""The backend interface: what a runner needs of the place where roles run, in one place.
 
 `tfdist run`, the Airflow tasks and triggers, and the benchmarks all go through `Backend`:
-plan a launch in a scope, start every role together, read every role's status in one call,
-read a role's log from an offset, restart one role or the whole job, stop, find the launches
-of a scope, clean up, export. Local processes (`tfdist.launch.local.LocalLauncher`), Kubernetes
-pods (`tfdist.kubernetes.launcher.KubernetesLauncher`) and the in-memory
-`tfdist.fake.FakeBackend` implement it.
+plan a launch in a scope, start every role together, observe every role in one call, carry out
+the supervisor's commands (`tfdist.supervisor`), hold the launch's durable supervision record,
+find the launches of a scope again, read a role's log from a cursor, clean up, export. What a
+backend can do is data (`Capabilities`), never a behaviour flag callers branch on. Local
+processes (`tfdist.launch.local.LocalLauncher`), Kubernetes pods
+(`tfdist.kubernetes.launcher.KubernetesLauncher`), JobSets
+(`tfdist.kubernetes.jobset_launcher.JobSetLauncher`) and the in-memory `tfdist.fake.FakeBackend`
+implement it.
 
 A `JobHandle` is plain data (JSON-serialisable) so that the task that launched a job and the
 tasks that watch or tear it down can be different processes, as they are in Airflow. A
 finished role's `RoleStatus` carries how it ended (`RoleStatus.end`), the input of the one
 restart policy in `tfdist.lifecycle`, whatever the backend observed (an exit record, a pod's
-state).
+state), and when (`ended_at`, from the exit record).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from tfdist.lifecycle import Ending, RoleEnd, RoleId
 from tfdist.plan import JobPlan
 from tfdist.spec import Frozen, JobSpec
 
+if TYPE_CHECKING:
+    from tfdist.supervisor import Command, SupervisionState
+
 __all__ = [
     "EXPORT_TIMEOUT_SECS",
     "Backend",
+    "Capabilities",
     "JobHandle",
     "LaunchError",
     "LaunchRefused",
     "RoleState",
     "RoleStatus",
+    "SupervisionRecord",
 ]
 
 EXPORT_TIMEOUT_SECS = 1800  # how long an export may run, once running
@@ -69,6 +79,7 @@ class RoleStatus(Frozen):
     exit_code: int | None = None
     detail: str = ""
     ending: Ending | None = None
+    ended_at: float | None = None  # seconds since the epoch, as the exit record says
 
     @property
     def role(self) -> RoleId:
@@ -97,13 +108,35 @@ class JobHandle(Frozen):
     roles: tuple[str, ...]
 
 
+class Capabilities(Frozen):
+    """What a backend is, as data.
+
+    :param shared_storage: the roles see the launcher's disk, so local paths work for
+        `model_dir`, `data_dir` and `serving_base`; otherwise they must be gs://.
+    :param runs_policy: the engine restarts roles itself (a JobSet runs the compiled policy,
+        also while nobody watches); the supervisor then only reads what it did.
+    :param durable_supervision: the supervision record outlives the process that holds it
+        (a watch-task retry or a triggerer restart keeps the restart counts).
+    """
+
+    shared_storage: bool
+    runs_policy: bool = False
+    durable_supervision: bool = True
+
+
+@dataclass
+class SupervisionRecord:
+    """A launch's supervision state, held exclusively while a runner takes one step; what it
+    holds when the `with` block ends without an error is kept."""
+
+    state: SupervisionState
+
+
 class Backend(Protocol):
     """Where roles run. `scope` names one train-and-evaluate step (of one Airflow run, say
     `<dag>/<run>/<group>`); each launch in it gets its own id."""
 
-    # True when the backend applies `tfdist.lifecycle`'s policy itself (a JobSet restarts its
-    # roles in the cluster): a role it reports failed then failed for good.
-    applies_policy: bool
+    capabilities: Capabilities
 
     def admit(self, spec: JobSpec) -> None:
         """Raise `LaunchRefused` if the job cannot run here; starts and writes nothing."""
@@ -130,13 +163,15 @@ class Backend(Protocol):
         """Return after `timeout` seconds, or sooner once one of `roles` may have ended."""
         ...
 
-    def relaunch(self, handle: JobHandle, role: str) -> None:
-        """Start one finished role again, with its original command and environment."""
+    def apply(self, handle: JobHandle, command: Command) -> None:
+        """Carry out one of the supervisor's commands: restart a role alone, restart every role
+        at the same addresses (training resumes from the last checkpoint), stop roles."""
         ...
 
-    def relaunch_job(self, handle: JobHandle) -> None:
-        """Stop every role, then start all of them again at the same addresses: training
-        resumes from the last checkpoint, the evaluator skips what it already evaluated."""
+    def supervision(self, handle: JobHandle) -> AbstractContextManager[SupervisionRecord]:
+        """The launch's supervision record, held exclusively until the `with` block ends: two
+        runners never decide on the same observation (one relaunch of the gang, however many
+        watchers see the crash)."""
         ...
 
     def stop(self, handle: JobHandle, roles: Sequence[str] | None = None) -> None:

@@ -1,23 +1,40 @@
 """An in-memory `tfdist.backend.Backend` for tests and demos: no process, no cluster.
 
-Every launched role starts out running. Tests move roles along themselves (`exit`, `crash`,
+Every launched role starts out running. Tests move roles along themselves (`exit`,
 `write_log`) and read what was asked of the backend in `calls` (`(verb, what)` pairs: one
 per request a real backend would make). `ticks` lets a test script a run: each `wait`
-applies the next one, as if time passed. Tasks and triggers find a fake by name
-(`FakeBackend.named`), so an Airflow test can configure `{"kind": "fake", "name": ...}`.
+applies the next one, as if time passed; a `wait` once a scripted run has used every tick
+raises `ScriptExhausted` at once (a runner that would wait forever fails instead). Tasks and
+triggers find a fake by name (`FakeBackend.named`), so an Airflow test can configure
+`{"kind": "fake", "name": ...}`. Each launch keeps its supervision record in memory.
 """
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from tfdist.backend import JobHandle, LaunchError, RoleState, RoleStatus
+from tfdist.backend import (
+    Capabilities,
+    JobHandle,
+    LaunchError,
+    RoleState,
+    RoleStatus,
+    SupervisionRecord,
+)
 from tfdist.lifecycle import Ending
 from tfdist.plan import JobPlan, plan
 from tfdist.spec import JobSpec, Role
+from tfdist.supervisor import Command, RestartJob, RestartRole, StopRoles, SupervisionState
+
+
+class ScriptExhausted(RuntimeError):
+    """A scripted run waited after its last tick: it would otherwise wait forever."""
 
 BACKEND = "fake"
 
@@ -29,12 +46,14 @@ class FakeLaunch:
     statuses: dict[str, RoleStatus]
     logs: dict[str, str]
     tries: dict[str, int] = field(default_factory=dict)
+    supervision: SupervisionState = field(default_factory=SupervisionState)
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 class FakeBackend:
     """Implements `tfdist.backend.Backend` in memory."""
 
-    applies_policy = False
+    capabilities = Capabilities(shared_storage=True)
 
     _named: ClassVar[dict[str, FakeBackend]] = {}
 
@@ -42,6 +61,7 @@ class FakeBackend:
         self.launches: dict[str, FakeLaunch] = {}  # by launch id, oldest first
         self.calls: list[tuple[str, str]] = []
         self.ticks: list[Callable[[FakeBackend], None]] = []
+        self.scripted = False  # set once ticks are given: waiting past the last one fails
         self.exports: list[tuple[str, str]] = []  # (checkpoint, out)
         self.refuse_launch = ""  # when set, `launch` raises `LaunchError` with it
 
@@ -99,20 +119,38 @@ class FakeBackend:
 
     def wait(self, handle: JobHandle, roles: Sequence[str], timeout: float) -> None:
         if self.ticks:
+            self.scripted = True
             self.ticks.pop(0)(self)
+        elif self.scripted:
+            raise ScriptExhausted(f"waited for {', '.join(roles)} after the last scripted tick")
 
-    def relaunch(self, handle: JobHandle, role: str) -> None:
-        self.calls.append(("relaunch", role))
-        launch = self._launch(handle)
-        if not launch.statuses[role].state.finished:
-            raise RuntimeError(f"{role} is still running; stop it before starting it again")
-        self._restart(launch, role)
+    def script(self, *ticks: Callable[[FakeBackend], None]) -> None:
+        """What happens at each `wait`, in order; one more `wait` raises `ScriptExhausted`."""
+        self.ticks = list(ticks)
+        self.scripted = True
 
-    def relaunch_job(self, handle: JobHandle) -> None:
-        self.calls.append(("relaunch_job", handle.launch_id))
+    def apply(self, handle: JobHandle, command: Command) -> None:
         launch = self._launch(handle)
-        for role in handle.roles:
-            self._restart(launch, role)
+        match command:
+            case RestartRole(role=role):
+                self.calls.append(("relaunch", role))
+                if not launch.statuses[role].state.finished:
+                    raise RuntimeError(f"{role} is still running; stop it before starting it again")
+                self._restart(launch, role)
+            case RestartJob():
+                self.calls.append(("relaunch_job", handle.launch_id))
+                for role in handle.roles:
+                    self._restart(launch, role)
+            case StopRoles(roles=roles):
+                self.stop(handle, roles)
+
+    @contextmanager
+    def supervision(self, handle: JobHandle) -> Iterator[SupervisionRecord]:
+        launch = self._launch(handle)
+        with launch.lock:
+            record = SupervisionRecord(launch.supervision)
+            yield record
+            launch.supervision = record.state
 
     def stop(self, handle: JobHandle, roles: Sequence[str] | None = None) -> None:
         self.calls.append(("stop", ",".join(roles) if roles is not None else "*"))
@@ -163,7 +201,12 @@ class FakeBackend:
         """End `role` (of `handle`, default the latest launch) with exit code `code`."""
         state = RoleState.SUCCEEDED if code == 0 and ending is None else RoleState.FAILED
         self._launch(handle).statuses[role] = RoleStatus(
-            name=role, state=state, exit_code=code, detail=detail, ending=ending
+            name=role,
+            state=state,
+            exit_code=code,
+            detail=detail,
+            ending=ending,
+            ended_at=time.time(),
         )
 
     @property

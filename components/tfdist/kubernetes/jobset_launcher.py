@@ -4,7 +4,8 @@ Implements `tfdist.backend.Backend` over a `KubeApi`. A launch creates one JobSe
 (`tfdist.kubernetes.jobset`), whose failure and success policies are the core lifecycle
 compiled (`jobset_policy`): the JobSet, Job and Kueue controllers admit the gang, restart a
 role or the whole job, and fail or finish it, also while Airflow is down. This backend only
-reports what they do (`jobset_status`): `relaunch` and `relaunch_job` have nothing to do.
+reports what they do (`jobset_status`): the supervisor never asks it to restart anything, and
+the restart counts are the engine's own (`status.restarts`, each Job's failed pods).
 
 Watching is cheap: the JobSet, its pods and (while queued) its Kueue Workload are read in one
 snapshot that every role's status and log read share for `Snapshots.max_age_secs`; the watch
@@ -17,10 +18,19 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any, NamedTuple
 
-from tfdist.backend import JobHandle, LaunchError, LaunchRefused, RoleState, RoleStatus
+from tfdist.backend import (
+    Capabilities,
+    JobHandle,
+    LaunchError,
+    LaunchRefused,
+    RoleState,
+    RoleStatus,
+    SupervisionRecord,
+)
 from tfdist.kubernetes.api import JOBSETS, WORKLOADS, AlreadyExists, KubeApi, KubeApiError
 from tfdist.kubernetes.jobset import (
     JOBSET_NAME,
@@ -49,6 +59,8 @@ from tfdist.lifecycle import RoleId
 from tfdist.locations import require_shared_storage
 from tfdist.plan import JobPlan, plan
 from tfdist.spec import JobSpec, Role
+from tfdist.supervision import record_in_memory
+from tfdist.supervisor import Command, StopRoles
 
 BACKEND = "jobset"
 EXPORT_TIMEOUT_SECS = 1800
@@ -120,7 +132,8 @@ class JobSetLauncher:
     :param snapshots: shared with the other watchers of this process; default: its own.
     """
 
-    applies_policy = True  # the JobSet's failure policy restarts roles in the cluster
+    # The JobSet's failure policy restarts roles in the cluster and keeps the counts.
+    capabilities = Capabilities(shared_storage=False, runs_policy=True)
 
     python = "python"
 
@@ -271,12 +284,19 @@ class JobSetLauncher:
         data = self.api.read_pod_log(namespace, pod["metadata"]["name"])
         return _lines(data, start, whole=whole)[0]
 
-    # -- restarting: the cluster's job --------------------------------------------------------
-    def relaunch(self, handle: JobHandle, role: str) -> None:
-        """Nothing: the role's own Job restarts it (its `backoffLimit`, `podFailurePolicy`)."""
+    # -- supervising: the cluster's job --------------------------------------------------------
+    def apply(self, handle: JobHandle, command: Command) -> None:
+        """Stop roles; restarting is the JobSet's and its Jobs' own (their failure policies)."""
+        if not isinstance(command, StopRoles):
+            raise ValueError(f"a JobSet restarts its roles itself; {command.kind} is not asked")
+        self.stop(handle, command.roles)
 
-    def relaunch_job(self, handle: JobHandle) -> None:
-        """Nothing: the JobSet's `failurePolicy` restarts every role."""
+    @contextmanager
+    def supervision(self, handle: JobHandle) -> Iterator[SupervisionRecord]:
+        """Kept in memory: the counts that must survive a watcher are the engine's own, and
+        the outcome is read again from the JobSet at each step."""
+        with record_in_memory(f"{BACKEND}/{handle.job_id}/{handle.launch_id}") as record:
+            yield record
 
     # -- stopping ---------------------------------------------------------------------------
     def stop(self, handle: JobHandle, roles: Sequence[str] | None = None) -> None:

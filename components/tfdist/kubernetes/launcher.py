@@ -11,11 +11,19 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from tfdist.backend import EXPORT_TIMEOUT_SECS, JobHandle, RoleState, RoleStatus
+from tfdist.backend import (
+    EXPORT_TIMEOUT_SECS,
+    Capabilities,
+    JobHandle,
+    RoleState,
+    RoleStatus,
+    SupervisionRecord,
+)
 from tfdist.kubernetes.api import AlreadyExists, KubeApi, KubeApiError
 from tfdist.kubernetes.manifests import (
     Target,
@@ -45,6 +53,8 @@ from tfdist.lifecycle import RoleId
 from tfdist.locations import require_shared_storage
 from tfdist.plan import JobPlan, plan
 from tfdist.spec import JobSpec, Role
+from tfdist.supervision import record_in_memory
+from tfdist.supervisor import Command, RestartJob, RestartRole, StopRoles
 
 BACKEND = "kubernetes"
 _ROLE_ORDER = {role: rank for rank, role in enumerate(Role)}
@@ -64,7 +74,9 @@ class KubernetesLauncher:
     :param clock: seconds since the epoch (pod timestamps are compared with it).
     """
 
-    applies_policy = False
+    # The supervision record lives in the watching process: restart counts start again after
+    # a triggerer restart. This backend is retired in favour of JobSet, which keeps them.
+    capabilities = Capabilities(shared_storage=False, durable_supervision=False)
 
     python = "python"  # the interpreter in the trainer image
 
@@ -158,8 +170,22 @@ class KubernetesLauncher:
         namespace, service = _where(handle)
         return _lines(self.api.read_pod_log(namespace, pod_name(service, role)), offset)
 
-    # -- relaunching ------------------------------------------------------------------------
-    def relaunch(self, handle: JobHandle, role: str) -> None:
+    # -- supervising --------------------------------------------------------------------------
+    def apply(self, handle: JobHandle, command: Command) -> None:
+        match command:
+            case RestartRole(role=role):
+                self._relaunch(handle, role)
+            case RestartJob():
+                self._relaunch_job(handle)
+            case StopRoles(roles=roles):
+                self.stop(handle, roles)
+
+    @contextmanager
+    def supervision(self, handle: JobHandle) -> Iterator[SupervisionRecord]:
+        with record_in_memory(f"{BACKEND}/{handle.job_id}/{handle.launch_id}") as record:
+            yield record
+
+    def _relaunch(self, handle: JobHandle, role: str) -> None:
         """Recreate one finished role's pod under the same name (so the same DNS name).
 
         The old pod is deleted first and its deletion awaited; the new one's `try` label is
@@ -185,7 +211,7 @@ class KubernetesLauncher:
         manifest["metadata"]["labels"][TRY] = str(attempt)
         self.api.create_pod(namespace, manifest)
 
-    def relaunch_job(self, handle: JobHandle) -> None:
+    def _relaunch_job(self, handle: JobHandle) -> None:
         """Delete every role's pod, await their deletion, create them all again (each with
         its `try` label one higher); the Service and so every DNS name stays."""
         namespace, service = _where(handle)

@@ -102,6 +102,18 @@ def pod_status(
 
 
 def _ended(name: str, pod: Mapping[str, Any], container: Mapping[str, Any]) -> RoleStatus:
+    """How the pod ended, and when (its container's `finishedAt`, if it says)."""
+    ended = _ended_without_time(name, pod, container)
+    finished = container.get("finishedAt")
+    if not finished:
+        return ended
+    at = datetime.fromisoformat(str(finished).replace("Z", "+00:00")).timestamp()
+    return ended.model_copy(update={"ended_at": at})
+
+
+def _ended_without_time(
+    name: str, pod: Mapping[str, Any], container: Mapping[str, Any]
+) -> RoleStatus:
     status = pod.get("status", {})
     code = container.get("exitCode")
     code = int(code) if code is not None else None

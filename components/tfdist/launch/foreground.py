@@ -1,27 +1,27 @@
 """Run a job in the foreground: launch every role, stream their logs, stop them all at the end.
 
-This is `tfdist run`. When a role ends, the one policy of `tfdist.lifecycle` says what happens
-next, as it does for the Airflow watch tasks: a crashed evaluator or parameter-server worker
-is started again alone, a crashed chief, ps or all-reduce worker restarts every role from the
-last checkpoint, each within the spec's `restart_policy`; a failure of the program itself
-ends the job at once, naming the role and its last log lines.
+This is `tfdist run`, a thin driver of `tfdist.supervisor`: it copies every role's new log
+lines, takes one supervisor step (`tfdist.supervision.drive`) and waits for a role to end,
+until the supervisor records the job's outcome. What a role's end means is the same table the
+Airflow watch tasks drive: a crashed evaluator or parameter-server worker is started again
+alone, a crashed chief, ps or all-reduce worker restarts every role from the last checkpoint,
+each within the spec's `restart_policy`; a failure of the program itself ends the job at once,
+naming the role and its last log lines.
 """
 
 from __future__ import annotations
 
-import time
-from collections import Counter, deque
-from collections.abc import Callable, Mapping
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from tfdist.backend import Backend, JobHandle, RoleState, RoleStatus
-from tfdist.lifecycle import Action, Ending, RoleEnd, RoleId, triage
+from tfdist.backend import Backend, JobHandle
 from tfdist.plan import JobPlan
-from tfdist.spec import RestartPolicy, Role
+from tfdist.spec import RestartPolicy
+from tfdist.supervision import drive
+from tfdist.supervisor import Supervised
 
 POLL_SECS = 0.5
-SERVER_EXIT_GRACE_SECS = 30.0
-SETTLE_SECS = 1.0
 TAIL_LINES = 20
 
 
@@ -59,101 +59,33 @@ def run_in_foreground(
     backend: Backend,
     write: Callable[[str], None] = print,
     policy: RestartPolicy | None = None,
-    settle_secs: float = SETTLE_SECS,
 ) -> Outcome:
-    """Launch the plan, stream role-prefixed log lines through `write`, apply the restart
-    policy (default: the spec's) to every role that ends, return the job's outcome."""
-    policy = policy or job.spec.restart_policy
+    """Launch the plan, stream role-prefixed log lines through `write`, drive the supervisor
+    (restart budgets: `policy`, default the spec's) until it decides, return the outcome."""
     handle = backend.launch(job)
     write(f"tfdist: launched {', '.join(handle.roles)} ({handle.job_id})")
+    supervised = Supervised.of(
+        job.spec,
+        handle.roles,
+        engine_runs_policy=backend.capabilities.runs_policy,
+        policy=policy,
+    )
     logs = _Logs(backend, handle, write)
     try:
-        return _follow(job, backend, handle, logs, write, policy, settle_secs)
+        while True:
+            logs.copy()
+            driven = drive(backend, handle, supervised)
+            if driven.step.say:
+                write(f"tfdist: {driven.step.say}")
+            outcome = driven.step.state.outcome
+            if outcome is not None and outcome.succeeded:
+                return Outcome(succeeded=True, detail=outcome.reason)
+            if outcome is not None:
+                logs.copy()
+                tail = tuple(logs.tails.get(outcome.role or "", ()))
+                return Outcome(False, outcome.role, outcome.reason, tail)
+            unfinished = [name for name, s in driven.statuses.items() if not s.state.finished]
+            backend.wait(handle, unfinished, POLL_SECS)
     finally:
         backend.stop(handle)
         logs.copy()  # the last lines, such as a traceback
-
-
-def _follow(
-    job: JobPlan,
-    backend: Backend,
-    handle: JobHandle,
-    logs: _Logs,
-    write: Callable[[str], None],
-    policy: RestartPolicy,
-    settle_secs: float,
-) -> Outcome:
-    uses_ps = job.spec.cluster.uses_parameter_servers
-    role_restarts: Counter[str] = Counter()
-    job_restarts = 0
-    chief_done_at: float | None = None
-    while True:
-        logs.copy()
-        statuses = backend.statuses(handle)
-        if statuses["chief-0"].state is RoleState.SUCCEEDED:
-            chief_done_at = chief_done_at or time.monotonic()
-        if _failures(statuses, chief_done_at):
-            time.sleep(settle_secs)  # a crash's exit record may land after the failure it caused
-            statuses = backend.statuses(handle)
-            found = triage(
-                _failures(statuses, chief_done_at),
-                uses_parameter_servers=uses_ps,
-                policy=policy,
-                role_restarts=role_restarts,
-                job_restarts=job_restarts,
-            )
-            if found is not None:
-                role, verdict = found
-                write(f"tfdist: {verdict.reason}")
-                if verdict.action is Action.FAIL_JOB:
-                    logs.copy()
-                    tail = tuple(logs.tails.get(role.name, ()))
-                    return Outcome(False, role.name, verdict.reason, tail)
-                if verdict.action is Action.RESTART_ROLE:
-                    role_restarts[role.name] += verdict.counted
-                    backend.relaunch(handle, role.name)
-                else:
-                    job_restarts += verdict.counted
-                    backend.relaunch_job(handle)
-                    chief_done_at = None
-                continue
-        if all(s.state is RoleState.SUCCEEDED for s in statuses.values()):
-            return Outcome(succeeded=True)
-        if chief_done_at is not None:
-            # The chief is done; ps and workers serve nothing more. Only the evaluator has
-            # work left (the final checkpoint), and it ends on its own.
-            lingering = [
-                role
-                for role, status in statuses.items()
-                if not status.state.finished and RoleId.parse(role).kind is not Role.EVALUATOR
-            ]
-            evaluator_done = all(
-                status.state.finished
-                for role, status in statuses.items()
-                if RoleId.parse(role).kind is Role.EVALUATOR
-            )
-            grace_over = time.monotonic() - chief_done_at > SERVER_EXIT_GRACE_SECS
-            if lingering and evaluator_done and grace_over:
-                write(f"tfdist: {', '.join(lingering)} still running after the chief; stopping")
-                backend.stop(handle, lingering)
-                return Outcome(succeeded=True, detail=f"stopped {', '.join(lingering)}")
-            if not lingering and evaluator_done:
-                return Outcome(succeeded=True)
-        unfinished = [role for role, status in statuses.items() if not status.state.finished]
-        backend.wait(handle, unfinished, POLL_SECS)
-
-
-def _failures(
-    statuses: Mapping[str, RoleStatus], chief_done_at: float | None
-) -> dict[str, RoleEnd]:
-    """The roles that ended other than well and still matter: once the chief is done, only
-    the evaluator's end does."""
-    ends = {}
-    for role, status in statuses.items():
-        end = status.end
-        if end is None or end.ending is Ending.SUCCEEDED:
-            continue
-        if chief_done_at is not None and RoleId.parse(role).kind is not Role.EVALUATOR:
-            continue
-        ends[role] = end
-    return ends

@@ -21,23 +21,27 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
-from contextlib import ExitStack, suppress
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
 
 import psutil
 
 from tfdist.backend import (
     EXPORT_TIMEOUT_SECS,
+    Capabilities,
     JobHandle,
     LaunchError,
     LaunchRefused,
     RoleState,
     RoleStatus,
+    SupervisionRecord,
 )
 from tfdist.launch.capacity import capacity_problem, machine_capacity
 from tfdist.plan import JobPlan, RolePlan, plan, role_command
 from tfdist.spec import JobSpec, Role
+from tfdist.supervision import record_in_file
+from tfdist.supervisor import Command, RestartJob, RestartRole, StopRoles
 
 BACKEND = "local"
 STOP_GRACE_SECS = 15.0
@@ -78,7 +82,7 @@ class LocalLauncher:
     interpreter).
     """
 
-    applies_policy = False
+    capabilities = Capabilities(shared_storage=True)
 
     def __init__(
         self,
@@ -245,18 +249,31 @@ class LocalLauncher:
             psutil.wait_procs(alive, timeout=5)
             raise
 
-    def relaunch(self, handle: JobHandle, role: str) -> None:
+    def apply(self, handle: JobHandle, command: Command) -> None:
+        match command:
+            case RestartRole(role=role):
+                self._relaunch(handle, role)
+            case RestartJob():
+                self.stop(handle)
+                for role in handle.roles:
+                    self._relaunch(handle, role)
+            case StopRoles(roles=roles):
+                self.stop(handle, roles)
+
+    @contextmanager
+    def supervision(self, handle: JobHandle) -> Iterator[SupervisionRecord]:
+        """`supervision.json` in the run directory, held with `flock`: shared by every process
+        on this machine, as the run directory itself is."""
+        with record_in_file(Path(handle.job_id)) as record:
+            yield record
+
+    def _relaunch(self, handle: JobHandle, role: str) -> None:
         run_dir = Path(handle.job_id)
         if self._status(run_dir, role).state is RoleState.RUNNING:
             raise RuntimeError(f"{role} is still running; stop it before starting it again")
         with (run_dir / f"{role}.log").open("a") as log:
             log.write(f"\n{RESTART_MARKER.format(role=role)}\n")
         self._start(run_dir, role)
-
-    def relaunch_job(self, handle: JobHandle) -> None:
-        self.stop(handle)
-        for role in handle.roles:
-            self.relaunch(handle, role)
 
     # -- watching -------------------------------------------------------------------------
     def _process(self, run_dir: Path, name: str) -> psutil.Process | None:
@@ -284,7 +301,14 @@ class LocalLauncher:
             code = int(record["exit_code"])
             state = RoleState.SUCCEEDED if code == 0 else RoleState.FAILED
             why = "" if record["reason"] == "exited" else str(record["reason"])  # "stopped", ...
-            return RoleStatus(name=role, state=state, exit_code=code, detail=why)
+            ended = record.get("ended")
+            return RoleStatus(
+                name=role,
+                state=state,
+                exit_code=code,
+                detail=why,
+                ended_at=float(ended) if ended is not None else None,
+            )
         if self._process(run_dir, role) is not None:
             return RoleStatus(name=role, state=RoleState.RUNNING)
         if not (run_dir / f"{role}.pid").exists():

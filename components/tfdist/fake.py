@@ -12,7 +12,6 @@ triggers find a fake by name (`FakeBackend.named`), so an Airflow test can confi
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -35,6 +34,7 @@ from tfdist.supervisor import Command, RestartJob, RestartRole, StopRoles, Super
 
 class ScriptExhausted(RuntimeError):
     """A scripted run waited after its last tick: it would otherwise wait forever."""
+
 
 BACKEND = "fake"
 
@@ -62,6 +62,7 @@ class FakeBackend:
         self.calls: list[tuple[str, str]] = []
         self.ticks: list[Callable[[FakeBackend], None]] = []
         self.scripted = False  # set once ticks are given: waiting past the last one fails
+        self.now = 0.0  # simulated seconds: each `wait` lets its timeout pass
         self.exports: list[tuple[str, str]] = []  # (checkpoint, out)
         self.refuse_launch = ""  # when set, `launch` raises `LaunchError` with it
 
@@ -117,7 +118,12 @@ class FakeBackend:
             return "", offset
         return data[offset:end].decode(), end
 
+    def clock(self) -> float:
+        """The simulated time, for a runner's `clock`."""
+        return self.now
+
     def wait(self, handle: JobHandle, roles: Sequence[str], timeout: float) -> None:
+        self.now += timeout
         if self.ticks:
             self.scripted = True
             self.ticks.pop(0)(self)
@@ -206,7 +212,7 @@ class FakeBackend:
             exit_code=code,
             detail=detail,
             ending=ending,
-            ended_at=time.time(),
+            ended_at=self.now,
         )
 
     @property

@@ -22,7 +22,6 @@ cluster's doing, not the job's.
 from __future__ import annotations
 
 import signal
-from collections.abc import Mapping
 from enum import StrEnum
 from typing import Self
 
@@ -40,7 +39,6 @@ __all__ = [
     "Verdict",
     "decide",
     "restart_scope",
-    "triage",
 ]
 
 
@@ -217,44 +215,3 @@ def _ended(role: RoleId, end: RoleEnd) -> str:
     if how.startswith("ended "):
         return f"{role} {how}"
     return f"{role} ended: {how}"
-
-
-def triage(
-    ends: Mapping[str, RoleEnd],
-    *,
-    uses_parameter_servers: bool,
-    policy: RestartPolicy,
-    role_restarts: Mapping[str, int],
-    job_restarts: int,
-) -> tuple[RoleId, Verdict] | None:
-    """The verdict that applies when several roles ended at once (`ends`, by role name; ends
-    that succeeded are ignored), with the role it is about; None if no role failed.
-
-    A crash comes first: the roles that failed on their own right after it (a chief that lost
-    its worker exits 1) failed because of it. Among crashes, a crash that needs the whole job
-    restarted first, since it restarts the others too; among failures of one kind, the chief's.
-    """
-    failed = [
-        (RoleId.parse(name), end)
-        for name, end in ends.items()
-        if end.ending is not Ending.SUCCEEDED
-    ]
-    if not failed:
-        return None
-
-    def rank(item: tuple[RoleId, RoleEnd]) -> tuple[int, int, int]:
-        role, end = item
-        crash = end.ending in (Ending.CRASHED, Ending.OOM_KILLED, Ending.PREEMPTED)
-        alone = restart_scope(role.kind, uses_parameter_servers) is Scope.ROLE
-        return (0 if crash else 1, 1 if alone else 0, 0 if role.kind is Role.CHIEF else 1)
-
-    role, end = min(failed, key=rank)
-    verdict = decide(
-        role,
-        end,
-        uses_parameter_servers=uses_parameter_servers,
-        policy=policy,
-        role_restarts=role_restarts.get(role.name, 0),
-        job_restarts=job_restarts,
-    )
-    return role, verdict

@@ -38,9 +38,7 @@ class Driven:
     statuses: dict[str, RoleStatus]
 
 
-def drive(
-    backend: Backend, handle: JobHandle, job: Supervised, now: float | None = None
-) -> Driven:
+def drive(backend: Backend, handle: JobHandle, job: Supervised, now: float | None = None) -> Driven:
     """Take one supervisor step on the launch and carry out its commands."""
     with backend.supervision(handle) as record:
         statuses = backend.statuses(handle)

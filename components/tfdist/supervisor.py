@@ -234,12 +234,10 @@ def _settling(seen: Seen) -> Step | None:
     verdict = seen.verdict(*found)
     if verdict.action is not Action.FAIL_JOB:
         return None
-    first = seen.state.failure_seen_at
-    if first is not None and seen.now - first >= seen.job.settle_secs:
+    first = seen.now if seen.state.failure_seen_at is None else seen.state.failure_seen_at
+    if seen.now - first >= seen.job.settle_secs:
         return None
-    if first is None:
-        return Step(state=seen.update(failure_seen_at=seen.now))
-    return Step(state=seen.state)
+    return Step(state=seen.update(failure_seen_at=first))
 
 
 def _role_ended(seen: Seen) -> Step | None:
@@ -326,8 +324,7 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule(
         "settling",
-        "the end that decides (see `cause`) fails the job, first seen less than "
-        "`settle_secs` ago",
+        "the end that decides (see `cause`) fails the job, first seen less than `settle_secs` ago",
         "wait: the exit record of a crash that caused it may still land",
         _settling,
     ),

@@ -14,19 +14,20 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
-from tfdist.backend import Backend, JobHandle
+from tfdist.backend import Backend, JobHandle, RoleState
 from tfdist.fingerprint import claim_model_dir
-from tfdist.lifecycle import Action
 from tfdist.locations import check_location, check_locations
 from tfdist.preflight import check_writable
 from tfdist.rolelog import relayed
 from tfdist.spec import JobSpec, parse_spec
+from tfdist.supervision import drive
+from tfdist.supervisor import Supervised
 from tfdist_airflow.backends import backend_from_dict, connect
 from tfdist_airflow.gcp import storages
 from tfdist_airflow.links import ROLE_LINKS
 from tfdist_airflow.masking import mask_trainer_env
 from tfdist_airflow.refusals import FAIL_AT_ONCE, refusing
-from tfdist_airflow.runs import WatchPolicy, run_model_dir, run_scope, unfinished_step
+from tfdist_airflow.runs import run_model_dir, run_scope, unfinished_step
 
 if TYPE_CHECKING:
     import jinja2
@@ -49,6 +50,11 @@ def redacted(spec: JobSpec) -> dict[str, Any]:
     data = spec.model_dump(mode="json")
     data["trainer"]["env"] = dict.fromkeys(data["trainer"]["env"], REDACTED)
     return data
+
+
+def supervised(spec: JobSpec, handle: JobHandle, backend: Backend) -> Supervised:
+    """What the supervisor knows of a launch, as every task of the step builds it."""
+    return Supervised.of(spec, handle.roles, engine_runs_policy=backend.capabilities.runs_policy)
 
 
 def launched_job(context: Context, launch_task_id: str) -> tuple[JobSpec, JobHandle]:
@@ -165,15 +171,17 @@ class LaunchRolesOperator(BaseOperator):
 
 
 class WatchRoleOperator(BaseOperator):
-    """Follows one role until the restart policy (`tfdist.lifecycle`) decides: streams its log,
-    restarts it when the policy restarts it alone, fails when the policy ends the job.
+    """Follows one role and drives the job's supervisor (`tfdist.supervisor`) until the role
+    succeeded or the job's outcome is decided: streams the role's log; whichever watch sees an
+    end first carries out what the policy says (restart that role, restart every role from the
+    last checkpoint, stop the others), once, under the launch's supervision record.
 
-    Deferrable: while the role runs the task holds no worker slot. A role that failed for good
-    (the program's own error, a crash past its budget, a peer's end that ends the job, or a
-    crash that needs every role restarted, which is not done inside a run) fails the task with
-    `AirflowFailException`: no retry, no retry delay; the message names the role, how it ended
-    and its last log lines. Retries are for the watch itself (a lost worker, an unreachable
-    backend): a retry reattaches to a running role and applies the policy to one that ended.
+    Deferrable: while the role runs the task holds no worker slot. When the job failed for
+    good (the program's own error, a crash past its budget, a role that never started) every
+    watch still running fails with `AirflowFailException`: no retry, no retry delay; the
+    failed role's watch names how it ended and its last log lines, the others say they were
+    stopped and why. Retries are for the watch itself (a lost worker, an unreachable backend):
+    a retry reattaches to its role, and the restart counts it finds are the launch's own.
 
     :param role: the role to follow, e.g. `worker-1`.
     :param launch_task_id: the task that launched the job.
@@ -199,47 +207,49 @@ class WatchRoleOperator(BaseOperator):
         self.poll_interval = poll_interval
 
     def execute(self, context: Context) -> dict[str, Any]:
-        spec, handle = launched_job(context, self.launch_task_id)
-        self._handle = handle
-        return self._follow(WatchPolicy.of(spec), handle, offset=0, role_restarts=0)
+        return self._follow(context, offset=0)
 
     def execute_complete(
         self, context: Context, event: dict[str, Any] | None = None
     ) -> dict[str, Any]:
-        spec, handle = launched_job(context, self.launch_task_id)
-        self._handle = handle
         # Do not trust the event alone (inline triggers in `dags test` may not pass it): the
-        # status is re-read from the backend, the log from where the trigger stopped.
+        # outcome is read again from the launch's record, the log from where the trigger
+        # stopped.
         event = event or {}
         offset = int(event.get("log_offset", 0))
-        restarts = int(event.get("role_restarts", 0))
         if event.get("error"):
+            _, handle = launched_job(context, self.launch_task_id)
             self._show_log(handle, offset)
             raise RoleFailed(f"watching {self.role} failed: {event['error']}")
-        if event.get("cause"):
-            self._show_log(handle, offset)
-            raise AirflowFailException(
-                self._failure(handle, f"{self.role} was stopped: {event['cause']}")
-            )
-        return self._follow(WatchPolicy.of(spec), handle, offset, restarts)
+        return self._follow(context, offset)
 
     def _backend(self) -> Backend:
         return connect(self.backend)
 
-    def _follow(
-        self, policy: WatchPolicy, handle: JobHandle, offset: int, role_restarts: int
-    ) -> dict[str, Any]:
-        """Apply the policy to the role as it is now; defer while it runs."""
+    def _follow(self, context: Context, offset: int) -> dict[str, Any]:
+        """One supervisor step; fail, finish, or defer while the role runs."""
+        spec, handle = launched_job(context, self.launch_task_id)
+        self._handle = handle
         backend = self._backend()
+        job = supervised(spec, handle, backend)
         offset = self._show_log(handle, offset)
-        status = backend.statuses(handle)[self.role]
-        verdict = policy.own_verdict(self.role, status, role_restarts, final=backend.applies_policy)
-        if verdict is not None and verdict.action is Action.RESTART_ROLE:
-            self.log.warning("%s", verdict.reason)
-            backend.relaunch(handle, self.role)
-            role_restarts += verdict.counted
-            verdict = None
-        if verdict is None:
+        driven = drive(backend, handle, job)
+        if driven.step.say:
+            self.log.warning("%s", driven.step.say)
+        outcome = driven.step.state.outcome
+        status = driven.statuses[self.role]
+        if outcome is not None and not outcome.succeeded:
+            why = outcome.reason
+            if outcome.role != self.role:
+                why = f"{self.role} was stopped: {why}"
+            raise AirflowFailException(self._failure(handle, why))
+        if status.state is RoleState.SUCCEEDED:
+            self.log.info("%s succeeded", self.role)
+        elif outcome is not None:
+            end = status.end
+            how = f" ({end.describe()})" if end is not None else ""
+            self.log.warning("%s: the job succeeded%s; %s", self.role, how, outcome.reason)
+        else:
             from tfdist_airflow.triggers import RoleExitTrigger  # not needed to parse a DAG
 
             self.defer(
@@ -247,16 +257,12 @@ class WatchRoleOperator(BaseOperator):
                     backend=self.backend,
                     handle=handle.model_dump(mode="json"),
                     role=self.role,
-                    policy=policy.model_dump(mode="json"),
+                    job=job.model_dump(mode="json"),
                     log_offset=offset,
                     poll_interval=self.poll_interval,
-                    role_restarts=role_restarts,
                 ),
                 method_name="execute_complete",
             )
-        if verdict.action is not Action.SUCCEEDED:
-            raise AirflowFailException(self._failure(handle, verdict.reason))
-        self.log.info("%s succeeded", self.role)
         return status.model_dump(mode="json")
 
     def _show_log(self, handle: JobHandle, offset: int) -> int:
@@ -285,9 +291,11 @@ class StopRolesOperator(BaseOperator):
     """Teardown: stops every role this run's step still has running, whatever happened.
 
     Then the backend removes what a launch leaves behind (on Kubernetes: its pods and Service).
-    Last, it fails (no retry) when the step did not finish: a role of the run's launch failed
-    or was still running. `train_and_evaluate` makes it a teardown with
-    `on_failure_fail_dagrun=True`, so such a run ends failed. That is the one mechanism that
+    Last, it fails (no retry) when the step did not finish: the supervisor recorded a failure,
+    or, where it recorded no outcome, a role of the run's launch failed or was still running.
+    It holds the launch's supervision record meanwhile, so no watch acts on what it stops.
+    `train_and_evaluate` makes it a teardown with `on_failure_fail_dagrun=True`, so such a run
+    ends failed. That is the one mechanism that
     also holds when a user marks a running run failed: Airflow then fails the running tasks,
     skips the pending ones and still runs the teardowns, and it judges the run by its leaves
     (the skipped export and deploy would make it a success).
@@ -318,16 +326,20 @@ class StopRolesOperator(BaseOperator):
         judged = self._judged_launch(context)
         unfinished = []
         for handle in backend.handles(_scope(context, self.group_id)):
-            statuses = backend.statuses(handle)
-            running = [role for role, status in statuses.items() if not status.state.finished]
-            if running:
-                self.log.warning("stopping %s of launch %s", ", ".join(running), handle.launch_id)
-                backend.stop(handle, running)
-            else:
-                self.log.info("launch %s: every role had already ended", handle.launch_id)
+            with backend.supervision(handle) as record:  # no watch acts while this one ends
+                statuses = backend.statuses(handle)
+                outcome = record.state.outcome
+                running = [role for role, status in statuses.items() if not status.state.finished]
+                if running:
+                    self.log.warning(
+                        "stopping %s of launch %s", ", ".join(running), handle.launch_id
+                    )
+                    backend.stop(handle, running)
+                else:
+                    self.log.info("launch %s: every role had already ended", handle.launch_id)
             backend.cleanup(handle)
             if judged in (None, handle.launch_id):
-                unfinished.append(unfinished_step(statuses))
+                unfinished.append(unfinished_step(statuses, outcome))
         why = "; ".join(filter(None, unfinished))
         if why:
             raise AirflowFailException(f"the training step did not finish: {why}")

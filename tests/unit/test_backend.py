@@ -9,6 +9,7 @@ from tfdist.fake import FakeBackend
 from tfdist.launch.local import LocalLauncher
 from tfdist.lifecycle import Ending
 from tfdist.spec import parse_spec
+from tfdist.supervisor import RestartJob, RestartRole
 from tfdist_airflow.backends import (
     FakeBackendConfig,
     KubernetesBackend,
@@ -51,11 +52,11 @@ def test_a_fake_role_ends_restarts_and_logs_whole_lines() -> None:
     end = fake.statuses(handle)["worker-1"].end
     assert end is not None and end.ending is Ending.CRASHED
     with pytest.raises(RuntimeError, match="chief-0 is still running"):
-        fake.relaunch(handle, "chief-0")
-    fake.relaunch(handle, "worker-1")
+        fake.apply(handle, RestartRole(role="chief-0"))
+    fake.apply(handle, RestartRole(role="worker-1"))
     assert fake.tries("worker-1") == 2 and fake.tries("chief-0") == 1
     assert fake.statuses(handle)["worker-1"].state is RoleState.RUNNING
-    fake.relaunch_job(handle)
+    fake.apply(handle, RestartJob())
     assert [fake.tries(role) for role in handle.roles] == [2, 2, 3, 2, 2]
     fake.stop(handle, ["ps-0"])
     assert fake.statuses(handle)["ps-0"].exit_code == 143

@@ -1,5 +1,6 @@
-"""How a job's outcome is decided: a role's status as the policy's input, which failure of
-several decides, and `tfdist run`'s loop applying the policy, on the in-memory backend."""
+"""How a job's outcome is decided: a role's status as the policy's input, and `tfdist run`'s
+loop driving the supervisor, on the in-memory backend (which failure of several decides is
+`test_supervisor.py`'s table)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ from collections.abc import Callable
 import pytest
 
 from tfdist.backend import RoleState, RoleStatus
-from tfdist.fake import FakeBackend
+from tfdist.fake import FakeBackend, ScriptExhausted
 from tfdist.launch.foreground import Outcome, run_in_foreground
-from tfdist.lifecycle import Action, Ending, RoleEnd, triage
+from tfdist.lifecycle import Ending
 from tfdist.spec import RestartPolicy, parse_spec
 
 PENDING, RUNNING = RoleState.PENDING, RoleState.RUNNING
@@ -53,46 +54,6 @@ def test_finished_states() -> None:
     assert [state for state in RoleState if state.finished] == [SUCCEEDED, FAILED]
 
 
-CRASH, ERROR, OK = RoleEnd.from_exit(137), RoleEnd.from_exit(1), RoleEnd.from_exit(0)
-
-
-@pytest.mark.parametrize(
-    ("ends", "uses_ps", "role", "action"),
-    [
-        pytest.param({"chief-0": OK, "worker-0": OK}, False, None, None, id="none-failed"),
-        pytest.param({"worker-0": ERROR}, False, "worker-0", Action.FAIL_JOB, id="one-error"),
-        pytest.param(
-            {"worker-1": ERROR, "chief-0": ERROR},
-            False,
-            "chief-0",
-            Action.FAIL_JOB,
-            id="chief-first",
-        ),
-        pytest.param(  # the chief lost its worker and exited 1: the crash is the cause
-            {"chief-0": ERROR, "worker-0": CRASH}, False, "worker-0", Action.RESTART_JOB, id="cause"
-        ),
-        pytest.param(  # a restart of the job restarts the evaluator too
-            {"evaluator-0": CRASH, "ps-0": CRASH}, True, "ps-0", Action.RESTART_JOB, id="job-first"
-        ),
-        pytest.param(
-            {"evaluator-0": CRASH, "chief-0": ERROR},
-            True,
-            "evaluator-0",
-            Action.RESTART_ROLE,
-            id="crash-before-error",
-        ),
-    ],
-)
-def test_which_failure_decides(
-    ends: dict[str, RoleEnd], uses_ps: bool, role: str | None, action: Action | None
-) -> None:
-    found = triage(
-        ends, uses_parameter_servers=uses_ps, policy=POLICY, role_restarts={}, job_restarts=0
-    )
-    got = (str(found[0]), found[1].action) if found else (None, None)
-    assert got == (role, action)
-
-
 # -- `tfdist run`'s loop on the in-memory backend: each tick is what happens between two polls
 Tick = Callable[[FakeBackend], None]
 
@@ -116,7 +77,9 @@ PS_JOB = {"worker": 2, "ps": 1, "evaluator": 1}
 ALL_REDUCE = {"worker": 1, "evaluator": 1}
 
 
-def run(cluster: dict[str, int], ticks: list[Tick]) -> tuple[Outcome, FakeBackend, list[str]]:
+def run(
+    cluster: dict[str, int], ticks: list[Tick], settle_secs: float = 0
+) -> tuple[Outcome, FakeBackend, list[str]]:
     spec = parse_spec(
         {
             "name": "job",
@@ -130,7 +93,9 @@ def run(cluster: dict[str, int], ticks: list[Tick]) -> tuple[Outcome, FakeBacken
     fake.ticks = list(ticks)
     lines: list[str] = []
     job = fake.plan(spec, "cli")
-    outcome = run_in_foreground(job, fake, lines.append, policy=POLICY, settle_secs=0)
+    outcome = run_in_foreground(
+        job, fake, lines.append, policy=POLICY, settle_secs=settle_secs, clock=fake.clock
+    )
     return outcome, fake, lines
 
 
@@ -138,7 +103,7 @@ def test_a_crashed_ps_worker_and_evaluator_restart_alone() -> None:
     outcome, fake, lines = run(
         PS_JOB, [ends(("worker-1", 137)), ends(("evaluator-0", 137)), all_done]
     )
-    assert outcome == Outcome(succeeded=True)
+    assert outcome.succeeded
     tries = {role: fake.tries(role) for role in ("chief-0", "worker-0", "worker-1", "ps-0")}
     assert tries == {"chief-0": 1, "worker-0": 1, "worker-1": 2, "ps-0": 1}
     assert fake.tries("evaluator-0") == 2
@@ -195,5 +160,27 @@ def test_after_the_chief_only_the_evaluator_matters() -> None:
             ends(("evaluator-0", 0)),
         ],
     )
-    assert outcome == Outcome(succeeded=True)
+    assert outcome.succeeded
     assert (fake.tries("ps-0"), fake.tries("evaluator-0")) == (1, 2)
+
+
+def test_a_crash_whose_exit_record_lands_after_the_error_it_caused_restarts_the_job() -> None:
+    """The chief lost its ps and exited 1; the ps's record lands one poll later, saying it
+    ended first. The run waits for it (settling) and restarts the job instead of failing."""
+
+    def ps_record_lands(fake: FakeBackend) -> None:
+        fake.exit("ps-0", 137)
+        launch = fake.launches[fake.latest.launch_id]
+        launch.statuses["ps-0"] = launch.statuses["ps-0"].model_copy(update={"ended_at": 0.1})
+
+    outcome, fake, lines = run(
+        PS_JOB, [ends(("chief-0", 1)), ps_record_lands, all_done], settle_secs=1.0
+    )
+    assert outcome.succeeded, lines
+    assert (fake.tries("chief-0"), fake.tries("ps-0")) == (2, 2)
+    assert any("ps-0 ended: killed by SIGKILL" in line for line in lines), lines
+
+
+def test_a_scripted_run_that_outlives_its_script_fails_at_once() -> None:
+    with pytest.raises(ScriptExhausted, match="after the last scripted tick"):
+        run(PS_JOB, [ends(("worker-0", 0))])

@@ -95,7 +95,7 @@ def test_the_watch_trigger_logs_why_it_waits_and_follows_the_chief_across_a_rest
 ) -> None:
     from structlog.testing import capture_logs
 
-    from tfdist_airflow.runs import WatchPolicy
+    from tfdist.supervisor import Supervised
     from tfdist_airflow.triggers import RoleExitTrigger
 
     pushed = run_launch(backend)
@@ -130,7 +130,7 @@ def test_the_watch_trigger_logs_why_it_waits_and_follows_the_chief_across_a_rest
         backend=backend,
         handle=pushed["handle"],
         role="chief-0",
-        policy=WatchPolicy.of(SPEC).model_dump(mode="json"),
+        job=Supervised.of(SPEC, handle.roles, engine_runs_policy=True).model_dump(mode="json"),
         poll_interval=0,
     )
     pause = asyncio.sleep
@@ -147,9 +147,10 @@ def test_the_watch_trigger_logs_why_it_waits_and_follows_the_chief_across_a_rest
 
     with capture_logs() as logs:
         payload = asyncio.run(first_event())
-    assert payload["status"]["state"] == "succeeded"
-    lines = [entry["event"] % tuple(entry.get("positional_args", ())) for entry in logs]
+    assert set(payload) == {"log_offset"}  # no error
     new = pod(api, handle, "chief-0")
+    assert api.pods[("ml", new)]["status"]["phase"] == "Succeeded"
+    lines = [entry["event"] % tuple(entry.get("positional_args", ())) for entry in logs]
     assert [line for line in lines if line.startswith("[chief-0]")] == [
         "[chief-0] pending: queued in Kueue (queue gpu-queue): Pending: waiting for the scheduler",
         "[chief-0] pending: queued in Kueue (queue gpu-queue): Pending: couldn't assign flavors "

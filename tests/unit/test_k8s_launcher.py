@@ -28,6 +28,7 @@ from tfdist.kubernetes.placement import JobPlacement, RolePlacement
 from tfdist.kubernetes.status import Timeouts, pod_status
 from tfdist.lifecycle import Ending
 from tfdist.spec import JobSpec, parse_spec
+from tfdist.supervisor import RestartJob, RestartRole
 
 SPEC = parse_spec(
     {
@@ -233,14 +234,14 @@ def test_a_preempted_worker_is_retryable_and_recreated_once(api: FakeKubeApi, cl
         "container exit code 1"
     )
     api.calls.clear()
-    launcher.relaunch(handle, "worker-0")
+    launcher.apply(handle, RestartRole(role="worker-0"))
     assert api.calls == [("delete_pod", name), ("create_pod", name)]
     again = api.pod(name)
     assert again["metadata"]["labels"]["tfdist.io/try"] == "2"
     assert again["spec"] == original["spec"]  # same hostname, subdomain, GPU, spot, env
     assert launcher.statuses(handle)["worker-0"].state is RoleState.PENDING
     with pytest.raises(RuntimeError, match="worker-0 is still running"):
-        launcher.relaunch(handle, "worker-0")
+        launcher.apply(handle, RestartRole(role="worker-0"))
     assert [n for _, n in api.pods].count(name) == 1
 
 
@@ -254,7 +255,7 @@ def test_a_pod_gone_with_its_node_is_rebuilt_from_the_service(
     gone = launcher.statuses(handle)["evaluator-0"]
     assert gone.state is RoleState.FAILED and "gone" in gone.detail
     assert gone.end is not None and gone.end.ending is Ending.CRASHED
-    launcher.relaunch(handle, "evaluator-0")
+    launcher.apply(handle, RestartRole(role="evaluator-0"))
     assert api.pod(name)["spec"] == original["spec"]
 
 
@@ -264,7 +265,7 @@ def test_relaunch_waits_until_the_old_pod_is_deleted(clock: Clock) -> None:
     name = pod_of(handle, "worker-1")
     api.exit(name, 143)
     start = clock.now
-    launcher.relaunch(handle, "worker-1")
+    launcher.apply(handle, RestartRole(role="worker-1"))
     assert clock.now > start  # it slept while the pod terminated
     assert "deletionTimestamp" not in api.pod(name)["metadata"]
 
@@ -281,7 +282,7 @@ def test_read_log_streams_whole_lines_and_starts_over_on_a_new_pod(
     api.write_log(name, "p 3\n")
     assert launcher.read_log(handle, "chief-0", offset) == ("step 3\n", 21)
     api.exit(name, 137)
-    launcher.relaunch(handle, "chief-0")
+    launcher.apply(handle, RestartRole(role="chief-0"))
     api.write_log(name, "resumed\n")
     assert launcher.read_log(handle, "chief-0", 21) == ("resumed\n", 8)
 
@@ -312,7 +313,7 @@ def test_relaunch_job_recreates_every_pod_behind_the_same_service(
     launcher, handle = launch(api, clock)
     specs = {role: copy.deepcopy(api.pod(pod_of(handle, role))["spec"]) for role in ROLES}
     api.exit(pod_of(handle, "chief-0"), 137)
-    launcher.relaunch_job(handle)
+    launcher.apply(handle, RestartJob())
     for role in ROLES:
         pod = api.pod(pod_of(handle, role))
         assert pod["metadata"]["labels"]["tfdist.io/try"] == "2"
@@ -489,13 +490,20 @@ def test_a_watch_retry_recreates_a_preempted_worker(
 def test_a_chief_that_failed_on_its_own_fails_its_watch_at_once(
     api: FakeKubeApi, backend: dict[str, Any], tmp_path: Path
 ) -> None:
-    from airflow.sdk.exceptions import AirflowFailException
+    from airflow.sdk.exceptions import AirflowFailException, TaskDeferred
+
+    from tfdist_airflow.backends import connect
 
     pushed = run_launch(backend, BASE)
     name = pod_of(JobHandle.model_validate(pushed["handle"]), "chief-0")
     api.start(name)
     api.write_log(name, "Traceback (most recent call last):\nValueError: bad input\n")
     api.exit(name, 1)
+    with pytest.raises(TaskDeferred):  # settling: a crash that caused it may still show
+        watch(backend, "chief-0").execute(context(pushed))
+    handle = JobHandle.model_validate(pushed["handle"])
+    with connect(backend).supervision(handle) as record:  # as if the settling time passed
+        record.state = record.state.model_copy(update={"failure_seen_at": 0.0})
     api.calls.clear()
     with pytest.raises(AirflowFailException) as failed:  # no retry, whatever `retries` says
         watch(backend, "chief-0").execute(context(pushed))
@@ -504,7 +512,11 @@ def test_a_chief_that_failed_on_its_own_fails_its_watch_at_once(
         "restart fixes\nthe last lines of chief-0's log:\nTraceback (most recent call last):\n"
         "ValueError: bad input"
     )
-    assert api.calls == []  # not recreated
+    assert not [call for call in api.calls if call[0] == "create_pod"]  # nothing recreated
+    deleted = sorted(name for verb, name in api.calls if verb == "delete_pod")
+    assert deleted == sorted(  # the job failed: its other roles were stopped
+        pod_of(handle, role) for role in ("worker-0", "worker-1", "ps-0", "evaluator-0")
+    )
 
 
 def test_a_killed_watch_task_leaves_no_pod_of_its_role(
@@ -566,11 +578,12 @@ def test_the_trigger_shows_why_a_pod_waits_then_fires_when_it_ends(
 
     from structlog.testing import capture_logs
 
-    from tfdist_airflow.runs import WatchPolicy
+    from tfdist.supervisor import Supervised
     from tfdist_airflow.triggers import RoleExitTrigger
 
     pushed = run_launch(backend, BASE)
-    name = pod_of(JobHandle.model_validate(pushed["handle"]), "chief-0")
+    handle = JobHandle.model_validate(pushed["handle"])
+    name = pod_of(handle, "chief-0")
     why = "0/3 nodes are available: 3 Insufficient nvidia.com/gpu."
     steps = iter(
         [
@@ -591,7 +604,7 @@ def test_the_trigger_shows_why_a_pod_waits_then_fires_when_it_ends(
         backend=backend,
         handle=pushed["handle"],
         role="chief-0",
-        policy=WatchPolicy.of(SPEC).model_dump(mode="json"),
+        job=Supervised.of(SPEC, handle.roles).model_dump(mode="json"),
         poll_interval=0,
     )
 
@@ -601,7 +614,8 @@ def test_the_trigger_shows_why_a_pod_waits_then_fires_when_it_ends(
 
     with capture_logs() as logs:
         payload = asyncio.run(first_event())
-    assert payload["status"]["state"] == "succeeded"
+    assert set(payload) == {"log_offset"}  # no error
+    assert api.pod(name)["status"]["phase"] == "Succeeded"
     lines = [entry["event"] % tuple(entry.get("positional_args", ())) for entry in logs]
     shown = [line for line in lines if line.startswith("[chief-0]")]
     assert shown == [

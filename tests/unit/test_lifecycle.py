@@ -13,7 +13,6 @@ from tfdist.lifecycle import (
     Scope,
     decide,
     restart_scope,
-    triage,
 )
 from tfdist.spec import Role
 
@@ -228,30 +227,6 @@ def test_restart_budgets_start_unused_and_name_their_field_when_spent() -> None:
         "worker-1 ended: killed by SIGKILL (exit code 137); all 2 restarts used "
         "(restart_policy.max_role_restarts: 2)",
     )
-
-
-def test_triage_puts_a_crash_needing_the_whole_job_first_and_counts_that_roles_restarts() -> None:
-    """A ps and a parameter-server worker crashed at once: the ps (a job restart) decides,
-    whatever order they were reported in; a role's own restarts count against its budget."""
-    killed = RoleEnd.from_exit(137)
-    picked = triage(
-        {"worker-0": killed, "ps-0": killed},
-        uses_parameter_servers=True,
-        policy=POLICY,
-        role_restarts={},
-        job_restarts=0,
-    )
-    assert picked is not None and picked[0].name == "ps-0"
-    assert picked[1].action is Action.RESTART_JOB
-    alone = triage(
-        {"worker-1": killed, "chief-0": RoleEnd.from_exit(0)},
-        uses_parameter_servers=True,
-        policy=POLICY,
-        role_restarts={"worker-1": 2},
-        job_restarts=0,
-    )
-    assert alone is not None and alone[1].action is Action.FAIL_JOB
-    assert alone[1].reason.endswith("all 2 restarts used (restart_policy.max_role_restarts: 2)")
 
 
 def test_a_role_that_vanished_reads_as_ended_without_an_exit_code() -> None:

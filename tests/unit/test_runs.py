@@ -1,6 +1,6 @@
-"""Per-run naming of the Airflow binding, and the restart policy as a watch applies it.
+"""Per-run naming of the Airflow binding, and how the teardown judges a step.
 
-(Which restart a role gets is `tfdist.lifecycle`'s table: tests/unit/test_lifecycle.py.)
+(What a role's end means is `tfdist.supervisor`'s table: tests/unit/test_supervisor.py.)
 """
 
 from __future__ import annotations
@@ -8,11 +8,8 @@ from __future__ import annotations
 import pytest
 
 from tfdist.backend import RoleState, RoleStatus
-from tfdist.lifecycle import Action
-from tfdist.spec import RestartPolicy
+from tfdist.supervisor import Outcome
 from tfdist_airflow.runs import (
-    NO_JOB_RESTART,
-    WatchPolicy,
     run_model_dir,
     run_name,
     run_scope,
@@ -93,61 +90,11 @@ def test_unfinished_step_names_each_role_that_did_not_succeed(
     assert unfinished_step({s.name: s for s in statuses}) == expected
 
 
-PS = WatchPolicy(uses_parameter_servers=True, restart_policy=RestartPolicy())
-ALL_REDUCE = WatchPolicy(uses_parameter_servers=False, restart_policy=RestartPolicy())
-ROLES = ["chief-0", "worker-0", "worker-1", "ps-0", "evaluator-0"]
-
-
-def statuses(ended: dict[str, int] | None = None) -> dict[str, RoleStatus]:
-    """Every role running, but those in `ended`, which ended with that exit code."""
-    ended = ended or {}
-
-    def state(role: str) -> RoleState:
-        if role not in ended:
-            return RoleState.RUNNING
-        return RoleState.SUCCEEDED if ended[role] == 0 else RoleState.FAILED
-
-    return {
-        role: RoleStatus(name=role, state=state(role), exit_code=ended.get(role)) for role in ROLES
-    }
-
-
-@pytest.mark.parametrize(
-    ("policy", "role", "ended", "cause"),
-    [
-        (PS, "evaluator-0", {}, None),
-        (PS, "evaluator-0", {"chief-0": 0}, None),  # the chief is done: the evaluator goes on
-        (PS, "evaluator-0", {"chief-0": 3}, "chief-0 failed with exit code 3"),
-        (PS, "ps-0", {"chief-0": 137}, "chief-0 ended: killed by SIGKILL"),
-        (PS, "chief-0", {"worker-1": 137}, None),  # restarted alone by its own watch
-        (PS, "chief-0", {"evaluator-0": 137}, None),
-        (PS, "chief-0", {"evaluator-0": 1}, "evaluator-0 failed with exit code 1"),
-        (PS, "chief-0", {"ps-0": 137}, "ps-0 ended: killed by SIGKILL"),
-        (ALL_REDUCE, "chief-0", {"worker-1": 137}, "worker-1 ended: killed by SIGKILL"),
-        (PS, "chief-0", {"chief-0": 3}, None),  # its own end is not a peer's
-    ],
-)
-def test_which_peers_end_a_role(
-    policy: WatchPolicy, role: str, ended: dict[str, int], cause: str | None
-) -> None:
-    found = policy.ended_by_peer(role, statuses(ended))
-    assert (found or "").startswith(cause or "") and (found is None) == (cause is None)
-
-
-def test_a_watch_restarts_its_own_role_but_never_the_whole_job() -> None:
-    status = statuses({"worker-1": 137})["worker-1"]
-    assert PS.own_verdict("worker-1", status, role_restarts=0).action is Action.RESTART_ROLE
-    spent = PS.own_verdict("worker-1", status, role_restarts=3)
-    assert spent.action is Action.FAIL_JOB
-    job = ALL_REDUCE.own_verdict("worker-1", status, role_restarts=0)
-    assert job.action is Action.RESTART_JOB
-    assert job.reason == f"worker-1 ended: killed by SIGKILL (exit code 137); {NO_JOB_RESTART}"
-    assert PS.own_verdict("chief-0", statuses()["chief-0"], 0) is None
-
-
-def test_a_backend_that_applies_the_policy_reports_failures_that_are_final() -> None:
-    ended = statuses({"worker-1": 137})
-    final = PS.own_verdict("worker-1", ended["worker-1"], role_restarts=0, final=True)
-    assert final is not None and final.action is Action.FAIL_JOB
-    assert final.reason.startswith("worker-1 failed for good: ")
-    assert PS.ended_by_peer("chief-0", ended, final=True) == final.reason
+def test_the_supervisors_outcome_judges_the_step_when_it_decided_one() -> None:
+    """A ps that crashed after the chief succeeded changed nothing: the outcome says so."""
+    crashed = {"ps-0": status("ps-0", RoleState.FAILED, 137)}
+    done = Outcome(succeeded=True, reason="the chief and every evaluator succeeded")
+    assert unfinished_step(crashed, done) is None
+    failed = Outcome(succeeded=False, reason="chief-0 failed with exit code 3", role="chief-0")
+    assert unfinished_step(crashed, failed) == "chief-0 failed with exit code 3"
+    assert unfinished_step(crashed) == "ps-0 (exit code 137) failed"

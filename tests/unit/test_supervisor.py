@@ -61,9 +61,7 @@ class Case:
 
 def statuses(job: Supervised, ends: dict[str, RoleStatus]) -> dict[str, RoleStatus]:
     running = RoleStatus(name="x", state=RoleState.RUNNING)
-    return {
-        name: ends.get(name, running).model_copy(update={"name": name}) for name in job.roles
-    }
+    return {name: ends.get(name, running).model_copy(update={"name": name}) for name in job.roles}
 
 
 SETTLED = SupervisionState(failure_seen_at=NOW - 5)
@@ -320,7 +318,7 @@ def test_a_failure_names_the_role_that_decided_it() -> None:
 
 
 def test_a_step_without_a_role_status_is_refused() -> None:
-    with pytest.raises(ValueError, match="no status for evaluator-0, ps-0, worker-0, worker-1$"):
+    with pytest.raises(ValueError, match=r"no status for evaluator-0, ps-0, worker-0, worker-1$"):
         supervise(PS, SupervisionState(), {"chief-0": OK}, NOW)
 
 

@@ -11,6 +11,7 @@ naming the role and its last log lines.
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from tfdist.backend import Backend, JobHandle
 from tfdist.plan import JobPlan
 from tfdist.spec import RestartPolicy
 from tfdist.supervision import drive
-from tfdist.supervisor import Supervised
+from tfdist.supervisor import SETTLE_SECS, Supervised
 
 POLL_SECS = 0.5
 TAIL_LINES = 20
@@ -59,6 +60,8 @@ def run_in_foreground(
     backend: Backend,
     write: Callable[[str], None] = print,
     policy: RestartPolicy | None = None,
+    settle_secs: float = SETTLE_SECS,
+    clock: Callable[[], float] = time.time,
 ) -> Outcome:
     """Launch the plan, stream role-prefixed log lines through `write`, drive the supervisor
     (restart budgets: `policy`, default the spec's) until it decides, return the outcome."""
@@ -69,12 +72,12 @@ def run_in_foreground(
         handle.roles,
         engine_runs_policy=backend.capabilities.runs_policy,
         policy=policy,
-    )
+    ).model_copy(update={"settle_secs": settle_secs})
     logs = _Logs(backend, handle, write)
     try:
         while True:
             logs.copy()
-            driven = drive(backend, handle, supervised)
+            driven = drive(backend, handle, supervised, clock())
             if driven.step.say:
                 write(f"tfdist: {driven.step.say}")
             outcome = driven.step.state.outcome

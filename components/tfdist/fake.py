@@ -165,7 +165,7 @@ class FakeBackend:
             return
         for role in roles if roles is not None else handle.roles:
             if not launch.statuses[role].state.finished:
-                self.exit(role, 143, detail="stopped", handle=handle)
+                self.exit(role, 143, detail="stopped", ending=Ending.STOPPED, handle=handle)
 
     def handles(self, scope: str) -> list[JobHandle]:
         self.calls.append(("handles", scope))

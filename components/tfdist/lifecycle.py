@@ -13,6 +13,7 @@ watch tasks and the JobSet failure policy compiled for Kubernetes all follow thi
 | out of memory (OOM-killed)      | restart the role (counted)    | restart the job (counted)    |
 | preempted, evicted, node gone   | restart the role (free)       | restart the job (free)       |
 | never started (no node, image)  | fail the job now              | fail the job now             |
+| stopped on request (by tfdist)  | fail the job now              | fail the job now             |
 
 A counted restart past its budget (`RestartPolicy.max_role_restarts` per role,
 `max_job_restarts` per job) fails the job instead. Preemptions never count: they are the
@@ -72,6 +73,7 @@ class Ending(StrEnum):
     OOM_KILLED = "oom_killed"  # killed for using more memory than it may
     PREEMPTED = "preempted"  # preempted or evicted, its node shut down (DisruptionTarget)
     NOT_STARTED = "not_started"  # never ran: not scheduled in time, its image cannot be pulled
+    STOPPED = "stopped"  # stopped on request: its watch task killed, its run marked failed
 
 
 class RoleEnd(Frozen):
@@ -114,6 +116,8 @@ class RoleEnd(Frozen):
                 return f"preempted{extra}"
             case Ending.NOT_STARTED:
                 return f"never started{extra}"
+            case Ending.STOPPED:
+                return f"stopped on request ({code or 'no exit code'})"
             case Ending.CRASHED if self.exit_code is not None and self.exit_code > 128:
                 return f"killed by {_signal_name(self.exit_code - 128)} ({code}){extra}"
         return f"{code or 'ended without an exit code'}{extra}"
@@ -177,6 +181,11 @@ def decide(
             action=Action.FAIL_JOB,
             reason=f"{role} failed with {how}: a failure of the program itself, which no "
             "restart fixes",
+        )
+    if end.ending is Ending.STOPPED:
+        return Verdict(
+            action=Action.FAIL_JOB,
+            reason=f"{role} was {how}: a stop is not undone by a restart",
         )
     if end.ending is Ending.NOT_STARTED:
         return Verdict(

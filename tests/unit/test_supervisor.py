@@ -172,6 +172,14 @@ CASES = [
         outcome="worker-0 never started: no node",
         state=SETTLED,
     ),
+    Case(
+        "a-role-stopped-on-request-fails-the-job",
+        {"evaluator-0": ended(143, ending=Ending.STOPPED)},
+        "role_ended",
+        (StopRoles(roles=("chief-0", "worker-0", "worker-1", "ps-0")),),
+        outcome="evaluator-0 was stopped on request (exit code 143)",
+        state=SETTLED,
+    ),
     # -- budgets -----------------------------------------------------------------------------
     Case(
         "role-budget-spent-fails",

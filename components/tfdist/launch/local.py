@@ -38,6 +38,7 @@ from tfdist.backend import (
     SupervisionRecord,
 )
 from tfdist.launch.capacity import capacity_problem, machine_capacity
+from tfdist.lifecycle import Ending
 from tfdist.plan import JobPlan, RolePlan, plan, role_command
 from tfdist.spec import JobSpec, Role
 from tfdist.supervision import record_in_file
@@ -307,6 +308,7 @@ class LocalLauncher:
                 state=state,
                 exit_code=code,
                 detail=why,
+                ending=Ending.STOPPED if code != 0 and why == "stopped" else None,
                 ended_at=float(ended) if ended is not None else None,
             )
         if self._process(run_dir, role) is not None:

@@ -3,7 +3,8 @@
 Each case is a parameter-server job (chief, 2 workers, ps, evaluator) whose roles run
 `ROLE_PROGRAM` (no TensorFlow, so a case takes seconds): a role named in the case fails on its
 first try as the case says (`exit-3`: the program's own error; `kill`: SIGKILL of its own
-process, as the OOM killer or `kill -9` would), and succeeds when started again. The chief
+process, as the OOM killer or `kill -9` would), and succeeds when started again;
+`kill-always` kills it on every try, `kill-after-chief` once the chief is done. The chief
 ends after a few seconds; the others end once it did. Every try is counted in
 `<model_dir>/<role>.tries`. One DAG per case: `tfdist_fault_<case>`.
 """
@@ -22,6 +23,7 @@ from tfdist_airflow import train_and_evaluate
 
 BASE_DIR = os.environ.get("TFDIST_BASE_DIR", "/tmp/tfdist")
 CLUSTER = {"worker": 2, "ps": 1, "evaluator": 1}
+RESTART_POLICY = {"max_role_restarts": 2, "max_job_restarts": 1}
 ROLE_PROGRAM = """
 import json, os, pathlib, signal, sys, time
 task = json.loads(os.environ["TF_CONFIG"])["task"]
@@ -33,10 +35,15 @@ attempt = int(tries.read_text()) + 1 if tries.exists() else 1
 tries.write_text(str(attempt))
 print(me, "try", attempt, flush=True)
 fault = json.loads(os.environ["FAULTS"]).get(me)
-if fault and attempt == 1:
+if fault == "kill-after-chief":
+    while not (state / "chief.done").exists():
+        time.sleep(0.2)
+    print(me, "fails on purpose:", fault, flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)
+if fault == "kill-always" or (fault and attempt == 1):
     time.sleep(1)
     print(me, "fails on purpose:", fault, flush=True)
-    if fault == "kill":
+    if fault.startswith("kill"):
         os.kill(os.getpid(), signal.SIGKILL)
     sys.exit(3)
 if me == "chief-0":
@@ -76,6 +83,28 @@ CASES = [
         succeeds=True,
         tries={"worker-1": 2, "evaluator-0": 2},
     ),
+    Case(
+        name="chief_killed",
+        faults={"chief-0": "kill"},
+        succeeds=True,
+        tries=dict.fromkeys(["chief-0", "worker-0", "worker-1", "ps-0", "evaluator-0"], 2),
+    ),
+    Case(
+        name="evaluator_crash_loops",
+        faults={"evaluator-0": "kill-always"},
+        succeeds=False,
+        tries={"evaluator-0": 1 + RESTART_POLICY["max_role_restarts"]},
+        failed_role="evaluator-0",
+        says=(
+            "evaluator-0 ended: killed by SIGKILL (exit code 137); all 2 restarts used "
+            "(restart_policy.max_role_restarts: 2)",
+        ),
+    ),
+    Case(
+        name="worker_killed_after_the_chief_succeeded",
+        faults={"worker-1": "kill-after-chief"},
+        succeeds=True,
+    ),
 ]
 
 
@@ -87,6 +116,7 @@ def spec(case: Case, model_dir: str) -> dict[str, Any]:
             "env": {"FAULTS": json.dumps(case.faults, sort_keys=True)},
         },
         "cluster": CLUSTER,
+        "restart_policy": RESTART_POLICY,
         "train_spec": {"max_steps": 1},
         "model_dir": model_dir,
     }

@@ -15,12 +15,13 @@ from pydantic import Field, TypeAdapter, ValidationError, model_validator
 from tfdist.kubernetes.kueue import Kueue
 from tfdist.kubernetes.placement import JobPlacement
 from tfdist.kubernetes.status import Timeouts
+from tfdist.lifecycle import RoleId
 from tfdist.spec import Frozen, dotted, format_errors
 
 if TYPE_CHECKING:
     from pydantic_core import ErrorDetails
 
-    from tfdist.backend import Backend
+    from tfdist.backend import Backend, Capabilities
     from tfdist.fake import FakeBackend
     from tfdist.kubernetes.api import KubeApi
     from tfdist.kubernetes.jobset_launcher import JobSetLauncher
@@ -48,6 +49,16 @@ class LocalBackend(Frozen):
     kind: Literal["local"] = "local"
     run_root: str | None = None
     python: str | None = None
+
+    @property
+    def capabilities(self) -> Capabilities:
+        from tfdist.launch.local import LocalLauncher
+
+        return LocalLauncher.capabilities
+
+    def role_log_url(self, handle: dict[str, Any], role: str, project: str) -> str:
+        """Nothing beyond the watch task's own log."""
+        return ""
 
     def connect(self) -> LocalLauncher:
         from tfdist.launch.local import LocalLauncher
@@ -95,6 +106,21 @@ class ClusterBackend(Frozen):
 
         return ProviderKubeApi(self.connection_id, self.in_cluster, self.cluster_context)
 
+    def role_log_url(self, handle: dict[str, Any], role: str, project: str) -> str:
+        """Cloud Logging for `role`'s pod of a launch (its handle as XCom keeps it)."""
+        from tfdist_airflow.view.urls import pod_logs_url
+
+        job_id = str(handle.get("job_id", ""))
+        if "/" not in job_id:
+            return ""
+        namespace, name = job_id.split("/", 1)
+        pod, prefix = self._pod_name(name, RoleId.parse(role))
+        return pod_logs_url(namespace, pod, project, prefix=prefix)
+
+    def _pod_name(self, launch: str, role: RoleId) -> tuple[str, bool]:
+        """The role's pod name in a launch, or its prefix (True) where pods get suffixes."""
+        raise NotImplementedError
+
 
 class KubernetesBackend(ClusterBackend):
     """Every role as a pod on a Kubernetes cluster (GKE GPU node pools), behind one headless
@@ -107,6 +133,17 @@ class KubernetesBackend(ClusterBackend):
 
     kind: Literal["kubernetes"] = "kubernetes"
     timeouts: Timeouts = Field(default_factory=Timeouts)
+
+    @property
+    def capabilities(self) -> Capabilities:
+        from tfdist.kubernetes.launcher import KubernetesLauncher
+
+        return KubernetesLauncher.capabilities
+
+    def _pod_name(self, launch: str, role: RoleId) -> tuple[str, bool]:
+        from tfdist.kubernetes.names import pod_name
+
+        return pod_name(launch, role.name), False
 
     def connect(self) -> KubernetesLauncher:
         from tfdist.kubernetes.launcher import KubernetesLauncher  # not needed to parse a DAG
@@ -135,6 +172,17 @@ class JobSetBackend(ClusterBackend):
     ttl_secs_after_finished: int = Field(default=86400, ge=0)
     shared_read_secs: float = Field(default=1.0, ge=0)
 
+    @property
+    def capabilities(self) -> Capabilities:
+        from tfdist.kubernetes.jobset_launcher import JobSetLauncher
+
+        return JobSetLauncher.capabilities
+
+    def _pod_name(self, launch: str, role: RoleId) -> tuple[str, bool]:
+        from tfdist.kubernetes.jobset import hostname
+
+        return f"{hostname(launch, role.kind.value, role.index)}-", True
+
     def connect(self) -> JobSetLauncher:
         from tfdist.kubernetes.jobset import JobSetOptions
         from tfdist.kubernetes.jobset_launcher import JobSetLauncher, Snapshots
@@ -157,6 +205,15 @@ class FakeBackendConfig(Frozen):
 
     kind: Literal["fake"] = "fake"
     name: str = "default"
+
+    @property
+    def capabilities(self) -> Capabilities:
+        from tfdist.fake import FakeBackend
+
+        return FakeBackend.capabilities
+
+    def role_log_url(self, handle: dict[str, Any], role: str, project: str) -> str:
+        return ""
 
     def connect(self) -> FakeBackend:
         from tfdist.fake import FakeBackend
@@ -192,6 +249,14 @@ def _fix(item: ErrorDetails) -> str | None:
         tags = item.get("ctx", {}).get("expected_tags", "")
         return f"unknown backend kind {item['input']['kind']!r}; use one of {tags}"
     return None
+
+
+def storage_cluster(
+    config: LocalBackend | KubernetesBackend | JobSetBackend | FakeBackendConfig,
+) -> str | None:
+    """The backend's kind when its roles do not see this machine's disk (local paths are then
+    refused: `tfdist.locations.check_locations`), else None."""
+    return None if config.capabilities.shared_storage else config.kind
 
 
 def connect(data: dict[str, Any]) -> Backend:

@@ -27,7 +27,7 @@ from tfdist.deploy import DeployError, deploy, latest_deployment, model_root
 from tfdist.locations import check_location, check_locations
 from tfdist.spec import parse_spec
 from tfdist.storage import join
-from tfdist_airflow.backends import connect
+from tfdist_airflow.backends import backend_from_dict, connect, storage_cluster
 from tfdist_airflow.gcp import storages
 from tfdist_airflow.links import DEPLOY_LINKS, STEP_LINKS
 from tfdist_airflow.masking import mask_trainer_env, trainer_overrides
@@ -384,9 +384,10 @@ def gate_export_deploy(
     """
     launch = training.children[f"{training.group_id}.launch"]
     assert isinstance(launch, LaunchRolesOperator)
-    kind = launch.backend.get("kind", "local")
     check_locations(
-        {"serving_base": serving_base}, relative_ok=False, cluster=None if kind == "local" else kind
+        {"serving_base": serving_base},
+        relative_ok=False,
+        cluster=storage_cluster(backend_from_dict(launch.backend)),
     )
     launch.preflight_paths = {**launch.preflight_paths, "serving_base": serving_base}
     gcp_conn_id = launch.gcp_conn_id

@@ -10,7 +10,7 @@ from airflow.sdk import TaskGroup
 from tfdist.lifecycle import RoleId
 from tfdist.locations import check_locations
 from tfdist.spec import JobSpec, load_spec
-from tfdist_airflow.backends import BackendConfig, LocalBackend
+from tfdist_airflow.backends import BackendConfig, LocalBackend, storage_cluster
 from tfdist_airflow.roles import LaunchRolesOperator, StopRolesOperator, WatchRoleOperator
 
 
@@ -53,7 +53,7 @@ def train_and_evaluate(
     check_locations(
         {base_field: model_dir_base, "data_dir": spec.data_dir},
         relative_ok=False,  # an Airflow task has no working directory of its own
-        cluster=None if backend.kind in ("local", "fake") else backend.kind,
+        cluster=storage_cluster(backend),
     )
     backend_data = backend.model_dump(mode="json")
     with TaskGroup(group_id=group_id, tooltip=f"train and evaluate {spec.name}") as group:

@@ -18,7 +18,6 @@ from airflow.sdk import BaseOperatorLink
 
 from tfdist_airflow.view.urls import (
     console_url,
-    pod_logs_url,
     tensorboard_url,
     training_view_url,
 )
@@ -109,26 +108,20 @@ class PodLogsLink(BaseOperatorLink):
 
     def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
         handle = _launched(operator, ti_key).get("handle", {})
-        return role_pod_logs_url(handle, getattr(operator, "role", ""), _setting("gcp_project"))
+        backend, role = getattr(operator, "backend", {}), getattr(operator, "role", "")
+        return role_pod_logs_url(backend, handle, role, _setting("gcp_project"))
 
 
-def role_pod_logs_url(handle: dict[str, Any], role: str, project: str) -> str:
-    """Cloud Logging for `role`'s pod of a launch (its handle as XCom keeps it); "" for roles
-    that run elsewhere."""
-    backend, job_id = handle.get("backend"), str(handle.get("job_id", ""))
-    kind, _, index = role.rpartition("-")
-    if "/" not in job_id or not kind or not index.isdigit():
+def role_pod_logs_url(
+    backend: dict[str, Any], handle: dict[str, Any], role: str, project: str
+) -> str:
+    """Where the backend (its configuration) keeps `role`'s log outside Airflow: Cloud Logging
+    for a pod; "" for roles whose log is the watch task's own."""
+    from tfdist_airflow.backends import backend_from_dict
+
+    if not role:
         return ""
-    namespace, name = job_id.split("/", 1)
-    if backend == "kubernetes":
-        from tfdist.kubernetes.names import pod_name
-
-        return pod_logs_url(namespace, pod_name(name, role), project)
-    if backend == "jobset":
-        from tfdist.kubernetes.jobset import hostname
-
-        return pod_logs_url(namespace, f"{hostname(name, kind, int(index))}-", project, prefix=True)
-    return ""
+    return backend_from_dict(backend).role_log_url(handle, role, project)
 
 
 ROLE_LINKS = (ModelDirectoryLink(), TensorBoardLink(), PodLogsLink())

@@ -22,7 +22,7 @@ from tfdist.rolelog import relayed
 from tfdist.spec import JobSpec, parse_spec
 from tfdist.supervision import drive
 from tfdist.supervisor import Supervised
-from tfdist_airflow.backends import backend_from_dict, connect
+from tfdist_airflow.backends import backend_from_dict, connect, storage_cluster
 from tfdist_airflow.gcp import storages
 from tfdist_airflow.links import ROLE_LINKS
 from tfdist_airflow.masking import mask_trainer_env
@@ -147,7 +147,7 @@ class LaunchRolesOperator(BaseOperator):
         config = backend_from_dict(self.backend)
         # An Airflow task has no working directory of its own to resolve a relative path in,
         # and the pods of a cluster backend share no disk.
-        cluster = None if config.kind in ("local", "fake") else config.kind
+        cluster = storage_cluster(config)
         check_locations({"model_dir_base": self.model_dir_base}, relative_ok=False, cluster=cluster)
         spec = self.render_spec(context)
         others = {"data_dir": spec.data_dir, **self.preflight_paths}

@@ -1,4 +1,5 @@
-"""The watch trigger with real processes: a role whose job cannot finish is stopped, not awaited."""
+"""The watch trigger with real processes: when a role's end fails the job, the trigger that sees
+it stops every other role (none is left waiting for a chief that is gone) and fires."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 from tfdist.backend import RoleState
 from tfdist.spec import parse_spec
 from tfdist_airflow.backends import LocalBackend
-from tfdist_airflow.runs import WatchPolicy
+from tfdist.supervisor import Supervised
 from tfdist_airflow.triggers import RoleExitTrigger
 
 pytestmark = pytest.mark.integration
@@ -33,7 +34,7 @@ async def first_event(trigger: RoleExitTrigger) -> dict[str, Any]:
     raise AssertionError("the trigger ended without an event")
 
 
-def test_ps_is_stopped_when_the_chief_fails(tmp_path: Path) -> None:
+def test_every_role_is_stopped_when_the_chief_fails(tmp_path: Path) -> None:
     spec = parse_spec(
         {
             "name": "doomed",
@@ -51,19 +52,22 @@ def test_ps_is_stopped_when_the_chief_fails(tmp_path: Path) -> None:
             backend=backend.model_dump(mode="json"),
             handle=handle.model_dump(mode="json"),
             role="ps-0",
-            policy=WatchPolicy.of(spec).model_dump(mode="json"),
+            job=Supervised.of(spec, handle.roles).model_dump(mode="json"),
             poll_interval=0.2,
         )
         event = asyncio.run(asyncio.wait_for(first_event(trigger), timeout=60))
-        assert event["cause"] == (
+        assert set(event) == {"log_offset"}  # no error
+        with launcher.supervision(handle) as record:
+            outcome = record.state.outcome
+        assert outcome is not None and (outcome.role, outcome.reason) == (
+            "chief-0",
             "chief-0 failed with exit code 3: a failure of the program itself, which no "
-            "restart fixes"
+            "restart fixes",
         )
-        assert launcher.statuses(handle)["chief-0"].exit_code == 3
-        ps = launcher.statuses(handle)["ps-0"]
-        assert ps.state is RoleState.FAILED
-        # Its own watch stops the worker: this trigger stops only its role.
-        assert launcher.statuses(handle)["worker-0"].state is RoleState.RUNNING
+        statuses = launcher.statuses(handle)
+        assert statuses["chief-0"].exit_code == 3
+        for role in ("ps-0", "worker-0"):  # stopped with the job, by this one trigger
+            assert (statuses[role].state, statuses[role].detail) == (RoleState.FAILED, "stopped")
     finally:
         launcher.stop(handle)
     assert all(launcher.statuses(handle)[role].state.finished for role in handle.roles)

@@ -231,16 +231,17 @@ def test_pod_logs_links_name_the_role_pod() -> None:
     from tfdist.kubernetes.names import pod_name
     from tfdist_airflow.links import role_pod_logs_url
 
+    kubernetes = {"kind": "kubernetes", "image": "trainer:1"}
     pods = {"backend": "kubernetes", "job_id": "ml/digits-0123456789", "launch_id": "l"}
-    url = role_pod_logs_url(pods, "worker-1", "proj")
+    url = role_pod_logs_url(kubernetes, pods, "worker-1", "proj")
     assert url == pod_logs_url("ml", pod_name("digits-0123456789", "worker-1"), "proj")
     assert quote('resource.labels.pod_name="digits-0123456789-worker-1"', safe="") in url
     jobset = {"backend": "jobset", "job_id": "ml/digits-abc", "launch_id": "l"}
-    url = role_pod_logs_url(jobset, "worker-1", "")
+    url = role_pod_logs_url({"kind": "jobset", "image": "trainer:1"}, jobset, "worker-1", "")
     assert quote('resource.labels.pod_name:"digits-abc-worker-1-0-"', safe="") in url
     local = {"backend": "local", "job_id": "/runs/digits-abc", "launch_id": "l"}
-    assert role_pod_logs_url(local, "worker-1", "") == ""
-    assert role_pod_logs_url(pods, "", "") == ""
+    assert role_pod_logs_url({"kind": "local"}, local, "worker-1", "") == ""
+    assert role_pod_logs_url(kubernetes, pods, "", "") == ""
 
 
 def test_operators_carry_the_links() -> None:

@@ -12,8 +12,8 @@ import pytest
 
 from tfdist.backend import RoleState
 from tfdist.spec import parse_spec
-from tfdist_airflow.backends import LocalBackend
 from tfdist.supervisor import Supervised
+from tfdist_airflow.backends import LocalBackend
 from tfdist_airflow.triggers import RoleExitTrigger
 
 pytestmark = pytest.mark.integration

@@ -5,19 +5,22 @@ A backend reports how one run of a role ended (`RoleEnd`); `decide` says what ha
 last checkpoint, or *fail the job now*, with the reason a user reads. `tfdist run`, the Airflow
 watch tasks and the JobSet failure policy compiled for Kubernetes all follow this one table:
 
-| how the role ended              | evaluator, PS-strategy worker | chief, ps, all-reduce worker |
-|---------------------------------|-------------------------------|------------------------------|
-| exit 0                          | succeeded                     | succeeded                    |
-| exit 1-127 (the program's own)  | fail the job now              | fail the job now             |
-| killed by a signal, exit >= 128 | restart the role (counted)    | restart the job (counted)    |
-| out of memory (OOM-killed)      | restart the role (counted)    | restart the job (counted)    |
-| preempted, evicted, node gone   | restart the role (free)       | restart the job (free)       |
-| never started (no node, image)  | fail the job now              | fail the job now             |
-| stopped on request (by tfdist)  | fail the job now              | fail the job now             |
+| how the role ended | evaluator, parameter-server worker | chief, ps, all-reduce worker | on a JobSet |
+|---|---|---|---|
+| exit 0 | succeeded | succeeded | the Job succeeded |
+| exit 1-127 (the program's own failure) | the job fails now | the job fails now | `podFailurePolicy` FailJob on exit codes 1-127 |
+| killed by a signal (exit >= 128) | restarted alone | every role restarted from the last checkpoint | any other end: counted (`backoffLimit`, `maxRestarts`) |
+| out of memory (OOM-killed) | restarted alone | every role restarted from the last checkpoint | exit 137, as a SIGKILL: counted |
+| preempted, evicted, node shut down | restarted alone, not counted | every role restarted from the last checkpoint, not counted | `DisruptionTarget` condition: not counted |
+| never started (not scheduled, no image) | the job fails now | the job fails now | not failed by the JobSet (bound the wait with Kueue's `waitForPodsReady`) |
+| stopped on request (its task killed, its run marked failed) | left stopped; the others go on, the job then fails | the job fails now | a deleted pod: as a signal |
 
 A counted restart past its budget (`RestartPolicy.max_role_restarts` per role,
 `max_job_restarts` per job) fails the job instead. Preemptions never count: they are the
-cluster's doing, not the job's.
+cluster's doing, not the job's. The last column is how a JobSet's compiled policy tells the
+end (`tfdist.kubernetes.jobset_policy`); Kubernetes cannot tell an OOM kill from a SIGKILL
+(both exit 137), nor a stop on request from a crash. `policy_table()` renders this table from
+`decide` itself; the README and RELIABILITY.md carry the same table, checked by a test.
 """
 
 from __future__ import annotations
@@ -152,6 +155,7 @@ class Action(StrEnum):
     RESTART_ROLE = "restart_role"
     RESTART_JOB = "restart_job"
     FAIL_JOB = "fail_job"
+    LEAVE_STOPPED = "leave_stopped"  # the others go on; the job cannot succeed without it
 
 
 class Verdict(Frozen):
@@ -182,17 +186,21 @@ def decide(
             reason=f"{role} failed with {how}: a failure of the program itself, which no "
             "restart fixes",
         )
-    if end.ending is Ending.STOPPED:
-        return Verdict(
-            action=Action.FAIL_JOB,
-            reason=f"{role} was {how}: a stop is not undone by a restart",
-        )
     if end.ending is Ending.NOT_STARTED:
         return Verdict(
             action=Action.FAIL_JOB,
             reason=f"{role} {how}; a restart would wait the same way",
         )
     scope = restart_scope(role.kind, uses_parameter_servers)
+    if end.ending is Ending.STOPPED:  # a user's stop is not undone by a restart
+        if scope is Scope.ROLE:
+            return Verdict(
+                action=Action.LEAVE_STOPPED,
+                reason=f"{role} was {how}; the other roles go on without it",
+            )
+        return Verdict(
+            action=Action.FAIL_JOB, reason=f"{role} was {how}; the others cannot go on without it"
+        )
     action = Action.RESTART_ROLE if scope is Scope.ROLE else Action.RESTART_JOB
     what = f"restarting {role} alone" if scope is Scope.ROLE else "restarting every role"
     if end.ending is Ending.PREEMPTED:
@@ -224,3 +232,67 @@ def _ended(role: RoleId, end: RoleEnd) -> str:
     if how.startswith("ended "):
         return f"{role} {how}"
     return f"{role} ended: {how}"
+
+
+# The rows of `policy_table`: how a role ended, in words, and the JobSet's view of it.
+_TABLE_ROWS: tuple[tuple[str, RoleEnd, str], ...] = (
+    ("exit 0", RoleEnd.from_exit(0), "the Job succeeded"),
+    (
+        "exit 1-127 (the program's own failure)",
+        RoleEnd.from_exit(1),
+        "`podFailurePolicy` FailJob on exit codes 1-127",
+    ),
+    (
+        "killed by a signal (exit >= 128)",
+        RoleEnd.from_exit(137),
+        "any other end: counted (`backoffLimit`, `maxRestarts`)",
+    ),
+    (
+        "out of memory (OOM-killed)",
+        RoleEnd.from_exit(137, oom_killed=True),
+        "exit 137, as a SIGKILL: counted",
+    ),
+    (
+        "preempted, evicted, node shut down",
+        RoleEnd.from_exit(143, preempted=True),
+        "`DisruptionTarget` condition: not counted",
+    ),
+    (
+        "never started (not scheduled, no image)",
+        RoleEnd(ending=Ending.NOT_STARTED),
+        "not failed by the JobSet (bound the wait with Kueue's `waitForPodsReady`)",
+    ),
+    (
+        "stopped on request (its task killed, its run marked failed)",
+        RoleEnd(ending=Ending.STOPPED, exit_code=143),
+        "a deleted pod: as a signal",
+    ),
+)
+_IN_WORDS = {
+    Action.SUCCEEDED: "succeeded",
+    Action.FAIL_JOB: "the job fails now",
+    Action.RESTART_ROLE: "restarted alone",
+    Action.RESTART_JOB: "every role restarted from the last checkpoint",
+    Action.LEAVE_STOPPED: "left stopped; the others go on, the job then fails",
+}
+
+
+def policy_table() -> str:
+    """What `decide` does with each way a role can end, as a Markdown table."""
+    rows = [
+        "| how the role ended | evaluator, parameter-server worker | chief, ps, all-reduce "
+        "worker | on a JobSet |",
+        "|---|---|---|---|",
+    ]
+    for label, end, jobset in _TABLE_ROWS:
+        cells = []
+        for role in (RoleId(kind=Role.EVALUATOR, index=0), RoleId(kind=Role.CHIEF, index=0)):
+            verdict = decide(role, end, uses_parameter_servers=True, policy=RestartPolicy())
+            counted = "" if verdict.counted or verdict.action in _FINAL else ", not counted"
+            cells.append(_IN_WORDS[verdict.action] + counted)
+        rows.append(f"| {label} | {' | '.join(cells)} | {jobset} |")
+    return "\n".join(rows)
+
+
+_FINAL = (Action.SUCCEEDED, Action.FAIL_JOB, Action.LEAVE_STOPPED)
+

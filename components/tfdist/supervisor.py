@@ -3,14 +3,23 @@
 `supervise(job, state, statuses, now)` takes what is fixed for a launch (`Supervised`), the
 launch's durable `SupervisionState` (restart counts, the job's restart epoch, the outcome once
 decided), every role's observed status and the time, and returns a `Step`: the new state and
-the `Command`s to carry out. `tfdist.driver.drive` runs one step against a backend, under the
+the `Command`s to carry out. `tfdist.supervision.drive` runs one step against a backend, under the
 launch's exclusive supervision record; `tfdist run` and the Airflow watch triggers only call it.
 
 What one role's end means (succeeded, restart this role, restart the job, fail now) is
 `tfdist.lifecycle.decide`; the rules here say which end counts and when. They are `RULES`,
-tried in order, the first that applies wins (`rules_table()` renders them for the docs):
+tried in order, the first that applies wins (`rules_table()` renders them; this table, the
+README's and RELIABILITY.md's are checked against it):
 
-RULES_TABLE
+| rule | when | then |
+|---|---|---|
+| `decided` | the job's outcome is already recorded | nothing more: every runner reports the recorded outcome |
+| `engine_failed` | the engine runs the policy itself (JobSet) and reports a role failed | the job fails now: the engine has restarted it as far as the policy allows, and stops the other roles itself |
+| `settling` | the end that decides (see `cause`) fails the job, first seen less than `settle_secs` ago | wait: the exit record of a crash that caused it may still land |
+| `role_ended` | a role ended other than with exit 0 (after the chief succeeded, only an evaluator's end counts: training is complete, a ps or worker ending then changes nothing) | `lifecycle.decide` for the end that decides: restart it alone, restart every role (the epoch goes up by one), or fail now and stop the others |
+| `all_succeeded` | every role succeeded | the job succeeded |
+| `after_chief` | the chief succeeded | wait for every evaluator to end on its own (its last evaluation is the gate's input); then the job succeeded, stopping a ps or worker still serving `server_exit_grace_secs` after the chief (a JobSet's success policy stops them itself); it failed if a role was left stopped on request |
+| `running` | otherwise | wait |
 """
 
 from __future__ import annotations
@@ -151,16 +160,27 @@ class Seen:
 
     def failures(self) -> dict[str, RoleEnd]:
         """The ends other than success that still matter: once the chief succeeded training is
-        complete, and only an evaluator's end does (`after_chief` below)."""
+        complete, and only an evaluator's end does (`after_chief` below); a role a user
+        stopped that the others can do without is left stopped (`left_stopped`)."""
         ends = {}
         for name, status in self.statuses.items():
             end = status.end
-            if end is None or end.ending is Ending.SUCCEEDED:
+            if end is None or end.ending is Ending.SUCCEEDED or name in self.left_stopped():
                 continue
             if self.chief_succeeded and RoleId.parse(name).kind is not Role.EVALUATOR:
                 continue
             ends[name] = end
         return ends
+
+    def left_stopped(self) -> list[str]:
+        """The roles a user stopped that the others go on without (an evaluator, a
+        parameter-server worker: `lifecycle.decide` leaves them stopped)."""
+        return [
+            name
+            for name, status in self.statuses.items()
+            if status.end is not None
+            and self.verdict(RoleId.parse(name), status.end).action is Action.LEAVE_STOPPED
+        ]
 
     def verdict(self, role: RoleId, end: RoleEnd) -> Verdict:
         return decide(
@@ -277,7 +297,11 @@ def _after_chief(seen: Seen) -> Step | None:
     state = seen.update(chief_done_at=done_at)
     if seen.unfinished(Role.EVALUATOR):  # its last evaluation is the one the gate reads
         return Step(state=state)
+    stopped = seen.left_stopped()
     lingering = seen.unfinished()
+    if stopped and not lingering:
+        why = f"{', '.join(stopped)} stopped on request: the job is not complete without it"
+        return _fail(seen, stopped[0], why)
     if not lingering or seen.job.engine_runs_policy:  # a JobSet's success policy ends them
         return _finish(seen, "the chief and every evaluator succeeded")
     if seen.now - done_at < seen.job.server_exit_grace_secs:
@@ -345,10 +369,10 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "after_chief",
         "the chief succeeded",
-        "wait for every evaluator to succeed (its last evaluation is the gate's input); "
-        "then the job succeeded, stopping a ps or worker still serving "
+        "wait for every evaluator to end on its own (its last evaluation is the gate's "
+        "input); then the job succeeded, stopping a ps or worker still serving "
         "`server_exit_grace_secs` after the chief (a JobSet's success policy stops them "
-        "itself)",
+        "itself); it failed if a role was left stopped on request",
         _after_chief,
     ),
     Rule("running", "otherwise", "wait", _running),
@@ -379,5 +403,3 @@ def rules_table() -> str:
     rows += [f"| `{rule.name}` | {rule.when} | {rule.then} |" for rule in RULES]
     return "\n".join(rows)
 
-
-__doc__ = (__doc__ or "").replace("RULES_TABLE", rules_table())

@@ -43,6 +43,7 @@ OK = ended(0)
 KILLED = ended(137)
 ERROR = ended(3)
 PREEMPTED = ended(143, ending=Ending.PREEMPTED)
+STOPPED = ended(143, ending=Ending.STOPPED)
 NEVER = RoleStatus(name="x", state=RoleState.FAILED, ending=Ending.NOT_STARTED, detail="no node")
 
 
@@ -173,12 +174,24 @@ CASES = [
         state=SETTLED,
     ),
     Case(
-        "a-role-stopped-on-request-fails-the-job",
-        {"evaluator-0": ended(143, ending=Ending.STOPPED)},
+        "a-chief-stopped-on-request-fails-the-job",
+        {"chief-0": STOPPED},
         "role_ended",
-        (StopRoles(roles=("chief-0", "worker-0", "worker-1", "ps-0")),),
-        outcome="evaluator-0 was stopped on request (exit code 143)",
+        (StopRoles(roles=("worker-0", "worker-1", "ps-0", "evaluator-0")),),
+        outcome="chief-0 was stopped on request (exit code 143); the others cannot go on",
         state=SETTLED,
+    ),
+    Case(
+        "an-evaluator-stopped-on-request-is-left-stopped",
+        {"evaluator-0": STOPPED},
+        "running",
+        state=SETTLED,
+    ),
+    Case(
+        "a-job-with-a-role-left-stopped-fails-when-the-rest-ended",
+        {"chief-0": OK, "worker-0": OK, "worker-1": STOPPED, "ps-0": OK, "evaluator-0": OK},
+        "after_chief",
+        outcome="worker-1 stopped on request: the job is not complete without it",
     ),
     # -- budgets -----------------------------------------------------------------------------
     Case(

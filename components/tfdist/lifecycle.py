@@ -295,4 +295,3 @@ def policy_table() -> str:
 
 
 _FINAL = (Action.SUCCEEDED, Action.FAIL_JOB, Action.LEAVE_STOPPED)
-

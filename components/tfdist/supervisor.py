@@ -402,4 +402,3 @@ def rules_table() -> str:
     rows = ["| rule | when | then |", "|---|---|---|"]
     rows += [f"| `{rule.name}` | {rule.when} | {rule.then} |" for rule in RULES]
     return "\n".join(rows)
-

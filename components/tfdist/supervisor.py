@@ -93,8 +93,9 @@ class Outcome(Frozen):
 class SupervisionState(Frozen):
     """What the supervisor remembers of a launch; kept with the launch, never only in memory.
 
-    `epoch` counts every restart of the whole job (counted or not): each relaunch of the gang
-    is one compare-and-set from epoch n to n + 1.
+    `epoch` counts every restart of the whole job (counted or not): a relaunch of the gang
+    moves it from n to n + 1 while its runner holds the launch's record exclusively, so however
+    many runners saw the crash, it happens once.
     """
 
     epoch: int = 0

@@ -50,8 +50,11 @@ def train_and_evaluate(
     base_field = "model_dir_base" if model_dir_base else "model_dir"
     model_dir_base = model_dir_base or spec.model_dir
     # Refused while the DAG is parsed: what no run could use. Templates: by the launch task.
+    # An override replaces the spec's value (a relative `data_dir` in a spec file is fine
+    # when the DAG gives an absolute one).
+    data_dir = (overrides or {}).get("data_dir", spec.data_dir)
     check_locations(
-        {base_field: model_dir_base, "data_dir": spec.data_dir},
+        {base_field: model_dir_base, "data_dir": data_dir},
         relative_ok=False,  # an Airflow task has no working directory of its own
         cluster=storage_cluster(backend),
     )

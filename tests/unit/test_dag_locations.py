@@ -109,3 +109,13 @@ def test_templated_locations_are_left_to_the_tasks() -> None:
     assert launch.preflight_paths == {"serving_base": "gs://{{ params.bucket }}/serving"}
     for task_id in ("train_and_evaluate.launch", "gate", "deploy"):
         assert dag.task_dict[task_id].retry_policy is FAIL_AT_ONCE
+
+
+def test_a_data_dir_override_replaces_the_specs_relative_one() -> None:
+    """A spec file's relative `data_dir` (fine for `tfdist run`) with an absolute override in
+    the DAG, as the bench DAG does; a relative override is refused as the spec's value is."""
+    spec = job(data_dir="data")
+    dag = build(spec, overrides={"data_dir": "/data/digits"})
+    assert dag.task_dict["train_and_evaluate.launch"].overrides == {"data_dir": "/data/digits"}
+    with pytest.raises(LocationError, match=r"^data_dir: 'shards' is a relative path"):
+        build(spec, overrides={"data_dir": "shards"})

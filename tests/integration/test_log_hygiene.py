@@ -4,6 +4,7 @@ them: a real `import tensorflow` in a fresh interpreter."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -34,5 +35,8 @@ def test_tensorflow_imports_without_start_up_lines_unless_asked() -> None:
 
     shown = run(TFDIST_TF_LOG_LEVEL="info")
     assert shown.returncode == 0, shown.stderr
-    assert shown.stderr.count(PREAMBLE) == 2  # one per TensorFlow shared library
-    assert "oneDNN custom operations are on" in shown.stderr
+    # Which start-up lines TensorFlow prints depends on the CPU (oneDNN's line, a second
+    # preamble, the instructions it was not built for); each machine prints the preamble and
+    # info lines from TensorFlow's C++ core (`I0000 ... file.cc:N] ...`).
+    assert PREAMBLE in shown.stderr
+    assert re.search(r"^I\d{4} [\d:.]+\s+\d+ \w+\.cc:\d+\] ", shown.stderr, re.M), shown.stderr

@@ -139,6 +139,11 @@ class LaunchRolesOperator(BaseOperator):
             self.log.info("%s: TF_CONFIG %s", role.name, role.env["TF_CONFIG"])
         handle = backend.launch(job)
         self.log.info("launched %s; model_dir %s", ", ".join(handle.roles), spec.model_dir)
+        if not backend.capabilities.durable_supervision:
+            self.log.warning(
+                "this backend keeps restart counts in the triggerer's memory: a triggerer "
+                "restart starts them again (the JobSet backend keeps them in the cluster)"
+            )
         return {"spec": redacted(spec), "handle": handle.model_dump(mode="json")}
 
     def _admit(self, context: Context) -> tuple[JobSpec, Backend]:

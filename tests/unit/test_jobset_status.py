@@ -113,6 +113,24 @@ def test_a_program_error_fails_every_role_at_once_naming_the_culprit() -> None:
     assert seen["chief-0"].status.detail == f"the job failed: {culprit}"
 
 
+def test_a_program_error_fails_a_role_once_the_jobset_failed_not_before() -> None:
+    """The watch reads what the cluster did: until the JobSet controller failed the set, the
+    role waits, saying what the compiled policy will do."""
+    api = launch()
+    start_all(api)
+    api.pause()  # the watch polls between the pod's end and the controllers' reaction
+    api.exit(api.current_pod(NAME, "worker", 1), 3)
+    assert state(api, "worker-1") == (
+        RoleState.PENDING,
+        "ending the job: worker-1 failed with exit code 3: a failure of the program itself, "
+        "which no restart fixes",
+    )
+    assert state(api, "chief-0")[0] is RoleState.RUNNING
+    api.resume()
+    assert state(api, "worker-1")[0] is RoleState.FAILED
+    assert state(api, "chief-0")[0] is RoleState.FAILED
+
+
 def test_the_evaluator_restarts_alone_and_says_so() -> None:
     api = launch()
     start_all(api)

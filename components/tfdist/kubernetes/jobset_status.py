@@ -4,9 +4,10 @@ Pure. A role's *current* pod is the newest pod of its replica (`replicatedjob-na
 `job-index`) in the JobSet's current restart attempt (`restart-attempt` label equal to
 `status.restarts`): the JobSet controller recreates every Job on a job restart, and a role that
 restarts alone gets a new pod in the same Job. How a pod ended is read as the lifecycle reads
-any end (`RoleEnd`: exit code, OOM-killed, preempted), and `lifecycle.decide` says what the
-compiled policy is doing about it, so a watch reports the verdict as soon as the pod ended —
-a program error fails at once, without waiting for the controller.
+any end (`RoleEnd`: exit code, OOM-killed, preempted), and `lifecycle.decide` words what the
+compiled policy is doing about it ("restarting: ...", "ending the job: ..."). A role is FAILED
+only once the cluster says so (the JobSet's `Failed` condition): the supervisor reads what the
+cluster did, it does not predict it.
 
 While a role waits, `detail` says why: queued in Kueue (queue, reason), admitted and waiting
 for nodes (admission checks such as a provisioning request), pod pending (reason), or
@@ -164,9 +165,11 @@ def role_view(
         return _alive(spec, role, jobset, current, history)
     if end.ending is Ending.SUCCEEDED:
         return _view(name, RoleState.SUCCEEDED, "", pod_name, end)
+    # The pod ended; what follows is the cluster's to do. Until the JobSet says it failed the
+    # role is waiting for it, in the compiled policy's words.
     verdict = _verdict(spec, role, end, history, status)
     if verdict.action is Action.FAIL_JOB:
-        return _view(name, RoleState.FAILED, verdict.reason, pod_name, end)
+        return _view(name, RoleState.PENDING, f"ending the job: {verdict.reason}", pod_name)
     return _view(name, RoleState.PENDING, f"restarting: {verdict.reason}", pod_name)
 
 

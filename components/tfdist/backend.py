@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol
 
+from tfdist.capabilities import Capabilities
 from tfdist.lifecycle import Ending, RoleEnd, RoleId
 from tfdist.plan import JobPlan
 from tfdist.spec import Frozen, JobSpec
@@ -106,22 +107,6 @@ class JobHandle(Frozen):
     job_id: str  # a run directory (local) or `<namespace>/<service>` (Kubernetes)
     launch_id: str
     roles: tuple[str, ...]
-
-
-class Capabilities(Frozen):
-    """What a backend is, as data.
-
-    :param shared_storage: the roles see the launcher's disk, so local paths work for
-        `model_dir`, `data_dir` and `serving_base`; otherwise they must be gs://.
-    :param runs_policy: the engine restarts roles itself (a JobSet runs the compiled policy,
-        also while nobody watches); the supervisor then only reads what it did.
-    :param durable_supervision: the supervision record outlives the process that holds it
-        (a watch-task retry or a triggerer restart keeps the restart counts).
-    """
-
-    shared_storage: bool
-    runs_policy: bool = False
-    durable_supervision: bool = True
 
 
 @dataclass

@@ -19,13 +19,13 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from tfdist.backend import (
-    Capabilities,
     JobHandle,
     LaunchError,
     RoleState,
     RoleStatus,
     SupervisionRecord,
 )
+from tfdist.capabilities import FAKE
 from tfdist.lifecycle import Ending
 from tfdist.plan import JobPlan, plan
 from tfdist.spec import JobSpec, Role
@@ -53,7 +53,7 @@ class FakeLaunch:
 class FakeBackend:
     """Implements `tfdist.backend.Backend` in memory."""
 
-    capabilities = Capabilities(shared_storage=True)
+    capabilities = FAKE
 
     _named: ClassVar[dict[str, FakeBackend]] = {}
 

@@ -8,10 +8,11 @@ module: launchers, manifests and the export command are imported where they are 
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Annotated, Any, Literal, Self
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Self
 
 from pydantic import Field, TypeAdapter, ValidationError, model_validator
 
+from tfdist.capabilities import FAKE, JOBSET, LOCAL, RAW_PODS, Capabilities
 from tfdist.kubernetes.kueue import Kueue
 from tfdist.kubernetes.placement import JobPlacement
 from tfdist.kubernetes.status import Timeouts
@@ -21,7 +22,7 @@ from tfdist.spec import Frozen, dotted, format_errors
 if TYPE_CHECKING:
     from pydantic_core import ErrorDetails
 
-    from tfdist.backend import Backend, Capabilities
+    from tfdist.backend import Backend
     from tfdist.fake import FakeBackend
     from tfdist.kubernetes.api import KubeApi
     from tfdist.kubernetes.jobset_launcher import JobSetLauncher
@@ -50,11 +51,7 @@ class LocalBackend(Frozen):
     run_root: str | None = None
     python: str | None = None
 
-    @property
-    def capabilities(self) -> Capabilities:
-        from tfdist.launch.local import LocalLauncher
-
-        return LocalLauncher.capabilities
+    capabilities: ClassVar[Capabilities] = LOCAL
 
     def role_log_url(self, handle: dict[str, Any], role: str, project: str) -> str:
         """Nothing beyond the watch task's own log."""
@@ -134,11 +131,7 @@ class KubernetesBackend(ClusterBackend):
     kind: Literal["kubernetes"] = "kubernetes"
     timeouts: Timeouts = Field(default_factory=Timeouts)
 
-    @property
-    def capabilities(self) -> Capabilities:
-        from tfdist.kubernetes.launcher import KubernetesLauncher
-
-        return KubernetesLauncher.capabilities
+    capabilities: ClassVar[Capabilities] = RAW_PODS
 
     def _pod_name(self, launch: str, role: RoleId) -> tuple[str, bool]:
         from tfdist.kubernetes.names import pod_name
@@ -172,11 +165,7 @@ class JobSetBackend(ClusterBackend):
     ttl_secs_after_finished: int = Field(default=86400, ge=0)
     shared_read_secs: float = Field(default=1.0, ge=0)
 
-    @property
-    def capabilities(self) -> Capabilities:
-        from tfdist.kubernetes.jobset_launcher import JobSetLauncher
-
-        return JobSetLauncher.capabilities
+    capabilities: ClassVar[Capabilities] = JOBSET
 
     def _pod_name(self, launch: str, role: RoleId) -> tuple[str, bool]:
         from tfdist.kubernetes.jobset import hostname
@@ -206,11 +195,7 @@ class FakeBackendConfig(Frozen):
     kind: Literal["fake"] = "fake"
     name: str = "default"
 
-    @property
-    def capabilities(self) -> Capabilities:
-        from tfdist.fake import FakeBackend
-
-        return FakeBackend.capabilities
+    capabilities: ClassVar[Capabilities] = FAKE
 
     def role_log_url(self, handle: dict[str, Any], role: str, project: str) -> str:
         return ""

@@ -20,8 +20,6 @@ from tfdist.locations import check_location, check_locations
 from tfdist.preflight import check_writable
 from tfdist.rolelog import relayed
 from tfdist.spec import JobSpec, parse_spec
-from tfdist.supervision import drive
-from tfdist.supervisor import Supervised
 from tfdist_airflow.backends import backend_from_dict, connect, storage_cluster
 from tfdist_airflow.gcp import storages
 from tfdist_airflow.links import ROLE_LINKS
@@ -32,6 +30,8 @@ from tfdist_airflow.runs import run_model_dir, run_scope, unfinished_step
 if TYPE_CHECKING:
     import jinja2
     from airflow.sdk import Context
+
+    from tfdist.supervisor import Supervised
 
 REDACTED = "<redacted>"
 TAIL_LINES = 20  # of a failed role's log, in its watch task's failure
@@ -54,6 +54,8 @@ def redacted(spec: JobSpec) -> dict[str, Any]:
 
 def supervised(spec: JobSpec, handle: JobHandle, backend: Backend) -> Supervised:
     """What the supervisor knows of a launch, as every task of the step builds it."""
+    from tfdist.supervisor import Supervised
+
     return Supervised.of(spec, handle.roles, engine_runs_policy=backend.capabilities.runs_policy)
 
 
@@ -233,6 +235,8 @@ class WatchRoleOperator(BaseOperator):
 
     def _follow(self, context: Context, offset: int) -> dict[str, Any]:
         """One supervisor step; fail, finish, or defer while the role runs."""
+        from tfdist.supervision import drive  # not needed to parse a DAG
+
         spec, handle = launched_job(context, self.launch_task_id)
         self._handle = handle
         backend = self._backend()

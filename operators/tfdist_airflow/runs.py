@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from tfdist.backend import RoleState, RoleStatus
-from tfdist.supervisor import Outcome
+
+if TYPE_CHECKING:
+    from tfdist.supervisor import Outcome
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 

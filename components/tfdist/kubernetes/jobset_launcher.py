@@ -23,7 +23,6 @@ from contextlib import contextmanager
 from typing import Any, NamedTuple
 
 from tfdist.backend import (
-    Capabilities,
     JobHandle,
     LaunchError,
     LaunchRefused,
@@ -31,6 +30,7 @@ from tfdist.backend import (
     RoleStatus,
     SupervisionRecord,
 )
+from tfdist.capabilities import JOBSET
 from tfdist.kubernetes.api import JOBSETS, WORKLOADS, AlreadyExists, KubeApi, KubeApiError
 from tfdist.kubernetes.jobset import (
     JOBSET_NAME,
@@ -132,8 +132,7 @@ class JobSetLauncher:
     :param snapshots: shared with the other watchers of this process; default: its own.
     """
 
-    # The JobSet's failure policy restarts roles in the cluster and keeps the counts.
-    capabilities = Capabilities(shared_storage=False, runs_policy=True)
+    capabilities = JOBSET
 
     python = "python"
 

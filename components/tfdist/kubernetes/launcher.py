@@ -18,12 +18,12 @@ from typing import Any
 
 from tfdist.backend import (
     EXPORT_TIMEOUT_SECS,
-    Capabilities,
     JobHandle,
     RoleState,
     RoleStatus,
     SupervisionRecord,
 )
+from tfdist.capabilities import RAW_PODS
 from tfdist.kubernetes.api import AlreadyExists, KubeApi, KubeApiError
 from tfdist.kubernetes.manifests import (
     Target,
@@ -74,9 +74,7 @@ class KubernetesLauncher:
     :param clock: seconds since the epoch (pod timestamps are compared with it).
     """
 
-    # The supervision record lives in the watching process: restart counts start again after
-    # a triggerer restart. This backend is retired in favour of JobSet, which keeps them.
-    capabilities = Capabilities(shared_storage=False, durable_supervision=False)
+    capabilities = RAW_PODS  # its supervision record lives in the watching process
 
     python = "python"  # the interpreter in the trainer image
 

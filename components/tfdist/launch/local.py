@@ -29,7 +29,6 @@ import psutil
 
 from tfdist.backend import (
     EXPORT_TIMEOUT_SECS,
-    Capabilities,
     JobHandle,
     LaunchError,
     LaunchRefused,
@@ -37,6 +36,7 @@ from tfdist.backend import (
     RoleStatus,
     SupervisionRecord,
 )
+from tfdist.capabilities import LOCAL
 from tfdist.launch.capacity import capacity_problem, machine_capacity
 from tfdist.lifecycle import Ending
 from tfdist.plan import JobPlan, RolePlan, plan, role_command
@@ -83,7 +83,7 @@ class LocalLauncher:
     interpreter).
     """
 
-    capabilities = Capabilities(shared_storage=True)
+    capabilities = LOCAL
 
     def __init__(
         self,

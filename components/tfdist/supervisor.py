@@ -240,12 +240,14 @@ def _decided(seen: Seen) -> Step | None:
 def _engine_failed(seen: Seen) -> Step | None:
     if not seen.job.engine_runs_policy:
         return None
-    for name, status in seen.statuses.items():
-        if status.state is RoleState.FAILED:
-            end = status.end
-            how = status.detail or (end.describe() if end else "failed")
-            return _fail(seen, name, f"{name} failed for good: {how}", stop=False)
-    return None
+    failed = [s for s in seen.statuses.values() if s.state is RoleState.FAILED]
+    if not failed:
+        return None
+    # The role whose own end failed the job (it has an exit code) before those failed with it.
+    status = min(failed, key=lambda s: (s.exit_code is None and s.ending is None))
+    end = status.end
+    how = status.detail or (end.describe() if end else "failed")
+    return _fail(seen, status.name, f"{status.name} failed for good: {how}", stop=False)
 
 
 def _settling(seen: Seen) -> Step | None:

@@ -300,6 +300,17 @@ CASES = [
         job=JOBSET,
     ),
     Case(
+        "an-engine-failure-names-the-role-whose-end-failed-the-job",
+        {
+            "chief-0": RoleStatus(name="x", state=RoleState.FAILED, detail="the job failed: ..."),
+            "evaluator-0": ended(137),
+        },
+        "engine_failed",
+        outcome="evaluator-0 failed for good",
+        job=JOBSET,
+        expect={"outcome.role": "evaluator-0"},
+    ),
+    Case(
         "an-engine-finishes-without-stopping-servers",
         {"chief-0": OK, "evaluator-0": OK},
         "after_chief",
@@ -324,7 +335,10 @@ def test_the_supervisor_table(case: Case) -> None:
         assert outcome is not None and not outcome.succeeded
         assert outcome.reason.startswith(case.outcome), outcome.reason
     for name, value in case.expect.items():
-        assert getattr(step.state, name) == value, name
+        found: object = step.state
+        for part in name.split("."):
+            found = getattr(found, part)
+        assert found == value, name
 
 
 def test_a_failure_names_the_role_that_decided_it() -> None:

@@ -7,6 +7,7 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
@@ -16,7 +17,9 @@ from tfdist.spec import JobSpec, SpecError, format_errors, load_spec
 from tfdist.tf_config import TFConfigError, parse_tf_config
 
 if TYPE_CHECKING:
+    from tfdist.backend import JobHandle
     from tfdist.kubernetes.manifests import Target
+    from tfdist.launch.local import LocalLauncher
 
 DEFAULT_RUN_ROOT = "var/runs"
 
@@ -187,8 +190,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         policy = spec.restart_policy
         if args.restarts is not None:
             policy = policy.model_copy(update={"max_job_restarts": args.restarts})
+        resumed = _unfinished_launch(launcher, spec.name) if args.resume else None
+        if args.resume and resumed is None:
+            print(f"tfdist: no unfinished launch of {spec.name} in {args.run_root}; launching")
         outcome = run_in_foreground(
-            job, launcher, write=lambda line: print(line, flush=True), policy=policy
+            job,
+            launcher,
+            write=lambda line: print(line, flush=True),
+            policy=policy,
+            resume=resumed,
         )
     except LaunchError as error:
         print(f"tfdist: {error}", file=sys.stderr)
@@ -205,6 +215,18 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 1
     print(f"tfdist: job {spec.name} succeeded; model_dir {spec.model_dir}")
     return 0
+
+
+def _unfinished_launch(launcher: LocalLauncher, name: str) -> JobHandle | None:
+    """The latest launch of job `name` under the run root whose outcome is not decided."""
+    from tfdist.supervision import read_record
+
+    for handle in reversed(launcher.handles("")):
+        directory = Path(handle.job_id)
+        if directory.name.startswith(f"{name}-"):
+            record = read_record(directory)
+            return handle if record is None or record.outcome is None else None
+    return None
 
 
 def _count(text: str) -> int:
@@ -271,6 +293,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="restart every role from the latest checkpoint at most N times when a chief, ps or "
         "all-reduce worker crashes (default: the spec's restart_policy.max_job_restarts, 2)",
+    )
+    run_command.add_argument(
+        "--resume",
+        action="store_true",
+        help="take over the latest unfinished launch of this job under the run root (after "
+        "tfdist run was killed): every role restarts from the latest checkpoint, with the "
+        "restart counts that launch recorded; without one, launch anew",
     )
     commands.add_parser(
         "tf-config", help="validate TF_CONFIG from the environment and print it as JSON"

@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tfdist.backend import Backend, JobHandle, RoleStatus, SupervisionRecord
-from tfdist.supervisor import Step, Supervised, SupervisionState, supervise
+from tfdist.supervisor import Step, Supervised, SupervisionState, resume, supervise
 
-__all__ = ["Driven", "drive", "record_in_file", "record_in_memory"]
+__all__ = ["Driven", "drive", "read_record", "record_in_file", "record_in_memory", "take_over"]
 
 STATE_FILE = "supervision.json"
 
@@ -47,6 +47,16 @@ def drive(backend: Backend, handle: JobHandle, job: Supervised, now: float | Non
             backend.apply(handle, command)
         record.state = step.state
     return Driven(step=step, statuses=statuses)
+
+
+def take_over(backend: Backend, handle: JobHandle) -> Step:
+    """Resume a launch whose runner went away (`tfdist.supervisor.resume`), under its record."""
+    with backend.supervision(handle) as record:
+        step = resume(record.state)
+        for command in step.commands:
+            backend.apply(handle, command)
+        record.state = step.state
+    return step
 
 
 @contextmanager

@@ -45,6 +45,7 @@ __all__ = [
     "StopRoles",
     "Supervised",
     "SupervisionState",
+    "resume",
     "rules_table",
     "supervise",
 ]
@@ -244,7 +245,7 @@ def _engine_failed(seen: Seen) -> Step | None:
     if not failed:
         return None
     # The role whose own end failed the job (it has an exit code) before those failed with it.
-    status = min(failed, key=lambda s: (s.exit_code is None and s.ending is None))
+    status = min(failed, key=lambda s: s.exit_code is None and s.ending is None)
     end = status.end
     how = status.detail or (end.describe() if end else "failed")
     return _fail(seen, status.name, f"{status.name} failed for good: {how}", stop=False)
@@ -398,6 +399,25 @@ def supervise(
         if step is not None:
             return step.model_copy(update={"rule": rule.name})
     raise AssertionError("the last rule always applies")  # pragma: no cover
+
+
+def resume(state: SupervisionState) -> Step:
+    """A runner takes over a launch whose runner went away (`tfdist run --resume` after the
+    previous one was killed): every role starts again from the last checkpoint, not counted
+    (the runner went away, not a role), with the counts and outcome the launch recorded."""
+    if state.outcome is not None:
+        return Step(state=state, rule="decided")
+    restarted = SupervisionState(
+        epoch=state.epoch + 1,
+        job_restarts=state.job_restarts,
+        role_restarts=state.role_restarts,
+    )
+    return Step(
+        state=restarted,
+        commands=(RestartJob(),),
+        say="resuming the launch: restarting every role from the last checkpoint (not counted)",
+        rule="resume",
+    )
 
 
 def rules_table() -> str:

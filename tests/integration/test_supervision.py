@@ -1,7 +1,8 @@
 """The supervisor's state lives with the launch: real role processes on the local backend,
 watched by Airflow's watch trigger (`RoleExitTrigger`) running in processes of its own, as a
-triggerer runs it. Killing such a process is a triggerer that died; starting the trigger again
-from its serialized arguments is the triggerer that took over.
+triggerer runs it, or by `tfdist run`. Killing such a process is a triggerer (or a `tfdist
+run`) that died; starting the trigger again from its serialized arguments is the triggerer
+that took over, `tfdist run --resume` the user who started it again.
 
 Roles run a small program, no TensorFlow: each try is counted in `<model_dir>/<role>.tries`.
 """
@@ -18,7 +19,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from jobtools import assert_no_process_left, attempts, kill_role, role_log, wait_for
+from jobtools import (
+    assert_no_process_left,
+    attempts,
+    kill_role,
+    latest_run_dir,
+    processes_of,
+    role_log,
+    run_dirs,
+    run_tfdist,
+    tfdist_command,
+    wait_for,
+)
 
 from tfdist.backend import JobHandle, RoleState
 from tfdist.launch.local import LocalLauncher
@@ -181,4 +193,49 @@ def test_a_chief_crash_seen_by_every_watch_restarts_the_gang_exactly_once(
             assert len(attempts(role_log(run_dir, role), role)) == 2, role
     finally:
         launcher.stop(handle)
+    assert_no_process_left(run_dir)
+
+
+@pytest.mark.timeout(240)
+def test_tfdist_run_resumed_after_a_kill_keeps_the_launchs_counts(tmp_path: Path) -> None:
+    """`tfdist run` is killed after the crash-looping evaluator's first restart; `tfdist run
+    --resume` takes the launch over (every role restarted, not counted) and fails the job once
+    the recorded budget is spent: 2 restarts in all, not 2 more."""
+    spec = {
+        "name": "resumed",
+        "trainer": {
+            "command": [sys.executable, "-c", ROLE_PROGRAM],
+            "env": {"CRASH_LOOP": "evaluator-0"},
+        },
+        "cluster": {"evaluator": 1},
+        "restart_policy": {"max_role_restarts": 2, "max_job_restarts": 1},
+        "train_spec": {"max_steps": 1},
+        "model_dir": str(tmp_path / "model"),
+    }
+    first = subprocess.Popen(
+        tfdist_command(spec, tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        wait_for(lambda: tries(tmp_path, "evaluator-0") == 2, 60, "the evaluator's first restart")
+    finally:
+        first.kill()  # as the OOM killer or a lost terminal would
+        first.wait(timeout=30)
+    run_dir = latest_run_dir(tmp_path, "resumed")
+    wait_for(lambda: not processes_of(run_dir), 30, "the roles to stop with their launcher")
+    record = read_record(run_dir)
+    assert record is not None and record.role_restarts == {"evaluator-0": 1}
+
+    resumed = run_tfdist(spec, tmp_path, "--resume", timeout=120)
+
+    assert resumed.returncode == 1, resumed.stdout + resumed.stderr
+    assert (
+        f"tfdist: resuming the launch: restarting every role from the last checkpoint "
+        f"(not counted) ({run_dir})" in resumed.stdout
+    )
+    assert (
+        "tfdist: job resumed failed: evaluator-0 ended: killed by SIGKILL (exit code 137); all 2 "
+        "restarts used (restart_policy.max_role_restarts: 2)"
+    ) in resumed.stderr
+    assert run_dirs(tmp_path, "resumed") == [run_dir]  # no second launch
+    assert tries(tmp_path, "evaluator-0") == 4  # 2 counted restarts and the take-over
     assert_no_process_left(run_dir)

@@ -18,9 +18,11 @@ from tfdist.supervisor import (
     Outcome,
     RestartJob,
     RestartRole,
+    Step,
     StopRoles,
     Supervised,
     SupervisionState,
+    resume,
     rules_table,
     supervise,
 )
@@ -367,3 +369,14 @@ def test_every_rule_is_a_row_of_the_documented_table() -> None:
 
 def test_every_rule_but_the_last_is_exercised_by_a_case() -> None:
     assert {case.rule for case in CASES} == {rule.name for rule in RULES}
+
+
+def test_a_runner_taking_over_restarts_every_role_not_counted_keeping_the_counts() -> None:
+    kept = SupervisionState(
+        epoch=2, job_restarts=1, role_restarts={"evaluator-0": 2}, failure_seen_at=NOW
+    )
+    step = resume(kept)
+    assert step.commands == (RestartJob(),)
+    assert step.state == SupervisionState(epoch=3, job_restarts=1, role_restarts={"evaluator-0": 2})
+    decided = kept.model_copy(update={"outcome": Outcome(succeeded=True, reason="done")})
+    assert resume(decided) == Step(state=decided, rule="decided")

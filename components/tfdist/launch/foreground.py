@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from tfdist.backend import Backend, JobHandle
 from tfdist.plan import JobPlan
 from tfdist.spec import RestartPolicy
-from tfdist.supervision import drive
+from tfdist.supervision import drive, take_over
 from tfdist.supervisor import SETTLE_SECS, Supervised
 
 POLL_SECS = 0.5
@@ -62,11 +62,17 @@ def run_in_foreground(
     policy: RestartPolicy | None = None,
     settle_secs: float = SETTLE_SECS,
     clock: Callable[[], float] = time.time,
+    resume: JobHandle | None = None,
 ) -> Outcome:
-    """Launch the plan, stream role-prefixed log lines through `write`, drive the supervisor
-    (restart budgets: `policy`, default the spec's) until it decides, return the outcome."""
-    handle = backend.launch(job)
-    write(f"tfdist: launched {', '.join(handle.roles)} ({handle.job_id})")
+    """Launch the plan (or take over the launch `resume`, whose runner went away), stream
+    role-prefixed log lines through `write`, drive the supervisor (restart budgets: `policy`,
+    default the spec's) until it decides, return the outcome."""
+    if resume is None:
+        handle = backend.launch(job)
+        write(f"tfdist: launched {', '.join(handle.roles)} ({handle.job_id})")
+    else:
+        handle = resume
+        write(f"tfdist: {take_over(backend, handle).say} ({handle.job_id})")
     supervised = Supervised.of(
         job.spec,
         handle.roles,

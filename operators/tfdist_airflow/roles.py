@@ -254,10 +254,10 @@ class WatchRoleOperator(BaseOperator):
             raise AirflowFailException(self._failure(handle, why))
         if status.state is RoleState.SUCCEEDED:
             self.log.info("%s succeeded", self.role)
-        elif outcome is not None:
+        elif outcome is not None:  # done without this role: it ended after training, stopped
             end = status.end
-            how = f" ({end.describe()})" if end is not None else ""
-            self.log.warning("%s: the job succeeded%s; %s", self.role, how, outcome.reason)
+            how = end.describe() if end is not None else status.state.value
+            self.log.warning("%s: %s; the job succeeded: %s", self.role, how, outcome.reason)
         else:
             from tfdist_airflow.triggers import RoleExitTrigger  # not needed to parse a DAG
 

@@ -48,6 +48,9 @@ def _parse_time(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
 
+AIRFLOW_PATH = Path(__file__).parent / "airflow_path"
+
+
 class AirflowHome:
     def __init__(self, root: Path):
         self.root = root
@@ -62,6 +65,12 @@ class AirflowHome:
             "AIRFLOW__CORE__PARALLELISM": "8",
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.home / 'airflow.db'}",
+            # Writers wait for SQLite's lock (airflow_path/airflow_sqlite.py, which only that
+            # folder on the path makes importable: no test module becomes a trainer).
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS": "airflow_sqlite.CONNECT_ARGS",
+            "PYTHONPATH": os.pathsep.join(
+                filter(None, [str(AIRFLOW_PATH), os.environ.get("PYTHONPATH")])
+            ),
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
             "AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL": "5",
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",

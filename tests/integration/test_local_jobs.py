@@ -375,6 +375,9 @@ def start_forever_job(
         stderr=subprocess.PIPE,
         text=True,
         env=env,
+        # As a terminal would start it: a test run started in the background (`cmd &`) has
+        # SIGINT ignored, which its children inherit, and Ctrl-C would then do nothing.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     wait_for(lambda: list((tmp_path / "runs").glob("forever-*/chief-0.log")), 30, "the launch")
     run_dir = latest_run_dir(tmp_path, "forever")

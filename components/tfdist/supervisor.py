@@ -15,7 +15,7 @@ README's and RELIABILITY.md's are checked against it):
 |---|---|---|
 | `decided` | the job's outcome is already recorded | nothing more: every runner reports the recorded outcome |
 | `engine_failed` | the engine runs the policy itself (JobSet) and reports a role failed | the job fails now: the engine has restarted it as far as the policy allows, and stops the other roles itself |
-| `settling` | the end that decides (see `cause`) fails the job, first seen less than `settle_secs` ago | wait: the exit record of a crash that caused it may still land |
+| `settling` | the end that decides (a crash before the program error it caused, a job restart before a role restart, the chief first, then the first to end) fails the job and was first seen less than `settle_secs` (1 s) ago | wait: the exit record of a crash that caused it may still land |
 | `role_ended` | a role ended other than with exit 0 (after the chief succeeded, only an evaluator's end counts: training is complete, a ps or worker ending then changes nothing) | `lifecycle.decide` for the end that decides: restart it alone, restart every role (the epoch goes up by one), or fail now and stop the others |
 | `all_succeeded` | every role succeeded | the job succeeded |
 | `after_chief` | the chief succeeded | wait for every evaluator to end on its own (its last evaluation is the gate's input); then the job succeeded, stopping a ps or worker still serving `server_exit_grace_secs` after the chief (a JobSet's success policy stops them itself); it failed if a role was left stopped on request |
@@ -352,7 +352,9 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule(
         "settling",
-        "the end that decides (see `cause`) fails the job, first seen less than `settle_secs` ago",
+        "the end that decides (a crash before the program error it caused, a job restart "
+        "before a role restart, the chief first, then the first to end) fails the job and was "
+        "first seen less than `settle_secs` (1 s) ago",
         "wait: the exit record of a crash that caused it may still land",
         _settling,
     ),

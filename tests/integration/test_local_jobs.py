@@ -109,6 +109,8 @@ def test_parameter_server_job(tmp_path: Path, digits_data: str) -> None:
     assert "still running after the chief" not in result.stdout
     # The chief sends the servers nothing after its marker (they may be gone by then).
     assert "Failed to remove function remotely" not in result.stdout, result.stdout
+    # The last save's functions reached the workers before they were told to exit.
+    assert "Failed to register function remotely" not in result.stdout, result.stdout
     assert_no_process_left(run_dir)
     # The chief counts which worker ran each step; each worker logs its own share.
     shares = {role: progress(model_dir, role) for role in ("worker-0", "worker-1")}

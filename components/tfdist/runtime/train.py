@@ -337,6 +337,10 @@ def _coordinated_loop(
         reporter.closures(step, ran, time.monotonic() - started)
         manager.save(checkpoint_number=step)
         log.info("saved checkpoint for step %d", step)
+    # The last save may still be registering functions on the workers (remote enqueues run
+    # asynchronously): let them land before the servers are told to exit, or they fail with
+    # "Connection reset by peer" as the workers go.
+    _settle_remote_work()
     # Tearing down the coordinator, the per-worker iterator and the step function sends the
     # workers and parameter servers RPCs (removing functions and resources there) that can take
     # seconds, and fail once the servers exit. The role's process ends right after training
@@ -344,3 +348,15 @@ def _coordinated_loop(
     _UNTIL_EXIT.extend((coordinator, iterator, train_step, step_fn))
     finished(step)
     return step
+
+
+def _settle_remote_work() -> None:
+    """Wait for the chief's pending asynchronous remote work; training is done, so a failure
+    here is logged, not raised."""
+    from tensorflow.python.eager import context
+
+    try:
+        context.async_wait()
+    except tf.errors.OpError as error:
+        log.warning("remote work still pending after the last step failed: %s", error)
+        context.async_clear_error()

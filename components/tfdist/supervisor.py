@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Annotated, Literal
 
 from pydantic import Field
@@ -167,13 +168,14 @@ class Seen:
         ends = {}
         for name, status in self.statuses.items():
             end = status.end
-            if end is None or end.ending is Ending.SUCCEEDED or name in self.left_stopped():
+            if end is None or end.ending is Ending.SUCCEEDED or name in self.left_stopped:
                 continue
             if self.chief_succeeded and RoleId.parse(name).kind is not Role.EVALUATOR:
                 continue
             ends[name] = end
         return ends
 
+    @cached_property  # once a step: `failures` asks for every role
     def left_stopped(self) -> list[str]:
         """The roles a user stopped that the others go on without (an evaluator, a
         parameter-server worker: `lifecycle.decide` leaves them stopped)."""
@@ -301,7 +303,7 @@ def _after_chief(seen: Seen) -> Step | None:
     state = seen.update(chief_done_at=done_at)
     if seen.unfinished(Role.EVALUATOR):  # its last evaluation is the one the gate reads
         return Step(state=state)
-    stopped = seen.left_stopped()
+    stopped = seen.left_stopped
     lingering = seen.unfinished()
     if stopped and not lingering:
         why = f"{', '.join(stopped)} stopped on request: the job is not complete without it"

@@ -12,14 +12,13 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from tfdist_airflow.backends import JobSetBackend, KubernetesBackend, LocalBackend
-    from tfdist_airflow.gating import gate_export_deploy
-    from tfdist_airflow.group import train_and_evaluate
+    from tfdist_airflow.group import gate_export_deploy, train_and_evaluate
 
 _LAZY = {
     "JobSetBackend": "tfdist_airflow.backends",
     "KubernetesBackend": "tfdist_airflow.backends",
     "LocalBackend": "tfdist_airflow.backends",
-    "gate_export_deploy": "tfdist_airflow.gating",
+    "gate_export_deploy": "tfdist_airflow.group",
     "train_and_evaluate": "tfdist_airflow.group",
 }
 

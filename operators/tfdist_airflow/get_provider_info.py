@@ -27,7 +27,12 @@ def get_provider_info() -> dict[str, Any]:
         "operators": [
             {
                 "integration-name": "tfdist",
-                "python-modules": ["tfdist_airflow.roles", "tfdist_airflow.gating"],
+                "python-modules": [
+                    "tfdist_airflow.roles",
+                    "tfdist_airflow.gate",
+                    "tfdist_airflow.export",
+                    "tfdist_airflow.deploy",
+                ],
             }
         ],
         "triggers": [{"integration-name": "tfdist", "python-modules": ["tfdist_airflow.triggers"]}],

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperatorLink
 
+from tfdist_airflow.contracts import RETURN_KEY, Deployed, Launched, read
 from tfdist_airflow.view.urls import (
     console_url,
     tensorboard_url,
@@ -33,32 +34,30 @@ def _setting(name: str) -> str:
     return str(conf.get("tfdist", name, fallback="") or "")
 
 
-def _launch_task_id(operator: BaseOperator, ti_key: TaskInstanceKey) -> str:
-    """The launch task of the operator's step (the gate keeps it in its callable's kwargs)."""
-    op_kwargs: dict[str, Any] = getattr(operator, "op_kwargs", None) or {}
-    found = getattr(operator, "launch_task_id", None) or op_kwargs.get("launch_task_id")
-    return str(found or ti_key.task_id)
-
-
-def _xcom(ti_key: TaskInstanceKey, task_id: str, map_index: int = -1) -> Any:
+def _xcom(ti_key: TaskInstanceKey, task_id: str, key: str = RETURN_KEY) -> Any:
     from airflow.sdk.execution_time.xcom import XCom
 
     return XCom.get_one(
-        key="return_value",
+        key=key,
         dag_id=ti_key.dag_id,
         task_id=task_id,
         run_id=ti_key.run_id,
-        map_index=map_index,
+        map_index=-1,
     )
 
 
-def _launched(operator: BaseOperator, ti_key: TaskInstanceKey) -> dict[str, Any]:
-    pushed = _xcom(ti_key, _launch_task_id(operator, ti_key))
-    return pushed if isinstance(pushed, dict) else {}
+def _launched(operator: BaseOperator, ti_key: TaskInstanceKey) -> Launched | None:
+    """The hand-over of the operator's step's launch task (the operator, if it is one)."""
+    launch_task_id = getattr(operator, "launch_task_id", None) or ti_key.task_id
+    return read(Launched, _xcom(ti_key, launch_task_id, Launched.key))
 
 
 def _model_dir(operator: BaseOperator, ti_key: TaskInstanceKey) -> str:
-    return str(_launched(operator, ti_key).get("spec", {}).get("model_dir") or "")
+    launched = _launched(operator, ti_key)
+    if launched is not None:
+        return launched.spec.model_dir
+    deployed = read(Deployed, _xcom(ti_key, ti_key.task_id))  # a deploy task's own
+    return deployed.deployment.model_dir if deployed else ""
 
 
 class ModelDirectoryLink(BaseOperatorLink):
@@ -94,10 +93,10 @@ class DeployedVersionLink(BaseOperatorLink):
     name = "Deployed version"
 
     def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
-        deployed = _xcom(ti_key, ti_key.task_id)
-        if not isinstance(deployed, dict) or "path" not in deployed:
+        deployed = read(Deployed, _xcom(ti_key, ti_key.task_id))
+        if deployed is None:
             return ""
-        path = str(deployed["path"])
+        path = deployed.deployment.path
         return console_url(path) or training_view_url(ti_key.dag_id, ti_key.run_id, "deployed")
 
 
@@ -107,7 +106,8 @@ class PodLogsLink(BaseOperatorLink):
     name = "Pod logs"
 
     def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
-        handle = _launched(operator, ti_key).get("handle", {})
+        launched = _launched(operator, ti_key)
+        handle = launched.handle.model_dump(mode="json") if launched else {}
         backend, role = getattr(operator, "backend", {}), getattr(operator, "role", "")
         return role_pod_logs_url(backend, handle, role, _setting("gcp_project"))
 

@@ -19,8 +19,9 @@ from tfdist.fingerprint import claim_model_dir
 from tfdist.locations import check_location, check_locations
 from tfdist.preflight import check_writable
 from tfdist.rolelog import relayed
-from tfdist.spec import JobSpec, parse_spec
+from tfdist.spec import JobSpec, SpecError, parse_spec
 from tfdist_airflow.backends import backend_from_dict, connect, storage_cluster
+from tfdist_airflow.contracts import ContractMissing, Launched, TaskKind, pull
 from tfdist_airflow.gcp import storages
 from tfdist_airflow.links import ROLE_LINKS
 from tfdist_airflow.masking import mask_trainer_env
@@ -59,40 +60,38 @@ def supervised(spec: JobSpec, handle: JobHandle, backend: Backend) -> Supervised
     return Supervised.of(spec, handle.roles, engine_runs_policy=backend.capabilities.runs_policy)
 
 
-def launched_job(context: Context, launch_task_id: str) -> tuple[JobSpec, JobHandle]:
-    """The spec (`trainer.env` values redacted) and handle the launch task pushed to XCom."""
-    pushed = context["ti"].xcom_pull(task_ids=launch_task_id)
-    if not pushed:
-        raise RuntimeError(f"{launch_task_id} pushed no job; did the launch task run?")
-    return JobSpec.model_validate(pushed["spec"]), JobHandle.model_validate(pushed["handle"])
-
-
 class LaunchRolesOperator(BaseOperator):
     """Plans the job for this run and starts every role together.
 
     First checks the input, writing nothing until every check passed: the spec and its
     storage locations (absolute local paths or gs://; gs:// only on cluster backends), whether
     the backend can run the job (the local one: the trainer is there, the machine is big
-    enough), that the model directory and `preflight_paths` (such as the serving base, which
-    `gate_export_deploy` adds) can be written (`tfdist.preflight`), and that the model
-    directory holds no other trainer's checkpoints (`tfdist.fingerprint`). Bad input fails the
-    task at once, without a retry, its reason in one log line (`tfdist_airflow.refusals`).
-    XCom gets the spec with `trainer.env` values redacted; the task logs and rendered fields
-    show them as `***` (see `tfdist_airflow.masking`).
+    enough), what the step's later tasks need of the job (`before_launch`: the gate an
+    evaluator, the deploy a serving base it can write), that the model directory and those
+    paths can be written (`tfdist.preflight`), and that the model directory holds no other
+    trainer's checkpoints (`tfdist.fingerprint`). Bad input fails the task at once, without a
+    retry, its reason in one log line (`tfdist_airflow.refusals`).
+
+    A retry (the task's process was killed after the roles started) reattaches to the gang
+    still running in this run's step instead of starting a second one; an earlier launch
+    that no longer runs is stopped and cleaned up, and the new one resumes from its last
+    checkpoint. Hands over `Launched`, with `trainer.env` values redacted (the task logs and
+    rendered fields show them as `***`, see `tfdist_airflow.masking`), and returns the
+    names of the roles it started, which the watch tasks are mapped over.
 
     :param job: the job spec, as a dict (see `tfdist.spec.JobSpec`).
     :param backend: where roles run, as a dict (see `tfdist_airflow.backends`).
     :param group_id: the train-and-evaluate step this launch belongs to.
     :param model_dir_base: model directories are `<base>/<dag_id>/<run>`. (templated)
-    :param overrides: spec fields by dotted path, e.g. `{"train_spec.max_steps": 400}`. (templated)
-    :param preflight_paths: other paths the run writes later, named by field, e.g.
-        `{"serving_base": "gs://bucket/serving"}`. (templated)
+    :param overrides: spec fields by dotted path, e.g. `{"train_spec.max_steps": 400}`; every
+        field but `model_dir` (see `model_dir_base`). (templated)
     :param gcp_conn_id: the Airflow connection for gs:// paths (see `tfdist_airflow.gcp`);
         default: Application Default Credentials.
     """
 
-    template_fields: Sequence[str] = ("model_dir_base", "overrides", "preflight_paths")
+    template_fields: Sequence[str] = ("model_dir_base", "overrides")
     ui_color = "#ffe0b2"
+    custom_operator_name = TaskKind.LAUNCH
 
     def __init__(
         self,
@@ -102,7 +101,6 @@ class LaunchRolesOperator(BaseOperator):
         group_id: str,
         model_dir_base: str,
         overrides: dict[str, Any] | None = None,
-        preflight_paths: dict[str, str] | None = None,
         gcp_conn_id: str | None = None,
         **kwargs: Any,
     ):
@@ -113,7 +111,6 @@ class LaunchRolesOperator(BaseOperator):
         self.group_id = group_id
         self.model_dir_base = model_dir_base
         self.overrides = overrides or {}
-        self.preflight_paths = preflight_paths or {}
         self.gcp_conn_id = gcp_conn_id
 
     def render_template_fields(
@@ -125,17 +122,47 @@ class LaunchRolesOperator(BaseOperator):
         mask_trainer_env(self.job, self.overrides)
 
     def render_spec(self, context: Context) -> JobSpec:
+        if "model_dir" in self.overrides:
+            raise SpecError(
+                "overrides: model_dir is this run's own directory under model_dir_base; "
+                "set model_dir_base instead"
+            )
         base = check_location("model_dir_base", self.model_dir_base, relative_ok=False)
         model_dir = run_model_dir(base, context["dag"].dag_id, context["run_id"])
         return parse_spec(self.job).with_overrides({**self.overrides, "model_dir": model_dir})
 
-    def execute(self, context: Context) -> dict[str, Any]:
+    def execute(self, context: Context) -> list[str]:
         scope = self._scope = _scope(context, self.group_id)
         with refusing(self.log):  # bad input fails the task at once, with nothing written
             spec, backend = self._admit(context)
-        for previous in backend.handles(scope):  # an earlier try of this task: never two gangs
-            self.log.info("stopping the roles of an earlier launch %s", previous.launch_id)
+        handle = self._running_launch(backend, scope) or self._launch(backend, spec, scope)
+        launched = Launched(spec=redacted(spec), handle=handle)
+        context["ti"].xcom_push(key=Launched.key, value=launched.model_dump(mode="json"))
+        return list(handle.roles)
+
+    def _running_launch(self, backend: Backend, scope: str) -> JobHandle | None:
+        """The gang an earlier try of this task started and that still runs (never two
+        gangs); earlier launches that no longer run are stopped and cleaned up."""
+        running = None
+        for previous in backend.handles(scope):
+            statuses = backend.statuses(previous)
+            if running is None and any(not s.state.finished for s in statuses.values()):
+                with backend.supervision(previous) as record:
+                    undecided = record.state.outcome is None
+                if undecided:
+                    self.log.warning(
+                        "reattached to launch %s, which an earlier try started and still runs: %s",
+                        previous.launch_id,
+                        ", ".join(previous.roles),
+                    )
+                    running = previous
+                    continue
+            self.log.info("stopping what is left of an earlier launch %s", previous.launch_id)
             backend.stop(previous)
+            backend.cleanup(previous)
+        return running
+
+    def _launch(self, backend: Backend, spec: JobSpec, scope: str) -> JobHandle:
         job = backend.plan(spec, scope)
         for role in job.roles:
             self.log.info("%s: TF_CONFIG %s", role.name, role.env["TF_CONFIG"])
@@ -146,7 +173,7 @@ class LaunchRolesOperator(BaseOperator):
                 "this backend keeps restart counts in the triggerer's memory: a triggerer "
                 "restart starts them again (the JobSet backend keeps them in the cluster)"
             )
-        return {"spec": redacted(spec), "handle": handle.model_dump(mode="json")}
+        return handle
 
     def _admit(self, context: Context) -> tuple[JobSpec, Backend]:
         """Every check of the launch, in the order that writes last: the spec and its
@@ -157,16 +184,27 @@ class LaunchRolesOperator(BaseOperator):
         cluster = storage_cluster(config)
         check_locations({"model_dir_base": self.model_dir_base}, relative_ok=False, cluster=cluster)
         spec = self.render_spec(context)
-        others = {"data_dir": spec.data_dir, **self.preflight_paths}
-        check_locations(others, relative_ok=False, cluster=cluster)
+        later = self._later_needs(spec, context)
+        check_locations({"data_dir": spec.data_dir, **later}, relative_ok=False, cluster=cluster)
         backend = config.connect()
         backend.admit(spec)
         storage = storages(self.gcp_conn_id)
-        for field, path in {"model_dir": spec.model_dir, **self.preflight_paths}.items():
+        for field, path in {"model_dir": spec.model_dir, **later}.items():
             check_writable(path, storage(path), field=field)
             self.log.info("preflight: %s %s is writable", field, path)
         claim_model_dir(storage(spec.model_dir), spec)  # never resume another model's checkpoints
         return spec, backend
+
+    def _later_needs(self, spec: JobSpec, context: Context) -> dict[str, str]:
+        """Ask every later task of the DAG that can say (`before_launch`) whether it can use
+        this run's job; returns the paths they will write, by field."""
+        paths: dict[str, str] = {}
+        later = self.get_flat_relatives(upstream=False) if self.has_dag() else []
+        for task in later:
+            before_launch = getattr(task, "before_launch", None)
+            if callable(before_launch):
+                paths.update(before_launch(spec, context))
+        return paths
 
     def on_kill(self) -> None:
         """A launch task killed while launching stops whatever it had started."""
@@ -196,6 +234,7 @@ class WatchRoleOperator(BaseOperator):
 
     template_fields: Sequence[str] = ("role",)
     ui_color = "#c8e6c9"
+    custom_operator_name = TaskKind.WATCH
     operator_extra_links = ROLE_LINKS
 
     def __init__(
@@ -213,31 +252,30 @@ class WatchRoleOperator(BaseOperator):
         self.backend = backend
         self.poll_interval = poll_interval
 
-    def execute(self, context: Context) -> dict[str, Any]:
-        return self._follow(context, offset=0)
+    def execute(self, context: Context) -> None:
+        self._follow(context, offset=0)
 
-    def execute_complete(
-        self, context: Context, event: dict[str, Any] | None = None
-    ) -> dict[str, Any]:
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> None:
         # Do not trust the event alone (inline triggers in `dags test` may not pass it): the
         # outcome is read again from the launch's record, the log from where the trigger
         # stopped.
         event = event or {}
         offset = int(event.get("log_offset", 0))
         if event.get("error"):
-            _, handle = launched_job(context, self.launch_task_id)
+            handle = pull(context, self.launch_task_id, Launched).handle
             self._show_log(handle, offset)
             raise RoleFailed(f"watching {self.role} failed: {event['error']}")
-        return self._follow(context, offset)
+        self._follow(context, offset)
 
     def _backend(self) -> Backend:
         return connect(self.backend)
 
-    def _follow(self, context: Context, offset: int) -> dict[str, Any]:
+    def _follow(self, context: Context, offset: int) -> None:
         """One supervisor step; fail, finish, or defer while the role runs."""
         from tfdist.supervision import drive  # not needed to parse a DAG
 
-        spec, handle = launched_job(context, self.launch_task_id)
+        launched = pull(context, self.launch_task_id, Launched)
+        spec, handle = launched.spec, launched.handle
         self._handle = handle
         backend = self._backend()
         job = supervised(spec, handle, backend)
@@ -272,7 +310,6 @@ class WatchRoleOperator(BaseOperator):
                 ),
                 method_name="execute_complete",
             )
-        return status.model_dump(mode="json")
 
     def _show_log(self, handle: JobHandle, offset: int) -> int:
         text, offset = self._backend().read_log(handle, self.role, offset)
@@ -314,6 +351,7 @@ class StopRolesOperator(BaseOperator):
     """
 
     ui_color = "#ffcdd2"
+    custom_operator_name = TaskKind.STOP
 
     def __init__(
         self,
@@ -356,5 +394,7 @@ class StopRolesOperator(BaseOperator):
     def _judged_launch(self, context: Context) -> str | None:
         if self.launch_task_id is None:
             return None
-        pushed = context["ti"].xcom_pull(task_ids=self.launch_task_id)
-        return str(pushed["handle"]["launch_id"]) if pushed else None
+        try:
+            return pull(context, self.launch_task_id, Launched).handle.launch_id
+        except ContractMissing:  # it failed before it launched: judge every launch
+            return None

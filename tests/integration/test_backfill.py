@@ -119,7 +119,8 @@ def deploy_run(tmp_path: Path, run_id: str, trained_on: datetime) -> dict[str, A
     starts at `RAN_AFTER`: only its data interval tells the dates apart."""
     from tfdist.gate import Blessing, write_blessing
     from tfdist.storage import LocalStorage
-    from tfdist_airflow.gating import DeployModelOperator
+    from tfdist_airflow.contracts import Deployed, Exported, Gated
+    from tfdist_airflow.deploy import DeployModelOperator
 
     model_dir = tmp_path / "models" / run_id
     export = model_dir / "export" / "40"
@@ -137,29 +138,24 @@ def deploy_run(tmp_path: Path, run_id: str, trained_on: datetime) -> dict[str, A
         decided_at=0.0,
     )
     write_blessing(LocalStorage(), str(model_dir), blessing)
-    spec = {"name": "digits", "trainer": {"entrypoint": "m"}, "train_spec": {"max_steps": 40}}
-    pushed: dict[str, Any] = {
-        "launch": {
-            "spec": {**spec, "model_dir": str(model_dir)},
-            "handle": {"backend": "local", "job_id": "-", "launch_id": "-", "roles": []},
-        },
-        "export": str(export),
+    pushed = {
+        "gate": Gated(blessing=blessing),
+        "export": Exported(model_dir=str(model_dir), path=str(export), global_step=40),
     }
     context: Any = {
-        "ti": SimpleNamespace(xcom_pull=lambda task_ids: pushed[task_ids]),
+        "ti": SimpleNamespace(xcom_pull=lambda task_ids, key: pushed[task_ids].model_dump()),
         "run_id": run_id,
         "dag_run": SimpleNamespace(data_interval_end=trained_on, run_after=RAN_AFTER),
         "outlet_events": defaultdict(SimpleNamespace),
     }
     operator = DeployModelOperator(
         task_id="deploy",
-        launch_task_id="launch",
+        gate_task_id="gate",
         export_task_id="export",
         serving_base=str(tmp_path / "serving"),
         model_name="digits",
     )
-    result: dict[str, Any] = operator.execute(context)
-    return result
+    return Deployed.model_validate(operator.execute(context)).deployment.model_dump()
 
 
 @pytest.mark.timeout(60)

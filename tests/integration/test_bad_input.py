@@ -316,11 +316,9 @@ def test_a_trainer_that_crashes_at_import_fails_fast_naming_the_role(tmp_path: P
 
 @pytest.mark.timeout(60)
 def test_a_threshold_on_a_metric_the_evaluator_never_writes(tmp_path: Path) -> None:
-    """The gate's own callable in a hand-made task context, on the record the evaluator left:
-    the metric is named, with what the evaluator did write, and no blessing is written."""
-    from airflow.sdk.execution_time.context import set_current_context
-
-    from tfdist_airflow.gating import decide_blessing
+    """The gate task in a hand-made task context, on the record the evaluator left: the
+    metric is named, with what the evaluator did write, and no blessing is written."""
+    from tfdist_airflow.gate import BlessingGateOperator
     from tfdist_airflow.refusals import InputRefused
 
     model_dir = tmp_path / "model"
@@ -337,11 +335,18 @@ def test_a_threshold_on_a_metric_the_evaluator_never_writes(tmp_path: Path) -> N
     path.write_text(record.model_dump_json())
     handle = {"backend": "local", "job_id": str(tmp_path), "launch_id": "1", "roles": []}
     pushed = {"spec": spec.model_dump(mode="json"), "handle": handle}
-    ti = SimpleNamespace(xcom_pull=lambda task_ids: pushed, xcom_push=lambda **_: None)
+    ti = SimpleNamespace(xcom_pull=lambda task_ids, key: pushed)
     context: Any = {"ti": ti}
+    gate = BlessingGateOperator(
+        task_id="gate",
+        launch_task_id="launch",
+        thresholds={"auc": {"min": 0.9}},
+        serving_base=str(tmp_path / "serving"),
+        model_name="digits",
+    )
 
-    with set_current_context(context), pytest.raises(InputRefused) as refused:
-        decide_blessing("launch", {"auc": {"min": 0.9}}, str(tmp_path / "serving"), "digits")
+    with pytest.raises(InputRefused) as refused:
+        gate.execute(context)
 
     assert refused.value.reason == (
         "gate thresholds name auc, which the evaluator did not write; it wrote: accuracy, "

@@ -139,7 +139,7 @@ def test_the_launch_preflight_names_the_connections_service_account(
         launch = launch_operator(
             tmp_path,
             model_dir_base=f"gs://{bucket}/models",
-            preflight_paths={"serving_base": f"gs://{bucket}/serving"},
+            serving_base=f"gs://{bucket}/serving",
             gcp_conn_id=connection,
         )
         with pytest.raises(InputRefused) as error:
@@ -158,7 +158,7 @@ def test_the_launch_preflight_fails_for_a_serving_base_in_a_missing_bucket(
     launch = launch_operator(
         tmp_path,
         model_dir_base=f"gs://{bucket}/models",
-        preflight_paths={"serving_base": "gs://tfdist-no-serving-bucket/serving"},
+        serving_base="gs://tfdist-no-serving-bucket/serving",
     )
     with pytest.raises(InputRefused) as error:
         launch.execute(context())
@@ -189,15 +189,29 @@ def launch_operator() -> Iterator[LaunchFactory]:
 
     made: list[LaunchRolesOperator] = []
 
-    def make(tmp_path: Path, **kwargs: Any) -> LaunchRolesOperator:
+    def make(tmp_path: Path, serving_base: str | None = None, **kwargs: Any) -> LaunchRolesOperator:
+        """A launch task; with `serving_base`, a deploy task after it in its DAG."""
+        from airflow.sdk import DAG
+
+        from tfdist_airflow.deploy import DeployModelOperator
+
         spec = load_spec(REPO / "dags" / "specs" / "digits.yaml")
-        launch = LaunchRolesOperator(
-            task_id="launch",
-            job=spec.model_dump(mode="json"),
-            backend={"kind": "local", "run_root": str(tmp_path / "runs")},
-            group_id="train_and_evaluate",
-            **kwargs,
-        )
+        with DAG("nightly_retrain_gcs", schedule=None):
+            launch = LaunchRolesOperator(
+                task_id="launch",
+                job=spec.model_dump(mode="json"),
+                backend={"kind": "local", "run_root": str(tmp_path / "runs")},
+                group_id="train_and_evaluate",
+                **kwargs,
+            )
+            if serving_base is not None:
+                launch >> DeployModelOperator(
+                    task_id="deploy",
+                    gate_task_id="gate",
+                    export_task_id="export",
+                    serving_base=serving_base,
+                    model_name="digits",
+                )
         made.append(launch)
         return launch
 
@@ -208,4 +222,5 @@ def launch_operator() -> Iterator[LaunchFactory]:
 
 def context() -> Any:
     """What the launch task reads of its context."""
-    return {"dag": SimpleNamespace(dag_id="nightly_retrain_gcs"), "run_id": "manual__1"}
+    ti = SimpleNamespace(xcom_push=lambda key, value: None)
+    return {"dag": SimpleNamespace(dag_id="nightly_retrain_gcs"), "run_id": "manual__1", "ti": ti}

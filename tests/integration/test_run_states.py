@@ -44,8 +44,8 @@ def test_a_model_not_blessed_leaves_the_run_green_and_says_why_on_the_skipped_ta
     model_dir = run_model_dir(str(home.base_dir / "models"), dag_id, run_id)
     why = f"{REASON}; the blessing is in {model_dir}/blessing"
     # Each skipped task ran: its log says why, first as a warning, then as the skip reason.
-    for verb in ("exported", "deployed"):
-        assert f"[warning  ] not {verb}: {why} [tfdist_airflow.gating]" in result.stdout
+    for verb, module in (("exported", "export"), ("deployed", "deploy")):
+        assert f"[warning  ] not {verb}: {why} [tfdist_airflow.{module}]" in result.stdout
         assert f"reason='not {verb}: {why}'" in result.stdout
     assert not (home.base_dir / "serving" / "gated").exists()
 

@@ -105,8 +105,8 @@ def test_templated_locations_are_left_to_the_tasks() -> None:
         model_dir_base="gs://{{ params.bucket }}/models",
         overrides={"data_dir": "gs://{{ params.bucket }}/data"},
     )
-    launch = dag.task_dict["train_and_evaluate.launch"]
-    assert launch.preflight_paths == {"serving_base": "gs://{{ params.bucket }}/serving"}
+    rendered = dag.task_dict["deploy"].before_launch(job(), {"params": {"bucket": "b"}})
+    assert rendered == {"serving_base": "gs://b/serving"}  # checked by the launch, rendered
     for task_id in ("train_and_evaluate.launch", "gate", "deploy"):
         assert dag.task_dict[task_id].retry_policy is FAIL_AT_ONCE
 

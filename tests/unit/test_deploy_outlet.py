@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from airflow.sdk import Asset, AssetAlias
 
-from tfdist_airflow.gating import deploy_outlet, serving_asset
+from tfdist_airflow.deploy import deploy_outlet, serving_asset
 
 
 def test_a_fixed_serving_base_is_an_asset_named_by_its_uri() -> None:

@@ -10,8 +10,10 @@ from typing import Any
 import pytest
 from airflow.sdk import DAG
 
+from tfdist.spec import load_spec
 from tfdist_airflow import gate_export_deploy, train_and_evaluate
 from tfdist_airflow.gcp import STORAGE_SCOPE, GcpConnectionError, credentials_from_extras
+from tfdist_airflow.roles import LaunchRolesOperator
 
 REPO = Path(__file__).resolve().parents[2]
 EMAIL = "trainer@tfdist-test.iam.gserviceaccount.com"
@@ -100,9 +102,10 @@ def test_gate_export_deploy_preflights_the_serving_base_with_the_groups_connecti
             serving_base="gs://{{ params.bucket }}/serving",
             model_name="digits",
         )
-    launch = training.children["train_and_evaluate.launch"]
-    assert launch.preflight_paths == {"serving_base": "gs://{{ params.bucket }}/serving"}
-    assert "preflight_paths" in launch.template_fields
-    assert launch.gcp_conn_id == "ml_gcs"
-    assert gate.gcp_conn_id == "ml_gcs"
-    assert (export.gcp_conn_id, deploy.gcp_conn_id) == ("ml_gcs", "ml_gcs")
+    launch = training.group.children["train_and_evaluate.launch"]
+    assert isinstance(launch, LaunchRolesOperator)
+    spec = load_spec(REPO / "dags" / "specs" / "digits.yaml")
+    later = launch._later_needs(spec, {"params": {"bucket": "b"}})
+    assert later == {"serving_base": "gs://b/serving"}  # the launch preflights it
+    assert (launch.gcp_conn_id, gate.gcp_conn_id, deploy.gcp_conn_id) == ("ml_gcs",) * 3
+    assert export.launch_task_id == launch.task_id

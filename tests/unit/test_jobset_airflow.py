@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterator
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
+from task_context import context, launched
 
 from tfdist.backend import JobHandle
 from tfdist.kubernetes.fake_jobset import FakeJobSetCluster
@@ -56,11 +56,6 @@ def backend(api: FakeJobSetCluster, monkeypatch: pytest.MonkeyPatch) -> dict[str
     return config.model_dump(mode="json")
 
 
-def context(pushed: dict[str, Any] | None = None) -> Any:
-    ti = SimpleNamespace(xcom_pull=lambda task_ids: pushed, try_number=1)
-    return {"dag": SimpleNamespace(dag_id="nightly"), "run_id": "run-1", "ti": ti}
-
-
 def run_launch(backend: dict[str, Any]) -> dict[str, Any]:
     from tfdist_airflow.roles import LaunchRolesOperator
 
@@ -71,8 +66,9 @@ def run_launch(backend: dict[str, Any]) -> dict[str, Any]:
         group_id="train_and_evaluate",
         model_dir_base="gs://bucket/models",
     )
-    result: dict[str, Any] = operator.execute(context())
-    return result
+    ctx = context()
+    operator.execute(ctx)
+    return launched(ctx)
 
 
 def pod(api: FakeJobSetCluster, handle: JobHandle, role: str) -> str:
@@ -83,11 +79,19 @@ def pod(api: FakeJobSetCluster, handle: JobHandle, role: str) -> str:
 def test_a_retried_launch_task_never_leaves_two_gangs(
     api: FakeJobSetCluster, backend: dict[str, Any]
 ) -> None:
+    """A retry reattaches to the JobSet that still runs; once that one was stopped (its run
+    marked failed), a retry replaces it."""
+    from tfdist_airflow.backends import connect
+
     first = JobHandle.model_validate(run_launch(backend)["handle"])
+    again = JobHandle.model_validate(run_launch(backend)["handle"])
+    assert again == first
+    assert [key[2] for key in api.objects if key[0] == "jobsets"] == [first.job_id.split("/")[1]]
+
+    connect(backend).stop(first)
     second = JobHandle.model_validate(run_launch(backend)["handle"])
     assert first.job_id != second.job_id
     assert [key[2] for key in api.objects if key[0] == "jobsets"] == [second.job_id.split("/")[1]]
-    assert ("delete_jobsets", first.job_id.split("/")[1]) in api.calls
 
 
 def test_the_watch_trigger_logs_why_it_waits_and_follows_the_chief_across_a_restart(

@@ -14,10 +14,10 @@ import json
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from task_context import context, launched
 
 from tfdist.backend import JobHandle, RoleState
 from tfdist.kubernetes.api import KubeApiError
@@ -406,23 +406,6 @@ def backend(api: FakeKubeApi, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]
     return chosen.model_dump(mode="json")
 
 
-class TaskInstance:
-    def __init__(self, pushed: dict[str, Any] | None, try_number: int = 1) -> None:
-        self.pushed = pushed
-        self.try_number = try_number
-
-    def xcom_pull(self, task_ids: str) -> dict[str, Any] | None:
-        return self.pushed
-
-
-def context(pushed: dict[str, Any] | None = None, try_number: int = 1) -> Any:
-    return {
-        "dag": SimpleNamespace(dag_id="nightly"),
-        "run_id": "run-1",
-        "ti": TaskInstance(pushed, try_number),
-    }
-
-
 def run_launch(backend: dict[str, Any], model_dir_base: str) -> dict[str, Any]:
     """The launch task, its gs:// preflight recorded (see the module docstring)."""
     from tfdist_airflow.roles import LaunchRolesOperator
@@ -434,8 +417,9 @@ def run_launch(backend: dict[str, Any], model_dir_base: str) -> dict[str, Any]:
         group_id="train_and_evaluate",
         model_dir_base=model_dir_base,
     )
-    result: dict[str, Any] = operator.execute(context())
-    return result
+    ctx = context()
+    operator.execute(ctx)
+    return launched(ctx)
 
 
 def watch(backend: dict[str, Any], role: str) -> Any:
@@ -444,14 +428,14 @@ def watch(backend: dict[str, Any], role: str) -> Any:
     return WatchRoleOperator(task_id="watch", role=role, launch_task_id="launch", backend=backend)
 
 
-def test_the_launch_task_starts_a_gang_and_its_retry_replaces_it(
+def test_the_launch_task_starts_a_gang_and_its_retry_reattaches_to_it(
     api: FakeKubeApi, backend: dict[str, Any], tmp_path: Path
 ) -> None:
     first = run_launch(backend, BASE)
     assert JobSpec.model_validate(first["spec"]).model_dir == f"{BASE}/nightly/run-1"
     second = run_launch(backend, BASE)
     old, new = (JobHandle.model_validate(pushed["handle"]) for pushed in (first, second))
-    assert old.job_id != new.job_id
+    assert old == new
     names = {name for _, name in api.pods}
     assert names == {f"{new.job_id.split('/')[1]}-{role}" for role in ROLES}
     assert [name for _, name in api.services] == [new.job_id.split("/")[1]]

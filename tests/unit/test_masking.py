@@ -14,7 +14,7 @@ from airflow.sdk.execution_time.task_runner import _serialize_rendered_fields
 
 from tfdist.spec import parse_spec
 from tfdist_airflow import gate_export_deploy, train_and_evaluate
-from tfdist_airflow.gating import ExportModelOperator
+from tfdist_airflow.export import ExportModelOperator
 from tfdist_airflow.masking import trainer_env_values
 from tfdist_airflow.roles import LaunchRolesOperator
 

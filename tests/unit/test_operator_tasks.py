@@ -27,7 +27,9 @@ from tfdist.spec import parse_spec
 from tfdist.storage import LocalStorage
 from tfdist_airflow import gate_export_deploy, train_and_evaluate
 from tfdist_airflow.backends import LocalBackend
-from tfdist_airflow.gating import DeployModelOperator, ExportModelOperator
+from tfdist_airflow.contracts import Deployed, Exported, Gated, Launched
+from tfdist_airflow.deploy import DeployModelOperator
+from tfdist_airflow.export import ExportModelOperator
 from tfdist_airflow.refusals import InputRefused
 from tfdist_airflow.roles import REDACTED, LaunchRolesOperator, redacted
 
@@ -54,8 +56,12 @@ def run_launch(tmp_path: Path, code: str, fake: str) -> tuple[dict[str, Any], Fa
         group_id="train",
         model_dir_base=str(tmp_path / "models"),
     )
-    context: Any = {"dag": SimpleNamespace(dag_id="nightly"), "run_id": RUN_ID}
-    pushed: dict[str, Any] = operator.execute(context)
+    xcoms: dict[str, Any] = {}
+    ti = SimpleNamespace(xcom_push=lambda key, value: xcoms.__setitem__(key, value))
+    context: Any = {"dag": SimpleNamespace(dag_id="nightly"), "run_id": RUN_ID, "ti": ti}
+    roles = operator.execute(context)
+    pushed: dict[str, Any] = xcoms[Launched.key]
+    assert roles == list(Launched.model_validate(pushed).handle.roles)
     return pushed, FakeBackend.named(fake)
 
 
@@ -77,6 +83,50 @@ def test_the_launch_claims_the_model_dir_for_its_trainer(tmp_path: Path) -> None
         f"model_dir {model_dir} holds checkpoints of another trainer (trainer.command was "
     )
     assert [verb for verb, _ in backend.calls].count("launch") == 1
+
+
+def test_a_retried_launch_reattaches_to_the_gang_that_still_runs(tmp_path: Path) -> None:
+    """The launch task's process died after the roles started: its retry hands over the
+    running launch and starts no second gang."""
+    first, backend = run_launch(tmp_path, "pass", fake=str(tmp_path))
+
+    again, _ = run_launch(tmp_path, "pass", fake=str(tmp_path))
+
+    assert again == first
+    assert [verb for verb, _ in backend.calls].count("launch") == 1
+    assert ("stop", "*") not in backend.calls
+
+
+def test_a_retried_launch_replaces_a_launch_that_no_longer_runs(tmp_path: Path) -> None:
+    """An earlier launch whose roles all ended (stopped when its run was marked failed) is
+    cleaned up, and a new one starts (it resumes from the last checkpoint)."""
+    first, backend = run_launch(tmp_path, "pass", fake=str(tmp_path))
+    backend.stop(Launched.model_validate(first).handle)
+
+    again, _ = run_launch(tmp_path, "pass", fake=str(tmp_path))
+
+    old, new = (Launched.model_validate(x).handle.launch_id for x in (first, again))
+    assert old != new
+    assert ("cleanup", old) in backend.calls
+    assert [launch.handle.launch_id for launch in backend.launches.values()] == [new]
+
+
+def test_the_launch_refuses_an_override_of_the_model_dir(tmp_path: Path) -> None:
+    operator = LaunchRolesOperator(
+        task_id="launch",
+        job=quick_job(tmp_path / "unused", "pass"),
+        backend={"kind": "fake", "name": str(tmp_path)},
+        group_id="train",
+        model_dir_base=str(tmp_path / "models"),
+        overrides={"model_dir": str(tmp_path / "elsewhere")},
+    )
+    context: Any = {"dag": SimpleNamespace(dag_id="nightly"), "run_id": RUN_ID}
+
+    with pytest.raises(InputRefused) as refused:
+        operator.execute(context)
+
+    assert refused.value.reason.startswith("overrides: model_dir is this run's own directory")
+    assert not FakeBackend.named(str(tmp_path)).launches
 
 
 # -- export -----------------------------------------------------------------------------------
@@ -134,14 +184,18 @@ def test_the_export_process_gets_the_real_trainer_env(
     spec = launch.render_spec(context)
     blessing = blessed(Path(spec.model_dir))
     handle = {"backend": "local", "job_id": "-", "launch_id": "-", "roles": []}
-    pushed = {"spec": redacted(spec), "handle": handle}
-    context["ti"] = SimpleNamespace(xcom_pull=lambda task_ids: pushed)
+    pushed = {
+        launch.task_id: Launched.model_validate({"spec": redacted(spec), "handle": handle}),
+        "gate": Gated(blessing=blessing),
+    }
+    context["ti"] = SimpleNamespace(xcom_pull=lambda task_ids, key: pushed[task_ids].model_dump())
 
     export.render_template_fields(context)
-    out = export.execute(context)
+    exported = Exported.model_validate(export.execute(context))
 
     received = json.loads(dump.read_text())
-    assert out == f"{spec.model_dir}/export/40"
+    out = f"{spec.model_dir}/export/40"
+    assert (exported.path, exported.global_step) == (out, 40)
     assert received["argv"] == [
         "-m",
         "tfdist.runtime.export",
@@ -171,30 +225,24 @@ def deploy_task(tmp_path: Path, run_id: str, dag_run: SimpleNamespace) -> dict[s
     (export / "variables").mkdir(parents=True, exist_ok=True)
     (export / "variables" / "variables.index").write_text(run_id)
     (export / "saved_model.pb").write_text(run_id)
-    blessed(model_dir)
-    job = quick_job(model_dir, "pass")
-    pushed: dict[str, Any] = {
-        "launch": {
-            "spec": job,
-            "handle": {"backend": "local", "job_id": "-", "launch_id": "-", "roles": []},
-        },
-        "export": str(export),
+    pushed = {
+        "gate": Gated(blessing=blessed(model_dir)),
+        "export": Exported(model_dir=str(model_dir), path=str(export), global_step=40),
     }
     context: Any = {
-        "ti": SimpleNamespace(xcom_pull=lambda task_ids: pushed[task_ids]),
+        "ti": SimpleNamespace(xcom_pull=lambda task_ids, key: pushed[task_ids].model_dump()),
         "run_id": run_id,
         "dag_run": dag_run,
         "outlet_events": defaultdict(SimpleNamespace),
     }
     operator = DeployModelOperator(
         task_id="deploy",
-        launch_task_id="launch",
+        gate_task_id="gate",
         export_task_id="export",
         serving_base=str(tmp_path / "serving"),
         model_name="digits",
     )
-    result: dict[str, Any] = operator.execute(context)
-    return result
+    return Deployed.model_validate(operator.execute(context)).deployment.model_dump()
 
 
 def day(n: int) -> datetime:

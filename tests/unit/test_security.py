@@ -6,11 +6,11 @@ from __future__ import annotations
 import ast
 import json
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Any, cast
+from typing import Any
 
 import pytest
 from airflow.sdk import DAG
+from task_context import context, launched
 
 from tfdist.deploy import DeployError, model_root
 from tfdist.fake import FakeBackend
@@ -101,13 +101,15 @@ def test_xcom_keeps_the_keys_of_trainer_env_only(tmp_path: Path) -> None:
         model_dir_base=str(tmp_path / "models"),
     )
 
-    pushed = launch.execute(cast(Any, {"dag": SimpleNamespace(dag_id="d"), "run_id": "r"}))
+    ctx = context(dag_id="d", run_id="r")
+    launch.execute(ctx)
+    pushed = launched(ctx)
 
     assert pushed["spec"]["trainer"]["env"] == {"API_TOKEN": REDACTED, "REGION": REDACTED}
     assert SECRET not in json.dumps(pushed)
     assert JobSpec.model_validate(pushed["spec"]).model_dir == f"{tmp_path}/models/d/r"
-    [launched] = FakeBackend.named(str(tmp_path)).launches.values()
-    assert {role.env["API_TOKEN"] for role in launched.job.roles} == {SECRET}
+    [launch_] = FakeBackend.named(str(tmp_path)).launches.values()
+    assert {role.env["API_TOKEN"] for role in launch_.job.roles} == {SECRET}
 
 
 def test_the_export_task_renders_the_real_trainer_env_itself(tmp_path: Path) -> None:
@@ -135,9 +137,8 @@ def test_the_export_task_renders_the_real_trainer_env_itself(tmp_path: Path) -> 
 
 
 def test_the_blessing_holds_no_trainer_env(tmp_path: Path) -> None:
-    from airflow.sdk.execution_time.context import set_current_context
 
-    from tfdist_airflow.gating import decide_blessing
+    from tfdist_airflow.gate import BlessingGateOperator
 
     spec = job(str(tmp_path / "model"), API_TOKEN=SECRET)
     record = EvalRecord(
@@ -151,15 +152,21 @@ def test_the_blessing_holds_no_trainer_env(tmp_path: Path) -> None:
     path.parent.mkdir(parents=True)
     path.write_text(record.model_dump_json())
     handle = {"backend": "local", "job_id": "-", "launch_id": "-", "roles": []}
-    pushed = {"spec": redacted(spec), "handle": handle}
-    ti = SimpleNamespace(xcom_pull=lambda task_ids: pushed, xcom_push=lambda **_: None)
+    gate = BlessingGateOperator(
+        task_id="gate",
+        launch_task_id="launch",
+        thresholds={"accuracy": {"min": 0.9}},
+        serving_base=str(tmp_path),
+        model_name="m",
+    )
 
-    with set_current_context({"ti": ti}):
-        blessed = decide_blessing("launch", {"accuracy": {"min": 0.9}}, str(tmp_path), "m")
+    gated = gate.execute(context({"spec": redacted(spec), "handle": handle}))
+    blessed = gated["blessing"]["blessed"]
 
     assert blessed
     text = (tmp_path / "model" / "blessing" / "blessing.json").read_text()
     assert SECRET not in text and "API_TOKEN" not in text
+    assert SECRET not in json.dumps(gated)
 
 
 @pytest.mark.parametrize("name", ["../x", "..", "a/b", "/abs", ".hidden", ""])

@@ -21,6 +21,7 @@ from tfdist.gate import Baseline, GateSpec, decide, write_blessing
 from tfdist.launch.local import RESTART_MARKER
 from tfdist.records import EvalRecord, eval_record_name
 from tfdist.storage import LocalStorage, storage_for
+from tfdist_airflow.contracts import Deployed, Gated, Launched, TaskKind
 from tfdist_airflow.roles import redacted
 from tfdist_airflow.view.charts import metric_chart, nice_ticks, timeline_chart
 from tfdist_airflow.view.collect import TaskRow, collect_view
@@ -245,7 +246,8 @@ def test_pod_logs_links_name_the_role_pod() -> None:
 
 
 def test_operators_carry_the_links() -> None:
-    from tfdist_airflow.gating import BlessingGateOperator, DeployModelOperator
+    from tfdist_airflow.deploy import DeployModelOperator
+    from tfdist_airflow.gate import BlessingGateOperator
     from tfdist_airflow.roles import WatchRoleOperator
 
     def names(operator: type[Any]) -> list[str]:
@@ -301,12 +303,12 @@ def write_run(
     )
     handle = {"backend": "local", "job_id": str(run_dir), "launch_id": "abc", "roles": ROLES}
     rows = [
-        TaskRow("prepare_data", "_PythonDecoratedOperator", "success"),
-        TaskRow("train_and_evaluate.launch", "LaunchRolesOperator", "success"),
+        TaskRow("prepare_data", None, "success"),
+        TaskRow("train_and_evaluate.launch", TaskKind.LAUNCH, "success"),
         *(
             TaskRow(
                 "train_and_evaluate.watch",
-                "WatchRoleOperator",
+                TaskKind.WATCH,
                 "success",
                 map_index=index,
                 rendered_map_index=role,
@@ -315,15 +317,15 @@ def write_run(
             )
             for index, role in enumerate(ROLES)
         ),
-        TaskRow("gate", "BlessingGateOperator", "success"),
-        TaskRow("deploy", "DeployModelOperator", "success" if deployed else "skipped"),
+        TaskRow("gate", TaskKind.GATE, "success"),
+        TaskRow("deploy", TaskKind.DEPLOY, "success" if deployed else "skipped"),
     ]
     xcoms: dict[Any, Any] = {
-        ("train_and_evaluate.launch", "return_value"): {"spec": redacted(spec), "handle": handle},
-        ("gate", "blessing"): blessing.model_dump(mode="json"),
+        ("train_and_evaluate.launch", Launched.key): {"spec": redacted(spec), "handle": handle},
+        ("gate", "return_value"): Gated(blessing=blessing).model_dump(mode="json"),
     }
     if deployed:
-        xcoms["deploy", "return_value"] = Deployment(
+        deployment = Deployment(
             model_name="digits",
             version=2,
             path=str(root / "serving" / "digits" / "2"),
@@ -332,7 +334,8 @@ def write_run(
             metrics=final.metrics,
             global_step=200,
             deployed_at=0,
-        ).model_dump(mode="json")
+        )
+        xcoms["deploy", "return_value"] = Deployed(deployment=deployment).model_dump(mode="json")
     return rows, xcoms
 
 
@@ -391,7 +394,7 @@ def test_a_run_that_was_not_blessed_says_why(tmp_path: Path) -> None:
 
 
 def test_a_run_before_launch_and_an_unreadable_model_dir(tmp_path: Path) -> None:
-    rows = [TaskRow("train_and_evaluate.launch", "LaunchRolesOperator", "running")]
+    rows = [TaskRow("train_and_evaluate.launch", TaskKind.LAUNCH, "running")]
     view = collect_view(
         dag_id="d", run_id="r", run_state="running", rows=rows, xcoms={}, storage_of=storage_for
     )

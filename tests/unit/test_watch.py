@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterator
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from airflow.sdk.exceptions import AirflowFailException, TaskDeferred
+from task_context import context
 
 from tfdist.fake import FakeBackend
 from tfdist.spec import JobSpec, parse_spec
@@ -95,11 +95,6 @@ def first_event(
         raise AssertionError("no event")
 
     return asyncio.run(asyncio.wait_for(run(), timeout=10))
-
-
-def context(pushed: dict[str, Any]) -> Any:
-    ti = SimpleNamespace(xcom_pull=lambda task_ids: pushed, try_number=1)
-    return {"dag": SimpleNamespace(dag_id="dag"), "run_id": "run", "ti": ti}
 
 
 def watch(role: str) -> WatchRoleOperator:

@@ -23,6 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tfdist.storage import Storage
+from tfdist_airflow.contracts import RETURN_KEY, Launched
 from tfdist_airflow.view.collect import TaskRow, XComs, collect_view
 from tfdist_airflow.view.model import TrainingView
 from tfdist_airflow.view.page import render_page
@@ -32,7 +33,7 @@ ACCESS = [
     Depends(requires_access_dag("GET", DagAccessEntity.RUN)),
     Depends(requires_access_dag("GET", DagAccessEntity.XCOM)),
 ]
-XCOM_KEYS = ("return_value", "blessing")
+XCOM_KEYS = (RETURN_KEY, Launched.key)
 
 
 def view_storages() -> Callable[[str], Storage]:
@@ -68,7 +69,7 @@ def _rows(session: Session, dag_id: str, run_id: str) -> list[TaskRow]:
     return [
         TaskRow(
             task_id=ti.task_id,
-            operator=ti.operator,
+            kind=ti.custom_operator_name,
             state=_state(ti.state),
             map_index=ti.map_index,
             rendered_map_index=ti.rendered_map_index,

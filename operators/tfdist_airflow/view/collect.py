@@ -1,7 +1,8 @@
 """From one run's task instances and XComs to the Training view: which tasks form each step.
 
 Plain rows in, a `TrainingView` out; storage is injected. The API server's app fills the rows
-from its database; tests fill them by hand.
+from its database; tests fill them by hand. Tasks are found by the kind they declare
+(`tfdist_airflow.contracts.TaskKind`), their hand-overs read as the contracts they are.
 """
 
 from __future__ import annotations
@@ -11,18 +12,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from pydantic import ValidationError
-
-from tfdist.deploy import Deployment
-from tfdist.spec import JobSpec
+from tfdist_airflow.contracts import RETURN_KEY, Deployed, Gated, Launched, TaskKind, read
 from tfdist_airflow.view.model import RoleTask, StepView, TrainingView, build_step
 from tfdist_airflow.view.read import StorageOf, read_step
 
-LAUNCH = "LaunchRolesOperator"
-WATCH = "WatchRoleOperator"
-GATE = "BlessingGateOperator"
-DEPLOY = "DeployModelOperator"
-RETURN = "return_value"
 XComs = Mapping[tuple[str, str], Any]  # (task_id, key) -> value, unmapped tasks only
 
 
@@ -31,7 +24,7 @@ class TaskRow:
     """The columns of a task instance the view uses."""
 
     task_id: str
-    operator: str | None
+    kind: str | None  # the `TaskKind` the task declared (Airflow's `custom_operator_name`)
     state: str | None
     map_index: int = -1
     rendered_map_index: str | None = None
@@ -47,7 +40,7 @@ def _group(task_id: str) -> str:
 def _role_tasks(rows: Sequence[TaskRow], group: str, roles: Sequence[str]) -> list[RoleTask]:
     tasks = []
     for row in rows:
-        if row.operator != WATCH or _group(row.task_id) != group:
+        if row.kind != TaskKind.WATCH or _group(row.task_id) != group:
             continue
         fallback = roles[row.map_index] if 0 <= row.map_index < len(roles) else row.task_id
         tasks.append(
@@ -62,38 +55,43 @@ def _role_tasks(rows: Sequence[TaskRow], group: str, roles: Sequence[str]) -> li
     return tasks
 
 
-def _pick(rows: Sequence[TaskRow], operator: str, owned: Sequence[str]) -> TaskRow | None:
-    """The task of `operator` that belongs to this step: one that wrote about its model
-    directory (`owned`), else the only one in the run."""
-    candidates = [row for row in rows if row.operator == operator]
+def _pick(rows: Sequence[TaskRow], kind: TaskKind, owned: Sequence[str]) -> TaskRow | None:
+    """The task of `kind` that belongs to this step: one that handed over something about its
+    model directory (`owned`), else the only one in the run."""
+    candidates = [row for row in rows if row.kind == kind]
     for row in candidates:
         if row.task_id in owned:
             return row
     return candidates[0] if len(candidates) == 1 else None
 
 
-def _deployment(value: Any, model_dir: str) -> Deployment | None:
-    try:
-        deployment = Deployment.model_validate(value)
-    except ValidationError:
-        return None
-    return deployment if deployment.model_dir == model_dir else None
+def _gated(value: Any) -> Gated | None:
+    return read(Gated, value)
 
 
-def _owned(xcoms: XComs, key: str, model_dir: str) -> list[str]:
-    return [
-        task_id
-        for (task_id, xcom_key), value in xcoms.items()
-        if xcom_key == key and isinstance(value, dict) and value.get("model_dir") == model_dir
-    ]
+def _deployed(value: Any) -> Deployed | None:
+    return read(Deployed, value)
+
+
+def _owned(xcoms: XComs, model_dir: str) -> list[str]:
+    """The tasks whose hand-over is about `model_dir`: a gate decision or a deployment."""
+    owned = []
+    for (task_id, key), value in xcoms.items():
+        gated, deployed = _gated(value), _deployed(value)
+        if key == RETURN_KEY and (
+            (gated and gated.blessing.model_dir == model_dir)
+            or (deployed and deployed.deployment.model_dir == model_dir)
+        ):
+            owned.append(task_id)
+    return owned
 
 
 def _step(
     launch: TaskRow, rows: Sequence[TaskRow], xcoms: XComs, storage_of: StorageOf
 ) -> StepView:
     group = _group(launch.task_id) or launch.task_id
-    pushed = xcoms.get((launch.task_id, RETURN))
-    if not isinstance(pushed, dict) or "spec" not in pushed:
+    launched = read(Launched, xcoms.get((launch.task_id, Launched.key)))
+    if launched is None:
         return build_step(
             group_id=group,
             model_dir="",
@@ -104,15 +102,18 @@ def _step(
             deployment=None,
             problems=[f"{launch.task_id} has not launched the roles yet ({launch.state})"],
         )
-    spec = JobSpec.model_validate(pushed["spec"])
-    handle: dict[str, Any] = pushed.get("handle") or {}
-    roles = [str(role) for role in handle.get("roles", ())]
-    found = read_step(storage_of, spec.model_dir, spec.eval_spec.dir_name, handle)
-    gate = _pick(rows, GATE, _owned(xcoms, "blessing", spec.model_dir))
-    deploy = _pick(rows, DEPLOY, _owned(xcoms, RETURN, spec.model_dir))
+    spec, handle = launched.spec, launched.handle
+    roles = list(handle.roles)
+    found = read_step(
+        storage_of, spec.model_dir, spec.eval_spec.dir_name, handle.model_dump(mode="json")
+    )
+    owned = _owned(xcoms, spec.model_dir)
+    gate = _pick(rows, TaskKind.GATE, owned)
+    deploy = _pick(rows, TaskKind.DEPLOY, owned)
+    deployed = _deployed(xcoms.get((deploy.task_id, RETURN_KEY))) if deploy else None
     deployment = None
-    if deploy is not None:
-        deployment = _deployment(xcoms.get((deploy.task_id, RETURN)), spec.model_dir)
+    if deployed is not None and deployed.deployment.model_dir == spec.model_dir:
+        deployment = deployed.deployment
     return build_step(
         group_id=group,
         model_dir=spec.model_dir,
@@ -137,7 +138,7 @@ def collect_view(
     storage_of: StorageOf,
 ) -> TrainingView:
     """The view of every train-and-evaluate step of one run, in task id order."""
-    launches = sorted((row for row in rows if row.operator == LAUNCH), key=lambda r: r.task_id)
+    launches = sorted((row for row in rows if row.kind == TaskKind.LAUNCH), key=lambda r: r.task_id)
     return TrainingView(
         dag_id=dag_id,
         run_id=run_id,

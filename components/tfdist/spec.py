@@ -55,6 +55,9 @@ def _field_error(model: type[BaseModel], field: str, value: Any, message: str) -
     )
 
 
+MAX_STEP = 2**63 - 1  # TensorFlow counts steps in an int64
+
+
 class TrainerSpec(Frozen):
     """What each role runs: a Python module following the tfdist trainer contract, or any program.
 
@@ -86,6 +89,12 @@ class TrainerSpec(Frozen):
     @field_validator("env")
     @classmethod
     def _no_reserved_env(cls, value: dict[str, str]) -> dict[str, str]:
+        unusable = [name for name in value if not name or "=" in name or "\0" in name]
+        if unusable:
+            raise ValueError(
+                f"{', '.join(map(repr, unusable))} cannot name an environment variable (a name "
+                "is not empty and holds no '=' and no NUL); rename it"
+            )
         reserved = sorted(set(value) & RESERVED_ENV)
         if reserved:
             verb, pronoun = ("is", "it") if len(reserved) == 1 else ("are", "them")
@@ -151,11 +160,11 @@ class ClusterSpec(Frozen):
 class TrainSpec(Frozen):
     """`max_steps` is the only stop condition, as in `tf.estimator.TrainSpec`."""
 
-    max_steps: int | None = Field(default=None, gt=0)
+    max_steps: int | None = Field(default=None, gt=0, le=MAX_STEP)
     train_forever: bool = False
-    save_checkpoints_steps: int = Field(default=100, gt=0)
+    save_checkpoints_steps: int = Field(default=100, gt=0, le=MAX_STEP)
     keep_checkpoint_max: int = Field(default=5, gt=0)
-    log_step_count_steps: int = Field(default=50, gt=0)
+    log_step_count_steps: int = Field(default=50, gt=0, le=MAX_STEP)
 
     @model_validator(mode="after")
     def _stop_condition(self) -> Self:
@@ -180,7 +189,7 @@ class TrainSpec(Frozen):
 class EvalSpec(Frozen):
     """Defaults are `tf.estimator.EvalSpec`'s: 100 steps, 120 s start delay, 600 s throttle."""
 
-    steps: int | None = Field(default=100, gt=0)
+    steps: int | None = Field(default=100, gt=0, le=MAX_STEP)
     name: str | None = None
     start_delay_secs: float = Field(default=120, ge=0)
     throttle_secs: float = Field(default=600, ge=0)

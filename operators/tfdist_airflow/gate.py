@@ -113,8 +113,8 @@ class BlessingGateOperator(BaseOperator):
         results, so the job (as this run sized it) needs one."""
         if not spec.cluster.evaluator:
             raise SpecError(
-                f"cluster.evaluator: {self.task_id} gates on the evaluator's results, and this "
-                "run's job has none; set `evaluator: 1` (in the spec, or in the overrides)"
+                f"cluster.evaluator: task {self.task_id} gates on the evaluator's results and "
+                "this run's job has no evaluator; set `evaluator: 1` (in the spec or overrides)"
             )
         return {}
 

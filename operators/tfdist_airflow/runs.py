@@ -13,6 +13,10 @@ if TYPE_CHECKING:
     from tfdist.supervisor import Outcome
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+UNKNOWN = "unknown"  # a task state that could not be read
+# A killed watch task in these states was ended by a user (marked failed or success, or its
+# run was): its role must not run on unseen.
+_ENDED_BY_USER = frozenset({"failed", "success", "skipped", "removed", "upstream_failed"})
 
 
 def run_name(run_id: str) -> str:
@@ -61,3 +65,11 @@ def unfinished_step(
 def _exit(status: RoleStatus) -> str:
     code = f"exit code {status.exit_code}" if status.exit_code is not None else ""
     return ", ".join(filter(None, [code, "" if status.detail == "exited" else status.detail]))
+
+
+def kill_stops_role(state: str | None) -> bool:
+    """Whether a watch task's trigger, cancelled "by user action", stops its role, judged by
+    the task's state then: ended by a user (or unknown: a kill must reach the role) stops it;
+    still deferred (the trigger moved to another triggerer) or cleared (None, scheduled,
+    restarting, ...: its next try follows the role again) leaves it running."""
+    return state == UNKNOWN or state in _ENDED_BY_USER

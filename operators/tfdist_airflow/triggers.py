@@ -23,6 +23,7 @@ from tfdist.rolelog import relayed
 from tfdist.supervision import drive
 from tfdist.supervisor import Supervised
 from tfdist_airflow.backends import connect
+from tfdist_airflow.runs import UNKNOWN, kill_stops_role
 
 
 class RoleExitTrigger(BaseTrigger):
@@ -91,8 +92,37 @@ class RoleExitTrigger(BaseTrigger):
             yield TriggerEvent({"error": f"{type(error).__name__}: {error}", "log_offset": offset})
 
     async def on_kill(self) -> None:
-        """A user killed the deferred watch task (marked it or its run failed or success, or
-        cleared it): stop the role, as `WatchRoleOperator.on_kill` does for a running task."""
+        """Airflow cancelled this trigger "by user action". That is a user marking the watch
+        task (or its run) failed or success: stop the role, as `WatchRoleOperator.on_kill`
+        does for a running task. It is also a user clearing the task, whose next try follows
+        the role again, and the trigger moving to another triggerer: then the role goes on.
+        The task's state tells them apart (`kill_stops_role`)."""
+        state = await self._task_state()
+        if not kill_stops_role(state):
+            self.log.info("[%s] its watch task is %s: the role goes on", self.role, state)
+            return
         handle = JobHandle.model_validate(self.handle)
-        self.log.warning("[%s] its watch task was killed: stopping it", self.role)
+        self.log.warning("[%s] its watch task was marked %s: stopping it", self.role, state)
         await asyncio.to_thread(connect(self.backend).stop, handle, [self.role])
+
+    async def _task_state(self) -> str | None:
+        """The watch task's state now, as the API server has it; "unknown" if unreadable."""
+        from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+
+        ti = getattr(self, "task_instance", None)
+        if ti is None:
+            return UNKNOWN
+        try:
+            states = await asyncio.to_thread(
+                RuntimeTaskInstance.get_task_states,
+                dag_id=ti.dag_id,
+                task_ids=[ti.task_id],
+                run_ids=[ti.run_id],
+                map_index=ti.map_index,
+            )
+        except Exception:
+            self.log.exception("[%s] cannot read its watch task's state", self.role)
+            return UNKNOWN
+        key = ti.task_id if ti.map_index < 0 else f"{ti.task_id}_{ti.map_index}"
+        state = states.get(ti.run_id, {}).get(key)
+        return None if state is None else str(state)

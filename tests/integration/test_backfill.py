@@ -437,3 +437,89 @@ def test_a_run_marked_failed_while_training_ends_failed(
     assert not processes_of(Path(handle.job_id))
     (stop_log,) = logs.glob("task_id=train_and_evaluate.stop/*.log")
     assert "the training step did not finish: " in stop_log.read_text()
+
+
+# -- the run shapes the job ----------------------------------------------------------------
+
+
+def watched_roles(home: AirflowHome, dag_id: str, run_id: str) -> dict[str, str | None]:
+    """Each watch task of the run: its label (the role it follows) and state."""
+    return {
+        str(row.rendered_map_index): row.state
+        for row in home.tasks(dag_id, run_id)
+        if row.task_id.endswith(".watch")
+    }
+
+
+@pytest.mark.timeout(400)
+def test_a_run_sized_by_its_params_watches_every_role_it_launched(
+    scheduler: tuple[AirflowHome, str],
+) -> None:
+    """The spec says one worker; the run asks for three: three worker tasks follow them."""
+    home, url = scheduler
+    dag_id = "tfdist_sized"
+    unpause_when_parsed(url, dag_id)
+    body = {"logical_date": None, "conf": {"workers": 3}}
+    run_id = api(url, "POST", f"/dags/{dag_id}/dagRuns", body)["dag_run_id"]
+
+    assert home.wait_for_run(dag_id, run_id, timeout=300) == "success"
+
+    ((handle, _),) = launched(home, dag_id, run_id)
+    assert handle.roles == ("chief-0", "worker-0", "worker-1", "worker-2")
+    assert watched_roles(home, dag_id, run_id) == dict.fromkeys(handle.roles, "success")
+
+
+@pytest.mark.timeout(500)
+def test_a_backfill_runs_past_dates_at_their_own_sizes(
+    scheduler: tuple[AirflowHome, str],
+) -> None:
+    home, url = scheduler
+    dag_id = "tfdist_sized"
+    unpause_when_parsed(url, dag_id)
+    for date, workers in (("2026-01-02", 2), ("2026-01-03", 0)):
+        before = len(finished_runs(home, dag_id))
+        created = home.airflow(
+            "backfill", "create", "--dag-id", dag_id, "--from-date", date, "--to-date", date,
+            "--dag-run-conf", json.dumps({"workers": workers}), timeout=120,
+        )  # fmt: skip
+        assert created.returncode == 0, created.stdout[-2000:] + created.stderr[-2000:]
+        wait_for(
+            lambda n=before: len(finished_runs(home, dag_id)) > n, 300, f"the run of {date}", 2
+        )
+
+    sizes = {}
+    for run_id, state in home.runs(dag_id):
+        if run_id.startswith("backfill__"):
+            assert state == "success", run_id
+            ((handle, _),) = launched(home, dag_id, run_id)
+            assert watched_roles(home, dag_id, run_id) == dict.fromkeys(handle.roles, "success")
+            sizes[run_id[len("backfill__") : len("backfill__") + 10]] = handle.roles
+    assert sizes == {
+        "2026-01-02": ("chief-0", "worker-0", "worker-1"),
+        "2026-01-03": ("chief-0",),
+    }
+
+
+@pytest.mark.timeout(400)
+def test_a_launch_task_killed_after_the_roles_started_never_yields_two_gangs(
+    scheduler: tuple[AirflowHome, str],
+) -> None:
+    """The chief kills its launch task's process once every role started; the task's retry
+    reattaches to the running gang, which then trains to the end."""
+    home, url = scheduler
+    dag_id = "tfdist_relaunch"
+    unpause_when_parsed(url, dag_id)
+    run_id = api(url, "POST", f"/dags/{dag_id}/dagRuns", {"logical_date": None})["dag_run_id"]
+
+    assert home.wait_for_run(dag_id, run_id, timeout=300) == "success"
+
+    ((handle, _),) = launched(home, dag_id, run_id)  # one launch, one run directory
+    run_dir = Path(handle.job_id)
+    assert "killed the launch task" in (run_dir / "chief-0.log").read_text()
+    (launch,) = [row for row in home.tasks(dag_id, run_id) if row.task_id.endswith(".launch")]
+    assert (launch.state, launch.try_number) == ("success", 2)
+    logs = home.home / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}"
+    (retry_log,) = logs.glob("task_id=train_and_evaluate.launch/attempt=2*.log")
+    assert f"reattached to launch {handle.launch_id}" in retry_log.read_text()
+    assert watched_roles(home, dag_id, run_id) == {"chief-0": "success", "worker-0": "success"}
+    assert {r["exit_code"] for r in exit_records(run_dir).values()} == {0}

@@ -128,6 +128,14 @@ CLI_CASES: dict[str, Case] = {
         {"trainer": {"entrypoint": "tfdist.examples.digitz"}},
         "tfdist: trainer.entrypoint: no module named 'tfdist.examples.digitz'",
     ),
+    "entrypoint-without-the-contract": Case(
+        {"trainer": {"entrypoint": "lacking_trainer"}},
+        "tfdist: trainer.entrypoint: lacking_trainer does not define loss_fn, train_input_fn, "
+        "eval_input_fn, which the trainer contract requires",
+        prepare=lambda case_dir: (case_dir / "lacking_trainer.py").write_text(
+            "def build_model(ctx):\n    raise NotImplementedError\n"
+        ),
+    ),
     "command-missing": Case(
         {"trainer": {"command": ["/no/such/binary"]}},
         "tfdist: trainer.command: cannot run '/no/such/binary'",
@@ -148,6 +156,10 @@ CLI_CASES: dict[str, Case] = {
     "max-steps-zero": Case(
         {"train_spec": {"max_steps": 0}}, "train_spec.max_steps: Input should be greater than 0"
     ),
+    "max-steps-past-int64": Case(
+        {"train_spec": {"max_steps": 2**63}},
+        "train_spec.max_steps: Input should be less than or equal to 9223372036854775807",
+    ),
     "two-chiefs": Case({"cluster": {"chief": 2}}, "cluster.chief: a cluster has exactly one chief"),
     "ps-without-workers": Case(
         {"cluster": {"ps": 1}}, "cluster.ps: parameter-server training needs at least one worker"
@@ -157,6 +169,10 @@ CLI_CASES: dict[str, Case] = {
     "reserved-env": Case(
         {"trainer": {"command": QUICK, "env": {"TF_CONFIG": "{}"}}},
         "trainer.env: TF_CONFIG is set by tfdist for each role",
+    ),
+    "env-name-with-equals": Case(
+        {"trainer": {"command": QUICK, "env": {"A=B": "1"}}},
+        "trainer.env: 'A=B' cannot name an environment variable",
     ),
     "eval-name-with-slash": Case(
         {"eval_spec": {"name": "a/b"}}, "eval_spec.name: use letters, digits"

@@ -288,3 +288,33 @@ def test_a_run_without_a_data_interval_is_dated_by_its_run_after(tmp_path: Path)
         tmp_path, "manual__2", SimpleNamespace(data_interval_end=None, run_after=day(12))
     )
     assert later["version"] == 2
+
+
+def test_the_launch_asks_the_gate_for_an_evaluator_before_any_role_starts(
+    tmp_path: Path,
+) -> None:
+    """A run that sizes the evaluator away, in a step followed by a gate, is refused."""
+    backend = FakeBackend.named(str(tmp_path))
+    job = {**quick_job(tmp_path / "unused", "pass"), "cluster": {"evaluator": 1}}
+    with DAG("nightly", schedule=None) as dag:
+        step = train_and_evaluate(
+            parse_spec(job),
+            backend=LocalBackend(),
+            model_dir_base=str(tmp_path / "models"),
+            overrides={"cluster.evaluator": "{{ params.evaluators }}"},
+        )
+        gate_export_deploy(step, thresholds={}, serving_base=str(tmp_path / "s"), model_name="m")
+    launch = dag.get_task(step.launch_task_id)
+    assert isinstance(launch, LaunchRolesOperator)
+    launch.backend = {"kind": "fake", "name": str(tmp_path)}
+    context: Any = {"dag": dag, "run_id": RUN_ID, "params": {"evaluators": 0}}
+    launch.render_template_fields(context)
+
+    with pytest.raises(InputRefused) as refused:
+        launch.execute(context)
+
+    assert refused.value.reason.startswith(
+        "cluster.evaluator: task gate gates on the evaluator's results and this run's job has "
+        "no evaluator"
+    )
+    assert not backend.launches

@@ -651,3 +651,73 @@ def test_a_file_that_is_not_utf8_is_refused(tmp_path: Path) -> None:
     with pytest.raises(SpecError) as caught:
         load_spec(path)
     assert str(caught.value) == f"{path}: not valid YAML/JSON: it is not UTF-8 text"
+
+
+@pytest.mark.parametrize(
+    ("source", "missing"),
+    [
+        pytest.param("def build_model(ctx): ...\n", ["loss_fn", "train_input_fn", "eval_input_fn"]),
+        pytest.param(
+            "from keras.losses import mse as loss_fn\nimport numpy\n"
+            "class build_model: ...\ntrain_input_fn = eval_input_fn = None\n",
+            [],
+            id="bound-by-import-class-and-assignment",
+        ),
+        pytest.param("from helpers import *\n", [], id="star-import-may-define-them"),
+        pytest.param("def __getattr__(name): ...\n", [], id="module-getattr-may-define-them"),
+        pytest.param(
+            "if True:\n    def loss_fn(y, p): ...\n",
+            ["build_model", "loss_fn", "train_input_fn", "eval_input_fn"],
+            id="only-top-level-counts",
+        ),
+    ],
+)
+def test_a_trainer_module_is_checked_for_the_contract_by_its_source(
+    source: str, missing: list[str]
+) -> None:
+    from tfdist.runtime.contract import undefined_in_source
+
+    assert undefined_in_source(source) == missing
+
+
+@pytest.mark.parametrize(
+    ("changes", "error"),
+    [
+        pytest.param(
+            {"trainer.env": {"A=B": "1"}},
+            "trainer.env: 'A=B' cannot name an environment variable",
+            id="env-name-with-equals",
+        ),
+        pytest.param(
+            {"trainer.env": {"": "1"}},
+            "trainer.env: '' cannot name an environment variable",
+            id="empty-env-name",
+        ),
+        pytest.param(
+            {"train_spec.max_steps": 2**63},
+            "train_spec.max_steps: Input should be less than or equal to 9223372036854775807",
+            id="steps-past-int64",
+        ),
+        pytest.param(
+            {"train_spec.save_checkpoints_steps": 2**64},
+            "train_spec.save_checkpoints_steps: Input should be less than or equal to",
+            id="checkpoint-steps-past-int64",
+        ),
+    ],
+)
+def test_values_no_role_could_be_started_with_are_refused(
+    changes: dict[str, Any], error: str
+) -> None:
+    spec = parse_spec(
+        {
+            "name": "j",
+            "trainer": {"command": ["t"]},
+            "model_dir": "m",
+            "train_spec": {"max_steps": 1},
+        }
+    )
+    with pytest.raises(SpecError) as refused:
+        spec.with_overrides(changes)
+    assert error in str(refused.value)
+    largest = spec.with_overrides({"train_spec.max_steps": 2**63 - 1})
+    assert largest.train_spec.max_steps == 2**63 - 1

@@ -248,3 +248,47 @@ def test_a_failed_watch_says_why(fake: FakeBackend) -> None:
     pushed = launched(fake, spec)
     with pytest.raises(RoleFailed, match="watching ps-0 failed: TimeoutError: no answer"):
         watch("ps-0").execute_complete(context(pushed), {"error": "TimeoutError: no answer"})
+
+
+@pytest.mark.parametrize(
+    ("state", "stopped"),
+    [
+        pytest.param("failed", True, id="marked-failed"),
+        pytest.param("success", True, id="marked-success"),
+        pytest.param("unknown", True, id="unreadable"),
+        pytest.param("deferred", False, id="moved-to-another-triggerer"),
+        pytest.param("restarting", False, id="cleared-while-deferred"),
+        pytest.param(None, False, id="cleared"),
+    ],
+)
+def test_a_cancelled_trigger_stops_its_role_only_when_a_user_ended_its_task(
+    fake: FakeBackend, monkeypatch: pytest.MonkeyPatch, state: str | None, stopped: bool
+) -> None:
+    """Airflow 3.3 cancels a trigger "by user action" also when it moves to another
+    triggerer; the task's state, read from the API server, tells the cases apart."""
+    from types import SimpleNamespace
+
+    from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+
+    spec = job()
+    watcher = trigger(launched(fake, spec), "worker-1", spec, fake)
+    watcher.task_instance = SimpleNamespace(
+        dag_id="dag", task_id="train.watch", run_id="run", map_index=2
+    )
+    asked: list[dict[str, Any]] = []
+
+    def task_states(**query: Any) -> dict[str, Any]:
+        asked.append(query)
+        if state == "unknown":
+            raise ConnectionError("API server unreachable")
+        return {"run": {"train.watch_2": state}}
+
+    monkeypatch.setattr(RuntimeTaskInstance, "get_task_states", staticmethod(task_states))
+
+    asyncio.run(watcher.on_kill())
+
+    assert asked == [
+        {"dag_id": "dag", "task_ids": ["train.watch"], "run_ids": ["run"], "map_index": 2}
+    ]
+    assert fake.statuses(fake.latest)["worker-1"].state.finished is stopped
+    assert not fake.statuses(fake.latest)["worker-0"].state.finished

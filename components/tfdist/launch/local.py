@@ -51,13 +51,23 @@ QUIET_TF_ENV = {"TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
 ENTRYPOINT_CHECK_SECS = 60.0
 # Run by the roles' interpreter, in their directory and environment: is the module there?
 # (`find_spec` imports the parent packages only, not the module itself.)
+# Run by the roles' interpreter: exit 3 when the module is not there, 4 (printing the names)
+# when its source lacks functions of the trainer contract.
 FIND_MODULE = """
 import importlib.util, sys
 try:
-    found = importlib.util.find_spec(sys.argv[1]) is not None
+    found = importlib.util.find_spec(sys.argv[1])
 except ModuleNotFoundError:
-    found = False
-sys.exit(0 if found else 3)
+    found = None
+if found is None:
+    sys.exit(3)
+if found.origin and found.origin.endswith(".py"):
+    from tfdist.runtime.contract import undefined_in_source
+    with open(found.origin, encoding="utf-8") as source:
+        missing = undefined_in_source(source.read())
+    if missing:
+        print(", ".join(missing))
+        sys.exit(4)
 """
 
 
@@ -144,6 +154,12 @@ class LocalLauncher:
                     f"trainer.entrypoint: no module named {trainer.entrypoint!r} for "
                     f"{self.python} in {self.workdir}; check the spelling, that its package is "
                     "installed, or add its directory to trainer.env PYTHONPATH"
+                )
+            if found.returncode == 4:
+                raise LaunchRefused(
+                    f"trainer.entrypoint: {trainer.entrypoint} does not define "
+                    f"{found.stdout.decode().strip()}, which the trainer contract requires "
+                    "(see tfdist.runtime.contract); define them in the module"
                 )
         else:
             program = _program(role_command(spec), self.python)

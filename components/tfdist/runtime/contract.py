@@ -70,3 +70,31 @@ def load_trainer(entrypoint: str) -> Trainer:
             "see tfdist.runtime.contract for the functions a trainer module provides"
         )
     return Trainer(module)
+
+
+def undefined_in_source(source: str) -> list[str]:
+    """The required functions a trainer module's source does not define at its top level,
+    read without importing it; none when the module may define names dynamically (a
+    `from ... import *` or a module `__getattr__`)."""
+    import ast
+
+    bound: set[str] = set()
+    for node in ast.parse(source).body:
+        match node:
+            case (
+                ast.FunctionDef(name=name)
+                | ast.AsyncFunctionDef(name=name)
+                | ast.ClassDef(name=name)
+            ):
+                bound.add(name)
+            case ast.Import(names=names) | ast.ImportFrom(names=names):
+                if any(alias.name == "*" for alias in names):
+                    return []
+                bound.update((alias.asname or alias.name).split(".")[0] for alias in names)
+            case ast.Assign(targets=targets):
+                bound.update(t.id for t in targets if isinstance(t, ast.Name))
+            case ast.AnnAssign(target=ast.Name(id=name)) | ast.AugAssign(target=ast.Name(id=name)):
+                bound.add(name)
+    if "__getattr__" in bound:
+        return []
+    return [name for name in REQUIRED if name not in bound]

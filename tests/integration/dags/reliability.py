@@ -5,6 +5,9 @@
   not leak.
 - `tfdist_hold`: roles that only wait, to be killed or marked failed while they run; a task
   after the step stands for the gate (the leaf by which Airflow would judge the run).
+- `tfdist_sized`: a job sized per run (`params.workers`), of roles that print and end.
+- `tfdist_relaunch`: a chief that kills its launch task's process once every role started
+  (as an OOM or a lost worker would), then runs until the launch task's retry found it.
 - `tfdist_not_blessed` and `tfdist_not_blessed_fails`: an evaluator that writes a poor final
   record (no TensorFlow), then gate, export and deploy; the second with `fail_when_not_blessed`.
 """
@@ -12,11 +15,11 @@
 from __future__ import annotations
 
 import os
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from airflow.providers.standard.operators.empty import EmptyOperator
-from airflow.sdk import DAG
+from airflow.sdk import DAG, Param
 
 from tfdist.spec import JobSpec, parse_spec
 from tfdist_airflow import gate_export_deploy, train_and_evaluate
@@ -40,6 +43,27 @@ if json.loads(os.environ["TF_CONFIG"])["task"]["type"] == "evaluator":
     record = {"global_step": 5, "metrics": {"accuracy": 0.5}, "checkpoint_path": "ckpt-5",
               "timestamp": 0.0, "eval_steps": 1}
     (eval_dir / "record-000000000005.json").write_text(json.dumps(record))
+"""
+
+# The chief kills the process of the launch task that started it (its supervisor's parent),
+# once every role started, then runs until something (the launch task's retry) holds the
+# launch's supervision record.
+KILLS_ITS_LAUNCH = """
+import json, os, pathlib, signal, time, psutil
+if json.loads(os.environ["TF_CONFIG"])["task"]["type"] == "chief":
+    supervisor = psutil.Process(os.getppid())
+    argv = supervisor.cmdline()
+    run_dir = pathlib.Path(argv[argv.index("--exit-file") + 1]).parent
+    roles = json.loads((run_dir / "handle.json").read_text())["roles"]
+    while not all((run_dir / f"{role}.pid").exists() for role in roles):
+        time.sleep(0.1)
+    os.kill(supervisor.ppid(), signal.SIGKILL)
+    print("killed the launch task", flush=True)
+    for _ in range(600):
+        if (run_dir / "supervision.lock").exists():
+            break
+        time.sleep(0.2)
+print("done", flush=True)
 """
 
 
@@ -97,3 +121,31 @@ for dag_id, fails in (("tfdist_not_blessed", False), ("tfdist_not_blessed_fails"
             model_name="gated",
             fail_when_not_blessed=fails,
         )
+
+with DAG(
+    dag_id="tfdist_sized",
+    schedule="@daily",
+    start_date=datetime(2026, 1, 1),
+    end_date=datetime(2026, 1, 31),  # no scheduled run of its own: what is triggered
+    catchup=False,
+    max_active_runs=2,
+    params={"workers": Param(1, type="integer", minimum=0)},
+    tags=["tfdist", "test"],
+):
+    train_and_evaluate(
+        job("sized", ["python", "-c", "print('trained', flush=True)"], {"worker": 1}),
+        overrides={"cluster.worker": "{{ params.workers }}"},
+        poll_interval=1.0,
+    )
+
+with DAG(
+    dag_id="tfdist_relaunch",
+    schedule=None,
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    default_args={"retries": 1, "retry_delay": timedelta(seconds=1)},
+    tags=["tfdist", "test"],
+):
+    train_and_evaluate(
+        job("relaunch", ["python", "-c", KILLS_ITS_LAUNCH], {"worker": 1}), poll_interval=1.0
+    )

@@ -43,7 +43,7 @@ mutate: venv
 	cd $(MUTATE) && ../../$(BIN)/mutmut results --all true | awk -f ../../tests/mutation_score.awk
 
 demo: venv
-	$(BIN)/python -m tfdist_airflow.demo
+	$(BIN)/python dags/demo.py
 
 # The Training view in headless Chromium against a real nightly run; writes the README's
 # screenshot. Needs the distribution's browser: apt-get install -y chromium chromium-driver

@@ -2,6 +2,8 @@
 
 Each item is also a module of its own (`python -m bench.parse_cost`, ...). The whole run is
 sized to finish in well under 15 minutes on 2 cores; `--only 1 6` runs some items alone.
+`--smoke` runs every item once at its smallest size: it proves each still runs (the exit
+status is 1 when one failed), its figures mean nothing; `make test` runs it.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ import platform
 import re
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from bench import (
@@ -30,7 +33,7 @@ from bench import (
 from bench.common import REPO, Row, Stats, prepare_data, print_table, workspace
 
 DEPLOY_COPY = REPO / "bench" / "deploy_copy.py"
-MWMS = ["--processes", "2", "--steps", "1200", "--log-every", "100", "--skip", "200"]
+MWMS = ("--processes", "2", "--steps", "1200", "--log-every", "100", "--skip", "200")
 GPU_ROW = Row(
     "8",
     "GPU: runtime / bare steps/s, same card",
@@ -59,7 +62,42 @@ def machine() -> str:
     )
 
 
-def deploy_copy_rows() -> list[Row]:
+@dataclass(frozen=True)
+class Sizes:
+    """How much each item measures."""
+
+    parse_runs: int = 8
+    job_runs: int = 5
+    max_steps: int = 400
+    airflow_runs: int = 2
+    throughput: tuple[str, ...] = ()
+    mwms: tuple[str, ...] = MWMS
+    latency_runs: int = 2
+    latency_counts: tuple[int, ...] = (2, 4, 8)
+    plan_runs: int = 5
+    plan_sizes: tuple[int, ...] = (10, 100, 1000)
+    deploy_copy: tuple[str, ...] = ()
+    polls: int = 10
+
+
+FULL = Sizes()
+SMOKE = Sizes(
+    parse_runs=1,
+    job_runs=1,
+    max_steps=20,
+    airflow_runs=1,
+    throughput=("--runs", "1", "--steps", "40", "--log-every", "10", "--skip", "10"),
+    mwms=("--processes", "2", "--runs", "1", "--steps", "40", "--log-every", "10", "--skip", "10"),
+    latency_runs=1,
+    latency_counts=(2,),
+    plan_runs=1,
+    plan_sizes=(10,),
+    deploy_copy=("--files", "4", "--size-kb", "1", "--runs", "1"),
+    polls=2,
+)
+
+
+def deploy_copy_rows(argv: Sequence[str] = ()) -> list[Row]:
     """Item 7 through `bench.deploy_copy.main`, its table parsed from what it prints."""
     if not DEPLOY_COPY.exists():
         return [Row("7", "deploy copy", None, "report", None, "see bench/deploy_copy.py")]
@@ -67,7 +105,7 @@ def deploy_copy_rows() -> list[Row]:
 
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        deploy_copy.main([])
+        deploy_copy.main(list(argv))
     text = out.getvalue()
     print(text, end="")
     times = {
@@ -99,12 +137,13 @@ def deploy_copy_rows() -> list[Row]:
     ]
 
 
-def run_all(only: set[str], root: Path) -> list[Row]:
+def run_all(only: set[str], root: Path, sizes: Sizes = FULL) -> list[Row]:
     rows: list[Row] = []
     jobs: list[orchestration.JobRun] = []
+    steps = sizes.max_steps
 
     def item_2() -> list[Row]:
-        found, done = orchestration.measure(root / "orchestration", runs=5, max_steps=400)
+        found, done = orchestration.measure(root / "orchestration", sizes.job_runs, steps)
         jobs.extend(done)
         return found
 
@@ -112,20 +151,29 @@ def run_all(only: set[str], root: Path) -> list[Row]:
         if not jobs:  # item 2 was left out: run the job twice for the lag alone
             (root / "lag").mkdir()
             data_dir = prepare_data(root / "lag" / "data")
-            jobs.extend(orchestration.run_tfdist(root / "lag", data_dir, 400, i) for i in range(2))
+            lag = root / "lag"
+            jobs.extend(orchestration.run_tfdist(lag, data_dir, steps, i) for i in range(2))
         return evaluator_lag.measure(jobs)
 
+    def item_3(name: str, argv: Sequence[str]) -> list[Row]:
+        return throughput.measure(root / name, throughput.parser().parse_args(list(argv)))
+
     items: list[tuple[str, Callable[[], list[Row]]]] = [
-        ("1", lambda: parse_cost.measure(root / "parse", runs=8)),
+        ("1", lambda: parse_cost.measure(root / "parse", runs=sizes.parse_runs)),
         ("2", item_2),
         ("5", item_5),
-        ("2", lambda: airflow_overhead.measure(root / "airflow", runs=2, max_steps=400)),
-        ("3", lambda: throughput.measure(root / "throughput", throughput.parser().parse_args([]))),
-        ("3", lambda: throughput.measure(root / "mwms", throughput.parser().parse_args(MWMS))),
-        ("4", lambda: launch_latency.measure(root / "latency", runs=2, counts=[2, 4, 8])),
-        ("6", lambda: plan_scale.measure(runs=5, sizes=[10, 100, 1000])),
-        ("7", deploy_copy_rows),
-        ("9", lambda: watch_requests.measure(polls=10)),
+        ("2", lambda: airflow_overhead.measure(root / "airflow", sizes.airflow_runs, steps)),
+        ("3", lambda: item_3("throughput", sizes.throughput)),
+        ("3", lambda: item_3("mwms", sizes.mwms)),
+        (
+            "4",
+            lambda: launch_latency.measure(
+                root / "latency", runs=sizes.latency_runs, counts=list(sizes.latency_counts)
+            ),
+        ),
+        ("6", lambda: plan_scale.measure(runs=sizes.plan_runs, sizes=list(sizes.plan_sizes))),
+        ("7", lambda: deploy_copy_rows(sizes.deploy_copy)),
+        ("9", lambda: watch_requests.measure(polls=sizes.polls)),
     ]
     for item, measure in items:
         if only and item not in only:
@@ -145,11 +193,12 @@ def run_all(only: set[str], root: Path) -> list[Row]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--only", nargs="+", default=[], metavar="ITEM", help="e.g. --only 1 6")
+    parser.add_argument("--smoke", action="store_true", help="every item once, smallest size")
     args = parser.parse_args(argv)
     started = time.monotonic()
     print(f"machine: {machine()}\n", flush=True)
     with workspace("all") as root:
-        rows = run_all(set(args.only), root)
+        rows = run_all(set(args.only), root, SMOKE if args.smoke else FULL)
     minutes = (time.monotonic() - started) / 60
     print(f"\n== tfdist benchmarks ({minutes:.1f} min) on {machine()}\n")
     print_table(rows)

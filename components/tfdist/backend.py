@@ -7,7 +7,7 @@ find the launches of a scope again, read a role's log from a cursor, clean up, e
 backend can do is data (`Capabilities`), never a behaviour flag callers branch on. Local
 processes (`tfdist.launch.local.LocalLauncher`), Kubernetes pods
 (`tfdist.kubernetes.launcher.KubernetesLauncher`), JobSets
-(`tfdist.kubernetes.jobset_launcher.JobSetLauncher`) and the in-memory `tfdist.fake.FakeBackend`
+(`tfdist.kubernetes.jobset_launcher.JobSetLauncher`) and the in-memory `tfdist.testing.FakeBackend`
 implement it.
 
 A `JobHandle` is plain data (JSON-serialisable) so that the task that launched a job and the

@@ -23,12 +23,12 @@ if TYPE_CHECKING:
     from pydantic_core import ErrorDetails
 
     from tfdist.backend import Backend
-    from tfdist.fake import FakeBackend
     from tfdist.kubernetes.api import KubeApi
     from tfdist.kubernetes.jobset_launcher import JobSetLauncher
     from tfdist.kubernetes.launcher import KubernetesLauncher
     from tfdist.kubernetes.manifests import Target
     from tfdist.launch.local import LocalLauncher
+    from tfdist.testing import FakeBackend
 
 
 def default_run_root() -> str:
@@ -189,7 +189,7 @@ _SNAPSHOTS: dict[tuple[str | None, bool | None, str | None, float], Any] = {}
 
 
 class FakeBackendConfig(Frozen):
-    """The in-memory `tfdist.fake.FakeBackend` of this process called `name` (for tests:
+    """The in-memory `tfdist.testing.FakeBackend` of this process called `name` (for tests:
     the tasks and the triggers of `airflow dags test` run in one process)."""
 
     kind: Literal["fake"] = "fake"
@@ -201,7 +201,7 @@ class FakeBackendConfig(Frozen):
         return ""
 
     def connect(self) -> FakeBackend:
-        from tfdist.fake import FakeBackend
+        from tfdist.testing import FakeBackend
 
         return FakeBackend.named(self.name)
 

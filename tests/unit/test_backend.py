@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 
 from tfdist.backend import RoleState
-from tfdist.fake import FakeBackend
 from tfdist.launch.local import LocalLauncher
 from tfdist.lifecycle import Ending
 from tfdist.spec import parse_spec
 from tfdist.supervisor import RestartJob, RestartRole
+from tfdist.testing import FakeBackend
 from tfdist_airflow.backends import (
     FakeBackendConfig,
     KubernetesBackend,

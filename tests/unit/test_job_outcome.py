@@ -9,10 +9,10 @@ from collections.abc import Callable
 import pytest
 
 from tfdist.backend import RoleState, RoleStatus
-from tfdist.fake import FakeBackend, ScriptExhausted
 from tfdist.launch.foreground import Outcome, run_in_foreground
 from tfdist.lifecycle import Ending
 from tfdist.spec import RestartPolicy, parse_spec
+from tfdist.testing import FakeBackend, ScriptExhausted
 
 PENDING, RUNNING = RoleState.PENDING, RoleState.RUNNING
 SUCCEEDED, FAILED = RoleState.SUCCEEDED, RoleState.FAILED

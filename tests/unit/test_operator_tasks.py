@@ -20,11 +20,11 @@ from typing import Any
 import pytest
 from airflow.sdk import DAG
 
-from tfdist.fake import FakeBackend
 from tfdist.fingerprint import FINGERPRINT_FILE
 from tfdist.gate import Blessing, write_blessing
 from tfdist.spec import parse_spec
 from tfdist.storage import LocalStorage
+from tfdist.testing import FakeBackend
 from tfdist_airflow import gate_export_deploy, train_and_evaluate
 from tfdist_airflow.backends import LocalBackend
 from tfdist_airflow.contracts import Deployed, Exported, Gated, Launched

@@ -13,10 +13,10 @@ from airflow.sdk import DAG
 from task_context import context, launched
 
 from tfdist.deploy import DeployError, model_root
-from tfdist.fake import FakeBackend
 from tfdist.plan import plan
 from tfdist.records import EvalRecord, eval_record_name
 from tfdist.spec import JobSpec, SpecError, parse_spec
+from tfdist.testing import FakeBackend
 from tfdist_airflow import gate_export_deploy, train_and_evaluate
 from tfdist_airflow.roles import REDACTED, LaunchRolesOperator, redacted
 from tfdist_airflow.runs import run_model_dir, run_name

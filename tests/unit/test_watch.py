@@ -14,9 +14,9 @@ import pytest
 from airflow.sdk.exceptions import AirflowFailException, TaskDeferred
 from task_context import context
 
-from tfdist.fake import FakeBackend
 from tfdist.spec import JobSpec, parse_spec
 from tfdist.supervision import Driven
+from tfdist.testing import FakeBackend
 from tfdist_airflow import triggers
 from tfdist_airflow.roles import RoleFailed, WatchRoleOperator, redacted, supervised
 from tfdist_airflow.triggers import RoleExitTrigger

@@ -1,4 +1,4 @@
-"""`python -m tfdist_airflow.demo`: run the nightly DAG once on a local Airflow under `var/`.
+"""`make demo` (`python dags/demo.py`): run the nightly DAG once on a local Airflow under `var/`.
 
 Sets up Airflow with SQLite in `<root>/airflow`, runs `airflow dags test nightly_retrain` while
 showing a compact progress view (the full log goes to `<root>/demo-<time>.log`), then prints
@@ -368,7 +368,7 @@ def check_nothing_left(demo: Demo) -> bool:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m tfdist_airflow.demo", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python dags/demo.py", description=__doc__)
     parser.add_argument("--root", default="var", help="where everything goes (default: var)")
     parser.add_argument("--max-steps", type=int, help="training steps (the DAG's default: 400)")
     parser.add_argument("--conf", type=json.loads, default={}, help="more DAG run conf (JSON)")

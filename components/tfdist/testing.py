@@ -1,4 +1,8 @@
-"""An in-memory `tfdist.backend.Backend` for tests and demos: no process, no cluster.
+"""An in-memory `tfdist.backend.Backend` for tests: no process, no cluster, no TensorFlow.
+
+For testing a DAG of your own, give its step `FakeBackendConfig(name=...)`
+(`tfdist_airflow.backends`) and set `FakeBackend.named(name).roles_end_with = 0`: every role
+then succeeds as soon as it is launched (docs/testing-dags.md has a whole test).
 
 Every launched role starts out running. Tests move roles along themselves (`exit`,
 `write_log`) and read what was asked of the backend in `calls` (`(verb, what)` pairs: one
@@ -65,6 +69,7 @@ class FakeBackend:
         self.now = 0.0  # simulated seconds: each `wait` lets its timeout pass
         self.exports: list[tuple[str, str]] = []  # (checkpoint, out)
         self.refuse_launch = ""  # when set, `launch` raises `LaunchError` with it
+        self.roles_end_with: int | None = None  # when set, every role ends so when launched
 
     @classmethod
     def named(cls, name: str) -> FakeBackend:
@@ -104,6 +109,9 @@ class FakeBackend:
             logs=dict.fromkeys(handle.roles, ""),
             tries=dict.fromkeys(handle.roles, 1),
         )
+        if self.roles_end_with is not None:
+            for role in handle.roles:
+                self.exit(role, self.roles_end_with, handle=handle)
         return handle
 
     def statuses(self, handle: JobHandle) -> dict[str, RoleStatus]:

@@ -142,11 +142,14 @@ class LaunchRolesOperator(BaseOperator):
 
     def _running_launch(self, backend: Backend, scope: str) -> JobHandle | None:
         """The gang an earlier try of this task started and that still runs (never two
-        gangs); earlier launches that no longer run are stopped and cleaned up."""
+        gangs); earlier launches that no longer run, or whose try died before it started
+        every role (one never left pending, where roles start one by one), are stopped and
+        cleaned up."""
         running = None
         for previous in backend.handles(scope):
-            statuses = backend.statuses(previous)
-            if running is None and any(not s.state.finished for s in statuses.values()):
+            states = [status.state for status in backend.statuses(previous).values()]
+            started = backend.capabilities.atomic_launch or RoleState.PENDING not in states
+            if running is None and started and not all(state.finished for state in states):
                 with backend.supervision(previous) as record:
                     undecided = record.state.outcome is None
                 if undecided:

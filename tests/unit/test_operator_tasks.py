@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 from airflow.sdk import DAG
+from task_context import context, launched
 
 from tfdist.fingerprint import FINGERPRINT_FILE
 from tfdist.gate import Blessing, write_blessing
@@ -109,6 +110,39 @@ def test_a_retried_launch_replaces_a_launch_that_no_longer_runs(tmp_path: Path) 
     assert old != new
     assert ("cleanup", old) in backend.calls
     assert [launch.handle.launch_id for launch in backend.launches.values()] == [new]
+
+
+def test_a_retried_launch_replaces_a_launch_its_first_try_left_half_started(
+    tmp_path: Path,
+) -> None:
+    """Where roles start one by one (local processes), a launch task killed between two
+    roles leaves one never started: its retry stops the half gang and launches anew."""
+    from tfdist.backend import RoleState, RoleStatus
+    from tfdist.capabilities import LOCAL
+
+    backend = FakeBackend.named(str(tmp_path))
+    backend.capabilities = LOCAL
+    job = {**quick_job(tmp_path / "unused", "pass"), "cluster": {"worker": 1}}
+    first = LaunchRolesOperator(
+        task_id="launch",
+        job=job,
+        backend={"kind": "fake", "name": str(tmp_path)},
+        group_id="train",
+        model_dir_base=str(tmp_path / "models"),
+    )
+    ctx = context(dag_id="nightly", run_id=RUN_ID)
+    first.execute(ctx)
+    half = Launched.model_validate(launched(ctx)).handle
+    backend.launches[half.launch_id].statuses["worker-0"] = RoleStatus(
+        name="worker-0", state=RoleState.PENDING
+    )
+
+    first.execute(ctx)
+
+    again = Launched.model_validate(launched(ctx)).handle
+    assert again.launch_id != half.launch_id
+    assert ("cleanup", half.launch_id) in backend.calls
+    assert list(backend.launches) == [again.launch_id]
 
 
 def test_the_launch_refuses_an_override_of_the_model_dir(tmp_path: Path) -> None:

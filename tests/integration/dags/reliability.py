@@ -7,7 +7,8 @@
   after the step stands for the gate (the leaf by which Airflow would judge the run).
 - `tfdist_sized`: a job sized per run (`params.workers`), of roles that print and end.
 - `tfdist_relaunch`: a chief that kills its launch task's process once every role started
-  (as an OOM or a lost worker would), then runs until the launch task's retry found it.
+  (as an OOM or a lost worker would; the task's first try waits for it after launching),
+  then runs until the launch task's retry found it.
 - `tfdist_not_blessed` and `tfdist_not_blessed_fails`: an evaluator that writes a poor final
   record (no TensorFlow), then gate, export and deploy; the second with `fail_when_not_blessed`.
 """
@@ -15,8 +16,10 @@
 from __future__ import annotations
 
 import os
+import time
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import DAG, Param
@@ -45,9 +48,9 @@ if json.loads(os.environ["TF_CONFIG"])["task"]["type"] == "evaluator":
     (eval_dir / "record-000000000005.json").write_text(json.dumps(record))
 """
 
-# The chief kills the process of the launch task that started it (its supervisor's parent),
-# once every role started, then runs until something (the launch task's retry) holds the
-# launch's supervision record.
+# The chief kills the process of the launch task that started it (its supervisor's parent)
+# once every role started, only once and only an Airflow process; then it runs until
+# something (the launch task's retry) holds the launch's supervision record.
 KILLS_ITS_LAUNCH = """
 import json, os, pathlib, signal, time, psutil
 if json.loads(os.environ["TF_CONFIG"])["task"]["type"] == "chief":
@@ -57,14 +60,26 @@ if json.loads(os.environ["TF_CONFIG"])["task"]["type"] == "chief":
     roles = json.loads((run_dir / "handle.json").read_text())["roles"]
     while not all((run_dir / f"{role}.pid").exists() for role in roles):
         time.sleep(0.1)
-    os.kill(supervisor.ppid(), signal.SIGKILL)
-    print("killed the launch task", flush=True)
+    launch_task = supervisor.parent()
+    marker = pathlib.Path(os.environ["MODEL_DIR"], "killed-the-launch-task")
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    if launch_task and launch_task.pid != 1 and not marker.exists():
+        marker.touch()
+        launch_task.kill()
+        print("killed the launch task", flush=True)
     for _ in range(600):
         if (run_dir / "supervision.lock").exists():
             break
         time.sleep(0.2)
 print("done", flush=True)
 """
+
+
+def hold_the_first_launch(context: Any, result: Any) -> None:
+    """The first try of a launch task waits, after it started the roles, to be killed."""
+    ti = context["ti"]
+    if ti.task_id.endswith(".launch") and ti.try_number == 1:
+        time.sleep(120)
 
 
 def job(name: str, command: list[str], cluster: dict[str, int], **env: str) -> JobSpec:
@@ -143,7 +158,11 @@ with DAG(
     schedule=None,
     start_date=datetime(2026, 1, 1),
     catchup=False,
-    default_args={"retries": 1, "retry_delay": timedelta(seconds=1)},
+    default_args={
+        "retries": 1,
+        "retry_delay": timedelta(seconds=1),
+        "post_execute": hold_the_first_launch,
+    },
     tags=["tfdist", "test"],
 ):
     train_and_evaluate(

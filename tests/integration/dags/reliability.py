@@ -63,6 +63,7 @@ if json.loads(os.environ["TF_CONFIG"])["task"]["type"] == "chief":
     launch_task = supervisor.parent()
     marker = pathlib.Path(os.environ["MODEL_DIR"], "killed-the-launch-task")
     marker.parent.mkdir(parents=True, exist_ok=True)
+    print("the launch task:", launch_task and launch_task.cmdline(), flush=True)
     if launch_task and launch_task.pid != 1 and not marker.exists():
         marker.touch()
         launch_task.kill()

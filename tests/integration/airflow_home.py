@@ -68,6 +68,9 @@ class AirflowHome:
             # Writers wait for SQLite's lock (airflow_path/airflow_sqlite.py, which only that
             # folder on the path makes importable: no test module becomes a trainer).
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS": "airflow_sqlite.CONNECT_ARGS",
+            # A task's request to the execution API may wait that long for the lock: its
+            # client waits longer (the default 5 s timed out, and a retried start conflicts).
+            "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "90",
             "PYTHONPATH": os.pathsep.join(
                 filter(None, [str(AIRFLOW_PATH), os.environ.get("PYTHONPATH")])
             ),

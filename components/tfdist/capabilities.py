@@ -34,4 +34,4 @@ FAKE = Capabilities(shared_storage=True, atomic_launch=True)
 JOBSET = Capabilities(shared_storage=False, runs_policy=True, atomic_launch=True)
 # The raw-pod backend keeps its supervision record in the watching process; it is retired in
 # favour of JobSet, which keeps the counts in the cluster.
-RAW_PODS = Capabilities(shared_storage=False, durable_supervision=False)
+RAW_PODS = Capabilities(shared_storage=False, durable_supervision=False, atomic_launch=True)

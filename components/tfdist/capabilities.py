@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from tfdist.spec import Frozen
 
-__all__ = ["FAKE", "JOBSET", "LOCAL", "RAW_PODS", "Capabilities"]
+__all__ = ["FAKE", "JOBSET", "LOCAL", "Capabilities"]
 
 
 class Capabilities(Frozen):
@@ -16,19 +16,13 @@ class Capabilities(Frozen):
         `model_dir`, `data_dir` and `serving_base`; otherwise they must be gs://.
     :param runs_policy: the engine restarts roles itself (a JobSet runs the compiled policy,
         also while nobody watches); the supervisor then only reads what it did.
-    :param durable_supervision: the supervision record outlives the process that holds it
-        (a watch-task retry or a triggerer restart keeps the restart counts).
     """
 
     shared_storage: bool
     runs_policy: bool = False
-    durable_supervision: bool = True
 
 
 LOCAL = Capabilities(shared_storage=True)
 FAKE = Capabilities(shared_storage=True)
 # The JobSet's failure policy restarts roles in the cluster and keeps the counts.
 JOBSET = Capabilities(shared_storage=False, runs_policy=True)
-# The raw-pod backend keeps its supervision record in the watching process; it is retired in
-# favour of JobSet, which keeps the counts in the cluster.
-RAW_PODS = Capabilities(shared_storage=False, durable_supervision=False)

@@ -11,13 +11,12 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from tfdist_airflow.backends import JobSetBackend, KubernetesBackend, LocalBackend
+    from tfdist_airflow.backends import JobSetBackend, LocalBackend
     from tfdist_airflow.gating import gate_export_deploy
     from tfdist_airflow.group import train_and_evaluate
 
 _LAZY = {
     "JobSetBackend": "tfdist_airflow.backends",
-    "KubernetesBackend": "tfdist_airflow.backends",
     "LocalBackend": "tfdist_airflow.backends",
     "gate_export_deploy": "tfdist_airflow.gating",
     "train_and_evaluate": "tfdist_airflow.group",
@@ -25,7 +24,6 @@ _LAZY = {
 
 __all__ = [
     "JobSetBackend",
-    "KubernetesBackend",
     "LocalBackend",
     "gate_export_deploy",
     "train_and_evaluate",
@@ -35,4 +33,6 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)
+    if name == "KubernetesBackend":  # retired: the error names its replacement
+        return importlib.import_module("tfdist_airflow.backends").KubernetesBackend
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

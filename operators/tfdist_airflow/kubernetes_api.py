@@ -106,25 +106,6 @@ class ProviderKubeApi:
         )
         return str(text or "")
 
-    def create_service(self, namespace: str, manifest: Mapping[str, Any]) -> None:
-        name = manifest["metadata"]["name"]
-        self._call(
-            f"create service {name}",
-            lambda: self.core.create_namespaced_service(namespace, manifest),
-        )
-
-    def delete_service(self, namespace: str, name: str) -> None:
-        self._call(
-            f"delete service {name}", lambda: self.core.delete_namespaced_service(name, namespace)
-        )
-
-    def list_services(self, namespace: str, labels: Mapping[str, str]) -> list[dict[str, Any]]:
-        found = self._call(
-            "list services",
-            lambda: self.core.list_namespaced_service(namespace, label_selector=_selector(labels)),
-        )
-        return [self._plain(svc) for svc in found.items] if found is not None else []
-
     # -- custom resources: the hook's CustomObjectsApi ------------------------------------
     @property
     def custom(self) -> Any:

@@ -192,7 +192,7 @@ def test_provisioning_annotations_must_be_kueue_provisioning_parameters() -> Non
         Kueue(provisioning={"ValidUntilSeconds": "60"})
 
 
-def test_placement_is_the_raw_pod_backends() -> None:
+def test_each_roles_pod_template_is_placed() -> None:
     jobset = plan_jobset(PS_SPEC, TARGET, KUEUE, REF)
     pods = {
         r["name"]: r["template"]["spec"]["template"]["spec"]

@@ -149,6 +149,35 @@ def test_the_evaluator_restarts_alone_and_says_so() -> None:
     assert views(api)["evaluator-0"].status.state is RoleState.RUNNING
 
 
+@pytest.mark.parametrize(
+    "disrupt",
+    [
+        pytest.param(lambda api, pod: api.preempt_by_scheduler(pod), id="scheduler"),
+        pytest.param(lambda api, pod: api.evict_pod(pod, by_api=True), id="eviction-api"),
+        pytest.param(lambda api, pod: api.evict_pod(pod, by_api=False), id="node-pressure"),
+        pytest.param(lambda api, pod: api.preempt(pod), id="node-shutdown"),
+    ],
+)
+def test_a_preempted_evaluator_is_replaced_and_never_counted(disrupt: Any) -> None:
+    """However it was preempted (the scheduler sets no pod reason), the Job replaces the pod
+    without counting it, and the watch counts as the Job does: 0 of the budget, every time."""
+    api = launch()
+    start_all(api)
+    for restart in (1, 2, 3):  # more than max_role_restarts: none of them counts
+        disrupt(api, api.current_pod(NAME, "evaluator", 0))
+        view = views(api)["evaluator-0"].status
+        assert view.state is RoleState.PENDING
+        assert view.detail.startswith(
+            f"pod pending: waiting for a node (restart {restart} of evaluator-0 alone, 0 of 2 "
+            "counted, after preempted"
+        ), view.detail
+        api.start(api.current_pod(NAME, "evaluator", 0))
+    assert not any(
+        c["type"] == "Failed" and c["status"] == "True"
+        for c in api.jobset(NAME)["status"].get("conditions", [])
+    )
+
+
 def test_a_chief_out_of_memory_restarts_the_job_and_is_reported_as_such() -> None:
     api = launch()
     start_all(api)

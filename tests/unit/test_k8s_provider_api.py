@@ -29,7 +29,7 @@ from kubernetes.client import (
 from kubernetes.client.exceptions import ApiException
 
 from tfdist.kubernetes.api import JOBSETS, WORKLOADS, AlreadyExists, KubeApiError
-from tfdist.kubernetes.status import Timeouts, pod_status
+from tfdist.kubernetes.pods import Timeouts, read_pod
 from tfdist_airflow.kubernetes_api import ProviderKubeApi
 
 CREATED = datetime(2027, 1, 15, 8, 0, tzinfo=UTC)
@@ -126,8 +126,8 @@ def test_pods_come_back_as_api_shaped_dicts(core: Core) -> None:
     assert pod is not None
     assert pod["metadata"]["creationTimestamp"] == "2027-01-15T08:00:00+00:00"
     assert pod["status"]["conditions"][0]["reason"] == "Unschedulable"
-    status = pod_status("chief-0", pod, CREATED.timestamp() + 901, Timeouts())
-    assert status.detail.startswith("not scheduled within 900 s (scheduling timeout): Unsch")
+    state = read_pod(pod, CREATED.timestamp() + 901, Timeouts())
+    assert state.detail.startswith("not scheduled within 900 s (scheduling timeout): Unsch")
 
 
 def test_not_found_is_none_and_deleting_twice_is_fine(core: Core) -> None:

@@ -1,4 +1,4 @@
-"""The few Kubernetes API calls the launcher makes, as an interface over plain dicts.
+"""The few Kubernetes API calls the JobSet backend makes, as an interface over plain dicts.
 
 Objects go in and come out in the API's JSON shape (camelCase keys, RFC 3339 timestamps), as
 `kubectl get -o json` shows them. `tfdist.kubernetes.fake.FakeKubeApi` keeps them in memory;
@@ -50,14 +50,6 @@ class KubeApi(Protocol):
     def read_pod_log(self, namespace: str, name: str) -> str:
         """The pod's whole log so far; empty before its container started or once it is gone."""
         ...
-
-    def create_service(self, namespace: str, manifest: Mapping[str, Any]) -> None: ...
-
-    def delete_service(self, namespace: str, name: str) -> None:
-        """Ask for deletion; no error if the Service is already gone."""
-        ...
-
-    def list_services(self, namespace: str, labels: Mapping[str, str]) -> list[dict[str, Any]]: ...
 
     # -- custom resources (JobSets, Kueue Workloads) ---------------------------------------
     def create_object(

@@ -1,4 +1,5 @@
-"""An in-memory Kubernetes API for tests and demos: no scheduler, no kubelet.
+"""An in-memory Kubernetes API for tests and demos: pods, their logs and custom objects; no
+scheduler, no kubelet (`fake_jobset.FakeJobSetCluster` adds the controllers).
 
 Tests move pods along themselves (`schedule`, `start`, `exit`, `preempt`, ...) and read the
 `calls` made. Deleted pods disappear at once, or after `linger` reads, as a terminating pod
@@ -27,7 +28,6 @@ class FakeKubeApi:
         self.clock = clock
         self.linger = linger
         self.pods: dict[Key, dict[str, Any]] = {}
-        self.services: dict[Key, dict[str, Any]] = {}
         self.logs: dict[Key, str] = {}
         self.objects: dict[ObjectKey, dict[str, Any]] = {}  # custom resources
         self.calls: list[tuple[str, str]] = []  # (verb, object name)
@@ -62,16 +62,6 @@ class FakeKubeApi:
 
     def read_pod_log(self, namespace: str, name: str) -> str:
         return self.logs.get((namespace, name), "")
-
-    def create_service(self, namespace: str, manifest: Mapping[str, Any]) -> None:
-        self._create(self.services, namespace, manifest, "create_service")
-
-    def delete_service(self, namespace: str, name: str) -> None:
-        self.calls.append(("delete_service", name))
-        self.services.pop((namespace, name), None)
-
-    def list_services(self, namespace: str, labels: Mapping[str, str]) -> list[dict[str, Any]]:
-        return _matching(self.services, namespace, labels)
 
     def create_object(
         self, resource: Resource, namespace: str, manifest: Mapping[str, Any]
@@ -145,6 +135,34 @@ class FakeKubeApi:
         pod["status"].update(phase="Failed", reason=reason, message=message)
         self._condition(pod, "DisruptionTarget", "True", "TerminationByKubelet", message)
         self._state(pod, "terminated", {"exitCode": code, "reason": "Error"})
+
+    def preempt_by_scheduler(self, name: str, code: int = 137) -> None:
+        """The scheduler preempted it for a pod of higher priority: a `DisruptionTarget`
+        condition and no pod reason (the kubelet then kills the container)."""
+        pod = self.pod(name)
+        pod["status"]["phase"] = "Failed"
+        message = "Kubernetes default scheduler: preempting to accommodate a higher priority pod"
+        self._condition(pod, "DisruptionTarget", "True", "PreemptionByScheduler", message)
+        self._state(pod, "terminated", {"exitCode": code, "reason": "Error"})
+
+    def evict_pod(self, name: str, by_api: bool = True) -> None:
+        """Evicted through the Eviction API (a drain: SIGTERM, exit 143), or by the kubelet
+        under node pressure (pod reason `Evicted`, killed at once: exit 137)."""
+        pod = self.pod(name)
+        pod["status"]["phase"] = "Failed"
+        if by_api:
+            self._condition(
+                pod, "DisruptionTarget", "True", "EvictionByEvictionAPI", "Eviction API: evicting"
+            )
+        else:
+            message = "The node was low on resource: memory. Threshold quantity: 100Mi."
+            pod["status"].update(reason="Evicted", message=message)
+            self._condition(pod, "DisruptionTarget", "True", "TerminationByKubelet", message)
+        self._state(pod, "terminated", {"exitCode": 143 if by_api else 137, "reason": "Error"})
+
+    def oom(self, name: str) -> None:
+        """The kernel killed the container for its memory limit: exit code 137, OOMKilled."""
+        self.exit(name, 137, "OOMKilled")
 
     def vanish(self, name: str) -> None:
         """The pod is removed with its node, without a delete call."""

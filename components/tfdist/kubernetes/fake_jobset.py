@@ -120,9 +120,13 @@ class FakeJobSetCluster(FakeKubeApi):
         super().exit(name, code, reason)
         self.reconcile()
 
-    def oom(self, name: str) -> None:
-        """The kernel killed the container for its memory limit: exit code 137, OOMKilled."""
-        self.exit(name, 137, "OOMKilled")
+    def preempt_by_scheduler(self, name: str, code: int = 137) -> None:
+        super().preempt_by_scheduler(name, code)
+        self.reconcile()
+
+    def evict_pod(self, name: str, by_api: bool = True) -> None:
+        super().evict_pod(name, by_api)
+        self.reconcile()
 
     def preempt(
         self,

@@ -23,6 +23,7 @@ from contextlib import contextmanager
 from typing import Any, NamedTuple
 
 from tfdist.backend import (
+    EXPORT_TIMEOUT_SECS,
     JobHandle,
     LaunchError,
     LaunchRefused,
@@ -41,9 +42,8 @@ from tfdist.kubernetes.jobset import (
     jobset_addresses,
     jobset_name,
 )
-from tfdist.kubernetes.jobset_status import pod_end, replica_pods, role_views, suspended
+from tfdist.kubernetes.jobset_status import replica_pods, role_views, suspended
 from tfdist.kubernetes.kueue import WORKLOAD_JOB_UID
-from tfdist.kubernetes.launcher import KubernetesLauncher, _lines
 from tfdist.kubernetes.manifests import Target, build_export_pod
 from tfdist.kubernetes.names import (
     LAUNCH,
@@ -55,6 +55,8 @@ from tfdist.kubernetes.names import (
     export_pod_name,
     scope_label,
 )
+from tfdist.kubernetes.one_off import OneOffPod
+from tfdist.kubernetes.pods import Timeouts, pod_end, started, whole_lines
 from tfdist.lifecycle import RoleId
 from tfdist.locations import require_shared_storage
 from tfdist.plan import JobPlan, plan
@@ -63,7 +65,6 @@ from tfdist.supervision import record_in_memory
 from tfdist.supervisor import Command, StopRoles
 
 BACKEND = "jobset"
-EXPORT_TIMEOUT_SECS = 1800
 
 
 class Snapshot(NamedTuple):
@@ -130,6 +131,8 @@ class JobSetLauncher:
     :param target: namespace, image, placement and cluster domain of the pods.
     :param options: Kueue queue, priority and provisioning; `ttlSecondsAfterFinished`.
     :param snapshots: shared with the other watchers of this process; default: its own.
+    :param timeouts: how long the export pod may wait for a node, then for its container.
+    :param poll_secs: how often the export pod is read while it runs.
     """
 
     capabilities = JOBSET
@@ -147,6 +150,8 @@ class JobSetLauncher:
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
         delete_wait_secs: float = 300.0,
+        timeouts: Timeouts | None = None,
+        poll_secs: float = 5.0,
     ):
         self.api = api
         self.target = target
@@ -156,6 +161,8 @@ class JobSetLauncher:
         self.clock = clock
         self.sleep = sleep
         self.delete_wait_secs = delete_wait_secs
+        self.timeouts = timeouts or Timeouts()
+        self.poll_secs = poll_secs
 
     @property
     def namespace(self) -> str:
@@ -264,11 +271,11 @@ class JobSetLauncher:
             if cursor.ordinal < len(older):
                 text = self._log(namespace, older[cursor.ordinal], cursor.byte, whole=True)
             return text, here.encode()
-        if not current or not _started(current[-1]):
+        if not current or not started(current[-1]):
             return "", offset
         pod = current[-1]
         data = self.api.read_pod_log(namespace, pod["metadata"]["name"])
-        text, end = _lines(data, cursor.byte, whole=pod_end(pod) is not None)
+        text, end = whole_lines(data, cursor.byte, whole=pod_end(pod) is not None)
         if text and cursor.byte == 0 and (attempt or here.ordinal):
             runs = f"job restart {attempt}, " if attempt else ""
             text = (
@@ -278,10 +285,10 @@ class JobSetLauncher:
         return text, here._replace(byte=end).encode()
 
     def _log(self, namespace: str, pod: Mapping[str, Any], start: int, whole: bool) -> str:
-        if not _started(pod):
+        if not started(pod):
             return ""
         data = self.api.read_pod_log(namespace, pod["metadata"]["name"])
-        return _lines(data, start, whole=whole)[0]
+        return whole_lines(data, start, whole=whole)[0]
 
     # -- supervising: the cluster's job --------------------------------------------------------
     def apply(self, handle: JobHandle, command: Command) -> None:
@@ -370,30 +377,29 @@ class JobSetLauncher:
         env: Mapping[str, str],
         log: Callable[[str], None],
     ) -> None:
-        """Export in a one-off pod of the trainer image, placed as the chief (as the raw-pod
-        backend does; it is not part of the JobSet, so the JobSet's end does not stop it)."""
-        _, name = _where(handle)
+        """Export in a one-off pod of the trainer image, placed as the chief (`placement.
+        export` may say otherwise). It is not part of the JobSet, so the JobSet's end (or its
+        TTL) does not stop it; a retry follows the pod of an earlier try (`OneOffPod`)."""
+        namespace, name = _where(handle)
+        if namespace != self.namespace:
+            raise ValueError(f"launch {handle.job_id} is not in namespace {self.namespace}")
         manifest = build_export_pod(spec, name, handle.launch_id, self.target, checkpoint, out, env)
-        pods = KubernetesLauncher(self.api, self.target, clock=self.clock, sleep=self.sleep)
+        pod = OneOffPod(
+            self.api, namespace, timeouts=self.timeouts, clock=self.clock, sleep=self.sleep
+        )
         try:
-            pods.run_to_completion(manifest, log, timeout_secs=EXPORT_TIMEOUT_SECS)
+            pod.run(manifest, log, poll_secs=self.poll_secs, timeout_secs=EXPORT_TIMEOUT_SECS)
         except RuntimeError as error:
             raise RuntimeError(f"export failed: {error}") from error
 
     def stop_export(self, handle: JobHandle, checkpoint: str) -> None:
+        """Delete the export pod of `checkpoint` (as a killed export task must)."""
         namespace, name = _where(handle)
         self.api.delete_pod(namespace, export_pod_name(name, checkpoint))
 
 
 def _recorded_spec(jobset: Mapping[str, Any]) -> JobSpec:
     return JobSpec.model_validate_json(jobset["metadata"]["annotations"][SPEC_ANNOTATION])
-
-
-def _started(pod: Mapping[str, Any]) -> bool:
-    """Its container has started (or ended): there is a log to read."""
-    statuses = pod.get("status", {}).get("containerStatuses") or [{}]
-    state = statuses[0].get("state") or {}
-    return "running" in state or "terminated" in state
 
 
 def _where(handle: JobHandle) -> tuple[str, str]:

@@ -8,10 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
-
 from tfdist.kubernetes.api import JOBSETS
-from tfdist.kubernetes.fake_jobset import FakeJobSetCluster, pod_failure_action
+from tfdist.kubernetes.fake_jobset import FakeJobSetCluster
 
 
 class Clock:
@@ -145,48 +143,6 @@ def test_backoff_limit_counts_failures_and_the_pod_failure_policy_can_ignore_the
     job = api.jobs[("ns", "js-workers-0")]
     assert job["status"]["conditions"][-1]["reason"] == "BackoffLimitExceeded"
     assert condition(api, "Failed") is not None
-
-
-@pytest.mark.parametrize(
-    ("code", "conditions", "expected"),
-    [
-        (
-            3,
-            [],
-            (
-                "FailJob",
-                "Container main for pod ns/p failed with exit code 3 matching FailJob rule at "
-                "index 1",
-            ),
-        ),
-        (137, [], ("Count", "")),
-        (
-            143,
-            [{"type": "DisruptionTarget", "status": "True"}],
-            ("FailJob", "Pod ns/p has condition DisruptionTarget matching FailJob rule at index 0"),
-        ),
-    ],
-)
-def test_pod_failure_policy_messages_are_the_job_controllers(
-    code: int, conditions: list[dict[str, str]], expected: tuple[str, str]
-) -> None:
-    policy = {
-        "rules": [
-            {
-                "action": "FailJob",
-                "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}],
-            },
-            {"action": "FailJob", "onExitCodes": {"operator": "In", "values": [1, 2, 3]}},
-        ]
-    }
-    pod = {
-        "metadata": {"name": "p", "namespace": "ns"},
-        "status": {
-            "conditions": conditions,
-            "containerStatuses": [{"name": "main", "state": {"terminated": {"exitCode": code}}}],
-        },
-    }
-    assert pod_failure_action(policy, pod) == expected
 
 
 def test_kueue_suspends_until_admission_then_every_pod_at_once() -> None:

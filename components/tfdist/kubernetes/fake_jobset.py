@@ -22,7 +22,7 @@ import copy
 import itertools
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from tfdist.kubernetes.api import JOBSETS, WORKLOADS, Resource
@@ -43,6 +43,11 @@ JOB_UID = WORKLOAD_JOB_UID
 COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
 JOB_NAME = "batch.kubernetes.io/job-name"
 _ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # as Kubernetes' generated name suffixes
+MAX_PASSES = 20  # a cluster settles in a handful; more means controllers undoing each other
+
+
+class Unsettled(RuntimeError):
+    """The fake controllers did not settle."""
 
 
 class FakeJobSetCluster(FakeKubeApi):
@@ -232,26 +237,39 @@ class FakeJobSetCluster(FakeKubeApi):
     # -- the controllers -----------------------------------------------------------------------
     def reconcile(self) -> None:
         """Run the controllers until nothing changes (as a real cluster settles). What they
-        create and delete is not recorded in `calls`: those are the client's requests."""
+        create and delete is not recorded in `calls`: those are the client's requests.
+
+        Raises `Unsettled` when they still change things after `MAX_PASSES` passes: a real
+        cluster that never settles is a bug (two controllers undoing each other's work), and
+        so is a fake that does not."""
         if self._busy or self.paused:
             return
         self._busy = True
         mark = len(self.calls)
         try:
-            for _ in range(20):
+            for _ in range(MAX_PASSES):
                 before = repr((self.objects, self.jobs, self.pods))
-                for key in [k for k in self.objects if k[0] == JOBSETS.plural]:
-                    if key in self.objects:
-                        self._reconcile_jobset(self.objects[key])
-                for job_key in list(self.jobs):
-                    if job_key in self.jobs:
-                        self._reconcile_job(self.jobs[job_key])
+                self._pass()
                 if repr((self.objects, self.jobs, self.pods)) == before:
                     self._settled = True
                     return
+            raise Unsettled(
+                f"the controllers still change the cluster after {MAX_PASSES} passes; "
+                f"JobSets: {[key[2] for key in self.objects if key[0] == JOBSETS.plural]}, "
+                f"Jobs: {sorted(name for _, name in self.jobs)}"
+            )
         finally:
             del self.calls[mark:]
             self._busy = False
+
+    def _pass(self) -> None:
+        """One pass of every controller over every object."""
+        for key in [k for k in self.objects if k[0] == JOBSETS.plural]:
+            if key in self.objects:
+                self._reconcile_jobset(self.objects[key])
+        for job_key in list(self.jobs):
+            if job_key in self.jobs:
+                self._reconcile_job(self.jobs[job_key])
 
     def _reconcile_jobset(self, js: dict[str, Any]) -> None:
         """One pass of the JobSet controller, in the order of its reconcile loop
@@ -328,80 +346,24 @@ class FakeJobSetCluster(FakeKubeApi):
     def _failure_policy(self, js: dict[str, Any], failed: list[dict[str, Any]]) -> None:
         """tasks/failure_policy.md: "the rules are evaluated in order, and the first matching
         rule's action is executed. If no rule matches, the default action is RestartJobSet";
-        a rule matches the earliest-failed Job it applies to (onJobFailureReasons,
-        onJobFailureMessagePatterns, targetReplicatedJobs); no failurePolicy: the JobSet
-        fails. RestartJobSet beyond maxRestarts fails it (reason ReachedMaxRestarts)."""
+        no failurePolicy: the JobSet fails (executeFailurePolicy)."""
         policy = js["spec"].get("failurePolicy")
-        by_time = sorted(failed, key=lambda job: job["status"]["failedOrder"])
+        first = find_first_failed_job(failed)
+        if first is None:
+            return
         if policy is None:
-            self._fail(
-                js, "FailedJobs", "jobset failed due to one or more job failures", by_time[0]
-            )
+            message = with_first_failed_job(FAILED_JOBS_MESSAGE, first["metadata"]["name"])
+            fail_jobset(js, "FailedJobs", message, self._now())
             return
-        for rule in policy.get("rules", []):
-            job = next((job for job in by_time if rule_applies(rule, job)), None)
-            if job is not None:
-                self._act(js, rule["action"], job, rule["name"])
-                return
-        self._act(js, "RestartJobSet", by_time[0], None)
-
-    def _act(self, js: dict[str, Any], action: str, job: dict[str, Any], rule: str | None) -> None:
-        status = js["status"]
-        first = f"(first failed job: {job['metadata']['name']})"
-        if action == "FailJobSet":
-            self._fail(
-                js,
-                "FailJobSetFailurePolicyAction",
-                f"applying FailJobSet failure policy action {first}",
-                job,
-            )
-            return
-        if action not in ("RestartJobSet", "RestartJobSetAndIgnoreMaxRestarts"):
-            raise NotImplementedError(f"failure policy action {action} is not modelled")
-        counts = action == "RestartJobSet"
-        if counts and status["restartsCountTowardsMax"] >= js["spec"]["failurePolicy"].get(
-            "maxRestarts", 0
-        ):
-            self._fail(
-                js,
-                "ReachedMaxRestarts",
-                f"jobset failed due to reaching max number of restarts {first}",
-                job,
-            )
-            return
-        status["restarts"] += 1
-        status["restartsCountTowardsMax"] += int(counts)
-        reason = f"FailurePolicy_{rule}" if rule else "DefaultFailurePolicy"
-        _set(
-            js,
-            "RestartingJobSet",
-            "True",
-            reason,
-            f"applying {action} failure policy action {first}",
-            self._now(),
-        )
-
-    def _fail(self, js: dict[str, Any], reason: str, message: str, job: dict[str, Any]) -> None:
-        del job
-        now = self._now()
-        _set(js, "Failed", "True", reason, message, now)
-        _set(js, "RestartingJobSet", "False", "JobSetFailed", "jobset failed", now)
-        js["status"]["terminalState"] = "Failed"
+        rule, job = first_failed_rule_and_job(policy.get("rules", []), failed)
+        action = rule["action"] if rule else "RestartJobSet"
+        apply_failure_policy_rule_action(js, job or first, rule, action, self._now())
 
     def _success_policy(self, js: dict[str, Any], succeeded: list[dict[str, Any]]) -> bool:
-        """successPolicy (API reference): `All` completes the JobSet once every Job of the
-        `targetReplicatedJobs` (all replicated jobs when empty) succeeded, `Any` once one did."""
-        policy = js["spec"]["successPolicy"]
-        targets = policy.get("targetReplicatedJobs") or [
-            r["name"] for r in js["spec"]["replicatedJobs"]
-        ]
-        done = [job for job in succeeded if _labels(job)[REPLICATED_JOB] in targets]
-        needed = (
-            1
-            if policy["operator"] == "Any"
-            else sum(r["replicas"] for r in js["spec"]["replicatedJobs"] if r["name"] in targets)
-        )
-        if len(done) < needed:
+        """successPolicy (API reference; jobset_controller.go): complete the JobSet once as many
+        succeeded Jobs match the policy as it expects (`All`: every replica of its targets,
+        all replicated jobs when empty; `Any`: one)."""
+        if num_jobs_matching_success_policy(js, succeeded) < num_jobs_expected_to_succeed(js):
             return False
         now = self._now()
         _set(js, "Completed", "True", "AllJobsCompleted", "jobset completed successfully", now)
@@ -503,12 +465,16 @@ class FakeJobSetCluster(FakeKubeApi):
                     self._now(),
                 )
                 return
-            action, message = pod_failure_action(job["spec"].get("podFailurePolicy"), pod)
-            if action == "Ignore":
-                continue
-            if action == "FailJob":
+            message, counts, action = match_pod_failure_policy(
+                job["spec"].get("podFailurePolicy"), pod
+            )
+            if action == "FailIndex":
+                raise NotImplementedError("FailIndex (backoffLimitPerIndex) is not modelled")
+            if message is not None:
                 self._fail_job(job, "PodFailurePolicy", message)
                 return
+            if not counts:
+                continue
             job["status"]["failed"] += 1
             if job["status"]["failed"] > job["spec"].get("backoffLimit", 6):
                 self._fail_job(
@@ -629,6 +595,132 @@ def _default(js: dict[str, Any]) -> None:
         rule.setdefault("name", f"failurePolicyRule{index}")
 
 
+def _targets(js: Mapping[str, Any]) -> list[str]:
+    return list((js["spec"].get("successPolicy") or {}).get("targetReplicatedJobs") or [])
+
+
+def job_matches_success_policy(js: Mapping[str, Any], job: Mapping[str, Any]) -> bool:
+    """jobMatchesSuccessPolicy: no targets match every Job."""
+    targets = _targets(js)
+    return not targets or _labels(job).get(REPLICATED_JOB) in targets
+
+
+def replicated_job_matches_success_policy(js: Mapping[str, Any], rjob: Mapping[str, Any]) -> bool:
+    """replicatedJobMatchesSuccessPolicy."""
+    targets = _targets(js)
+    return not targets or rjob["name"] in targets
+
+
+def num_jobs_matching_success_policy(
+    js: Mapping[str, Any], jobs: Sequence[Mapping[str, Any]]
+) -> int:
+    """numJobsMatchingSuccessPolicy."""
+    return sum(1 for job in jobs if job_matches_success_policy(js, job))
+
+
+def num_jobs_expected_to_succeed(js: Mapping[str, Any]) -> int:
+    """numJobsExpectedToSucceed: `Any` one, `All` every replica of the matching replicated jobs."""
+    match (js["spec"].get("successPolicy") or {}).get("operator"):
+        case "Any":
+            return 1
+        case "All":
+            return sum(
+                int(rjob.get("replicas", 1))
+                for rjob in js["spec"].get("replicatedJobs") or []
+                if replicated_job_matches_success_policy(js, rjob)
+            )
+    return 0
+
+
+FAILED_JOBS_MESSAGE = "jobset failed due to one or more job failures"
+REACHED_MAX_RESTARTS = "jobset failed due to reaching max number of restarts"
+RESTART_ACTIONS = frozenset({"RestartJobSet", "RestartJobSetAndIgnoreMaxRestarts"})
+# RestartJob and RestartJobAndIgnoreMaxRestarts need the alpha feature gate RestartJob (off by
+# default in v0.12): the webhook refuses them, and tfdist does not emit them.
+ALPHA_ACTIONS = frozenset({"RestartJob", "RestartJobAndIgnoreMaxRestarts"})
+
+
+def with_first_failed_job(message: str, job: str) -> str:
+    """messageWithFirstFailedJob."""
+    return f"{message} (first failed job: {job})"
+
+
+def _failure(job: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The Job's Failed condition while it is True (findJobFailureCondition)."""
+    for found in (job.get("status") or {}).get("conditions") or ():
+        if found.get("type") == "Failed" and found.get("status") == "True":
+            return dict(found)
+    return None
+
+
+def _failed_when(job: Mapping[str, Any]) -> tuple[float, int]:
+    """When the Job failed; of two in the same second (the resolution of the API's times)
+    the one the fake failed first."""
+    failed = _failure(job) or {}
+    return _seconds(failed["lastTransitionTime"]), (job.get("status") or {}).get("failedOrder", 0)
+
+
+def find_first_failed_job(jobs: Sequence[Mapping[str, Any]]) -> Any:
+    """findFirstFailedJob: the Job whose Failed condition is the oldest; None if none failed."""
+    failed = [job for job in jobs if _failure(job) is not None]
+    return min(failed, key=_failed_when) if failed else None
+
+
+def first_failed_rule_and_job(
+    rules: Sequence[Mapping[str, Any]], jobs: Sequence[Mapping[str, Any]]
+) -> tuple[Any, Any]:
+    """findFirstFailedPolicyRuleAndJob: the first rule, in order, that applies to a failed Job,
+    and the earliest-failed Job it applies to; (None, None) when no rule applies."""
+    failed = sorted((job for job in jobs if _failure(job) is not None), key=_failed_when)
+    for rule in rules:
+        for job in failed:
+            if rule_applies(rule, job):
+                return rule, job
+    return None, None
+
+
+def fail_jobset(js: dict[str, Any], reason: str, message: str, now: str) -> None:
+    """setJobSetFailedCondition: Failed, RestartingJobSet False, terminal state Failed."""
+    _set(js, "Failed", "True", reason, message, now)
+    _set(js, "RestartingJobSet", "False", "JobSetFailed", "jobset failed", now)
+    js["status"]["terminalState"] = "Failed"
+
+
+def apply_failure_policy_rule_action(
+    js: dict[str, Any],
+    job: Mapping[str, Any],
+    rule: Mapping[str, Any] | None,
+    action: str,
+    now: str,
+) -> None:
+    """applyFailurePolicyRuleAction on the JobSet's status: FailJobSet fails it;
+    RestartJobSet restarts it (counted) unless `restartsCountTowardsMax` has reached
+    `maxRestarts`, which fails it; RestartJobSetAndIgnoreMaxRestarts restarts it uncounted."""
+    status = js.setdefault("status", {})
+    name = job["metadata"]["name"]
+    if action == "FailJobSet":
+        message = with_first_failed_job("applying FailJobSet failure policy action", name)
+        fail_jobset(js, "FailJobSetFailurePolicyAction", message, now)
+        return
+    if action in ALPHA_ACTIONS:
+        raise NotImplementedError(f"{action} needs the alpha feature gate RestartJob")
+    if action not in RESTART_ACTIONS:
+        raise ValueError(f"failed to find a corresponding action for {action}")
+    counts = action == "RestartJobSet"
+    used = int(status.get("restartsCountTowardsMax") or 0)
+    if counts and used >= int(js["spec"]["failurePolicy"].get("maxRestarts") or 0):
+        fail_jobset(
+            js, "ReachedMaxRestarts", with_first_failed_job(REACHED_MAX_RESTARTS, name), now
+        )
+        return
+    status["restarts"] = int(status.get("restarts") or 0) + 1
+    status["restartsCountTowardsMax"] = used + int(counts)
+    named = (rule or {}).get("name")
+    reason = f"FailurePolicy_{named}" if named else "DefaultFailurePolicy"
+    message = with_first_failed_job(f"applying {action} failure policy action", name)
+    _set(js, "RestartingJobSet", "True", reason, message, now)
+
+
 def rule_applies(rule: Mapping[str, Any], job: Mapping[str, Any]) -> bool:
     """ruleIsApplicable: reasons, message patterns (regular expressions, any matches) and
     target replicated jobs; an empty list matches anything."""
@@ -643,38 +735,63 @@ def rule_applies(rule: Mapping[str, Any], job: Mapping[str, Any]) -> bool:
     )
 
 
-def pod_failure_action(policy: Mapping[str, Any] | None, pod: Mapping[str, Any]) -> tuple[str, str]:
-    """The action of the first podFailurePolicy rule matching the failed pod, and the Job
-    controller's message for FailJob (kubernetes pkg/controller/job/pod_failure_policy.go);
-    ("Count", "") when no rule matches."""
+POD_FAILURE_ACTIONS = frozenset({"FailJob", "FailIndex", "Ignore", "Count"})
+
+
+def match_pod_failure_policy(
+    policy: Mapping[str, Any] | None, pod: Mapping[str, Any]
+) -> tuple[str | None, bool, str | None]:
+    """The Job controller's matchPodFailurePolicy (kubernetes pkg/controller/job/
+    pod_failure_policy.go) for a failed pod: (the Job's failure message for a FailJob rule,
+    whether the failure counts against `backoffLimit`, the matching rule's action). Rules in
+    order, the first match wins; a rule with an unknown action or operator is skipped; on exit
+    codes, containers (init containers first) that have not terminated or ended with 0 are
+    skipped; no match counts the failure."""
     meta, status = pod["metadata"], pod["status"]
-    where = f"{meta['namespace']}/{meta['name']}"
+    where = f"{meta.get('namespace', '')}/{meta['name']}"
     for index, rule in enumerate((policy or {}).get("rules", [])):
+        action = rule.get("action")
+        if action not in POD_FAILURE_ACTIONS:
+            continue
         exits = rule.get("onExitCodes")
         if exits is not None:
-            for container in status.get("containerStatuses") or []:
+            if exits.get("operator") not in ("In", "NotIn"):
+                continue
+            containers = [
+                *(status.get("initContainerStatuses") or []),
+                *(status.get("containerStatuses") or []),
+            ]
+            for container in containers:
                 ended = (container.get("state") or {}).get("terminated")
                 if not ended or ended.get("exitCode", 0) == 0:
                     continue
-                if exits.get("containerName") not in (None, container["name"]):
+                if exits.get("containerName") not in (None, container.get("name")):
                     continue
-                inside = ended["exitCode"] in exits["values"]
+                inside = ended["exitCode"] in exits.get("values", [])
                 if inside == (exits["operator"] == "In"):
-                    return rule["action"], (
-                        f"Container {container['name']} for pod {where} failed with exit code "
-                        f"{ended['exitCode']} matching {rule['action']} rule at index {index}"
+                    message = (
+                        f"Container {container.get('name', '')} for pod {where} failed with "
+                        f"exit code {ended['exitCode']} matching {action} rule at index {index}"
                     )
+                    return _outcome(action, message)
             continue
         for pattern in rule.get("onPodConditions") or []:
             for cond in status.get("conditions") or []:
                 if cond["type"] == pattern["type"] and cond["status"] == pattern.get(
                     "status", "True"
                 ):
-                    return rule["action"], (
-                        f"Pod {where} has condition {cond['type']} matching {rule['action']} "
-                        f"rule at index {index}"
+                    message = (
+                        f"Pod {where} has condition {cond['type']} matching {action} rule at "
+                        f"index {index}"
                     )
-    return "Count", ""
+                    return _outcome(action, message)
+    return None, True, None
+
+
+def _outcome(action: str, message: str) -> tuple[str | None, bool, str | None]:
+    if action == "FailJob":
+        return message, True, action
+    return None, action != "Ignore", action
 
 
 def _labels(obj: Mapping[str, Any]) -> dict[str, str]:

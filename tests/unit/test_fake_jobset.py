@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from tfdist.kubernetes.api import JOBSETS
 from tfdist.kubernetes.fake_jobset import FakeJobSetCluster
 
@@ -167,3 +169,23 @@ def test_a_finished_jobset_goes_after_its_ttl() -> None:
     clock.now += 2
     assert api.get_object(JOBSETS, "ns", "js") is None
     assert api.pods == {} and api.jobs == {}
+
+
+def test_controllers_that_never_settle_fail_loudly() -> None:
+    """Two controllers undoing each other's work never settle: the fake raises at once rather
+    than leave the cluster half-reconciled."""
+    from tfdist.kubernetes.fake_jobset import MAX_PASSES, Unsettled
+
+    class Fighting(FakeJobSetCluster):
+        passes = 0
+
+        def _pass(self) -> None:
+            super()._pass()
+            self.passes += 1
+            for job in self.jobs.values():
+                job["metadata"].setdefault("annotations", {})["flip"] = str(self.passes)
+
+    api = Fighting()
+    with pytest.raises(Unsettled, match=f"still change the cluster after {MAX_PASSES} passes"):
+        api.create_object(JOBSETS, "ns", jobset())
+    assert api.passes == MAX_PASSES

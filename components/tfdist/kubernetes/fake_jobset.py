@@ -19,6 +19,7 @@ restarts, `dependsOn`, `RestartJob` (an alpha feature gate, off by default), vol
 from __future__ import annotations
 
 import copy
+import hashlib
 import itertools
 import re
 import time
@@ -282,8 +283,8 @@ class FakeJobSetCluster(FakeKubeApi):
         attempt = status["restarts"]
         previous = [job for job in owned if int(_labels(job)[RESTART_ATTEMPT]) < attempt]
         current = [job for job in owned if job not in previous]
-        failed = [job for job in current if _true(job, "Failed")]
-        succeeded = [job for job in current if _true(job, "Complete")]
+        failed = [job for job in current if job_finished(job) == (True, "Failed")]
+        succeeded = [job for job in current if job_finished(job) == (True, "Complete")]
         active = [job for job in current if job not in failed and job not in succeeded]
         if _true(js, "Completed") or _true(js, "Failed"):
             self._finished(js, active)
@@ -375,17 +376,11 @@ class FakeJobSetCluster(FakeKubeApi):
 
     def _create_job(self, js: dict[str, Any], rjob: Mapping[str, Any], index: int) -> None:
         """A child Job: the replicated job's template, named `<jobset>-<rjob>-<index>`, with the
-        JobSet's labels on it and on its pod template (labelAndAnnotateObject), the JobSet's
-        subdomain, and `suspend` as the JobSet's."""
+        JobSet's labels and annotations on it and on its pod template (`label_and_annotate`),
+        the JobSet's subdomain, and `suspend` as the JobSet's."""
         meta = js["metadata"]
         name = child_job_name(meta["name"], rjob["name"], index)
-        labels = {
-            JOBSET_NAME: meta["name"],
-            JOBSET_UID: meta["uid"],
-            REPLICATED_JOB: rjob["name"],
-            JOB_INDEX: str(index),
-            RESTART_ATTEMPT: str(js["status"]["restarts"]),
-        }
+        labels, annotations = label_and_annotate(js, rjob, index)
         template = copy.deepcopy(dict(rjob["template"]))
         job = {
             "apiVersion": "batch/v1",
@@ -395,6 +390,10 @@ class FakeJobSetCluster(FakeKubeApi):
                 "namespace": meta["namespace"],
                 "uid": f"uid-{next(self._uids)}",
                 "labels": {**template.get("metadata", {}).get("labels", {}), **labels},
+                "annotations": {
+                    **template.get("metadata", {}).get("annotations", {}),
+                    **annotations,
+                },
             },
             "spec": template["spec"],
             "status": {"failed": 0, "succeeded": 0},
@@ -404,6 +403,10 @@ class FakeJobSetCluster(FakeKubeApi):
         pod_template["metadata"]["labels"] = {
             **pod_template["metadata"].get("labels", {}),
             **labels,
+        }
+        pod_template["metadata"]["annotations"] = {
+            **pod_template["metadata"].get("annotations", {}),
+            **annotations,
         }
         if js["spec"]["network"].get("enableDNSHostnames"):
             pod_template["spec"]["subdomain"] = (
@@ -422,7 +425,7 @@ class FakeJobSetCluster(FakeKubeApi):
             if not self._pods_of(job):
                 self.jobs.pop((meta["namespace"], meta["name"]), None)
             return
-        if _true(job, "Failed") or _true(job, "Complete"):
+        if job_finished(job)[0]:
             return
         self._account(job, pods)
         if _true(job, "Failed"):  # "FailJob: ... all running pods are terminated"
@@ -581,18 +584,91 @@ class FakeJobSetCluster(FakeKubeApi):
 
 def _default(js: dict[str, Any]) -> None:
     """The JobSet webhook's defaults (api reference; jobset_webhook.go Default): successPolicy
-    `All`, `Indexed` completion, pod `restartPolicy: OnFailure`, DNS hostnames on."""
+    `All`, group `default`, `Indexed` completion, pod `restartPolicy: OnFailure`, DNS
+    hostnames on."""
     spec = js["spec"]
     spec.setdefault("successPolicy", {"operator": "All"})
     network = spec.setdefault("network", {})
     network.setdefault("enableDNSHostnames", True)
     network.setdefault("publishNotReadyAddresses", True)
     for rjob in spec["replicatedJobs"]:
+        rjob.setdefault("groupName", "default")
         job_spec = rjob["template"]["spec"]
         job_spec.setdefault("completionMode", "Indexed")
         job_spec["template"]["spec"].setdefault("restartPolicy", "OnFailure")
     for index, rule in enumerate(spec.get("failurePolicy", {}).get("rules", [])):
         rule.setdefault("name", f"failurePolicyRule{index}")
+
+
+GROUP_NAME = "jobset.sigs.k8s.io/group-name"
+GROUP_REPLICAS = "jobset.sigs.k8s.io/group-replicas"
+JOB_GROUP_INDEX = "jobset.sigs.k8s.io/job-group-index"
+GLOBAL_REPLICAS = "jobset.sigs.k8s.io/global-replicas"
+JOB_GLOBAL_INDEX = "jobset.sigs.k8s.io/job-global-index"
+REPLICATED_JOB_REPLICAS = "jobset.sigs.k8s.io/replicatedjob-replicas"
+JOB_KEY = "jobset.sigs.k8s.io/job-key"
+
+
+def global_replicas(js: Mapping[str, Any]) -> str:
+    """globalReplicas: every replica of every replicated job."""
+    return str(sum(int(rjob.get("replicas", 1)) for rjob in js["spec"]["replicatedJobs"]))
+
+
+def global_job_index(js: Mapping[str, Any], rjob_name: str, index: int) -> str:
+    """globalJobIndex: the Job's place among all Jobs; "" for an unknown replicated job."""
+    before = 0
+    for rjob in js["spec"]["replicatedJobs"]:
+        if rjob["name"] == rjob_name:
+            return str(before + index)
+        before += int(rjob.get("replicas", 1))
+    return ""
+
+
+def group_replicas(js: Mapping[str, Any], group: str) -> str:
+    """groupReplicas."""
+    return str(
+        sum(
+            int(rjob.get("replicas", 1))
+            for rjob in js["spec"]["replicatedJobs"]
+            if rjob.get("groupName") == group
+        )
+    )
+
+
+def group_job_index(js: Mapping[str, Any], group: str, rjob_name: str, index: int) -> str:
+    """groupJobIndex: the Job's place among its group's Jobs; "" outside the group."""
+    before = 0
+    for rjob in js["spec"]["replicatedJobs"]:
+        if rjob.get("groupName") == group:
+            if rjob["name"] == rjob_name:
+                return str(before + index)
+            before += int(rjob.get("replicas", 1))
+    return ""
+
+
+def label_and_annotate(
+    js: Mapping[str, Any], rjob: Mapping[str, Any], index: int
+) -> tuple[dict[str, str], dict[str, str]]:
+    """labelAndAnnotateObject: what the controller puts on a child Job and its pod template
+    (the same keys as labels and annotations; RestartJob's key only with its alpha gate)."""
+    meta = js["metadata"]
+    group = rjob.get("groupName", "default")
+    job = child_job_name(meta["name"], rjob["name"], index)
+    found = {
+        JOBSET_NAME: meta["name"],
+        JOBSET_UID: meta.get("uid", ""),
+        REPLICATED_JOB: rjob["name"],
+        RESTART_ATTEMPT: str((js.get("status") or {}).get("restarts") or 0),
+        REPLICATED_JOB_REPLICAS: str(rjob.get("replicas", 1)),
+        GLOBAL_REPLICAS: global_replicas(js),
+        JOB_INDEX: str(index),
+        JOB_KEY: hashlib.sha1(f"{meta.get('namespace', '')}/{job}".encode()).hexdigest(),
+        JOB_GLOBAL_INDEX: global_job_index(js, rjob["name"], index),
+        GROUP_NAME: group,
+        GROUP_REPLICAS: group_replicas(js, group),
+        JOB_GROUP_INDEX: group_job_index(js, group, rjob["name"], index),
+    }
+    return dict(found), dict(found)
 
 
 def _targets(js: Mapping[str, Any]) -> list[str]:
@@ -630,6 +706,15 @@ def num_jobs_expected_to_succeed(js: Mapping[str, Any]) -> int:
                 if replicated_job_matches_success_policy(js, rjob)
             )
     return 0
+
+
+def job_finished(job: Mapping[str, Any]) -> tuple[bool, str]:
+    """JobFinished: (True, "Complete" | "Failed") once either condition is True; a
+    FailureTarget or Suspended Job has not finished."""
+    for found in (job.get("status") or {}).get("conditions") or ():
+        if found.get("type") in ("Complete", "Failed") and found.get("status") == "True":
+            return True, str(found["type"])
+    return False, ""
 
 
 FAILED_JOBS_MESSAGE = "jobset failed due to one or more job failures"

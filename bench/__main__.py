@@ -21,6 +21,7 @@ from bench import (
     airflow_overhead,
     evaluator_lag,
     launch_latency,
+    log_bytes,
     orchestration,
     parse_cost,
     plan_scale,
@@ -126,6 +127,7 @@ def run_all(only: set[str], root: Path) -> list[Row]:
         ("6", lambda: plan_scale.measure(runs=5, sizes=[10, 100, 1000])),
         ("7", deploy_copy_rows),
         ("9", lambda: watch_requests.measure(polls=10)),
+        ("10", lambda: log_bytes.measure(polls=5)),
     ]
     for item, measure in items:
         if only and item not in only:

@@ -97,10 +97,34 @@ class ProviderKubeApi:
         )
         return [self._plain(pod) for pod in found.items] if found is not None else []
 
-    def read_pod_log(self, namespace: str, name: str) -> str:
+    def read_pod_log(
+        self, namespace: str, name: str, since: str | None = None, timestamps: bool = False
+    ) -> str:
+        """The log of the pod's trainer container; `since` and `timestamps` as the API's
+        `sinceTime` and `timestamps`. The client's `read_namespaced_pod_log` has no
+        `since_time`, so the request goes through its `ApiClient` as that method makes it; the
+        body is taken as UTF-8 text, never parsed (a log line may well look like JSON)."""
+        query: list[tuple[str, str]] = [("container", CONTAINER)]
+        if since is not None:
+            query.append(("sinceTime", since))
+        if timestamps:
+            query.append(("timestamps", "true"))
+
+        def request() -> Any:
+            return self.hook.api_client.call_api(
+                "/api/v1/namespaces/{namespace}/pods/{name}/log",
+                "GET",
+                {"namespace": namespace, "name": name},
+                query,
+                {"Accept": "text/plain"},
+                auth_settings=["BearerToken"],
+                _return_http_data_only=True,
+                _preload_content=False,
+            ).data.decode("utf-8", errors="replace")
+
         text = self._call(
             f"read log of {name}",
-            lambda: self.core.read_namespaced_pod_log(name, namespace, container=CONTAINER),
+            request,
             missing="",
             absent=(400, 404),  # 400: the container has not started yet
         )

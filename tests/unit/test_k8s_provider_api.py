@@ -107,7 +107,25 @@ class Api(ProviderKubeApi):
     @cached_property
     def hook(self) -> Any:
         self.hooks_made += 1
-        return SimpleNamespace(core_v1_client=self.core_stub, api_client=ApiClient())
+        client = ApiClient()
+        client.rest_client = Rest(self.core_stub)  # type: ignore[assignment]
+        return SimpleNamespace(core_v1_client=self.core_stub, api_client=client)
+
+
+class Rest:
+    """Stands in for the `ApiClient`'s REST client below the real `ApiClient`, which builds the
+    request: records the URL and query, answers a pod log request with a log as text."""
+
+    def __init__(self, core: Core) -> None:
+        self.core = core
+
+    def GET(self, url: str, query_params: Any = None, **kwargs: Any) -> Any:
+        try:
+            self.core._answer("GET", url, dict(query_params or []))
+        except ApiException as error:
+            error.body = (error.body or "").encode()  # as the REST client raises it: bytes
+            raise
+        return SimpleNamespace(status=200, data=b'{"step": 1}\nstep 2 \xe2\x9c\x93\n')
 
 
 @pytest.fixture
@@ -141,8 +159,22 @@ def test_not_found_is_none_and_deleting_twice_is_fine(core: Core) -> None:
 def test_a_container_not_started_yet_has_an_empty_log(core: Core) -> None:
     core.errors = [_error(400, "Bad Request", 'container "tensorflow" is waiting to start')]
     assert Api(core).read_pod_log("ml", "p") == ""
-    assert Api(core).read_pod_log("ml", "p") == "step 1\n"
-    assert core.calls[-1][2] == {"container": "tensorflow"}
+    assert Api(core).read_pod_log("ml", "p") == '{"step": 1}\nstep 2 \u2713\n'  # text, as sent
+    assert core.calls[-1][1:] == (
+        ("/api/v1/namespaces/ml/pods/p/log", {"container": "tensorflow"}),
+        {},
+    )
+
+
+def test_a_log_read_from_a_time_on_asks_for_since_time_and_timestamps(core: Core) -> None:
+    """The client's `read_namespaced_pod_log` cannot ask for `sinceTime`: the adapter's
+    request, built by the real `ApiClient`, carries it."""
+    Api(core).read_pod_log("ml", "p", since="2027-01-15T08:00:03Z", timestamps=True)
+    assert core.calls[-1][1][1] == {
+        "container": "tensorflow",
+        "sinceTime": "2027-01-15T08:00:03Z",
+        "timestamps": "true",
+    }
 
 
 def test_errors_carry_the_servers_message(core: Core) -> None:

@@ -47,8 +47,12 @@ class KubeApi(Protocol):
         """The pods carrying every one of `labels`."""
         ...
 
-    def read_pod_log(self, namespace: str, name: str) -> str:
-        """The pod's whole log so far; empty before its container started or once it is gone."""
+    def read_pod_log(
+        self, namespace: str, name: str, since: str | None = None, timestamps: bool = False
+    ) -> str:
+        """The pod's log so far; empty before its container started or once it is gone.
+        `since` (RFC 3339): only the lines from that second on; `timestamps`: each line after
+        its RFC 3339 timestamp with nanoseconds and a space (`tfdist.kubernetes.logs`)."""
         ...
 
     # -- custom resources (JobSets, Kueue Workloads) ---------------------------------------

@@ -8,6 +8,7 @@ does after its grace period.
 
 from __future__ import annotations
 
+import bisect
 import copy
 import itertools
 import time
@@ -16,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from tfdist.kubernetes.api import AlreadyExists, KubeApiError, Resource
+from tfdist.kubernetes.logs import nanoseconds, rfc3339, to_nanoseconds
 
 Key = tuple[str, str]
 ObjectKey = tuple[str, str, str]  # (plural, namespace, name)
@@ -28,7 +30,8 @@ class FakeKubeApi:
         self.clock = clock
         self.linger = linger
         self.pods: dict[Key, dict[str, Any]] = {}
-        self.logs: dict[Key, str] = {}
+        self.logs: dict[Key, list[tuple[float, str]]] = {}  # each line and when it was written
+        self.log_bytes = 0  # bytes of logs sent, over every read
         self.objects: dict[ObjectKey, dict[str, Any]] = {}  # custom resources
         self.calls: list[tuple[str, str]] = []  # (verb, object name)
         self.refuse: set[str] = set()  # names whose creation the "server" rejects
@@ -60,8 +63,19 @@ class FakeKubeApi:
         self._tick()
         return _matching(self.pods, namespace, labels)
 
-    def read_pod_log(self, namespace: str, name: str) -> str:
-        return self.logs.get((namespace, name), "")
+    def read_pod_log(
+        self, namespace: str, name: str, since: str | None = None, timestamps: bool = False
+    ) -> str:
+        entries = self.logs.get((namespace, name), [])
+        start = 0
+        if since is not None:
+            second = nanoseconds(since) or 0
+            start = bisect.bisect_left(entries, second, key=lambda entry: to_nanoseconds(entry[0]))
+        found = "".join(
+            f"{rfc3339(at)} {line}" if timestamps else line for at, line in entries[start:]
+        )
+        self.log_bytes += len(found.encode())
+        return found
 
     def create_object(
         self, resource: Resource, namespace: str, manifest: Mapping[str, Any]
@@ -169,8 +183,16 @@ class FakeKubeApi:
         self._remove(next(key for key in self.pods if key[1] == name))
 
     def write_log(self, name: str, text: str) -> None:
+        """The container writes `text`; each new line is stamped with the clock's time (a line
+        continued from an earlier write keeps its first stamp)."""
         key = next(key for key in self.pods if key[1] == name)
-        self.logs[key] = self.logs.get(key, "") + text
+        entries = self.logs.setdefault(key, [])
+        pieces = text.splitlines(keepends=True)
+        if entries and pieces and not entries[-1][1].endswith("\n"):
+            at, line = entries[-1]
+            entries[-1] = (at, line + pieces.pop(0))
+        now = self.clock()
+        entries.extend((now, piece) for piece in pieces)
 
     # -- internals --------------------------------------------------------------------------
     def _create(

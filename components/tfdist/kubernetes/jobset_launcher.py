@@ -10,7 +10,8 @@ the restart counts are the engine's own (`status.restarts`, each Job's failed po
 Watching is cheap: the JobSet, its pods and (while queued) its Kueue Workload are read in one
 snapshot that every role's status and log read share for `Snapshots.max_age_secs`; the watch
 tasks of one triggerer share them through one `Snapshots`. A role's log follows its current
-pod across restarts: the offset carries which pod it is in (`LogCursor`).
+pod across restarts and each poll reads only its new lines: the offset carries which pod it is
+in and the time of the last line read (`tfdist.kubernetes.logs.LogCursor`).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from tfdist.kubernetes.jobset import (
 )
 from tfdist.kubernetes.jobset_status import replica_pods, role_views, suspended
 from tfdist.kubernetes.kueue import WORKLOAD_JOB_UID
+from tfdist.kubernetes.logs import LogCursor, new_lines
 from tfdist.kubernetes.manifests import Target, build_export_pod
 from tfdist.kubernetes.names import (
     LAUNCH,
@@ -56,7 +58,7 @@ from tfdist.kubernetes.names import (
     scope_label,
 )
 from tfdist.kubernetes.one_off import OneOffPod
-from tfdist.kubernetes.pods import Timeouts, pod_end, started, whole_lines
+from tfdist.kubernetes.pods import Timeouts, pod_end, started
 from tfdist.lifecycle import RoleId
 from tfdist.locations import require_shared_storage
 from tfdist.plan import JobPlan, plan
@@ -99,25 +101,6 @@ class Snapshots:
             if found is None or fresh or now - found.at >= self.max_age_secs:
                 found = self._found[key] = read(now)
             return found
-
-
-class LogCursor(NamedTuple):
-    """Where a role's log was read up to: which pod (its restart attempt and its place
-    among the replica's pods in that attempt) and how many bytes of it. As one int, so that
-    it fits the `Backend.read_log` offset."""
-
-    attempt: int
-    ordinal: int
-    byte: int
-
-    @classmethod
-    def decode(cls, offset: int) -> LogCursor:
-        pod, byte = divmod(offset, 1 << 40)
-        attempt, ordinal = divmod(pod, 1 << 12)
-        return cls(attempt, ordinal, byte)
-
-    def encode(self) -> int:
-        return ((self.attempt << 12) + self.ordinal << 40) + self.byte
 
 
 def new_launch_id() -> str:
@@ -253,9 +236,10 @@ class JobSetLauncher:
         self.sleep(timeout)
 
     def read_log(self, handle: JobHandle, role: str, offset: int = 0) -> tuple[str, int]:
-        """Whole lines of the role's log from `offset`. Once the role has a new pod (its Job
-        or the whole JobSet restarted), the rest of the old pod's log comes first if it is
-        still there, then the new pod's from its start, after a line naming it."""
+        """The role's new log lines since `offset` (a `LogCursor`): each poll asks only for the
+        lines written since the last one (`tfdist.kubernetes.logs`). Once the role has a new
+        pod (its Job or the whole JobSet restarted), the rest of the old pod's log comes first
+        if it is still there, then the new pod's from its start, after a line naming it."""
         snap = self.snapshot(handle)
         if snap.jobset is None:
             return "", offset
@@ -263,32 +247,34 @@ class JobSetLauncher:
         rid = RoleId.parse(role)
         attempt = int((snap.jobset.get("status") or {}).get("restarts") or 0)
         current = replica_pods(snap.pods, rid, attempt)
-        here = LogCursor(attempt, len(current) - 1, 0) if current else LogCursor(attempt, 0, 0)
+        here = LogCursor(attempt, max(len(current) - 1, 0))
         cursor = LogCursor.decode(offset)
         if cursor[:2] != here[:2]:  # on an older pod: its rest, then on to the current one
             older = replica_pods(snap.pods, rid, cursor.attempt)
             text = ""
             if cursor.ordinal < len(older):
-                text = self._log(namespace, older[cursor.ordinal], cursor.byte, whole=True)
+                text = self._new_lines(namespace, older[cursor.ordinal], cursor, whole=True)[0]
             return text, here.encode()
-        if not current or not started(current[-1]):
+        if not current:
             return "", offset
         pod = current[-1]
-        data = self.api.read_pod_log(namespace, pod["metadata"]["name"])
-        text, end = whole_lines(data, cursor.byte, whole=pod_end(pod) is not None)
-        if text and cursor.byte == 0 and (attempt or here.ordinal):
+        text, after = self._new_lines(namespace, pod, cursor, whole=pod_end(pod) is not None)
+        if text and not cursor.stamp and (attempt or here.ordinal):
             runs = f"job restart {attempt}, " if attempt else ""
             text = (
                 f"--- {role}: following pod {pod['metadata']['name']} ({runs}run "
                 f"{here.ordinal + 1} of its Job) ---\n{text}"
             )
-        return text, here._replace(byte=end).encode()
+        return text, after.encode()
 
-    def _log(self, namespace: str, pod: Mapping[str, Any], start: int, whole: bool) -> str:
+    def _new_lines(
+        self, namespace: str, pod: Mapping[str, Any], cursor: LogCursor, whole: bool
+    ) -> tuple[str, LogCursor]:
         if not started(pod):
-            return ""
-        data = self.api.read_pod_log(namespace, pod["metadata"]["name"])
-        return whole_lines(data, start, whole=whole)[0]
+            return "", cursor
+        name = pod["metadata"]["name"]
+        data = self.api.read_pod_log(namespace, name, since=cursor.since, timestamps=True)
+        return new_lines(data, cursor, whole=whole)
 
     # -- supervising: the cluster's job --------------------------------------------------------
     def apply(self, handle: JobHandle, command: Command) -> None:

@@ -129,7 +129,10 @@ def _plan_jobset(spec: JobSpec, target: Target, args: argparse.Namespace) -> lis
             for item in error.errors()
         ]
         raise SpecError("invalid Kueue settings:\n" + "\n".join(problems)) from None
-    docs = [plan_jobset(spec, target, JobSetOptions(kueue=kueue))]
+    try:
+        docs = [plan_jobset(spec, target, JobSetOptions(kueue=kueue))]
+    except ValueError as error:
+        raise SpecError(str(error)) from None
     if args.queue:
         docs.append(local_queue(args.queue, target.namespace, args.cluster_queue))
     return docs

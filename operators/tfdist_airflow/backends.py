@@ -17,7 +17,7 @@ from tfdist.kubernetes.kueue import Kueue
 from tfdist.kubernetes.placement import JobPlacement
 from tfdist.kubernetes.pods import Timeouts
 from tfdist.lifecycle import RoleId
-from tfdist.spec import Frozen, dotted, format_errors
+from tfdist.spec import Frozen, Role, dotted, format_errors
 
 if TYPE_CHECKING:
     from pydantic_core import ErrorDetails
@@ -117,6 +117,14 @@ class JobSetBackend(Frozen):
     @model_validator(mode="after")
     def _valid_target(self) -> Self:
         self.target()  # a bad namespace or domain fails when the DAG is parsed
+        placed = [(role, self.placement.for_role(role)) for role in Role]
+        asking = [role.value for role, placement in placed if placement.topology is not None]
+        if asking and not self.kueue.queue_name:
+            raise ValueError(
+                f"placement: the topology of {', '.join(asking)} is honoured by Kueue's "
+                "topology-aware scheduling only; set kueue=Kueue(queue_name=...) or remove "
+                "`topology`"
+            )
         return self
 
     def target(self) -> Target:

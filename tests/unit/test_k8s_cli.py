@@ -231,3 +231,22 @@ def test_bad_kueue_options_exit_2_naming_the_fix(
 def test_jobset_plan_refuses_a_local_model_dir(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["plan", SPEC, "--backend", "jobset", "--set", "model_dir=/tmp/m"]) == 2
     assert "model_dir: '/tmp/m' is a local path" in capsys.readouterr().err
+
+
+def test_a_placement_topology_needs_a_queue(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    placement = tmp_path / "placement.yaml"
+    placement.write_text(
+        "worker: {topology: {level: cloud.google.com/gce-topology-block, required: true}}\n"
+    )
+    assert main([*PLAN, "--placement", str(placement)]) == 2
+    assert "the topology of worker is honoured by Kueue's topology-aware scheduling only; " in (
+        capsys.readouterr().err
+    )
+    jobset, _ = plan_yaml(capsys, "--placement", str(placement), "--queue", "gpu-queue")
+    validate(jobset)
+    worker = next(r for r in jobset["spec"]["replicatedJobs"] if r["name"] == "worker")
+    assert worker["template"]["spec"]["template"]["metadata"]["annotations"] == {
+        "kueue.x-k8s.io/podset-required-topology": "cloud.google.com/gce-topology-block"
+    }

@@ -38,6 +38,7 @@ from tfdist.kubernetes.jobset import (
 )
 from tfdist.kubernetes.kueue import QUEUE_NAME, WORKLOAD_JOB_UID
 from tfdist.kubernetes.names import digest
+from tfdist.kubernetes.placement import PREFERRED_TOPOLOGY, REQUIRED_TOPOLOGY
 
 JOBSET_UID = "jobset.sigs.k8s.io/jobset-uid"
 JOB_UID = WORKLOAD_JOB_UID
@@ -542,8 +543,8 @@ class FakeJobSetCluster(FakeKubeApi):
 
     def _queue(self, js: dict[str, Any]) -> None:
         """Kueue's JobSet integration (tasks/run/jobsets.md): a JobSet labelled with
-        `kueue.x-k8s.io/queue-name` is suspended on creation and gets a Workload that waits
-        in that LocalQueue until Kueue admits it."""
+        `kueue.x-k8s.io/queue-name` is suspended on creation and gets a Workload, one pod set
+        per replicated job (`pod_set`), that waits in that LocalQueue until Kueue admits it."""
         meta = js["metadata"]
         queue = meta.get("labels", {}).get(QUEUE_NAME)
         if not queue:
@@ -554,7 +555,10 @@ class FakeJobSetCluster(FakeKubeApi):
             "apiVersion": f"{WORKLOADS.group}/{WORKLOADS.version}",
             "kind": "Workload",
             "metadata": {"name": name, "labels": {JOB_UID: meta["uid"]}},
-            "spec": {"queueName": queue},
+            "spec": {
+                "queueName": queue,
+                "podSets": [pod_set(rjob) for rjob in js["spec"]["replicatedJobs"]],
+            },
         }
         workload["metadata"].update(
             namespace=meta["namespace"],
@@ -669,6 +673,27 @@ def label_and_annotate(
         JOB_GROUP_INDEX: group_job_index(js, group, rjob["name"], index),
     }
     return dict(found), dict(found)
+
+
+def pod_set(rjob: Mapping[str, Any]) -> dict[str, Any]:
+    """The Workload pod set Kueue makes of a replicated job: its pods (replicas x parallelism)
+    and the topology its pod template asks for (`kueue.x-k8s.io/podset-required-topology` or
+    `-preferred-topology`: concepts/topology_aware_scheduling.md; the Workload's
+    `topologyRequest`)."""
+    job = rjob["template"]["spec"]
+    annotations = job["template"].get("metadata", {}).get("annotations", {})
+    request = {
+        field: annotations[key]
+        for field, key in (("required", REQUIRED_TOPOLOGY), ("preferred", PREFERRED_TOPOLOGY))
+        if key in annotations
+    }
+    found: dict[str, Any] = {
+        "name": rjob["name"],
+        "count": int(rjob.get("replicas", 1)) * int(job.get("parallelism", 1)),
+    }
+    if request:
+        found["topologyRequest"] = request
+    return found
 
 
 def _targets(js: Mapping[str, Any]) -> list[str]:

@@ -35,6 +35,7 @@ CALLS = frozenset(
         "delete_pod",
         "list_pods",
         "read_pod_log",
+        "pending_workloads",
         "create_object",
         "get_object",
         "list_objects",

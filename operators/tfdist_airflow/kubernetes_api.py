@@ -13,6 +13,7 @@ from functools import cached_property
 from typing import Any, TypeVar
 
 from tfdist.kubernetes.api import AlreadyExists, KubeApiError, Resource
+from tfdist.kubernetes.kueue import VISIBILITY
 from tfdist.kubernetes.manifests import CONTAINER
 
 T = TypeVar("T")
@@ -129,6 +130,31 @@ class ProviderKubeApi:
             absent=(400, 404),  # 400: the container has not started yet
         )
         return str(text or "")
+
+    def pending_workloads(self, namespace: str, local_queue: str) -> list[dict[str, Any]]:
+        """GET `.../localqueues/<queue>/pendingworkloads` of Kueue's visibility API through the
+        client's `ApiClient` (no generated method for it); [] when the API is not served
+        (404, 503) or this identity may not read it (403)."""
+
+        def request() -> Any:
+            return self.hook.api_client.call_api(
+                VISIBILITY + "/namespaces/{namespace}/localqueues/{queue}/pendingworkloads",
+                "GET",
+                {"namespace": namespace, "queue": local_queue},
+                [],
+                {"Accept": "application/json"},
+                auth_settings=["BearerToken"],
+                _return_http_data_only=True,
+                _preload_content=False,
+            ).data
+
+        found = self._call(
+            f"read pending workloads of LocalQueue {local_queue}",
+            request,
+            missing=None,
+            absent=(403, 404, 503),
+        )
+        return list(json.loads(found).get("items") or []) if found else []
 
     # -- custom resources: the hook's CustomObjectsApi ------------------------------------
     @property

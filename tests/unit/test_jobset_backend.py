@@ -52,11 +52,13 @@ class Clock:
 
 @pytest.fixture
 def api() -> FakeJobSetCluster:
-    return FakeJobSetCluster()
+    return FakeJobSetCluster(clock=Clock())  # the time a launcher's `Clock` starts at
 
 
-def launcher(api: FakeJobSetCluster, options: JobSetOptions | None = None) -> JobSetLauncher:
-    clock = Clock()
+def launcher(
+    api: FakeJobSetCluster, options: JobSetOptions | None = None, clock: Clock | None = None
+) -> JobSetLauncher:
+    clock = clock or Clock()
     ids = iter(f"launch{i}" for i in range(1, 100))
     return JobSetLauncher(
         api,
@@ -107,16 +109,28 @@ def test_launch_creates_one_jobset_and_a_repeated_launch_creates_no_second(
     assert backend.handles(SCOPE) == [handle]
 
 
-def test_admission_delayed_then_granted(api: FakeJobSetCluster) -> None:
-    backend, handle = launch(api, options=JobSetOptions(kueue=Kueue(queue_name="gpu-queue")))
+def test_admission_delayed_then_granted() -> None:
+    """While Kueue holds the Workload the watch says where it stands (Kueue's visibility API:
+    behind one job in its LocalQueue and one more from another LocalQueue of the same
+    ClusterQueue) and how long it has waited; then why it waits for nodes."""
+    clock = Clock()
+    api = FakeJobSetCluster(clock=clock)
+    gpu = JobSetOptions(kueue=Kueue(queue_name="gpu-queue"))
+    for queue, run in (("gpu-queue", "run-0"), ("cpu-queue", "run-9")):  # two jobs ahead
+        ahead = launcher(api, JobSetOptions(kueue=Kueue(queue_name=queue)), clock)
+        ahead.launch(ahead.plan(PS, f"nightly/{run}/train_and_evaluate"))
+    backend = launcher(api, gpu, clock)
+    handle = backend.launch(backend.plan(PS, SCOPE))
     name = handle.job_id.split("/")[1]
+    clock.now += 12 * 60 + 5
     api.pending(
         name, "couldn't assign flavors to pod set chief: insufficient quota for nvidia.com/gpu"
     )
     assert detail(backend, handle, "chief-0") == (
         RoleState.PENDING,
-        "queued in Kueue (queue gpu-queue): Pending: couldn't assign flavors to pod set chief: "
-        "insufficient quota for nvidia.com/gpu",
+        "queued in Kueue (queue gpu-queue: 2nd of 2 in it, 3rd in its cluster queue; waiting "
+        "12 min): Pending: couldn't assign flavors to pod set chief: insufficient quota for "
+        "nvidia.com/gpu",
     )
     assert api.pods == {}
     api.reserve_quota(name, "cluster-queue", {"dws-prov": "waiting for capacity"})
@@ -331,7 +345,8 @@ def test_a_watch_reads_as_a_user_would_want(api: FakeJobSetCluster) -> None:
     poll()
     new = pod(api, handle, "chief-0")
     assert seen == [
-        "pending: queued in Kueue (queue gpu-queue): Pending: waiting for the scheduler",
+        "pending: queued in Kueue (queue gpu-queue: 1st of 1 in it, 1st in its cluster queue; "
+        "waiting under a minute): Pending: waiting for the scheduler",
         "pending: pod pending: waiting for a node",
         "step 100, loss 0.9",
         "pending: restarting: chief-0 ran out of memory (OOM-killed, exit code 137); "

@@ -260,3 +260,22 @@ def test_of_two_pods_created_in_the_same_second_the_live_one_is_current() -> Non
         ended["metadata"]["name"],
         live["metadata"]["name"],
     ]
+
+
+def test_a_queue_position_in_words() -> None:
+    from tfdist.kubernetes.kueue import QueuePosition
+
+    pending = [
+        {"metadata": {"name": f"w{i}"}, "positionInLocalQueue": i, "positionInClusterQueue": i + 9}
+        for i in range(12)
+    ]
+    found = QueuePosition.find(pending, "w10", 3 * 3600 + 5 * 60 + 59)
+    assert found is not None
+    assert found.describe() == "11th of 12 in it, 20th in its cluster queue; waiting 3 h 5 min"
+    assert QueuePosition.find(pending, "w0", 59).describe() == (  # type: ignore[union-attr]
+        "1st of 12 in it, 10th in its cluster queue; waiting under a minute"
+    )
+    assert QueuePosition.find(pending, "w2", None).describe() == (  # type: ignore[union-attr]
+        "3rd of 12 in it, 12th in its cluster queue"
+    )
+    assert QueuePosition.find(pending, "gone", 1) is None

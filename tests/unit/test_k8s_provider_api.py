@@ -125,7 +125,26 @@ class Rest:
         except ApiException as error:
             error.body = (error.body or "").encode()  # as the REST client raises it: bytes
             raise
+        if url.endswith("/pendingworkloads"):
+            return SimpleNamespace(status=200, data=PENDING.encode())
         return SimpleNamespace(status=200, data=b'{"step": 1}\nstep 2 \xe2\x9c\x93\n')
+
+
+PENDING = json.dumps(
+    {
+        "kind": "PendingWorkloadsSummary",
+        "apiVersion": "visibility.kueue.x-k8s.io/v1beta2",
+        "items": [
+            {
+                "metadata": {"name": "jobset-digits-abc-1a2b3", "namespace": "ml"},
+                "priority": 0,
+                "localQueueName": "gpu-queue",
+                "positionInClusterQueue": 6,
+                "positionInLocalQueue": 1,
+            }
+        ],
+    }
+)
 
 
 @pytest.fixture
@@ -275,3 +294,16 @@ def test_a_missing_jobset_is_none_and_a_taken_name_already_exists() -> None:
     custom.errors = [_error(409, "Conflict", 'jobsets.jobset.x-k8s.io "js" already exists')]
     with pytest.raises(AlreadyExists, match="create jobsets js: 409 Conflict"):
         api.create_object(JOBSETS, "ml", {"metadata": {"name": "js"}})
+
+
+def test_the_queue_position_comes_from_kueues_visibility_api(core: Core) -> None:
+    api = Api(core)
+    pending = api.pending_workloads("ml", "gpu-queue")
+    assert core.calls[-1][1][0] == (
+        "/apis/visibility.kueue.x-k8s.io/v1beta2/namespaces/ml/localqueues/gpu-queue/"
+        "pendingworkloads"
+    )
+    assert [(p["positionInLocalQueue"], p["positionInClusterQueue"]) for p in pending] == [(1, 6)]
+    for status, reason in ((404, "Not Found"), (403, "Forbidden"), (503, "Service Unavailable")):
+        core.errors = [_error(status, reason)]  # not served, or not allowed: no position shown
+        assert api.pending_workloads("ml", "gpu-queue") == []

@@ -55,6 +55,11 @@ class KubeApi(Protocol):
         its RFC 3339 timestamp with nanoseconds and a space (`tfdist.kubernetes.logs`)."""
         ...
 
+    def pending_workloads(self, namespace: str, local_queue: str) -> list[dict[str, Any]]:
+        """The LocalQueue's pending Workloads with their positions (Kueue's visibility API,
+        `PendingWorkload` items); empty where that API is not served or not allowed."""
+        ...
+
     # -- custom resources (JobSets, Kueue Workloads) ---------------------------------------
     def create_object(
         self, resource: Resource, namespace: str, manifest: Mapping[str, Any]

@@ -63,6 +63,7 @@ class FakeJobSetCluster(FakeKubeApi):
         self._busy = False
         self._settled = False  # nothing changed since the controllers last settled
         self.paused = False  # controllers lagging behind: see `pause`
+        self.cluster_queues: dict[str, str] = {}  # LocalQueue -> ClusterQueue (default one)
 
     # -- the API, with the controllers reacting ----------------------------------------------
     def create_object(
@@ -144,6 +145,39 @@ class FakeJobSetCluster(FakeKubeApi):
     ) -> None:
         super().preempt(name, reason, message, code)
         self.reconcile()
+
+    # -- Kueue's visibility API ----------------------------------------------------------------
+    def pending_workloads(self, namespace: str, local_queue: str) -> list[dict[str, Any]]:
+        """The LocalQueue's pending Workloads (no quota reserved), oldest first, each with its
+        0-based position in the LocalQueue and in the ClusterQueue behind it
+        (`cluster_queues`, default `cluster-queue`), as the visibility API lists them."""
+        self._tick()
+        pending = [
+            obj
+            for (plural, _, _), obj in self.objects.items()
+            if plural == WORKLOADS.plural and not _true(obj, "QuotaReserved")
+        ]
+        cluster = self.cluster_queues.get(local_queue, "cluster-queue")
+        same = [
+            w
+            for w in pending
+            if self.cluster_queues.get(w["spec"]["queueName"], "cluster-queue") == cluster
+        ]
+        mine = [
+            w
+            for w in same
+            if w["spec"]["queueName"] == local_queue and w["metadata"]["namespace"] == namespace
+        ]
+        return [
+            {
+                "metadata": {"name": w["metadata"]["name"], "namespace": namespace},
+                "localQueueName": local_queue,
+                "positionInLocalQueue": index,
+                "positionInClusterQueue": same.index(w),
+                "priority": 0,
+            }
+            for index, w in enumerate(mine)
+        ]
 
     # -- Kueue's scheduler (tests call these) -------------------------------------------------
     def workload_of(self, jobset: str) -> dict[str, Any]:

@@ -44,7 +44,7 @@ from tfdist.kubernetes.jobset import (
     jobset_name,
 )
 from tfdist.kubernetes.jobset_status import replica_pods, role_views, suspended
-from tfdist.kubernetes.kueue import WORKLOAD_JOB_UID
+from tfdist.kubernetes.kueue import QUEUE_NAME, WORKLOAD_JOB_UID, QueuePosition
 from tfdist.kubernetes.logs import LogCursor, new_lines
 from tfdist.kubernetes.manifests import Target, build_export_pod
 from tfdist.kubernetes.names import (
@@ -58,7 +58,7 @@ from tfdist.kubernetes.names import (
     scope_label,
 )
 from tfdist.kubernetes.one_off import OneOffPod
-from tfdist.kubernetes.pods import Timeouts, pod_end, started
+from tfdist.kubernetes.pods import Timeouts, condition, pod_end, started, timestamp
 from tfdist.lifecycle import RoleId
 from tfdist.locations import require_shared_storage
 from tfdist.plan import JobPlan, plan
@@ -78,6 +78,7 @@ class Snapshot(NamedTuple):
     workload: dict[str, Any] | None
     at: float
     statuses: dict[str, RoleStatus]
+    position: QueuePosition | None = None  # while Kueue holds the Workload
 
 
 class Snapshots:
@@ -200,8 +201,8 @@ class JobSetLauncher:
 
     # -- watching ---------------------------------------------------------------------------
     def snapshot(self, handle: JobHandle, fresh: bool = False) -> Snapshot:
-        """The launch's JobSet, pods and (while suspended) Workload: two requests, three
-        while queued; shared for `snapshots.max_age_secs`."""
+        """The launch's JobSet, pods and (while suspended) Workload and its place in the
+        queue: two requests, four while queued; shared for `snapshots.max_age_secs`."""
         namespace, name = _where(handle)
 
         def read(now: float) -> Snapshot:
@@ -209,14 +210,25 @@ class JobSetLauncher:
             if jobset is None:
                 return Snapshot(None, [], None, now, {})
             pods = self.api.list_pods(namespace, {JOBSET_NAME: name})
-            workload = None
+            workload, position = None, None
             if suspended(jobset):
                 uid = {WORKLOAD_JOB_UID: jobset["metadata"].get("uid", "")}
                 found = self.api.list_objects(WORKLOADS, namespace, uid)
                 workload = found[0] if found else None
-            return Snapshot(jobset, pods, workload, now, {})
+                queue = jobset["metadata"].get("labels", {}).get(QUEUE_NAME)
+                if workload is not None and queue and not condition(workload, "QuotaReserved"):
+                    position = self._position(namespace, queue, workload)
+            return Snapshot(jobset, pods, workload, now, {}, position)
 
         return self.snapshots.get(handle.job_id, read, fresh)
+
+    def _position(
+        self, namespace: str, queue: str, workload: Mapping[str, Any]
+    ) -> QueuePosition | None:
+        created = timestamp(workload["metadata"].get("creationTimestamp"))
+        waited = self.clock() - created if created is not None else None
+        pending = self.api.pending_workloads(namespace, queue)
+        return QueuePosition.find(pending, workload["metadata"]["name"], waited)
 
     def statuses(self, handle: JobHandle) -> dict[str, RoleStatus]:
         snap = self.snapshot(handle)
@@ -228,7 +240,7 @@ class JobSetLauncher:
             }
         if not snap.statuses:
             spec = _recorded_spec(snap.jobset)
-            views = role_views(spec, snap.jobset, snap.pods, snap.workload)
+            views = role_views(spec, snap.jobset, snap.pods, snap.workload, snap.position)
             snap.statuses.update({role: view.status for role, view in views.items()})
         return {role: snap.statuses[role] for role in handle.roles}
 

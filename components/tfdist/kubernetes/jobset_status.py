@@ -28,7 +28,7 @@ from tfdist.kubernetes.jobset import (
     REPLICATED_JOB,
     RESTART_ATTEMPT,
 )
-from tfdist.kubernetes.kueue import QUEUE_NAME
+from tfdist.kubernetes.kueue import QUEUE_NAME, QueuePosition
 from tfdist.kubernetes.pods import Phase, any_condition, condition, pod_end, read_pod, why
 from tfdist.lifecycle import (
     Action,
@@ -98,6 +98,7 @@ def role_view(
     jobset: Mapping[str, Any] | None,
     pods: Sequence[Mapping[str, Any]] | PodIndex,
     workload: Mapping[str, Any] | None = None,
+    position: QueuePosition | None = None,
 ) -> RoleView:
     """What `role` is doing in this JobSet (None: the JobSet is gone)."""
     name = role.name
@@ -123,7 +124,7 @@ def role_view(
     if condition(jobset, "Failed"):
         return _failed_set(spec, role, jobset, index, pod_name)
     if suspended(jobset):
-        return _view(name, RoleState.PENDING, why_queued(jobset, workload))
+        return _view(name, RoleState.PENDING, why_queued(jobset, workload, position))
     if current is None:
         return _view(name, RoleState.PENDING, _no_pod_yet(spec, jobset))
     end = pod_end(current)
@@ -144,11 +145,15 @@ def role_views(
     jobset: Mapping[str, Any] | None,
     pods: Sequence[Mapping[str, Any]],
     workload: Mapping[str, Any] | None = None,
+    position: QueuePosition | None = None,
 ) -> dict[str, RoleView]:
-    """Every role's view, from one read of the JobSet, its pods and its Workload."""
+    """Every role's view, from one read of the JobSet, its pods, its Workload and (while it
+    waits for quota) its place in the queue."""
     index = PodIndex(pods)
     return {
-        f"{kind.value}-{i}": role_view(spec, RoleId(kind=kind, index=i), jobset, index, workload)
+        f"{kind.value}-{i}": role_view(
+            spec, RoleId(kind=kind, index=i), jobset, index, workload, position
+        )
         for kind, i in spec.roles()
     }
 
@@ -294,12 +299,17 @@ def _failed_set(
     return _view(role.name, RoleState.FAILED, reason, pod_name, own)
 
 
-def why_queued(jobset: Mapping[str, Any], workload: Mapping[str, Any] | None) -> str:
-    """Why a suspended JobSet waits: Kueue's queue and reason, or its admission checks."""
+def why_queued(
+    jobset: Mapping[str, Any],
+    workload: Mapping[str, Any] | None,
+    position: QueuePosition | None = None,
+) -> str:
+    """Why a suspended JobSet waits: Kueue's queue, its place there (`position`, from Kueue's
+    visibility API) and reason, or its admission checks."""
     queue = jobset["metadata"].get("labels", {}).get(QUEUE_NAME)
     if not queue:
         return "suspended (spec.suspend is true); resume the JobSet to run it"
-    where = f"queued in Kueue (queue {queue})"
+    where = f"queued in Kueue (queue {queue}" + (f": {position.describe()})" if position else ")")
     if workload is None:
         return f"{where}: waiting for Kueue to create its workload"
     status = workload.get("status") or {}

@@ -24,6 +24,7 @@ from bench import (
     airflow_overhead,
     evaluator_lag,
     launch_latency,
+    log_bytes,
     orchestration,
     parse_cost,
     plan_scale,
@@ -78,6 +79,7 @@ class Sizes:
     plan_sizes: tuple[int, ...] = (10, 100, 1000)
     deploy_copy: tuple[str, ...] = ()
     polls: int = 10
+    log_polls: int = 5
 
 
 FULL = Sizes()
@@ -94,6 +96,7 @@ SMOKE = Sizes(
     plan_sizes=(10,),
     deploy_copy=("--files", "4", "--size-kb", "1", "--runs", "1"),
     polls=2,
+    log_polls=1,
 )
 
 
@@ -174,6 +177,7 @@ def run_all(only: set[str], root: Path, sizes: Sizes = FULL) -> list[Row]:
         ("6", lambda: plan_scale.measure(runs=sizes.plan_runs, sizes=list(sizes.plan_sizes))),
         ("7", lambda: deploy_copy_rows(sizes.deploy_copy)),
         ("9", lambda: watch_requests.measure(polls=sizes.polls)),
+        ("10", lambda: log_bytes.measure(polls=sizes.log_polls)),
     ]
     for item, measure in items:
         if only and item not in only:

@@ -1,5 +1,5 @@
 """Item 6: how planning scales: `tfdist.plan.plan` (every role's `TF_CONFIG`) and the
-Kubernetes manifests builder for 10, 100 and 1000 roles (chief + N-1 all-reduce workers).
+JobSet builder for 10, 100 and 1000 roles (chief + N-1 all-reduce workers).
 
 Every role's `TF_CONFIG` lists the whole cluster, so its size is linear in the roles and the
 total quadratic. Side by side, the floor: the same `TF_CONFIG` strings written by hand with
@@ -40,8 +40,9 @@ def by_hand(cluster: dict[str, list[str]]) -> list[str]:
 
 
 def ways(roles: int) -> dict[str, Callable[[], Any]]:
-    from tfdist.kubernetes.manifests import Target, kubernetes_addresses, plan_manifests
-    from tfdist.kubernetes.names import RunRef, service_name
+    from tfdist.kubernetes.jobset import jobset_addresses, jobset_name, plan_jobset
+    from tfdist.kubernetes.manifests import Target
+    from tfdist.kubernetes.names import RunRef
     from tfdist.plan import plan
     from tfdist.spec import parse_spec
 
@@ -55,12 +56,12 @@ def ways(roles: int) -> dict[str, Callable[[], Any]]:
         }
     )
     ref, target = RunRef(), Target(namespace="tfdist")
-    addresses = kubernetes_addresses(spec, service_name(spec.name, ref), target.namespace)
+    addresses = jobset_addresses(spec, jobset_name(spec.name, ref), target.namespace)
     cluster = {kind: names for kind, names in addresses.items() if names}
     return {
         "by hand": lambda: by_hand(cluster),
         "plan": lambda: plan(spec, addresses),
-        "plan+manifests": lambda: plan_manifests(spec, target, ref),
+        "plan+jobset": lambda: plan_jobset(spec, target, ref=ref),
     }
 
 
@@ -80,7 +81,7 @@ def measure(runs: int, sizes: list[int]) -> list[Row]:
     for roles in sizes:
         shown = ", ".join(
             f"{name} {statistics.median(times[(roles, name)]) * 1000:.1f} ms"
-            for name in ("by hand", "plan", "plan+manifests")
+            for name in ("by hand", "plan", "plan+jobset")
         )
         lines.append(f"{roles} roles: {shown}, TF_CONFIG total {size[roles] / 1e6:.2f} MB")
         print(f"  {lines[-1]}")
@@ -92,7 +93,7 @@ def measure(runs: int, sizes: list[int]) -> list[Row]:
     )
     note = f"{'; '.join(lines)}; growth of plan: {growth} (bytes quadratic)"
     rows = []
-    for name in ("plan", "plan+manifests"):
+    for name in ("plan", "plan+jobset"):
         ratios = [t / BUDGET_SECS for t in times[(big, name)]]
         floor = statistics.median(times[(big, name)]) / statistics.median(times[(big, "by hand")])
         rows.append(

@@ -6,7 +6,8 @@ The same steps as `nightly_retrain` (train and evaluate, gate, export, deploy, h
 evaluator on `cpu-pool`. Kueue admits every role at once from the LocalQueue `tfdist-queue`;
 the JobSet's controllers restart a preempted or crashed role (alone, or with every role from
 the last checkpoint) by the lifecycle policy compiled into it, also while Airflow is down, and
-the watch tasks report what they do. On a cluster without JobSet, use `KubernetesBackend`.
+the watch tasks report what they do. A cluster without JobSet installs it first (README,
+"Running on GKE").
 The roles prepare the data themselves. Data, checkpoints, eval records and serving versions
 live under `gs://<bucket>/tfdist/`; the bucket is the DAG param `bucket`, else the Airflow
 Variable `tfdist_bucket`, rendered when a task runs (not when this file is parsed).

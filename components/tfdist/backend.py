@@ -5,8 +5,7 @@ plan a launch in a scope, start every role together, observe every role in one c
 the supervisor's commands (`tfdist.supervisor`), hold the launch's durable supervision record,
 find the launches of a scope again, read a role's log from a cursor, clean up, export. What a
 backend can do is data (`Capabilities`), never a behaviour flag callers branch on. Local
-processes (`tfdist.launch.local.LocalLauncher`), Kubernetes pods
-(`tfdist.kubernetes.launcher.KubernetesLauncher`), JobSets
+processes (`tfdist.launch.local.LocalLauncher`), JobSets on Kubernetes
 (`tfdist.kubernetes.jobset_launcher.JobSetLauncher`) and the in-memory `tfdist.testing.FakeBackend`
 implement it.
 
@@ -104,7 +103,7 @@ class JobHandle(Frozen):
     """Where a launched job lives; enough for any process to find it again."""
 
     backend: str
-    job_id: str  # a run directory (local) or `<namespace>/<service>` (Kubernetes)
+    job_id: str  # a run directory (local) or `<namespace>/<jobset>` (Kubernetes)
     launch_id: str
     roles: tuple[str, ...]
 

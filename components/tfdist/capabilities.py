@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from tfdist.spec import Frozen
 
-__all__ = ["FAKE", "JOBSET", "LOCAL", "RAW_PODS", "Capabilities"]
+__all__ = ["FAKE", "JOBSET", "LOCAL", "Capabilities"]
 
 
 class Capabilities(Frozen):
@@ -16,15 +16,12 @@ class Capabilities(Frozen):
         `model_dir`, `data_dir` and `serving_base`; otherwise they must be gs://.
     :param runs_policy: the engine restarts roles itself (a JobSet runs the compiled policy,
         also while nobody watches); the supervisor then only reads what it did.
-    :param durable_supervision: the supervision record outlives the process that holds it
-        (a watch-task retry or a triggerer restart keeps the restart counts).
     :param atomic_launch: a launch is one request (a JobSet), never half done; otherwise roles
         start one by one, and a launcher that died on the way leaves some never started.
     """
 
     shared_storage: bool
     runs_policy: bool = False
-    durable_supervision: bool = True
     atomic_launch: bool = False
 
 
@@ -32,6 +29,3 @@ LOCAL = Capabilities(shared_storage=True)
 FAKE = Capabilities(shared_storage=True, atomic_launch=True)
 # The JobSet's failure policy restarts roles in the cluster and keeps the counts.
 JOBSET = Capabilities(shared_storage=False, runs_policy=True, atomic_launch=True)
-# The raw-pod backend keeps its supervision record in the watching process; it is retired in
-# favour of JobSet, which keeps the counts in the cluster.
-RAW_PODS = Capabilities(shared_storage=False, durable_supervision=False, atomic_launch=True)

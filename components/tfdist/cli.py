@@ -54,8 +54,15 @@ def _load(args: argparse.Namespace) -> JobSpec:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     spec = _load(args)
-    if args.backend in ("kubernetes", "jobset"):
-        return _plan_kubernetes(spec, args)
+    if args.backend == "kubernetes":
+        raise SpecError(
+            "--backend kubernetes (a pod per role, restarted by Airflow) is no longer offered; "
+            "use --backend jobset: the cluster's JobSet controller restarts roles itself. A "
+            "cluster without JobSet installs it with `kubectl apply --server-side -f https://"
+            "github.com/kubernetes-sigs/jobset/releases/download/v0.12.0/manifests.yaml`"
+        )
+    if args.backend == "jobset":
+        return _plan_jobset_yaml(spec, args)
     from tfdist.launch.local import LocalLauncher
     from tfdist.plan import plan
 
@@ -65,12 +72,12 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
-def _plan_kubernetes(spec: JobSpec, args: argparse.Namespace) -> int:
-    """Print the Service and pods a Kubernetes launch would create, or the JobSet (and the
-    Kueue LocalQueue it names); contact no cluster."""
+def _plan_jobset_yaml(spec: JobSpec, args: argparse.Namespace) -> int:
+    """Print the JobSet a launch would create (and the Kueue LocalQueue it names); contact no
+    cluster."""
     from pydantic import ValidationError
 
-    from tfdist.kubernetes.manifests import Target, plan_manifests, to_yaml
+    from tfdist.kubernetes.manifests import Target, to_yaml
     from tfdist.kubernetes.placement import JobPlacement, load_placement
 
     require_shared_storage(spec, args.backend)
@@ -90,10 +97,7 @@ def _plan_kubernetes(spec: JobSpec, args: argparse.Namespace) -> int:
                 where=lambda loc: f"--{str(loc[0]).replace('_', '-')}",
             )
         ) from None
-    if args.backend == "jobset":
-        print(to_yaml(_plan_jobset(spec, target, args)), end="")
-    else:
-        print(to_yaml(plan_manifests(spec, target)), end="")
+    print(to_yaml(_plan_jobset(spec, target, args)), end="")
     return 0
 
 
@@ -125,7 +129,10 @@ def _plan_jobset(spec: JobSpec, target: Target, args: argparse.Namespace) -> lis
             for item in error.errors()
         ]
         raise SpecError("invalid Kueue settings:\n" + "\n".join(problems)) from None
-    docs = [plan_jobset(spec, target, JobSetOptions(kueue=kueue))]
+    try:
+        docs = [plan_jobset(spec, target, JobSetOptions(kueue=kueue))]
+    except ValueError as error:
+        raise SpecError(str(error)) from None
     if args.queue:
         docs.append(local_queue(args.queue, target.namespace, args.cluster_queue))
     return docs
@@ -138,19 +145,19 @@ def _kubernetes_options(sub: argparse.ArgumentParser) -> None:
         "--backend",
         choices=("local", "kubernetes", "jobset"),
         default="local",
-        help="kubernetes: print the Service and pod manifests (YAML) instead; jobset: the "
-        "JobSet (and the Kueue LocalQueue it names)",
+        help="jobset: print the JobSet (and the Kueue LocalQueue it names) as YAML instead; "
+        "kubernetes: refused (no longer offered; use jobset)",
     )
-    sub.add_argument("--namespace", default="default", help="kubernetes: the namespace")
-    sub.add_argument("--image", default=DEFAULT_IMAGE, help="kubernetes: the trainer image")
+    sub.add_argument("--namespace", default="default", help="jobset: the namespace")
+    sub.add_argument("--image", default=DEFAULT_IMAGE, help="jobset: the trainer image")
     sub.add_argument(
         "--placement",
         metavar="FILE",
-        help="kubernetes: YAML mapping role (and `default`) to node pool, GPUs, spot, ...",
+        help="jobset: YAML mapping role (and `default`) to node pool, GPUs, spot, ...",
     )
     sub.add_argument(
         "--cluster-domain",
-        help="kubernetes: appended to the pods' DNS names (default: none, `<ns>.svc`)",
+        help="jobset: appended to the pods' DNS names (default: none, `<ns>.svc`)",
     )
     sub.add_argument("--queue", help="jobset: the Kueue LocalQueue that admits the gang")
     sub.add_argument(

@@ -177,7 +177,7 @@ def require_shared_storage(
     spec: JobSpec, backend: str, others: Mapping[str, str | None] | None = None
 ) -> None:
     """Raise `LocationError` unless `model_dir`, `data_dir` and `others` (such as
-    `serving_base`) are storage every pod of `backend` (e.g. `kubernetes`) shares: gs://."""
+    `serving_base`) are storage every pod of `backend` (e.g. `jobset`) shares: gs://."""
     locations = {"model_dir": spec.model_dir, "data_dir": spec.data_dir, **(others or {})}
     problems = shared_storage_problems(locations, backend)
     if problems:

@@ -11,12 +11,11 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from tfdist_airflow.backends import JobSetBackend, KubernetesBackend, LocalBackend
+    from tfdist_airflow.backends import JobSetBackend, LocalBackend
     from tfdist_airflow.group import gate_export_deploy, train_and_evaluate
 
 _LAZY = {
     "JobSetBackend": "tfdist_airflow.backends",
-    "KubernetesBackend": "tfdist_airflow.backends",
     "LocalBackend": "tfdist_airflow.backends",
     "gate_export_deploy": "tfdist_airflow.group",
     "train_and_evaluate": "tfdist_airflow.group",
@@ -24,7 +23,6 @@ _LAZY = {
 
 __all__ = [
     "JobSetBackend",
-    "KubernetesBackend",
     "LocalBackend",
     "gate_export_deploy",
     "train_and_evaluate",
@@ -34,4 +32,6 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)
+    if name == "KubernetesBackend":  # retired: the error names its replacement
+        return importlib.import_module("tfdist_airflow.backends").KubernetesBackend
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

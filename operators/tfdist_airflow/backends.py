@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Self
 
 from pydantic import Field, TypeAdapter, ValidationError, model_validator
 
-from tfdist.capabilities import FAKE, JOBSET, LOCAL, RAW_PODS, Capabilities
+from tfdist.capabilities import FAKE, JOBSET, LOCAL, Capabilities
 from tfdist.kubernetes.kueue import Kueue
 from tfdist.kubernetes.placement import JobPlacement
-from tfdist.kubernetes.status import Timeouts
+from tfdist.kubernetes.pods import Timeouts
 from tfdist.lifecycle import RoleId
-from tfdist.spec import Frozen, dotted, format_errors
+from tfdist.spec import Frozen, Role, dotted, format_errors
 
 if TYPE_CHECKING:
     from pydantic_core import ErrorDetails
@@ -25,7 +25,6 @@ if TYPE_CHECKING:
     from tfdist.backend import Backend
     from tfdist.kubernetes.api import KubeApi
     from tfdist.kubernetes.jobset_launcher import JobSetLauncher
-    from tfdist.kubernetes.launcher import KubernetesLauncher
     from tfdist.kubernetes.manifests import Target
     from tfdist.launch.local import LocalLauncher
     from tfdist.testing import FakeBackend
@@ -63,18 +62,44 @@ class LocalBackend(Frozen):
         return LocalLauncher(self.run_root or default_run_root(), python=self.python)
 
 
-class ClusterBackend(Frozen):
-    """What both Kubernetes backends need to reach a cluster and build its pods.
+# Where a cluster has no JobSet controller: its one manifest installs it (README, "Running on
+# GKE"); the raw-pod backend that once stood in for it is gone.
+INSTALL_JOBSET = (
+    "kubectl apply --server-side -f "
+    "https://github.com/kubernetes-sigs/jobset/releases/download/v0.12.0/manifests.yaml"
+)
+RETIRED = (
+    "backend kind 'kubernetes' (a pod per role, restarted by Airflow) is no longer offered; "
+    "use kind: jobset (JobSetBackend): the same connection, namespace, image and placement "
+    f"fields, and the cluster restarts roles itself. A cluster without JobSet installs it "
+    f"with `{INSTALL_JOBSET}`"
+)
+
+
+class JobSetBackend(Frozen):
+    """Every launch as one JobSet (`jobset.x-k8s.io/v1alpha2`) on a Kubernetes cluster, admitted
+    as one gang by Kueue when `kueue.queue_name` names a LocalQueue. The lifecycle policy is
+    compiled into the JobSet, so the cluster's controllers restart roles, or fail or finish the
+    job, also while Airflow is down; the watch tasks report what they do. Needs JobSet (and
+    Kueue) installed: see "Running on GKE" in the README.
 
     The cncf-kubernetes provider's hook connects: `connection_id` names an Airflow connection
     of type Kubernetes; `in_cluster=True` uses the service account of Airflow's own pod.
+    Pending role pods are never failed by a timeout here (bound the wait with Kueue's
+    `waitForPodsReady`); the export pod is (`timeouts`).
 
     :param image: the trainer image (`docker/trainer.Dockerfile`); a role's placement may
         name another.
     :param placement: node pool, GPUs, spot, resources, service account and secrets per role.
     :param cluster_domain: appended to the pods' DNS names (`...svc`) when set.
+    :param kueue: queue, WorkloadPriorityClass and `provreq.kueue.x-k8s.io/*` annotations.
+    :param ttl_secs_after_finished: the controller deletes a finished JobSet after this long.
+    :param shared_read_secs: how long the watches of one triggerer share one read of a JobSet,
+        its pods and its Workload (two or three requests for all roles).
+    :param timeouts: how long the export pod may wait for a node, then for its container.
     """
 
+    kind: Literal["jobset"] = "jobset"
     namespace: str = "default"
     connection_id: str | None = "kubernetes_default"
     in_cluster: bool | None = None
@@ -82,10 +107,24 @@ class ClusterBackend(Frozen):
     image: str
     placement: JobPlacement = Field(default_factory=JobPlacement)
     cluster_domain: str | None = None
+    kueue: Kueue = Field(default_factory=Kueue)
+    ttl_secs_after_finished: int = Field(default=86400, ge=0)
+    shared_read_secs: float = Field(default=1.0, ge=0)
+    timeouts: Timeouts = Field(default_factory=Timeouts)
+
+    capabilities: ClassVar[Capabilities] = JOBSET
 
     @model_validator(mode="after")
     def _valid_target(self) -> Self:
         self.target()  # a bad namespace or domain fails when the DAG is parsed
+        placed = [(role, self.placement.for_role(role)) for role in Role]
+        asking = [role.value for role, placement in placed if placement.topology is not None]
+        if asking and not self.kueue.queue_name:
+            raise ValueError(
+                f"placement: the topology of {', '.join(asking)} is honoured by Kueue's "
+                "topology-aware scheduling only; set kueue=Kueue(queue_name=...) or remove "
+                "`topology`"
+            )
         return self
 
     def target(self) -> Target:
@@ -104,73 +143,17 @@ class ClusterBackend(Frozen):
         return ProviderKubeApi(self.connection_id, self.in_cluster, self.cluster_context)
 
     def role_log_url(self, handle: dict[str, Any], role: str, project: str) -> str:
-        """Cloud Logging for `role`'s pod of a launch (its handle as XCom keeps it)."""
+        """Cloud Logging for `role`'s pods of a launch (its handle as XCom keeps it)."""
+        from tfdist.kubernetes.jobset import hostname
         from tfdist_airflow.view.urls import pod_logs_url
 
         job_id = str(handle.get("job_id", ""))
         if "/" not in job_id:
             return ""
         namespace, name = job_id.split("/", 1)
-        pod, prefix = self._pod_name(name, RoleId.parse(role))
-        return pod_logs_url(namespace, pod, project, prefix=prefix)
-
-    def _pod_name(self, launch: str, role: RoleId) -> tuple[str, bool]:
-        """The role's pod name in a launch, or its prefix (True) where pods get suffixes."""
-        raise NotImplementedError
-
-
-class KubernetesBackend(ClusterBackend):
-    """Every role as a pod on a Kubernetes cluster (GKE GPU node pools), behind one headless
-    Service per launch; `TF_CONFIG` names the pods by their stable DNS names
-    (`<role>-<i>.<service>.<namespace>.svc`). Connection, image, placement and cluster domain:
-    see `ClusterBackend`.
-
-    :param timeouts: how long a pod may stay unscheduled, then not started, before it fails.
-    """
-
-    kind: Literal["kubernetes"] = "kubernetes"
-    timeouts: Timeouts = Field(default_factory=Timeouts)
-
-    capabilities: ClassVar[Capabilities] = RAW_PODS
-
-    def _pod_name(self, launch: str, role: RoleId) -> tuple[str, bool]:
-        from tfdist.kubernetes.names import pod_name
-
-        return pod_name(launch, role.name), False
-
-    def connect(self) -> KubernetesLauncher:
-        from tfdist.kubernetes.launcher import KubernetesLauncher  # not needed to parse a DAG
-
-        return KubernetesLauncher(self.api(), self.target(), timeouts=self.timeouts)
-
-
-class JobSetBackend(ClusterBackend):
-    """Every launch as one JobSet (`jobset.x-k8s.io/v1alpha2`) on a Kubernetes cluster, admitted
-    as one gang by Kueue when `kueue.queue_name` names a LocalQueue. The lifecycle policy is
-    compiled into the JobSet, so the cluster's controllers restart roles, or fail or finish the
-    job, also while Airflow is down; the watch tasks report what they do. Needs JobSet (and
-    Kueue) installed: see "Running on GKE" in the README.
-
-    Connection, image, placement and cluster domain: see `ClusterBackend`. Pending pods are
-    never failed by a timeout here (bound the wait with Kueue's `waitForPodsReady`).
-
-    :param kueue: queue, WorkloadPriorityClass and `provreq.kueue.x-k8s.io/*` annotations.
-    :param ttl_secs_after_finished: the controller deletes a finished JobSet after this long.
-    :param shared_read_secs: how long the watches of one triggerer share one read of a JobSet,
-        its pods and its Workload (two or three requests for all roles).
-    """
-
-    kind: Literal["jobset"] = "jobset"
-    kueue: Kueue = Field(default_factory=Kueue)
-    ttl_secs_after_finished: int = Field(default=86400, ge=0)
-    shared_read_secs: float = Field(default=1.0, ge=0)
-
-    capabilities: ClassVar[Capabilities] = JOBSET
-
-    def _pod_name(self, launch: str, role: RoleId) -> tuple[str, bool]:
-        from tfdist.kubernetes.jobset import hostname
-
-        return f"{hostname(launch, role.kind.value, role.index)}-", True
+        rid = RoleId.parse(role)
+        pod = f"{hostname(name, rid.kind.value, rid.index)}-"
+        return pod_logs_url(namespace, pod, project, prefix=True)
 
     def connect(self) -> JobSetLauncher:
         from tfdist.kubernetes.jobset import JobSetOptions
@@ -182,7 +165,9 @@ class JobSetBackend(ClusterBackend):
         # The watch tasks of one triggerer share what they read of each JobSet.
         key = (self.connection_id, self.in_cluster, self.cluster_context, self.shared_read_secs)
         snapshots = _SNAPSHOTS.setdefault(key, Snapshots(self.shared_read_secs))
-        return JobSetLauncher(self.api(), self.target(), options, snapshots=snapshots)
+        return JobSetLauncher(
+            self.api(), self.target(), options, snapshots=snapshots, timeouts=self.timeouts
+        )
 
 
 _SNAPSHOTS: dict[tuple[str | None, bool | None, str | None, float], Any] = {}
@@ -207,18 +192,18 @@ class FakeBackendConfig(Frozen):
 
 
 BackendConfig = Annotated[
-    LocalBackend | KubernetesBackend | JobSetBackend | FakeBackendConfig,
+    LocalBackend | JobSetBackend | FakeBackendConfig,
     Field(discriminator="kind"),
 ]
-_CONFIG: TypeAdapter[LocalBackend | KubernetesBackend | JobSetBackend | FakeBackendConfig] = (
-    TypeAdapter(BackendConfig)
-)
+_CONFIG: TypeAdapter[LocalBackend | JobSetBackend | FakeBackendConfig] = TypeAdapter(BackendConfig)
 
 
 def backend_from_dict(
     data: dict[str, Any],
-) -> LocalBackend | KubernetesBackend | JobSetBackend | FakeBackendConfig:
+) -> LocalBackend | JobSetBackend | FakeBackendConfig:
     """The backend configuration a dict describes, by its `kind` (default `local`)."""
+    if data.get("kind") == "kubernetes":
+        raise ValueError(f"invalid backend: kind: {RETIRED}")
     try:
         return _CONFIG.validate_python({"kind": "local", **data})
     except ValidationError as error:
@@ -237,7 +222,7 @@ def _fix(item: ErrorDetails) -> str | None:
 
 
 def storage_cluster(
-    config: LocalBackend | KubernetesBackend | JobSetBackend | FakeBackendConfig,
+    config: LocalBackend | JobSetBackend | FakeBackendConfig,
 ) -> str | None:
     """The backend's kind when its roles do not see this machine's disk (local paths are then
     refused: `tfdist.locations.check_locations`), else None."""
@@ -247,3 +232,9 @@ def storage_cluster(
 def connect(data: dict[str, Any]) -> Backend:
     """The backend a task's or trigger's `backend` dict describes, ready to use."""
     return backend_from_dict(data).connect()
+
+
+def __getattr__(name: str) -> Any:
+    if name == "KubernetesBackend":
+        raise ImportError(f"KubernetesBackend: {RETIRED}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

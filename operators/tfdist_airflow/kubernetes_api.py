@@ -13,6 +13,7 @@ from functools import cached_property
 from typing import Any, TypeVar
 
 from tfdist.kubernetes.api import AlreadyExists, KubeApiError, Resource
+from tfdist.kubernetes.kueue import VISIBILITY
 from tfdist.kubernetes.manifests import CONTAINER
 
 T = TypeVar("T")
@@ -97,33 +98,63 @@ class ProviderKubeApi:
         )
         return [self._plain(pod) for pod in found.items] if found is not None else []
 
-    def read_pod_log(self, namespace: str, name: str) -> str:
+    def read_pod_log(
+        self, namespace: str, name: str, since: str | None = None, timestamps: bool = False
+    ) -> str:
+        """The log of the pod's trainer container; `since` and `timestamps` as the API's
+        `sinceTime` and `timestamps`. The client's `read_namespaced_pod_log` has no
+        `since_time`, so the request goes through its `ApiClient` as that method makes it; the
+        body is taken as UTF-8 text, never parsed (a log line may well look like JSON)."""
+        query: list[tuple[str, str]] = [("container", CONTAINER)]
+        if since is not None:
+            query.append(("sinceTime", since))
+        if timestamps:
+            query.append(("timestamps", "true"))
+
+        def request() -> Any:
+            return self.hook.api_client.call_api(
+                "/api/v1/namespaces/{namespace}/pods/{name}/log",
+                "GET",
+                {"namespace": namespace, "name": name},
+                query,
+                {"Accept": "text/plain"},
+                auth_settings=["BearerToken"],
+                _return_http_data_only=True,
+                _preload_content=False,
+            ).data.decode("utf-8", errors="replace")
+
         text = self._call(
             f"read log of {name}",
-            lambda: self.core.read_namespaced_pod_log(name, namespace, container=CONTAINER),
+            request,
             missing="",
             absent=(400, 404),  # 400: the container has not started yet
         )
         return str(text or "")
 
-    def create_service(self, namespace: str, manifest: Mapping[str, Any]) -> None:
-        name = manifest["metadata"]["name"]
-        self._call(
-            f"create service {name}",
-            lambda: self.core.create_namespaced_service(namespace, manifest),
-        )
+    def pending_workloads(self, namespace: str, local_queue: str) -> list[dict[str, Any]]:
+        """GET `.../localqueues/<queue>/pendingworkloads` of Kueue's visibility API through the
+        client's `ApiClient` (no generated method for it); [] when the API is not served
+        (404, 503) or this identity may not read it (403)."""
 
-    def delete_service(self, namespace: str, name: str) -> None:
-        self._call(
-            f"delete service {name}", lambda: self.core.delete_namespaced_service(name, namespace)
-        )
+        def request() -> Any:
+            return self.hook.api_client.call_api(
+                VISIBILITY + "/namespaces/{namespace}/localqueues/{queue}/pendingworkloads",
+                "GET",
+                {"namespace": namespace, "queue": local_queue},
+                [],
+                {"Accept": "application/json"},
+                auth_settings=["BearerToken"],
+                _return_http_data_only=True,
+                _preload_content=False,
+            ).data
 
-    def list_services(self, namespace: str, labels: Mapping[str, str]) -> list[dict[str, Any]]:
         found = self._call(
-            "list services",
-            lambda: self.core.list_namespaced_service(namespace, label_selector=_selector(labels)),
+            f"read pending workloads of LocalQueue {local_queue}",
+            request,
+            missing=None,
+            absent=(403, 404, 503),
         )
-        return [self._plain(svc) for svc in found.items] if found is not None else []
+        return list(json.loads(found).get("items") or []) if found else []
 
     # -- custom resources: the hook's CustomObjectsApi ------------------------------------
     @property

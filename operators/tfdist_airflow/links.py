@@ -101,7 +101,7 @@ class DeployedVersionLink(BaseOperatorLink):
 
 
 class PodLogsLink(BaseOperatorLink):
-    """The role pod's logs in Cloud Logging (the Kubernetes and JobSet backends)."""
+    """The role pod's logs in Cloud Logging (the JobSet backend)."""
 
     name = "Pod logs"
 

@@ -171,11 +171,6 @@ class LaunchRolesOperator(BaseOperator):
             self.log.info("%s: TF_CONFIG %s", role.name, role.env["TF_CONFIG"])
         handle = backend.launch(job)
         self.log.info("launched %s; model_dir %s", ", ".join(handle.roles), spec.model_dir)
-        if not backend.capabilities.durable_supervision:
-            self.log.warning(
-                "this backend keeps restart counts in the triggerer's memory: a triggerer "
-                "restart starts them again (the JobSet backend keeps them in the cluster)"
-            )
         return handle
 
     def _admit(self, context: Context) -> tuple[JobSpec, Backend]:
@@ -339,7 +334,7 @@ class WatchRoleOperator(BaseOperator):
 class StopRolesOperator(BaseOperator):
     """Teardown: stops every role this run's step still has running, whatever happened.
 
-    Then the backend removes what a launch leaves behind (on Kubernetes: its pods and Service).
+    Then the backend removes what a launch leaves behind (on Kubernetes: its JobSet).
     Last, it fails (no retry) when the step did not finish: the supervisor recorded a failure,
     or, where it recorded no outcome, a role of the run's launch failed or was still running.
     It holds the launch's supervision record meanwhile, so no watch acts on what it stops.

@@ -283,8 +283,8 @@ LAUNCH_CASES: dict[str, str] = {
     "cluster_too_big": "cluster: 100001 roles are more than this machine runs locally",
     "entrypoint_typo": "trainer.entrypoint: no module named 'tfdist.examples.digitz'",
     "command_missing": "trainer.command: cannot run 'no-such-trainer'",
-    "kubernetes_local_base": "model_dir_base: '/tmp/tfdist-pods/models' is a local path, but on "
-    "the kubernetes backend every pod has its own disk",
+    "jobset_local_base": "model_dir_base: '/tmp/tfdist-pods/models' is a local path, but on "
+    "the jobset backend every pod has its own disk",
     "serving_relative": "serving_base: 'serving' is a relative path",
 }
 DAG_ID = "tfdist_bad_input"

@@ -160,7 +160,7 @@ def test_the_view_reads_a_model_directory_on_gcs(bucket: str) -> None:
                 "global_step": 200, "max_steps": 200, "timestamp": 0.0,
                 "launch_id": "l1", "reported_by": "chief-0"}  # fmt: skip
     storage.write_text(f"{model_dir}/tfdist/progress/chief-0.json", json.dumps(progress))
-    handle = {"backend": "kubernetes", "launch_id": "l1", "roles": ["chief-0", "ps-0"]}
+    handle = {"backend": "jobset", "launch_id": "l1", "roles": ["chief-0", "ps-0"]}
 
     found = read_step(storage_for, model_dir, "eval", handle)
     assert found.records == records

@@ -12,7 +12,7 @@ from tfdist.supervisor import RestartJob, RestartRole
 from tfdist.testing import FakeBackend
 from tfdist_airflow.backends import (
     FakeBackendConfig,
-    KubernetesBackend,
+    JobSetBackend,
     LocalBackend,
     backend_from_dict,
     connect,
@@ -75,8 +75,8 @@ def test_an_oom_kill_reads_as_out_of_memory() -> None:
 def test_backend_configs_are_told_apart_by_kind() -> None:
     assert backend_from_dict({}) == LocalBackend()
     assert backend_from_dict({"kind": "local", "run_root": "/r"}) == LocalBackend(run_root="/r")
-    k8s = backend_from_dict({"kind": "kubernetes", "image": "trainer:1"})
-    assert isinstance(k8s, KubernetesBackend) and k8s.image == "trainer:1"
+    k8s = backend_from_dict({"kind": "jobset", "image": "trainer:1"})
+    assert isinstance(k8s, JobSetBackend) and k8s.image == "trainer:1"
     assert backend_from_dict({"kind": "fake", "name": "t"}) == FakeBackendConfig(name="t")
     for config in (LocalBackend(), k8s, FakeBackendConfig(name="t")):
         assert backend_from_dict(config.model_dump(mode="json")) == config
@@ -100,8 +100,8 @@ def test_the_local_config_connects_to_its_run_root() -> None:
 @pytest.mark.parametrize(
     ("data", "message"),
     [
-        ({"kind": "slurm"}, "kind: unknown backend kind 'slurm'; use one of 'local', 'kubernetes'"),
-        ({"kind": "kubernetes"}, "kubernetes.image: required; add it"),
+        ({"kind": "slurm"}, "kind: unknown backend kind 'slurm'; use one of 'local', 'jobset'"),
+        ({"kind": "jobset"}, "jobset.image: required; add it"),
         ({"kind": "local", "runroot": "/r"}, "local.runroot: unknown field"),
     ],
 )
@@ -109,3 +109,14 @@ def test_a_bad_backend_config_names_the_field(data: dict[str, str], message: str
     with pytest.raises(ValueError, match="invalid backend") as error:
         backend_from_dict(data)
     assert message in str(error.value)
+
+
+def test_the_retired_kubernetes_kind_is_refused_naming_jobset() -> None:
+    """`kind: kubernetes` (a pod per role) is gone: the error names the replacement and how a
+    cluster without JobSet installs it, whatever else the dict holds."""
+    with pytest.raises(ValueError, match="invalid backend: kind: backend kind 'kubernetes'") as err:
+        backend_from_dict({"kind": "kubernetes", "image": "trainer:1"})
+    assert "use kind: jobset (JobSetBackend)" in str(err.value)
+    assert "jobset/releases/download/v0.12.0/manifests.yaml" in str(err.value)
+    with pytest.raises(ImportError, match=r"KubernetesBackend: .* use kind: jobset"):
+        from tfdist_airflow import KubernetesBackend  # noqa: F401

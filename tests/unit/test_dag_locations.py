@@ -11,7 +11,7 @@ from airflow.sdk import DAG
 
 from tfdist.locations import LocationError
 from tfdist.spec import JobSpec, parse_spec
-from tfdist_airflow import KubernetesBackend, gate_export_deploy, train_and_evaluate
+from tfdist_airflow import JobSetBackend, gate_export_deploy, train_and_evaluate
 from tfdist_airflow.refusals import FAIL_AT_ONCE
 
 ACCEPTED = "use a local path such as /data/models, or gs://BUCKET/PREFIX"
@@ -75,17 +75,17 @@ def build(spec: JobSpec, serving_base: str = "/serving", **arguments: Any) -> DA
         ),
         pytest.param(
             job(),
-            {"backend": KubernetesBackend(image="trainer:1"), "model_dir_base": "gs://bkt/m"},
-            "serving_base: '/serving' is a local path, but on the kubernetes backend every pod "
+            {"backend": JobSetBackend(image="trainer:1"), "model_dir_base": "gs://bkt/m"},
+            "serving_base: '/serving' is a local path, but on the jobset backend every pod "
             "has its own disk",
-            id="kubernetes-local-serving-base",
+            id="jobset-local-serving-base",
         ),
         pytest.param(
             job(),
-            {"backend": KubernetesBackend(image="trainer:1")},
-            "model_dir: '/models' is a local path, but on the kubernetes backend every pod has "
+            {"backend": JobSetBackend(image="trainer:1")},
+            "model_dir: '/models' is a local path, but on the jobset backend every pod has "
             "its own disk",
-            id="kubernetes-local-model-dir",
+            id="jobset-local-model-dir",
         ),
     ],
 )
@@ -101,7 +101,7 @@ def test_templated_locations_are_left_to_the_tasks() -> None:
     dag = build(
         job(),
         serving_base="gs://{{ params.bucket }}/serving",
-        backend=KubernetesBackend(image="trainer:1"),
+        backend=JobSetBackend(image="trainer:1"),
         model_dir_base="gs://{{ params.bucket }}/models",
         overrides={"data_dir": "gs://{{ params.bucket }}/data"},
     )

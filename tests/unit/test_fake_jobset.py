@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from tfdist.kubernetes.api import JOBSETS
-from tfdist.kubernetes.fake_jobset import FakeJobSetCluster, pod_failure_action
+from tfdist.kubernetes.fake_jobset import FakeJobSetCluster
 
 
 class Clock:
@@ -147,48 +147,6 @@ def test_backoff_limit_counts_failures_and_the_pod_failure_policy_can_ignore_the
     assert condition(api, "Failed") is not None
 
 
-@pytest.mark.parametrize(
-    ("code", "conditions", "expected"),
-    [
-        (
-            3,
-            [],
-            (
-                "FailJob",
-                "Container main for pod ns/p failed with exit code 3 matching FailJob rule at "
-                "index 1",
-            ),
-        ),
-        (137, [], ("Count", "")),
-        (
-            143,
-            [{"type": "DisruptionTarget", "status": "True"}],
-            ("FailJob", "Pod ns/p has condition DisruptionTarget matching FailJob rule at index 0"),
-        ),
-    ],
-)
-def test_pod_failure_policy_messages_are_the_job_controllers(
-    code: int, conditions: list[dict[str, str]], expected: tuple[str, str]
-) -> None:
-    policy = {
-        "rules": [
-            {
-                "action": "FailJob",
-                "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}],
-            },
-            {"action": "FailJob", "onExitCodes": {"operator": "In", "values": [1, 2, 3]}},
-        ]
-    }
-    pod = {
-        "metadata": {"name": "p", "namespace": "ns"},
-        "status": {
-            "conditions": conditions,
-            "containerStatuses": [{"name": "main", "state": {"terminated": {"exitCode": code}}}],
-        },
-    }
-    assert pod_failure_action(policy, pod) == expected
-
-
 def test_kueue_suspends_until_admission_then_every_pod_at_once() -> None:
     api = FakeJobSetCluster()
     manifest = jobset()
@@ -211,3 +169,23 @@ def test_a_finished_jobset_goes_after_its_ttl() -> None:
     clock.now += 2
     assert api.get_object(JOBSETS, "ns", "js") is None
     assert api.pods == {} and api.jobs == {}
+
+
+def test_controllers_that_never_settle_fail_loudly() -> None:
+    """Two controllers undoing each other's work never settle: the fake raises at once rather
+    than leave the cluster half-reconciled."""
+    from tfdist.kubernetes.fake_jobset import MAX_PASSES, Unsettled
+
+    class Fighting(FakeJobSetCluster):
+        passes = 0
+
+        def _pass(self) -> None:
+            super()._pass()
+            self.passes += 1
+            for job in self.jobs.values():
+                job["metadata"].setdefault("annotations", {})["flip"] = str(self.passes)
+
+    api = Fighting()
+    with pytest.raises(Unsettled, match=f"still change the cluster after {MAX_PASSES} passes"):
+        api.create_object(JOBSETS, "ns", jobset())
+    assert api.passes == MAX_PASSES

@@ -156,10 +156,11 @@ def test_the_watch_trigger_logs_why_it_waits_and_follows_the_chief_across_a_rest
     assert api.pods[("ml", new)]["status"]["phase"] == "Succeeded"
     lines = [entry["event"] % tuple(entry.get("positional_args", ())) for entry in logs]
     assert [line for line in lines if line.startswith("[chief-0]")] == [
-        "[chief-0] pending: queued in Kueue (queue gpu-queue): Pending: waiting for the scheduler",
-        "[chief-0] pending: queued in Kueue (queue gpu-queue): Pending: couldn't assign flavors "
-        "to pod set chief: insufficient unused quota for nvidia.com/gpu in flavor l4, 1 more "
-        "needed",
+        "[chief-0] pending: queued in Kueue (queue gpu-queue: 1st of 1 in it, 1st in its cluster "
+        "queue; waiting under a minute): Pending: waiting for the scheduler",
+        "[chief-0] pending: queued in Kueue (queue gpu-queue: 1st of 1 in it, 1st in its cluster "
+        "queue; waiting under a minute): Pending: couldn't assign flavors to pod set chief: "
+        "insufficient unused quota for nvidia.com/gpu in flavor l4, 1 more needed",
         "[chief-0] pending: pod pending: waiting for a node",
         "[chief-0] step 100",
         "[chief-0] pending: restarting: chief-0 ran out of memory (OOM-killed, exit code 137); "

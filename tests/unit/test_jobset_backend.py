@@ -18,8 +18,9 @@ from tfdist.kubernetes.fake_jobset import FakeJobSetCluster
 from tfdist.kubernetes.jobset import (
     JobSetOptions,
 )
-from tfdist.kubernetes.jobset_launcher import JobSetLauncher, LogCursor, Snapshots
+from tfdist.kubernetes.jobset_launcher import JobSetLauncher, Snapshots
 from tfdist.kubernetes.kueue import Kueue
+from tfdist.kubernetes.logs import LogCursor
 from tfdist.kubernetes.manifests import Target
 from tfdist.locations import LocationError
 from tfdist.spec import JobSpec, parse_spec
@@ -51,11 +52,13 @@ class Clock:
 
 @pytest.fixture
 def api() -> FakeJobSetCluster:
-    return FakeJobSetCluster()
+    return FakeJobSetCluster(clock=Clock())  # the time a launcher's `Clock` starts at
 
 
-def launcher(api: FakeJobSetCluster, options: JobSetOptions | None = None) -> JobSetLauncher:
-    clock = Clock()
+def launcher(
+    api: FakeJobSetCluster, options: JobSetOptions | None = None, clock: Clock | None = None
+) -> JobSetLauncher:
+    clock = clock or Clock()
     ids = iter(f"launch{i}" for i in range(1, 100))
     return JobSetLauncher(
         api,
@@ -106,16 +109,28 @@ def test_launch_creates_one_jobset_and_a_repeated_launch_creates_no_second(
     assert backend.handles(SCOPE) == [handle]
 
 
-def test_admission_delayed_then_granted(api: FakeJobSetCluster) -> None:
-    backend, handle = launch(api, options=JobSetOptions(kueue=Kueue(queue_name="gpu-queue")))
+def test_admission_delayed_then_granted() -> None:
+    """While Kueue holds the Workload the watch says where it stands (Kueue's visibility API:
+    behind one job in its LocalQueue and one more from another LocalQueue of the same
+    ClusterQueue) and how long it has waited; then why it waits for nodes."""
+    clock = Clock()
+    api = FakeJobSetCluster(clock=clock)
+    gpu = JobSetOptions(kueue=Kueue(queue_name="gpu-queue"))
+    for queue, run in (("gpu-queue", "run-0"), ("cpu-queue", "run-9")):  # two jobs ahead
+        ahead = launcher(api, JobSetOptions(kueue=Kueue(queue_name=queue)), clock)
+        ahead.launch(ahead.plan(PS, f"nightly/{run}/train_and_evaluate"))
+    backend = launcher(api, gpu, clock)
+    handle = backend.launch(backend.plan(PS, SCOPE))
     name = handle.job_id.split("/")[1]
+    clock.now += 12 * 60 + 5
     api.pending(
         name, "couldn't assign flavors to pod set chief: insufficient quota for nvidia.com/gpu"
     )
     assert detail(backend, handle, "chief-0") == (
         RoleState.PENDING,
-        "queued in Kueue (queue gpu-queue): Pending: couldn't assign flavors to pod set chief: "
-        "insufficient quota for nvidia.com/gpu",
+        "queued in Kueue (queue gpu-queue: 2nd of 2 in it, 3rd in its cluster queue; waiting "
+        "12 min): Pending: couldn't assign flavors to pod set chief: insufficient quota for "
+        "nvidia.com/gpu",
     )
     assert api.pods == {}
     api.reserve_quota(name, "cluster-queue", {"dws-prov": "waiting for capacity"})
@@ -158,7 +173,8 @@ def test_an_evaluator_crash_restarts_it_alone_and_its_log_follows_the_new_pod(
         f"--- evaluator-0: following pod {second} (run 2 of its Job) ---\nrestored checkpoint 200\n"
     )
     assert backend.read_log(handle, "evaluator-0", offset) == ("", offset)
-    assert LogCursor.decode(offset) == LogCursor(0, 1, len("restored checkpoint 200\n"))
+    cursor = LogCursor.decode(offset)  # the second pod of the first attempt, after one line
+    assert (cursor.attempt, cursor.ordinal, cursor.seen) == (0, 1, 1) and cursor.stamp > 0
 
 
 @pytest.mark.parametrize(
@@ -197,7 +213,7 @@ def test_a_chief_out_of_memory_restarts_the_job_and_says_out_of_memory(
     api.start(new)
     api.write_log(new, "restored checkpoint 300\n")
     assert backend.read_log(handle, "chief-0", offset)[0] == ""  # the old pod is gone
-    text, _ = backend.read_log(handle, "chief-0", LogCursor(1, 0, 0).encode())
+    text, _ = backend.read_log(handle, "chief-0", LogCursor(1, 0).encode())
     assert text == (
         f"--- chief-0: following pod {new} (job restart 1, run 1 of its Job) ---\n"
         "restored checkpoint 300\n"
@@ -236,7 +252,9 @@ def test_a_restarted_triggerer_resumes_the_watch_without_a_second_gang(
     _, offset = backend.read_log(handle, "chief-0")
     api.write_log(chief, "step 3\n")
     resumed = launcher(api)  # a new process: its own launcher and snapshots
-    assert resumed.read_log(handle, "chief-0", offset) == ("step 3\n", offset + len("step 3\n"))
+    text, after = resumed.read_log(handle, "chief-0", offset)
+    assert text == "step 3\n"  # no line twice, none lost
+    assert resumed.read_log(handle, "chief-0", after) == ("", after)
     assert resumed.statuses(handle)["chief-0"].state is RoleState.RUNNING
     assert [c for c in api.calls if c[0] == "create_jobsets"] == [
         ("create_jobsets", chief.split("-chief")[0])
@@ -327,7 +345,8 @@ def test_a_watch_reads_as_a_user_would_want(api: FakeJobSetCluster) -> None:
     poll()
     new = pod(api, handle, "chief-0")
     assert seen == [
-        "pending: queued in Kueue (queue gpu-queue): Pending: waiting for the scheduler",
+        "pending: queued in Kueue (queue gpu-queue: 1st of 1 in it, 1st in its cluster queue; "
+        "waiting under a minute): Pending: waiting for the scheduler",
         "pending: pod pending: waiting for a node",
         "step 100, loss 0.9",
         "pending: restarting: chief-0 ran out of memory (OOM-killed, exit code 137); "

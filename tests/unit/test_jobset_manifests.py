@@ -18,6 +18,7 @@ import kubernetes_validate
 import pytest
 from jobset_schema import child_job, validate
 
+from tfdist.kubernetes.api import JOBSETS
 from tfdist.kubernetes.jobset import (
     JOB_INDEX,
     MAX_JOBSET_NAME,
@@ -34,7 +35,7 @@ from tfdist.kubernetes.manifests import Target
 from tfdist.kubernetes.names import RunRef
 from tfdist.kubernetes.placement import JobPlacement, RolePlacement
 from tfdist.plan import plan
-from tfdist.spec import parse_spec
+from tfdist.spec import Role, parse_spec
 
 PS_SPEC = parse_spec(
     {
@@ -192,7 +193,7 @@ def test_provisioning_annotations_must_be_kueue_provisioning_parameters() -> Non
         Kueue(provisioning={"ValidUntilSeconds": "60"})
 
 
-def test_placement_is_the_raw_pod_backends() -> None:
+def test_each_roles_pod_template_is_placed() -> None:
     jobset = plan_jobset(PS_SPEC, TARGET, KUEUE, REF)
     pods = {
         r["name"]: r["template"]["spec"]["template"]["spec"]
@@ -231,3 +232,93 @@ def test_success_waits_for_the_chief_and_the_evaluator() -> None:
     spec = PS_SPEC.with_overrides({"cluster": {"worker": 1}})
     without = plan_jobset(spec, TARGET, ref=REF)["spec"]["successPolicy"]
     assert without == {"operator": "All", "targetReplicatedJobs": ["chief"]}
+
+
+BLOCK = "cloud.google.com/gce-topology-block"
+HOST = "kubernetes.io/hostname"
+
+
+def test_topology_asks_kueue_to_place_a_roles_pods_close_together() -> None:
+    """`topology` becomes Kueue's pod-set annotation on the role's pod template (required or
+    preferred), valid against the CRD; Kueue reads it into the Workload's pod set, as the fake
+    cluster does."""
+    from tfdist.kubernetes.fake_jobset import FakeJobSetCluster
+    from tfdist.kubernetes.placement import Topology
+
+    placement = TARGET.placement.model_copy(
+        update={
+            "default": TARGET.placement.default.model_copy(
+                update={"topology": Topology(level=BLOCK)}
+            ),
+            "worker": TARGET.placement.worker.model_copy(  # type: ignore[union-attr]
+                update={"topology": Topology(level=HOST, required=True)}
+            ),
+        }
+    )
+    target = TARGET.model_copy(update={"placement": placement})
+    jobset = plan_jobset(PS_SPEC, target, KUEUE, REF)
+    validate(jobset)
+    annotations = {
+        r["name"]: r["template"]["spec"]["template"]["metadata"].get("annotations")
+        for r in jobset["spec"]["replicatedJobs"]
+    }
+    assert annotations == {
+        "chief": {"kueue.x-k8s.io/podset-preferred-topology": BLOCK},
+        "worker": {"kueue.x-k8s.io/podset-required-topology": HOST},
+        "ps": {"kueue.x-k8s.io/podset-preferred-topology": BLOCK},
+        "evaluator": {"kueue.x-k8s.io/podset-preferred-topology": BLOCK},
+    }
+    api = FakeJobSetCluster()
+    api.create_object(JOBSETS, "ml", jobset)
+    pod_sets = api.workload_of(jobset["metadata"]["name"])["spec"]["podSets"]
+    assert {p["name"]: (p["count"], p.get("topologyRequest")) for p in pod_sets} == {
+        "chief": (1, {"preferred": BLOCK}),
+        "worker": (3, {"required": HOST}),
+        "ps": (2, {"preferred": BLOCK}),
+        "evaluator": (1, {"preferred": BLOCK}),
+    }
+    plain = plan_jobset(PS_SPEC, TARGET, KUEUE, REF)["spec"]["replicatedJobs"][0]
+    assert "annotations" not in plain["template"]["spec"]["template"]["metadata"]
+
+
+def test_topology_without_a_queue_is_refused_naming_the_fix() -> None:
+    from tfdist.kubernetes.placement import parse_placement
+
+    placement = parse_placement({"worker": {"topology": {"level": BLOCK}}})
+    with pytest.raises(
+        ValueError, match=r"placement: the topology of worker is honoured by Kueue.* name a queue"
+    ):
+        plan_jobset(PS_SPEC, TARGET.model_copy(update={"placement": placement}), ref=REF)
+
+
+@pytest.mark.parametrize(
+    ("topology", "message"),
+    [
+        ({"level": "Block Level"}, "worker.topology.level: 'Block Level' is not a node label key"),
+        ({"levle": BLOCK}, "worker.topology.levle: unknown field"),
+        ({"required": True}, "worker.topology.level: Field required"),
+    ],
+)
+def test_a_bad_topology_names_the_field(topology: dict[str, Any], message: str) -> None:
+    from tfdist.kubernetes.placement import parse_placement
+    from tfdist.spec import SpecError
+
+    with pytest.raises(SpecError) as error:
+        parse_placement({"worker": {"topology": topology}})
+    assert message in str(error.value)
+
+
+def test_the_jobset_backend_refuses_a_topology_without_a_queue_when_the_dag_is_parsed() -> None:
+    from tfdist_airflow.backends import backend_from_dict
+
+    config = {
+        "kind": "jobset",
+        "image": "t:1",
+        "placement": {"chief": {"topology": {"level": HOST}}},
+    }
+    with pytest.raises(
+        ValueError, match=r"topology of chief is honoured .*kueue=Kueue\(queue_name=...\)"
+    ):
+        backend_from_dict(config)
+    queued = backend_from_dict({**config, "kueue": {"queue_name": "gpu-queue"}})
+    assert queued.placement.for_role(Role.CHIEF).topology is not None

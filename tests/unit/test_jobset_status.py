@@ -149,6 +149,35 @@ def test_the_evaluator_restarts_alone_and_says_so() -> None:
     assert views(api)["evaluator-0"].status.state is RoleState.RUNNING
 
 
+@pytest.mark.parametrize(
+    "disrupt",
+    [
+        pytest.param(lambda api, pod: api.preempt_by_scheduler(pod), id="scheduler"),
+        pytest.param(lambda api, pod: api.evict_pod(pod, by_api=True), id="eviction-api"),
+        pytest.param(lambda api, pod: api.evict_pod(pod, by_api=False), id="node-pressure"),
+        pytest.param(lambda api, pod: api.preempt(pod), id="node-shutdown"),
+    ],
+)
+def test_a_preempted_evaluator_is_replaced_and_never_counted(disrupt: Any) -> None:
+    """However it was preempted (the scheduler sets no pod reason), the Job replaces the pod
+    without counting it, and the watch counts as the Job does: 0 of the budget, every time."""
+    api = launch()
+    start_all(api)
+    for restart in (1, 2, 3):  # more than max_role_restarts: none of them counts
+        disrupt(api, api.current_pod(NAME, "evaluator", 0))
+        view = views(api)["evaluator-0"].status
+        assert view.state is RoleState.PENDING
+        assert view.detail.startswith(
+            f"pod pending: waiting for a node (restart {restart} of evaluator-0 alone, 0 of 2 "
+            "counted, after preempted"
+        ), view.detail
+        api.start(api.current_pod(NAME, "evaluator", 0))
+    assert not any(
+        c["type"] == "Failed" and c["status"] == "True"
+        for c in api.jobset(NAME)["status"].get("conditions", [])
+    )
+
+
 def test_a_chief_out_of_memory_restarts_the_job_and_is_reported_as_such() -> None:
     api = launch()
     start_all(api)
@@ -231,3 +260,22 @@ def test_of_two_pods_created_in_the_same_second_the_live_one_is_current() -> Non
         ended["metadata"]["name"],
         live["metadata"]["name"],
     ]
+
+
+def test_a_queue_position_in_words() -> None:
+    from tfdist.kubernetes.kueue import QueuePosition
+
+    pending = [
+        {"metadata": {"name": f"w{i}"}, "positionInLocalQueue": i, "positionInClusterQueue": i + 9}
+        for i in range(12)
+    ]
+    found = QueuePosition.find(pending, "w10", 3 * 3600 + 5 * 60 + 59)
+    assert found is not None
+    assert found.describe() == "11th of 12 in it, 20th in its cluster queue; waiting 3 h 5 min"
+    assert QueuePosition.find(pending, "w0", 59).describe() == (  # type: ignore[union-attr]
+        "1st of 12 in it, 10th in its cluster queue; waiting under a minute"
+    )
+    assert QueuePosition.find(pending, "w2", None).describe() == (  # type: ignore[union-attr]
+        "3rd of 12 in it, 12th in its cluster queue"
+    )
+    assert QueuePosition.find(pending, "gone", 1) is None

@@ -1,4 +1,4 @@
-"""`tfdist plan SPEC --backend kubernetes`: the manifests as YAML, with no cluster to talk to."""
+"""`tfdist plan SPEC --backend jobset`: the JobSet as YAML, with no cluster to talk to."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import kubernetes_validate
 import pytest
 import yaml
 from jobset_schema import validate
@@ -18,7 +17,7 @@ from tfdist.cli import main
 REPO = Path(__file__).resolve().parents[2]
 SPEC = str(REPO / "dags" / "specs" / "digits.yaml")
 MODEL_DIR = "gs://tfdist-test/models"
-PLAN = ["plan", SPEC, "--backend", "kubernetes", "--set", f"model_dir={MODEL_DIR}"]
+PLAN = ["plan", SPEC, "--backend", "jobset", "--set", f"model_dir={MODEL_DIR}"]
 PLACEMENT = """
 default: {service_account: tfdist-trainer, node_pool: cpu-pool}
 chief: {node_pool: gpu-pool, accelerator: nvidia-l4, gpus: 1}
@@ -31,39 +30,53 @@ def plan_yaml(capsys: pytest.CaptureFixture[str], *args: str) -> list[dict[str, 
     return list(yaml.safe_load_all(capsys.readouterr().out))
 
 
-def test_prints_a_service_and_one_valid_pod_per_role(
+def test_the_placement_file_places_each_roles_pod_template(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
+    from tfdist.kubernetes.jobset import replica_env
+
     placement = tmp_path / "placement.yaml"
     placement.write_text(PLACEMENT)
-    docs = plan_yaml(
+    (jobset,) = plan_yaml(
         capsys, "--namespace", "ml", "--image", "trainer:1", "--placement", str(placement)
     )
-    assert [doc["kind"] for doc in docs] == ["Service"] + ["Pod"] * 5
-    for doc in docs:
-        kubernetes_validate.validate(doc, "1.30", strict=True)
-    service, chief = docs[0]["metadata"]["name"], docs[1]
-    assert chief["metadata"]["name"] == f"{service}-chief-0"
-    assert chief["spec"]["nodeSelector"] == {
+    validate(jobset)
+    templates = {
+        r["name"]: r["template"]["spec"]["template"]["spec"]
+        for r in jobset["spec"]["replicatedJobs"]
+    }
+    assert templates["chief"]["nodeSelector"] == {
         "cloud.google.com/gke-nodepool": "gpu-pool",
         "cloud.google.com/gke-accelerator": "nvidia-l4",
     }
-    assert chief["spec"]["serviceAccountName"] == "tfdist-trainer"
-    container = chief["spec"]["containers"][0]
-    assert container["image"] == "trainer:1"
-    env = {item["name"]: item["value"] for item in container["env"]}
-    assert json.loads(env["TF_CONFIG"])["cluster"]["chief"] == [f"chief-0.{service}.ml.svc:2222"]
+    assert templates["ps"]["nodeSelector"] == {"cloud.google.com/gke-nodepool": "cpu-pool"}
+    assert {t["serviceAccountName"] for t in templates.values()} == {"tfdist-trainer"}
+    assert {t["containers"][0]["image"] for t in templates.values()} == {"trainer:1"}
+    name = jobset["metadata"]["name"]
+    tf_config = json.loads(replica_env(jobset, "chief", 0)["TF_CONFIG"])
+    assert tf_config["cluster"]["chief"] == [f"{name}-chief-0-0.{name}.ml.svc:2222"]
 
 
 def test_cluster_domain_and_defaults(capsys: pytest.CaptureFixture[str]) -> None:
-    docs = plan_yaml(capsys, "--cluster-domain", "cluster.local")
-    container = docs[1]["spec"]["containers"][0]
-    assert container["image"] == "tfdist-trainer:latest"
-    env = {item["name"]: item["value"] for item in container["env"]}
-    service = docs[0]["metadata"]["name"]
-    assert json.loads(env["TF_CONFIG"])["cluster"]["ps"] == [
-        f"ps-0.{service}.default.svc.cluster.local:2222"
+    from tfdist.kubernetes.jobset import replica_env
+
+    (jobset,) = plan_yaml(capsys, "--cluster-domain", "cluster.local")
+    chief = jobset["spec"]["replicatedJobs"][0]["template"]["spec"]["template"]["spec"]
+    assert chief["containers"][0]["image"] == "tfdist-trainer:latest"
+    name = jobset["metadata"]["name"]
+    assert json.loads(replica_env(jobset, "chief", 0)["TF_CONFIG"])["cluster"]["ps"] == [
+        f"{name}-ps-0-0.{name}.default.svc.cluster.local:2222"
     ]
+
+
+def test_the_retired_kubernetes_backend_is_refused_naming_jobset(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["plan", SPEC, "--backend", "kubernetes", "--set", f"model_dir={MODEL_DIR}"]) == 2
+    err = capsys.readouterr().err
+    assert "--backend kubernetes (a pod per role, restarted by Airflow) is no longer offered" in err
+    assert "use --backend jobset" in err
+    assert "kubectl apply --server-side -f https://github.com/kubernetes-sigs/jobset/" in err
 
 
 def test_the_local_plan_stays_the_default(capsys: pytest.CaptureFixture[str]) -> None:
@@ -111,9 +124,9 @@ def test_bad_options_exit_2_naming_the_fix(
 
 def test_a_local_model_dir_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
     """Each pod would write its own disk: the evaluator would wait for checkpoints forever."""
-    assert main(["plan", SPEC, "--backend", "kubernetes"]) == 2
+    assert main(["plan", SPEC, "--backend", "jobset"]) == 2
     assert capsys.readouterr().err == (
-        "model_dir: '/tmp/tfdist/models' is a local path, but on the kubernetes backend every "
+        "model_dir: '/tmp/tfdist/models' is a local path, but on the jobset backend every "
         "pod has its own disk: the evaluator, the gate and the export would not see the "
         "chief's checkpoints, and a restarted pod would start over; use gs://BUCKET/PREFIX\n"
     )
@@ -143,11 +156,11 @@ def test_the_command_loads_no_kubernetes_client() -> None:
     imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines()}
     heavy = {name for name in imported if name.split(".")[0] in {"kubernetes", "google", "airflow"}}
     assert heavy == set()
-    assert len(list(yaml.safe_load_all(result.stdout))) == 6
+    assert [doc["kind"] for doc in yaml.safe_load_all(result.stdout)] == ["JobSet"]
 
 
 # -- tfdist plan --backend jobset -----------------------------------------------------------
-JOBSET_PLAN = ["plan", SPEC, "--backend", "jobset", "--set", f"model_dir={MODEL_DIR}"]
+JOBSET_PLAN = PLAN
 
 
 def test_jobset_plan_prints_one_valid_jobset_whose_hostnames_are_the_tf_config_addresses(
@@ -218,3 +231,22 @@ def test_bad_kueue_options_exit_2_naming_the_fix(
 def test_jobset_plan_refuses_a_local_model_dir(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["plan", SPEC, "--backend", "jobset", "--set", "model_dir=/tmp/m"]) == 2
     assert "model_dir: '/tmp/m' is a local path" in capsys.readouterr().err
+
+
+def test_a_placement_topology_needs_a_queue(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    placement = tmp_path / "placement.yaml"
+    placement.write_text(
+        "worker: {topology: {level: cloud.google.com/gce-topology-block, required: true}}\n"
+    )
+    assert main([*PLAN, "--placement", str(placement)]) == 2
+    assert "the topology of worker is honoured by Kueue's topology-aware scheduling only; " in (
+        capsys.readouterr().err
+    )
+    jobset, _ = plan_yaml(capsys, "--placement", str(placement), "--queue", "gpu-queue")
+    validate(jobset)
+    worker = next(r for r in jobset["spec"]["replicatedJobs"] if r["name"] == "worker")
+    assert worker["template"]["spec"]["template"]["metadata"]["annotations"] == {
+        "kueue.x-k8s.io/podset-required-topology": "cloud.google.com/gce-topology-block"
+    }

@@ -1,4 +1,4 @@
-"""The GKE example DAG and the Kubernetes backends' modules parse fast: no `kubernetes`,
+"""The GKE example DAG and the Kubernetes backend's modules parse fast: no `kubernetes`,
 `google` or provider import until a task talks to the cluster. The DAG's JobSet is validated
 against the JobSet CRD schema and its pod templates against Kubernetes' (no cluster here)."""
 
@@ -9,9 +9,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import kubernetes_validate
-
-from tfdist.kubernetes.manifests import plan_manifests
 from tfdist.kubernetes.names import RunRef
 from tfdist.spec import load_spec
 
@@ -21,11 +18,10 @@ HEAVY = ("tensorflow", "keras", "kubernetes", "kubernetes_asyncio", "google")
 
 _PROBE = """
 import importlib.util, json, sys
-import tfdist.kubernetes.fake, tfdist.kubernetes.launcher, tfdist.kubernetes.jobset_launcher
-from tfdist_airflow.backends import JobSetBackend, KubernetesBackend
+import tfdist.kubernetes.fake_jobset, tfdist.kubernetes.jobset_launcher
+from tfdist_airflow.backends import JobSetBackend
 import tfdist_airflow.kubernetes_api, tfdist_airflow.roles, tfdist_airflow.triggers
-KubernetesBackend(image="trainer:1").connect()  # builds, connects to nothing
-JobSetBackend(image="trainer:1").connect()
+JobSetBackend(image="trainer:1").connect()  # builds, connects to nothing
 spec = importlib.util.spec_from_file_location("dag", sys.argv[1])
 module = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(module)
@@ -98,28 +94,3 @@ def test_the_dag_runs_its_roles_on_gke_node_pools() -> None:
     assert gpus == {"chief": "1", "worker": "1", "ps": None, "evaluator": None}
     watch = dag.task_dict["train_and_evaluate.watch"]
     assert watch.retries == 0  # the cluster restarts roles
-
-
-def test_the_raw_pod_backend_builds_valid_pods_from_the_same_placement() -> None:
-    """For clusters without JobSet: the same placement as plain pods behind a Service."""
-    from airflow.dag_processing.dagbag import DagBag
-
-    from tfdist_airflow.backends import KubernetesBackend, backend_from_dict
-
-    dag = DagBag(dag_folder=str(DAG_FILE)).dags["nightly_retrain_gke"]
-    config = dict(dag.task_dict["train_and_evaluate.launch"].backend)
-    for field in ("kind", "kueue", "ttl_secs_after_finished", "shared_read_secs"):
-        config.pop(field)
-    backend = backend_from_dict({"kind": "kubernetes", **config})
-    assert isinstance(backend, KubernetesBackend)
-    ref = RunRef(dag=dag.dag_id, run="scheduled__2027-01-15T00-00-00-00-00", launch="1")
-    spec = load_spec(REPO / "dags" / "specs" / "digits.yaml")
-    service, *pods = plan_manifests(spec, backend.target(), ref)
-    for obj in (service, *pods):
-        kubernetes_validate.validate(obj, "1.30", strict=True)
-    selectors = {pod["spec"]["hostname"]: pod["spec"]["nodeSelector"] for pod in pods}
-    assert selectors["chief-0"] == {
-        "cloud.google.com/gke-nodepool": "gpu-pool",
-        "cloud.google.com/gke-accelerator": "nvidia-l4",
-    }
-    assert {pod["spec"]["serviceAccountName"] for pod in pods} == {"tfdist-trainer"}

@@ -1,8 +1,9 @@
-"""The export step on Kubernetes: a one-off pod of the trainer image, driven against `FakeKubeApi`.
+"""The export step on Kubernetes: a one-off pod of the trainer image, driven by the JobSet
+backend against the shipped fake cluster (`FakeJobSetCluster`).
 
 No Kubernetes API server can run here, so the tests play scheduler and kubelet on the
-in-memory fake (`tfdist.kubernetes.fake`) and inject the clock, so timeouts take no time. The
-roles' pods and Service are torn down before each export, as the step's teardown does in a DAG.
+in-memory fake and inject the clock, so timeouts take no time. The launch's JobSet is torn
+down before each export, as the step's teardown does in a DAG.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ import kubernetes_validate
 import pytest
 
 from tfdist.backend import JobHandle
-from tfdist.kubernetes.fake import FakeKubeApi
-from tfdist.kubernetes.launcher import KubernetesLauncher
+from tfdist.kubernetes.fake_jobset import FakeJobSetCluster
+from tfdist.kubernetes.jobset_launcher import JobSetLauncher
 from tfdist.kubernetes.manifests import Target, build_export_pod
 from tfdist.kubernetes.names import SCOPE, export_pod_name
 from tfdist.kubernetes.placement import JobPlacement, RolePlacement, SecretKey, parse_placement
@@ -69,42 +70,40 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def api(clock: Clock) -> FakeKubeApi:
-    return FakeKubeApi(clock=clock)
+def api(clock: Clock) -> FakeJobSetCluster:
+    return FakeJobSetCluster(clock=clock)
 
 
-def make_launcher(api: FakeKubeApi, clock: Clock, target: Target = TARGET) -> KubernetesLauncher:
-    return KubernetesLauncher(
-        api, target, launch_ids=lambda: "launch1", clock=clock, sleep=clock.advance
+def make_launcher(api: FakeJobSetCluster, clock: Clock, target: Target = TARGET) -> JobSetLauncher:
+    return JobSetLauncher(
+        api, target, launch_ids=lambda: "launch1", clock=clock, sleep=clock.advance, poll_secs=5
     )
 
 
 @pytest.fixture
-def trained(api: FakeKubeApi, clock: Clock) -> tuple[KubernetesLauncher, JobHandle]:
-    """A launch whose roles ended and whose pods and Service the teardown deleted."""
+def trained(api: FakeJobSetCluster, clock: Clock) -> tuple[JobSetLauncher, JobHandle]:
+    """A launch whose roles ended and whose JobSet the teardown deleted."""
     launcher = make_launcher(api, clock)
     handle = launcher.launch(launcher.plan(SPEC, SCOPE_PATH))
     launcher.stop(handle)
-    assert api.pods == {} and api.services == {}
+    assert api.pods == {} and api.objects == {}
     api.calls.clear()
     return launcher, handle
 
 
-def service_of(handle: JobHandle) -> str:
+def jobset_of(handle: JobHandle) -> str:
     return handle.job_id.split("/")[1]
 
 
 def export_pod(handle: JobHandle, target: Target = TARGET) -> dict[str, Any]:
-    return build_export_pod(
-        SPEC, service_of(handle), handle.launch_id, target, CHECKPOINT, OUT, ENV
-    )
+    return build_export_pod(SPEC, jobset_of(handle), handle.launch_id, target, CHECKPOINT, OUT, ENV)
 
 
 def pod_name_of(handle: JobHandle) -> str:
-    return export_pod_name(service_of(handle), CHECKPOINT)
+    return export_pod_name(jobset_of(handle), CHECKPOINT)
 
 
-def cluster_moves(api: FakeKubeApi, steps: list[Callable[[], object]]) -> None:
+def cluster_moves(api: FakeJobSetCluster, steps: list[Callable[[], object]]) -> None:
     """Run the next step before each read of an existing pod: the cluster moves on between
     polls."""
     pending: Iterator[Callable[[], object]] = iter(steps)
@@ -118,7 +117,7 @@ def cluster_moves(api: FakeKubeApi, steps: list[Callable[[], object]]) -> None:
     api.get_pod = get_pod  # type: ignore[method-assign]
 
 
-def changes(api: FakeKubeApi) -> list[tuple[str, str]]:
+def changes(api: FakeJobSetCluster) -> list[tuple[str, str]]:
     return [(verb, name) for verb, name in api.calls if verb.startswith(("create", "delete"))]
 
 
@@ -129,14 +128,16 @@ def env_of(pod: dict[str, Any]) -> dict[str, Any]:
 
 
 # -- the manifest ---------------------------------------------------------------------------
-def test_the_export_pod_is_valid_and_placed_as_the_chief(api: FakeKubeApi, clock: Clock) -> None:
+def test_the_export_pod_is_valid_and_placed_as_the_chief(
+    api: FakeJobSetCluster, clock: Clock
+) -> None:
     launcher = make_launcher(api, clock)
     handle = launcher.launch(launcher.plan(SPEC, SCOPE_PATH))
-    chief = api.pod(f"{service_of(handle)}-chief-0")
+    chief = api.pod(api.current_pod(jobset_of(handle), "chief", 0))
     pod = export_pod(handle)
     kubernetes_validate.validate(pod, "1.30", strict=True)
 
-    assert pod["metadata"]["name"] == f"{service_of(handle)}-export-400"
+    assert pod["metadata"]["name"] == f"{jobset_of(handle)}-export-400"
     assert len(pod["metadata"]["name"]) <= 63 and pod["metadata"]["namespace"] == "ml"
     for key in ("serviceAccountName", "nodeSelector", "tolerations", "securityContext"):
         assert pod["spec"][key] == chief["spec"][key], key
@@ -151,7 +152,7 @@ def test_the_export_pod_is_valid_and_placed_as_the_chief(api: FakeKubeApi, clock
         "cloud.google.com/gke-spot",
     }
     assert pod["spec"]["restartPolicy"] == "Never"
-    assert "hostname" not in pod["spec"] and "subdomain" not in pod["spec"]  # not a role
+    assert "subdomain" not in pod["spec"]  # not a role: no DNS name
 
     container, role = pod["spec"]["containers"][0], chief["spec"]["containers"][0]
     for key in ("image", "resources", "securityContext"):
@@ -180,12 +181,11 @@ def test_the_export_pod_is_valid_and_placed_as_the_chief(api: FakeKubeApi, clock
         "tfdist.io/launch": "launch1",
         "tfdist.io/role": "export",
     }
-    shared = {key: value for key, value in labels.items() if key != "tfdist.io/role"}
-    assert shared.items() <= chief["metadata"]["labels"].items()
     assert SCOPE not in labels  # the step's teardown and `handles` do not see it
+    assert "jobset.sigs.k8s.io/jobset-name" not in labels  # nor does the JobSet's end
 
 
-def test_a_placement_of_its_own_replaces_the_chiefs(api: FakeKubeApi, clock: Clock) -> None:
+def test_a_placement_of_its_own_replaces_the_chiefs(api: FakeJobSetCluster, clock: Clock) -> None:
     cpu = PLACEMENT.model_copy(update={"export": RolePlacement(cpu="2", memory="8Gi")})
     launcher = make_launcher(api, clock)
     handle = launcher.launch(launcher.plan(SPEC, SCOPE_PATH))
@@ -215,7 +215,7 @@ def test_the_export_pod_name_is_stable_per_launch_and_checkpoint() -> None:
 
 # -- running it -----------------------------------------------------------------------------
 def test_an_export_streams_its_log_then_deletes_its_pod(
-    api: FakeKubeApi, clock: Clock, trained: tuple[KubernetesLauncher, JobHandle]
+    api: FakeJobSetCluster, clock: Clock, trained: tuple[JobSetLauncher, JobHandle]
 ) -> None:
     launcher, handle = trained
     name = pod_name_of(handle)
@@ -228,10 +228,10 @@ def test_an_export_streams_its_log_then_deletes_its_pod(
         ],
     )
     lines: list[str] = []
-    launcher.export(handle, SPEC, CHECKPOINT, OUT, ENV, lines.append, timeout_secs=1800)
+    launcher.export(handle, SPEC, CHECKPOINT, OUT, ENV, lines.append)
     assert lines == [
         f"created pod {name}",
-        f"pod {name} pending: waiting to be scheduled: Unschedulable: {UNSCHEDULABLE}",
+        f"pod {name} pending: Unschedulable: {UNSCHEDULABLE}",
         "restored ckpt-400",
         f"exported step 400 to {OUT}",
     ]
@@ -240,7 +240,7 @@ def test_an_export_streams_its_log_then_deletes_its_pod(
 
 
 def test_a_failed_export_raises_with_its_exit_code_and_deletes_its_pod(
-    api: FakeKubeApi, clock: Clock, trained: tuple[KubernetesLauncher, JobHandle]
+    api: FakeJobSetCluster, clock: Clock, trained: tuple[JobSetLauncher, JobHandle]
 ) -> None:
     launcher, handle = trained
     name = pod_name_of(handle)
@@ -252,7 +252,7 @@ def test_a_failed_export_raises_with_its_exit_code_and_deletes_its_pod(
         ],
     )
     lines: list[str] = []
-    with pytest.raises(RuntimeError, match=rf"pod {name} failed with exit code 2: Error"):
+    with pytest.raises(RuntimeError, match=rf"pod {name} failed: exit code 2$"):
         launcher.export(handle, SPEC, CHECKPOINT, OUT, ENV, lines.append)
     assert lines[-1] == "FileNotFoundError: no checkpoint"  # the last line, without its newline
     assert changes(api) == [("create_pod", name), ("delete_pod", name)]
@@ -260,14 +260,15 @@ def test_a_failed_export_raises_with_its_exit_code_and_deletes_its_pod(
 
 
 def test_an_unschedulable_export_fails_after_the_scheduling_timeout(
-    api: FakeKubeApi, clock: Clock, trained: tuple[KubernetesLauncher, JobHandle]
+    api: FakeJobSetCluster, clock: Clock, trained: tuple[JobSetLauncher, JobHandle]
 ) -> None:
     launcher, handle = trained
     name = pod_name_of(handle)
     cluster_moves(api, [lambda: api.unschedulable(name, UNSCHEDULABLE)])
     start = clock()
+    launcher.poll_secs = 30
     with pytest.raises(RuntimeError) as raised:
-        launcher.export(handle, SPEC, CHECKPOINT, OUT, ENV, lambda line: None, poll_secs=30)
+        launcher.export(handle, SPEC, CHECKPOINT, OUT, ENV, lambda line: None)
     assert str(raised.value) == (
         f"export failed: pod {name} failed: not scheduled within 900 s (scheduling timeout): "
         f"Unschedulable: {UNSCHEDULABLE}"
@@ -277,21 +278,20 @@ def test_an_unschedulable_export_fails_after_the_scheduling_timeout(
 
 
 def test_an_export_running_too_long_is_stopped(
-    api: FakeKubeApi, clock: Clock, trained: tuple[KubernetesLauncher, JobHandle]
+    api: FakeJobSetCluster, clock: Clock, trained: tuple[JobSetLauncher, JobHandle]
 ) -> None:
     launcher, handle = trained
     name = pod_name_of(handle)
     cluster_moves(api, [lambda: api.start(name)])
+    launcher.poll_secs = 60
     with pytest.raises(RuntimeError, match=rf"pod {name} still running after 1800 s"):
-        launcher.export(
-            handle, SPEC, CHECKPOINT, OUT, ENV, lambda line: None, poll_secs=60, timeout_secs=1800
-        )
+        launcher.export(handle, SPEC, CHECKPOINT, OUT, ENV, lambda line: None)
     assert api.pods == {}
 
 
 # -- retries --------------------------------------------------------------------------------
 def test_a_retry_reattaches_to_the_running_export_pod(
-    api: FakeKubeApi, clock: Clock, trained: tuple[KubernetesLauncher, JobHandle]
+    api: FakeJobSetCluster, clock: Clock, trained: tuple[JobSetLauncher, JobHandle]
 ) -> None:
     _, handle = trained
     name = pod_name_of(handle)
@@ -318,7 +318,7 @@ def test_a_retry_reattaches_to_the_running_export_pod(
 
 
 def test_a_retry_after_success_reuses_it(
-    api: FakeKubeApi, clock: Clock, trained: tuple[KubernetesLauncher, JobHandle]
+    api: FakeJobSetCluster, clock: Clock, trained: tuple[JobSetLauncher, JobHandle]
 ) -> None:
     launcher, handle = trained
     name = pod_name_of(handle)
@@ -338,31 +338,33 @@ def test_a_retry_after_success_reuses_it(
 
 
 def test_a_retry_replaces_a_failed_export_pod(
-    clock: Clock, trained: tuple[KubernetesLauncher, JobHandle]
+    clock: Clock, trained: tuple[JobSetLauncher, JobHandle]
 ) -> None:
     _, handle = trained
-    api = FakeKubeApi(clock=clock, linger=2)  # the old pod takes a while to go
+    api = FakeJobSetCluster(clock=clock, linger=2)  # the old pod takes a while to go
     launcher = make_launcher(api, clock)
     name = pod_name_of(handle)
     api.create_pod("ml", export_pod(handle))
     api.preempt(name)
     api.calls.clear()
     lines: list[str] = []
+    launcher.poll_secs = 300
     with pytest.raises(RuntimeError):  # the new pod is never scheduled here
-        launcher.export(handle, SPEC, CHECKPOINT, OUT, ENV, lines.append, poll_secs=300)
+        launcher.export(handle, SPEC, CHECKPOINT, OUT, ENV, lines.append)
     assert lines[:2] == [
-        f"pod {name} of an earlier try failed; starting it again",
+        f"pod {name} of an earlier try ended (preempted: Terminated: Pod was terminated in "
+        "response to imminent node shutdown.); starting it again",
         f"created pod {name}",
     ]
     assert changes(api)[:2] == [("delete_pod", name), ("create_pod", name)]
 
 
 def test_an_export_pod_running_other_arguments_is_not_taken_over(
-    api: FakeKubeApi, clock: Clock, trained: tuple[KubernetesLauncher, JobHandle]
+    api: FakeJobSetCluster, clock: Clock, trained: tuple[JobSetLauncher, JobHandle]
 ) -> None:
     launcher, handle = trained
     other = build_export_pod(
-        SPEC, service_of(handle), "launch1", TARGET, CHECKPOINT, "/elsewhere", ENV
+        SPEC, jobset_of(handle), "launch1", TARGET, CHECKPOINT, "/elsewhere", ENV
     )
     api.create_pod("ml", other)
     api.start(other["metadata"]["name"])
@@ -372,7 +374,9 @@ def test_an_export_pod_running_other_arguments_is_not_taken_over(
     assert changes(api) == []
 
 
-def test_the_steps_teardown_leaves_a_running_export_alone(api: FakeKubeApi, clock: Clock) -> None:
+def test_the_steps_teardown_leaves_a_running_export_alone(
+    api: FakeJobSetCluster, clock: Clock
+) -> None:
     launcher = make_launcher(api, clock)
     handle = launcher.launch(launcher.plan(SPEC, SCOPE_PATH))
     api.create_pod("ml", export_pod(handle))
@@ -382,26 +386,27 @@ def test_the_steps_teardown_leaves_a_running_export_alone(api: FakeKubeApi, cloc
     ]
     launcher.stop(handle)
     assert [name for _, name in api.pods] == [pod_name_of(handle)]
+    assert api.objects == {}  # the JobSet is gone, the export pod is not
 
 
 # -- the backends ---------------------------------------------------------------------------
 @pytest.fixture
-def k8s_backend(api: FakeKubeApi, clock: Clock, monkeypatch: pytest.MonkeyPatch) -> Any:
+def k8s_backend(api: FakeJobSetCluster, clock: Clock, monkeypatch: pytest.MonkeyPatch) -> Any:
     """The backend as a task builds it from its dict, on the fake API and clock."""
-    from tfdist_airflow.backends import KubernetesBackend, backend_from_dict
+    from tfdist_airflow.backends import JobSetBackend, backend_from_dict
 
-    def connect(self: KubernetesBackend) -> KubernetesLauncher:
-        return KubernetesLauncher(
+    def connect(self: JobSetBackend) -> JobSetLauncher:
+        return JobSetLauncher(
             api, self.target(), timeouts=self.timeouts, clock=clock, sleep=clock.advance
         )
 
-    monkeypatch.setattr(KubernetesBackend, "connect", connect)
-    chosen = KubernetesBackend(namespace="ml", image="trainer:1", placement=PLACEMENT)
+    monkeypatch.setattr(JobSetBackend, "connect", connect)
+    chosen = JobSetBackend(namespace="ml", image="trainer:1", placement=PLACEMENT)
     return backend_from_dict(chosen.model_dump(mode="json")).connect()
 
 
-def test_the_kubernetes_backend_exports_in_a_pod(
-    api: FakeKubeApi, k8s_backend: Any, trained: tuple[KubernetesLauncher, JobHandle]
+def test_the_jobset_backend_exports_in_a_pod(
+    api: FakeJobSetCluster, k8s_backend: Any, trained: tuple[JobSetLauncher, JobHandle]
 ) -> None:
     _, handle = trained
     name = pod_name_of(handle)
@@ -414,19 +419,19 @@ def test_the_kubernetes_backend_exports_in_a_pod(
     assert changes(api) == [("create_pod", name), ("delete_pod", name)]
 
 
-def test_the_kubernetes_backend_names_a_failed_export(
-    api: FakeKubeApi, k8s_backend: Any, trained: tuple[KubernetesLauncher, JobHandle]
+def test_the_jobset_backend_names_a_failed_export(
+    api: FakeJobSetCluster, k8s_backend: Any, trained: tuple[JobSetLauncher, JobHandle]
 ) -> None:
     _, handle = trained
     name = pod_name_of(handle)
     cluster_moves(api, [lambda: api.start(name), lambda: api.exit(name, 1)])
-    with pytest.raises(RuntimeError, match=rf"^export failed: pod {name} failed with exit code 1"):
+    with pytest.raises(RuntimeError, match=rf"^export failed: pod {name} failed: exit code 1$"):
         k8s_backend.export(handle, SPEC, CHECKPOINT, OUT, ENV, lambda line: None)
     assert api.pods == {}
 
 
 def test_a_killed_export_task_deletes_the_pod(
-    api: FakeKubeApi, k8s_backend: Any, trained: tuple[KubernetesLauncher, JobHandle]
+    api: FakeJobSetCluster, k8s_backend: Any, trained: tuple[JobSetLauncher, JobHandle]
 ) -> None:
     _, handle = trained
     name = pod_name_of(handle)

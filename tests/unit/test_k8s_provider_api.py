@@ -29,7 +29,7 @@ from kubernetes.client import (
 from kubernetes.client.exceptions import ApiException
 
 from tfdist.kubernetes.api import JOBSETS, WORKLOADS, AlreadyExists, KubeApiError
-from tfdist.kubernetes.status import Timeouts, pod_status
+from tfdist.kubernetes.pods import Timeouts, read_pod
 from tfdist_airflow.kubernetes_api import ProviderKubeApi
 
 CREATED = datetime(2027, 1, 15, 8, 0, tzinfo=UTC)
@@ -107,7 +107,44 @@ class Api(ProviderKubeApi):
     @cached_property
     def hook(self) -> Any:
         self.hooks_made += 1
-        return SimpleNamespace(core_v1_client=self.core_stub, api_client=ApiClient())
+        client = ApiClient()
+        client.rest_client = Rest(self.core_stub)  # type: ignore[assignment]
+        return SimpleNamespace(core_v1_client=self.core_stub, api_client=client)
+
+
+class Rest:
+    """Stands in for the `ApiClient`'s REST client below the real `ApiClient`, which builds the
+    request: records the URL and query, answers a pod log request with a log as text."""
+
+    def __init__(self, core: Core) -> None:
+        self.core = core
+
+    def GET(self, url: str, query_params: Any = None, **kwargs: Any) -> Any:
+        try:
+            self.core._answer("GET", url, dict(query_params or []))
+        except ApiException as error:
+            error.body = (error.body or "").encode()  # as the REST client raises it: bytes
+            raise
+        if url.endswith("/pendingworkloads"):
+            return SimpleNamespace(status=200, data=PENDING.encode())
+        return SimpleNamespace(status=200, data=b'{"step": 1}\nstep 2 \xe2\x9c\x93\n')
+
+
+PENDING = json.dumps(
+    {
+        "kind": "PendingWorkloadsSummary",
+        "apiVersion": "visibility.kueue.x-k8s.io/v1beta2",
+        "items": [
+            {
+                "metadata": {"name": "jobset-digits-abc-1a2b3", "namespace": "ml"},
+                "priority": 0,
+                "localQueueName": "gpu-queue",
+                "positionInClusterQueue": 6,
+                "positionInLocalQueue": 1,
+            }
+        ],
+    }
+)
 
 
 @pytest.fixture
@@ -126,8 +163,8 @@ def test_pods_come_back_as_api_shaped_dicts(core: Core) -> None:
     assert pod is not None
     assert pod["metadata"]["creationTimestamp"] == "2027-01-15T08:00:00+00:00"
     assert pod["status"]["conditions"][0]["reason"] == "Unschedulable"
-    status = pod_status("chief-0", pod, CREATED.timestamp() + 901, Timeouts())
-    assert status.detail.startswith("not scheduled within 900 s (scheduling timeout): Unsch")
+    state = read_pod(pod, CREATED.timestamp() + 901, Timeouts())
+    assert state.detail.startswith("not scheduled within 900 s (scheduling timeout): Unsch")
 
 
 def test_not_found_is_none_and_deleting_twice_is_fine(core: Core) -> None:
@@ -141,8 +178,22 @@ def test_not_found_is_none_and_deleting_twice_is_fine(core: Core) -> None:
 def test_a_container_not_started_yet_has_an_empty_log(core: Core) -> None:
     core.errors = [_error(400, "Bad Request", 'container "tensorflow" is waiting to start')]
     assert Api(core).read_pod_log("ml", "p") == ""
-    assert Api(core).read_pod_log("ml", "p") == "step 1\n"
-    assert core.calls[-1][2] == {"container": "tensorflow"}
+    assert Api(core).read_pod_log("ml", "p") == '{"step": 1}\nstep 2 \u2713\n'  # text, as sent
+    assert core.calls[-1][1:] == (
+        ("/api/v1/namespaces/ml/pods/p/log", {"container": "tensorflow"}),
+        {},
+    )
+
+
+def test_a_log_read_from_a_time_on_asks_for_since_time_and_timestamps(core: Core) -> None:
+    """The client's `read_namespaced_pod_log` cannot ask for `sinceTime`: the adapter's
+    request, built by the real `ApiClient`, carries it."""
+    Api(core).read_pod_log("ml", "p", since="2027-01-15T08:00:03Z", timestamps=True)
+    assert core.calls[-1][1][1] == {
+        "container": "tensorflow",
+        "sinceTime": "2027-01-15T08:00:03Z",
+        "timestamps": "true",
+    }
 
 
 def test_errors_carry_the_servers_message(core: Core) -> None:
@@ -243,3 +294,16 @@ def test_a_missing_jobset_is_none_and_a_taken_name_already_exists() -> None:
     custom.errors = [_error(409, "Conflict", 'jobsets.jobset.x-k8s.io "js" already exists')]
     with pytest.raises(AlreadyExists, match="create jobsets js: 409 Conflict"):
         api.create_object(JOBSETS, "ml", {"metadata": {"name": "js"}})
+
+
+def test_the_queue_position_comes_from_kueues_visibility_api(core: Core) -> None:
+    api = Api(core)
+    pending = api.pending_workloads("ml", "gpu-queue")
+    assert core.calls[-1][1][0] == (
+        "/apis/visibility.kueue.x-k8s.io/v1beta2/namespaces/ml/localqueues/gpu-queue/"
+        "pendingworkloads"
+    )
+    assert [(p["positionInLocalQueue"], p["positionInClusterQueue"]) for p in pending] == [(1, 6)]
+    for status, reason in ((404, "Not Found"), (403, "Forbidden"), (503, "Service Unavailable")):
+        core.errors = [_error(status, reason)]  # not served, or not allowed: no position shown
+        assert api.pending_workloads("ml", "gpu-queue") == []

@@ -229,20 +229,16 @@ def test_urls() -> None:
 
 
 def test_pod_logs_links_name_the_role_pod() -> None:
-    from tfdist.kubernetes.names import pod_name
     from tfdist_airflow.links import role_pod_logs_url
 
-    kubernetes = {"kind": "kubernetes", "image": "trainer:1"}
-    pods = {"backend": "kubernetes", "job_id": "ml/digits-0123456789", "launch_id": "l"}
-    url = role_pod_logs_url(kubernetes, pods, "worker-1", "proj")
-    assert url == pod_logs_url("ml", pod_name("digits-0123456789", "worker-1"), "proj")
-    assert quote('resource.labels.pod_name="digits-0123456789-worker-1"', safe="") in url
+    config = {"kind": "jobset", "image": "trainer:1"}
     jobset = {"backend": "jobset", "job_id": "ml/digits-abc", "launch_id": "l"}
-    url = role_pod_logs_url({"kind": "jobset", "image": "trainer:1"}, jobset, "worker-1", "")
+    url = role_pod_logs_url(config, jobset, "worker-1", "proj")
+    assert url == pod_logs_url("ml", "digits-abc-worker-1-0-", "proj", prefix=True)
     assert quote('resource.labels.pod_name:"digits-abc-worker-1-0-"', safe="") in url
     local = {"backend": "local", "job_id": "/runs/digits-abc", "launch_id": "l"}
     assert role_pod_logs_url({"kind": "local"}, local, "worker-1", "") == ""
-    assert role_pod_logs_url(kubernetes, pods, "", "") == ""
+    assert role_pod_logs_url(config, jobset, "", "") == ""
 
 
 def test_operators_carry_the_links() -> None:

@@ -1,4 +1,4 @@
-"""The few Kubernetes API calls the launcher makes, as an interface over plain dicts.
+"""The few Kubernetes API calls the JobSet backend makes, as an interface over plain dicts.
 
 Objects go in and come out in the API's JSON shape (camelCase keys, RFC 3339 timestamps), as
 `kubectl get -o json` shows them. `tfdist.kubernetes.fake.FakeKubeApi` keeps them in memory;
@@ -47,17 +47,18 @@ class KubeApi(Protocol):
         """The pods carrying every one of `labels`."""
         ...
 
-    def read_pod_log(self, namespace: str, name: str) -> str:
-        """The pod's whole log so far; empty before its container started or once it is gone."""
+    def read_pod_log(
+        self, namespace: str, name: str, since: str | None = None, timestamps: bool = False
+    ) -> str:
+        """The pod's log so far; empty before its container started or once it is gone.
+        `since` (RFC 3339): only the lines from that second on; `timestamps`: each line after
+        its RFC 3339 timestamp with nanoseconds and a space (`tfdist.kubernetes.logs`)."""
         ...
 
-    def create_service(self, namespace: str, manifest: Mapping[str, Any]) -> None: ...
-
-    def delete_service(self, namespace: str, name: str) -> None:
-        """Ask for deletion; no error if the Service is already gone."""
+    def pending_workloads(self, namespace: str, local_queue: str) -> list[dict[str, Any]]:
+        """The LocalQueue's pending Workloads with their positions (Kueue's visibility API,
+        `PendingWorkload` items); empty where that API is not served or not allowed."""
         ...
-
-    def list_services(self, namespace: str, labels: Mapping[str, str]) -> list[dict[str, Any]]: ...
 
     # -- custom resources (JobSets, Kueue Workloads) ---------------------------------------
     def create_object(

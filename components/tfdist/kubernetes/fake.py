@@ -1,4 +1,5 @@
-"""An in-memory Kubernetes API for tests and demos: no scheduler, no kubelet.
+"""An in-memory Kubernetes API for tests and demos: pods, their logs and custom objects; no
+scheduler, no kubelet (`fake_jobset.FakeJobSetCluster` adds the controllers).
 
 Tests move pods along themselves (`schedule`, `start`, `exit`, `preempt`, ...) and read the
 `calls` made. Deleted pods disappear at once, or after `linger` reads, as a terminating pod
@@ -7,6 +8,7 @@ does after its grace period.
 
 from __future__ import annotations
 
+import bisect
 import copy
 import itertools
 import time
@@ -15,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from tfdist.kubernetes.api import AlreadyExists, KubeApiError, Resource
+from tfdist.kubernetes.logs import nanoseconds, rfc3339, to_nanoseconds
 
 Key = tuple[str, str]
 ObjectKey = tuple[str, str, str]  # (plural, namespace, name)
@@ -27,8 +30,8 @@ class FakeKubeApi:
         self.clock = clock
         self.linger = linger
         self.pods: dict[Key, dict[str, Any]] = {}
-        self.services: dict[Key, dict[str, Any]] = {}
-        self.logs: dict[Key, str] = {}
+        self.logs: dict[Key, list[tuple[float, str]]] = {}  # each line and when it was written
+        self.log_bytes = 0  # bytes of logs sent, over every read
         self.objects: dict[ObjectKey, dict[str, Any]] = {}  # custom resources
         self.calls: list[tuple[str, str]] = []  # (verb, object name)
         self.refuse: set[str] = set()  # names whose creation the "server" rejects
@@ -60,18 +63,19 @@ class FakeKubeApi:
         self._tick()
         return _matching(self.pods, namespace, labels)
 
-    def read_pod_log(self, namespace: str, name: str) -> str:
-        return self.logs.get((namespace, name), "")
-
-    def create_service(self, namespace: str, manifest: Mapping[str, Any]) -> None:
-        self._create(self.services, namespace, manifest, "create_service")
-
-    def delete_service(self, namespace: str, name: str) -> None:
-        self.calls.append(("delete_service", name))
-        self.services.pop((namespace, name), None)
-
-    def list_services(self, namespace: str, labels: Mapping[str, str]) -> list[dict[str, Any]]:
-        return _matching(self.services, namespace, labels)
+    def read_pod_log(
+        self, namespace: str, name: str, since: str | None = None, timestamps: bool = False
+    ) -> str:
+        entries = self.logs.get((namespace, name), [])
+        start = 0
+        if since is not None:
+            second = nanoseconds(since) or 0
+            start = bisect.bisect_left(entries, second, key=lambda entry: to_nanoseconds(entry[0]))
+        found = "".join(
+            f"{rfc3339(at)} {line}" if timestamps else line for at, line in entries[start:]
+        )
+        self.log_bytes += len(found.encode())
+        return found
 
     def create_object(
         self, resource: Resource, namespace: str, manifest: Mapping[str, Any]
@@ -146,13 +150,49 @@ class FakeKubeApi:
         self._condition(pod, "DisruptionTarget", "True", "TerminationByKubelet", message)
         self._state(pod, "terminated", {"exitCode": code, "reason": "Error"})
 
+    def preempt_by_scheduler(self, name: str, code: int = 137) -> None:
+        """The scheduler preempted it for a pod of higher priority: a `DisruptionTarget`
+        condition and no pod reason (the kubelet then kills the container)."""
+        pod = self.pod(name)
+        pod["status"]["phase"] = "Failed"
+        message = "Kubernetes default scheduler: preempting to accommodate a higher priority pod"
+        self._condition(pod, "DisruptionTarget", "True", "PreemptionByScheduler", message)
+        self._state(pod, "terminated", {"exitCode": code, "reason": "Error"})
+
+    def evict_pod(self, name: str, by_api: bool = True) -> None:
+        """Evicted through the Eviction API (a drain: SIGTERM, exit 143), or by the kubelet
+        under node pressure (pod reason `Evicted`, killed at once: exit 137)."""
+        pod = self.pod(name)
+        pod["status"]["phase"] = "Failed"
+        if by_api:
+            self._condition(
+                pod, "DisruptionTarget", "True", "EvictionByEvictionAPI", "Eviction API: evicting"
+            )
+        else:
+            message = "The node was low on resource: memory. Threshold quantity: 100Mi."
+            pod["status"].update(reason="Evicted", message=message)
+            self._condition(pod, "DisruptionTarget", "True", "TerminationByKubelet", message)
+        self._state(pod, "terminated", {"exitCode": 143 if by_api else 137, "reason": "Error"})
+
+    def oom(self, name: str) -> None:
+        """The kernel killed the container for its memory limit: exit code 137, OOMKilled."""
+        self.exit(name, 137, "OOMKilled")
+
     def vanish(self, name: str) -> None:
         """The pod is removed with its node, without a delete call."""
         self._remove(next(key for key in self.pods if key[1] == name))
 
     def write_log(self, name: str, text: str) -> None:
+        """The container writes `text`; each new line is stamped with the clock's time (a line
+        continued from an earlier write keeps its first stamp)."""
         key = next(key for key in self.pods if key[1] == name)
-        self.logs[key] = self.logs.get(key, "") + text
+        entries = self.logs.setdefault(key, [])
+        pieces = text.splitlines(keepends=True)
+        if entries and pieces and not entries[-1][1].endswith("\n"):
+            at, line = entries[-1]
+            entries[-1] = (at, line + pieces.pop(0))
+        now = self.clock()
+        entries.extend((now, piece) for piece in pieces)
 
     # -- internals --------------------------------------------------------------------------
     def _create(

@@ -19,10 +19,11 @@ restarts, `dependsOn`, `RestartJob` (an alpha feature gate, off by default), vol
 from __future__ import annotations
 
 import copy
+import hashlib
 import itertools
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from tfdist.kubernetes.api import JOBSETS, WORKLOADS, Resource
@@ -37,12 +38,18 @@ from tfdist.kubernetes.jobset import (
 )
 from tfdist.kubernetes.kueue import QUEUE_NAME, WORKLOAD_JOB_UID
 from tfdist.kubernetes.names import digest
+from tfdist.kubernetes.placement import PREFERRED_TOPOLOGY, REQUIRED_TOPOLOGY
 
 JOBSET_UID = "jobset.sigs.k8s.io/jobset-uid"
 JOB_UID = WORKLOAD_JOB_UID
 COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
 JOB_NAME = "batch.kubernetes.io/job-name"
 _ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # as Kubernetes' generated name suffixes
+MAX_PASSES = 20  # a cluster settles in a handful; more means controllers undoing each other
+
+
+class Unsettled(RuntimeError):
+    """The fake controllers did not settle."""
 
 
 class FakeJobSetCluster(FakeKubeApi):
@@ -56,6 +63,7 @@ class FakeJobSetCluster(FakeKubeApi):
         self._busy = False
         self._settled = False  # nothing changed since the controllers last settled
         self.paused = False  # controllers lagging behind: see `pause`
+        self.cluster_queues: dict[str, str] = {}  # LocalQueue -> ClusterQueue (default one)
 
     # -- the API, with the controllers reacting ----------------------------------------------
     def create_object(
@@ -120,9 +128,13 @@ class FakeJobSetCluster(FakeKubeApi):
         super().exit(name, code, reason)
         self.reconcile()
 
-    def oom(self, name: str) -> None:
-        """The kernel killed the container for its memory limit: exit code 137, OOMKilled."""
-        self.exit(name, 137, "OOMKilled")
+    def preempt_by_scheduler(self, name: str, code: int = 137) -> None:
+        super().preempt_by_scheduler(name, code)
+        self.reconcile()
+
+    def evict_pod(self, name: str, by_api: bool = True) -> None:
+        super().evict_pod(name, by_api)
+        self.reconcile()
 
     def preempt(
         self,
@@ -133,6 +145,39 @@ class FakeJobSetCluster(FakeKubeApi):
     ) -> None:
         super().preempt(name, reason, message, code)
         self.reconcile()
+
+    # -- Kueue's visibility API ----------------------------------------------------------------
+    def pending_workloads(self, namespace: str, local_queue: str) -> list[dict[str, Any]]:
+        """The LocalQueue's pending Workloads (no quota reserved), oldest first, each with its
+        0-based position in the LocalQueue and in the ClusterQueue behind it
+        (`cluster_queues`, default `cluster-queue`), as the visibility API lists them."""
+        self._tick()
+        pending = [
+            obj
+            for (plural, _, _), obj in self.objects.items()
+            if plural == WORKLOADS.plural and not _true(obj, "QuotaReserved")
+        ]
+        cluster = self.cluster_queues.get(local_queue, "cluster-queue")
+        same = [
+            w
+            for w in pending
+            if self.cluster_queues.get(w["spec"]["queueName"], "cluster-queue") == cluster
+        ]
+        mine = [
+            w
+            for w in same
+            if w["spec"]["queueName"] == local_queue and w["metadata"]["namespace"] == namespace
+        ]
+        return [
+            {
+                "metadata": {"name": w["metadata"]["name"], "namespace": namespace},
+                "localQueueName": local_queue,
+                "positionInLocalQueue": index,
+                "positionInClusterQueue": same.index(w),
+                "priority": 0,
+            }
+            for index, w in enumerate(mine)
+        ]
 
     # -- Kueue's scheduler (tests call these) -------------------------------------------------
     def workload_of(self, jobset: str) -> dict[str, Any]:
@@ -228,26 +273,39 @@ class FakeJobSetCluster(FakeKubeApi):
     # -- the controllers -----------------------------------------------------------------------
     def reconcile(self) -> None:
         """Run the controllers until nothing changes (as a real cluster settles). What they
-        create and delete is not recorded in `calls`: those are the client's requests."""
+        create and delete is not recorded in `calls`: those are the client's requests.
+
+        Raises `Unsettled` when they still change things after `MAX_PASSES` passes: a real
+        cluster that never settles is a bug (two controllers undoing each other's work), and
+        so is a fake that does not."""
         if self._busy or self.paused:
             return
         self._busy = True
         mark = len(self.calls)
         try:
-            for _ in range(20):
+            for _ in range(MAX_PASSES):
                 before = repr((self.objects, self.jobs, self.pods))
-                for key in [k for k in self.objects if k[0] == JOBSETS.plural]:
-                    if key in self.objects:
-                        self._reconcile_jobset(self.objects[key])
-                for job_key in list(self.jobs):
-                    if job_key in self.jobs:
-                        self._reconcile_job(self.jobs[job_key])
+                self._pass()
                 if repr((self.objects, self.jobs, self.pods)) == before:
                     self._settled = True
                     return
+            raise Unsettled(
+                f"the controllers still change the cluster after {MAX_PASSES} passes; "
+                f"JobSets: {[key[2] for key in self.objects if key[0] == JOBSETS.plural]}, "
+                f"Jobs: {sorted(name for _, name in self.jobs)}"
+            )
         finally:
             del self.calls[mark:]
             self._busy = False
+
+    def _pass(self) -> None:
+        """One pass of every controller over every object."""
+        for key in [k for k in self.objects if k[0] == JOBSETS.plural]:
+            if key in self.objects:
+                self._reconcile_jobset(self.objects[key])
+        for job_key in list(self.jobs):
+            if job_key in self.jobs:
+                self._reconcile_job(self.jobs[job_key])
 
     def _reconcile_jobset(self, js: dict[str, Any]) -> None:
         """One pass of the JobSet controller, in the order of its reconcile loop
@@ -260,8 +318,8 @@ class FakeJobSetCluster(FakeKubeApi):
         attempt = status["restarts"]
         previous = [job for job in owned if int(_labels(job)[RESTART_ATTEMPT]) < attempt]
         current = [job for job in owned if job not in previous]
-        failed = [job for job in current if _true(job, "Failed")]
-        succeeded = [job for job in current if _true(job, "Complete")]
+        failed = [job for job in current if job_finished(job) == (True, "Failed")]
+        succeeded = [job for job in current if job_finished(job) == (True, "Complete")]
         active = [job for job in current if job not in failed and job not in succeeded]
         if _true(js, "Completed") or _true(js, "Failed"):
             self._finished(js, active)
@@ -324,80 +382,24 @@ class FakeJobSetCluster(FakeKubeApi):
     def _failure_policy(self, js: dict[str, Any], failed: list[dict[str, Any]]) -> None:
         """tasks/failure_policy.md: "the rules are evaluated in order, and the first matching
         rule's action is executed. If no rule matches, the default action is RestartJobSet";
-        a rule matches the earliest-failed Job it applies to (onJobFailureReasons,
-        onJobFailureMessagePatterns, targetReplicatedJobs); no failurePolicy: the JobSet
-        fails. RestartJobSet beyond maxRestarts fails it (reason ReachedMaxRestarts)."""
+        no failurePolicy: the JobSet fails (executeFailurePolicy)."""
         policy = js["spec"].get("failurePolicy")
-        by_time = sorted(failed, key=lambda job: job["status"]["failedOrder"])
+        first = find_first_failed_job(failed)
+        if first is None:
+            return
         if policy is None:
-            self._fail(
-                js, "FailedJobs", "jobset failed due to one or more job failures", by_time[0]
-            )
+            message = with_first_failed_job(FAILED_JOBS_MESSAGE, first["metadata"]["name"])
+            fail_jobset(js, "FailedJobs", message, self._now())
             return
-        for rule in policy.get("rules", []):
-            job = next((job for job in by_time if rule_applies(rule, job)), None)
-            if job is not None:
-                self._act(js, rule["action"], job, rule["name"])
-                return
-        self._act(js, "RestartJobSet", by_time[0], None)
-
-    def _act(self, js: dict[str, Any], action: str, job: dict[str, Any], rule: str | None) -> None:
-        status = js["status"]
-        first = f"(first failed job: {job['metadata']['name']})"
-        if action == "FailJobSet":
-            self._fail(
-                js,
-                "FailJobSetFailurePolicyAction",
-                f"applying FailJobSet failure policy action {first}",
-                job,
-            )
-            return
-        if action not in ("RestartJobSet", "RestartJobSetAndIgnoreMaxRestarts"):
-            raise NotImplementedError(f"failure policy action {action} is not modelled")
-        counts = action == "RestartJobSet"
-        if counts and status["restartsCountTowardsMax"] >= js["spec"]["failurePolicy"].get(
-            "maxRestarts", 0
-        ):
-            self._fail(
-                js,
-                "ReachedMaxRestarts",
-                f"jobset failed due to reaching max number of restarts {first}",
-                job,
-            )
-            return
-        status["restarts"] += 1
-        status["restartsCountTowardsMax"] += int(counts)
-        reason = f"FailurePolicy_{rule}" if rule else "DefaultFailurePolicy"
-        _set(
-            js,
-            "RestartingJobSet",
-            "True",
-            reason,
-            f"applying {action} failure policy action {first}",
-            self._now(),
-        )
-
-    def _fail(self, js: dict[str, Any], reason: str, message: str, job: dict[str, Any]) -> None:
-        del job
-        now = self._now()
-        _set(js, "Failed", "True", reason, message, now)
-        _set(js, "RestartingJobSet", "False", "JobSetFailed", "jobset failed", now)
-        js["status"]["terminalState"] = "Failed"
+        rule, job = first_failed_rule_and_job(policy.get("rules", []), failed)
+        action = rule["action"] if rule else "RestartJobSet"
+        apply_failure_policy_rule_action(js, job or first, rule, action, self._now())
 
     def _success_policy(self, js: dict[str, Any], succeeded: list[dict[str, Any]]) -> bool:
-        """successPolicy (API reference): `All` completes the JobSet once every Job of the
-        `targetReplicatedJobs` (all replicated jobs when empty) succeeded, `Any` once one did."""
-        policy = js["spec"]["successPolicy"]
-        targets = policy.get("targetReplicatedJobs") or [
-            r["name"] for r in js["spec"]["replicatedJobs"]
-        ]
-        done = [job for job in succeeded if _labels(job)[REPLICATED_JOB] in targets]
-        needed = (
-            1
-            if policy["operator"] == "Any"
-            else sum(r["replicas"] for r in js["spec"]["replicatedJobs"] if r["name"] in targets)
-        )
-        if len(done) < needed:
+        """successPolicy (API reference; jobset_controller.go): complete the JobSet once as many
+        succeeded Jobs match the policy as it expects (`All`: every replica of its targets,
+        all replicated jobs when empty; `Any`: one)."""
+        if num_jobs_matching_success_policy(js, succeeded) < num_jobs_expected_to_succeed(js):
             return False
         now = self._now()
         _set(js, "Completed", "True", "AllJobsCompleted", "jobset completed successfully", now)
@@ -409,17 +411,11 @@ class FakeJobSetCluster(FakeKubeApi):
 
     def _create_job(self, js: dict[str, Any], rjob: Mapping[str, Any], index: int) -> None:
         """A child Job: the replicated job's template, named `<jobset>-<rjob>-<index>`, with the
-        JobSet's labels on it and on its pod template (labelAndAnnotateObject), the JobSet's
-        subdomain, and `suspend` as the JobSet's."""
+        JobSet's labels and annotations on it and on its pod template (`label_and_annotate`),
+        the JobSet's subdomain, and `suspend` as the JobSet's."""
         meta = js["metadata"]
         name = child_job_name(meta["name"], rjob["name"], index)
-        labels = {
-            JOBSET_NAME: meta["name"],
-            JOBSET_UID: meta["uid"],
-            REPLICATED_JOB: rjob["name"],
-            JOB_INDEX: str(index),
-            RESTART_ATTEMPT: str(js["status"]["restarts"]),
-        }
+        labels, annotations = label_and_annotate(js, rjob, index)
         template = copy.deepcopy(dict(rjob["template"]))
         job = {
             "apiVersion": "batch/v1",
@@ -429,6 +425,10 @@ class FakeJobSetCluster(FakeKubeApi):
                 "namespace": meta["namespace"],
                 "uid": f"uid-{next(self._uids)}",
                 "labels": {**template.get("metadata", {}).get("labels", {}), **labels},
+                "annotations": {
+                    **template.get("metadata", {}).get("annotations", {}),
+                    **annotations,
+                },
             },
             "spec": template["spec"],
             "status": {"failed": 0, "succeeded": 0},
@@ -438,6 +438,10 @@ class FakeJobSetCluster(FakeKubeApi):
         pod_template["metadata"]["labels"] = {
             **pod_template["metadata"].get("labels", {}),
             **labels,
+        }
+        pod_template["metadata"]["annotations"] = {
+            **pod_template["metadata"].get("annotations", {}),
+            **annotations,
         }
         if js["spec"]["network"].get("enableDNSHostnames"):
             pod_template["spec"]["subdomain"] = (
@@ -456,7 +460,7 @@ class FakeJobSetCluster(FakeKubeApi):
             if not self._pods_of(job):
                 self.jobs.pop((meta["namespace"], meta["name"]), None)
             return
-        if _true(job, "Failed") or _true(job, "Complete"):
+        if job_finished(job)[0]:
             return
         self._account(job, pods)
         if _true(job, "Failed"):  # "FailJob: ... all running pods are terminated"
@@ -499,12 +503,16 @@ class FakeJobSetCluster(FakeKubeApi):
                     self._now(),
                 )
                 return
-            action, message = pod_failure_action(job["spec"].get("podFailurePolicy"), pod)
-            if action == "Ignore":
-                continue
-            if action == "FailJob":
+            message, counts, action = match_pod_failure_policy(
+                job["spec"].get("podFailurePolicy"), pod
+            )
+            if action == "FailIndex":
+                raise NotImplementedError("FailIndex (backoffLimitPerIndex) is not modelled")
+            if message is not None:
                 self._fail_job(job, "PodFailurePolicy", message)
                 return
+            if not counts:
+                continue
             job["status"]["failed"] += 1
             if job["status"]["failed"] > job["spec"].get("backoffLimit", 6):
                 self._fail_job(
@@ -569,8 +577,8 @@ class FakeJobSetCluster(FakeKubeApi):
 
     def _queue(self, js: dict[str, Any]) -> None:
         """Kueue's JobSet integration (tasks/run/jobsets.md): a JobSet labelled with
-        `kueue.x-k8s.io/queue-name` is suspended on creation and gets a Workload that waits
-        in that LocalQueue until Kueue admits it."""
+        `kueue.x-k8s.io/queue-name` is suspended on creation and gets a Workload, one pod set
+        per replicated job (`pod_set`), that waits in that LocalQueue until Kueue admits it."""
         meta = js["metadata"]
         queue = meta.get("labels", {}).get(QUEUE_NAME)
         if not queue:
@@ -581,7 +589,10 @@ class FakeJobSetCluster(FakeKubeApi):
             "apiVersion": f"{WORKLOADS.group}/{WORKLOADS.version}",
             "kind": "Workload",
             "metadata": {"name": name, "labels": {JOB_UID: meta["uid"]}},
-            "spec": {"queueName": queue},
+            "spec": {
+                "queueName": queue,
+                "podSets": [pod_set(rjob) for rjob in js["spec"]["replicatedJobs"]],
+            },
         }
         workload["metadata"].update(
             namespace=meta["namespace"],
@@ -611,18 +622,247 @@ class FakeJobSetCluster(FakeKubeApi):
 
 def _default(js: dict[str, Any]) -> None:
     """The JobSet webhook's defaults (api reference; jobset_webhook.go Default): successPolicy
-    `All`, `Indexed` completion, pod `restartPolicy: OnFailure`, DNS hostnames on."""
+    `All`, group `default`, `Indexed` completion, pod `restartPolicy: OnFailure`, DNS
+    hostnames on."""
     spec = js["spec"]
     spec.setdefault("successPolicy", {"operator": "All"})
     network = spec.setdefault("network", {})
     network.setdefault("enableDNSHostnames", True)
     network.setdefault("publishNotReadyAddresses", True)
     for rjob in spec["replicatedJobs"]:
+        rjob.setdefault("groupName", "default")
         job_spec = rjob["template"]["spec"]
         job_spec.setdefault("completionMode", "Indexed")
         job_spec["template"]["spec"].setdefault("restartPolicy", "OnFailure")
     for index, rule in enumerate(spec.get("failurePolicy", {}).get("rules", [])):
         rule.setdefault("name", f"failurePolicyRule{index}")
+
+
+GROUP_NAME = "jobset.sigs.k8s.io/group-name"
+GROUP_REPLICAS = "jobset.sigs.k8s.io/group-replicas"
+JOB_GROUP_INDEX = "jobset.sigs.k8s.io/job-group-index"
+GLOBAL_REPLICAS = "jobset.sigs.k8s.io/global-replicas"
+JOB_GLOBAL_INDEX = "jobset.sigs.k8s.io/job-global-index"
+REPLICATED_JOB_REPLICAS = "jobset.sigs.k8s.io/replicatedjob-replicas"
+JOB_KEY = "jobset.sigs.k8s.io/job-key"
+
+
+def global_replicas(js: Mapping[str, Any]) -> str:
+    """globalReplicas: every replica of every replicated job."""
+    return str(sum(int(rjob.get("replicas", 1)) for rjob in js["spec"]["replicatedJobs"]))
+
+
+def global_job_index(js: Mapping[str, Any], rjob_name: str, index: int) -> str:
+    """globalJobIndex: the Job's place among all Jobs; "" for an unknown replicated job."""
+    before = 0
+    for rjob in js["spec"]["replicatedJobs"]:
+        if rjob["name"] == rjob_name:
+            return str(before + index)
+        before += int(rjob.get("replicas", 1))
+    return ""
+
+
+def group_replicas(js: Mapping[str, Any], group: str) -> str:
+    """groupReplicas."""
+    return str(
+        sum(
+            int(rjob.get("replicas", 1))
+            for rjob in js["spec"]["replicatedJobs"]
+            if rjob.get("groupName") == group
+        )
+    )
+
+
+def group_job_index(js: Mapping[str, Any], group: str, rjob_name: str, index: int) -> str:
+    """groupJobIndex: the Job's place among its group's Jobs; "" outside the group."""
+    before = 0
+    for rjob in js["spec"]["replicatedJobs"]:
+        if rjob.get("groupName") == group:
+            if rjob["name"] == rjob_name:
+                return str(before + index)
+            before += int(rjob.get("replicas", 1))
+    return ""
+
+
+def label_and_annotate(
+    js: Mapping[str, Any], rjob: Mapping[str, Any], index: int
+) -> tuple[dict[str, str], dict[str, str]]:
+    """labelAndAnnotateObject: what the controller puts on a child Job and its pod template
+    (the same keys as labels and annotations; RestartJob's key only with its alpha gate)."""
+    meta = js["metadata"]
+    group = rjob.get("groupName", "default")
+    job = child_job_name(meta["name"], rjob["name"], index)
+    found = {
+        JOBSET_NAME: meta["name"],
+        JOBSET_UID: meta.get("uid", ""),
+        REPLICATED_JOB: rjob["name"],
+        RESTART_ATTEMPT: str((js.get("status") or {}).get("restarts") or 0),
+        REPLICATED_JOB_REPLICAS: str(rjob.get("replicas", 1)),
+        GLOBAL_REPLICAS: global_replicas(js),
+        JOB_INDEX: str(index),
+        JOB_KEY: hashlib.sha1(f"{meta.get('namespace', '')}/{job}".encode()).hexdigest(),
+        JOB_GLOBAL_INDEX: global_job_index(js, rjob["name"], index),
+        GROUP_NAME: group,
+        GROUP_REPLICAS: group_replicas(js, group),
+        JOB_GROUP_INDEX: group_job_index(js, group, rjob["name"], index),
+    }
+    return dict(found), dict(found)
+
+
+def pod_set(rjob: Mapping[str, Any]) -> dict[str, Any]:
+    """The Workload pod set Kueue makes of a replicated job: its pods (replicas x parallelism)
+    and the topology its pod template asks for (`kueue.x-k8s.io/podset-required-topology` or
+    `-preferred-topology`: concepts/topology_aware_scheduling.md; the Workload's
+    `topologyRequest`)."""
+    job = rjob["template"]["spec"]
+    annotations = job["template"].get("metadata", {}).get("annotations", {})
+    request = {
+        field: annotations[key]
+        for field, key in (("required", REQUIRED_TOPOLOGY), ("preferred", PREFERRED_TOPOLOGY))
+        if key in annotations
+    }
+    found: dict[str, Any] = {
+        "name": rjob["name"],
+        "count": int(rjob.get("replicas", 1)) * int(job.get("parallelism", 1)),
+    }
+    if request:
+        found["topologyRequest"] = request
+    return found
+
+
+def _targets(js: Mapping[str, Any]) -> list[str]:
+    return list((js["spec"].get("successPolicy") or {}).get("targetReplicatedJobs") or [])
+
+
+def job_matches_success_policy(js: Mapping[str, Any], job: Mapping[str, Any]) -> bool:
+    """jobMatchesSuccessPolicy: no targets match every Job."""
+    targets = _targets(js)
+    return not targets or _labels(job).get(REPLICATED_JOB) in targets
+
+
+def replicated_job_matches_success_policy(js: Mapping[str, Any], rjob: Mapping[str, Any]) -> bool:
+    """replicatedJobMatchesSuccessPolicy."""
+    targets = _targets(js)
+    return not targets or rjob["name"] in targets
+
+
+def num_jobs_matching_success_policy(
+    js: Mapping[str, Any], jobs: Sequence[Mapping[str, Any]]
+) -> int:
+    """numJobsMatchingSuccessPolicy."""
+    return sum(1 for job in jobs if job_matches_success_policy(js, job))
+
+
+def num_jobs_expected_to_succeed(js: Mapping[str, Any]) -> int:
+    """numJobsExpectedToSucceed: `Any` one, `All` every replica of the matching replicated jobs."""
+    match (js["spec"].get("successPolicy") or {}).get("operator"):
+        case "Any":
+            return 1
+        case "All":
+            return sum(
+                int(rjob.get("replicas", 1))
+                for rjob in js["spec"].get("replicatedJobs") or []
+                if replicated_job_matches_success_policy(js, rjob)
+            )
+    return 0
+
+
+def job_finished(job: Mapping[str, Any]) -> tuple[bool, str]:
+    """JobFinished: (True, "Complete" | "Failed") once either condition is True; a
+    FailureTarget or Suspended Job has not finished."""
+    for found in (job.get("status") or {}).get("conditions") or ():
+        if found.get("type") in ("Complete", "Failed") and found.get("status") == "True":
+            return True, str(found["type"])
+    return False, ""
+
+
+FAILED_JOBS_MESSAGE = "jobset failed due to one or more job failures"
+REACHED_MAX_RESTARTS = "jobset failed due to reaching max number of restarts"
+RESTART_ACTIONS = frozenset({"RestartJobSet", "RestartJobSetAndIgnoreMaxRestarts"})
+# RestartJob and RestartJobAndIgnoreMaxRestarts need the alpha feature gate RestartJob (off by
+# default in v0.12): the webhook refuses them, and tfdist does not emit them.
+ALPHA_ACTIONS = frozenset({"RestartJob", "RestartJobAndIgnoreMaxRestarts"})
+
+
+def with_first_failed_job(message: str, job: str) -> str:
+    """messageWithFirstFailedJob."""
+    return f"{message} (first failed job: {job})"
+
+
+def _failure(job: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The Job's Failed condition while it is True (findJobFailureCondition)."""
+    for found in (job.get("status") or {}).get("conditions") or ():
+        if found.get("type") == "Failed" and found.get("status") == "True":
+            return dict(found)
+    return None
+
+
+def _failed_when(job: Mapping[str, Any]) -> tuple[float, int]:
+    """When the Job failed; of two in the same second (the resolution of the API's times)
+    the one the fake failed first."""
+    failed = _failure(job) or {}
+    return _seconds(failed["lastTransitionTime"]), (job.get("status") or {}).get("failedOrder", 0)
+
+
+def find_first_failed_job(jobs: Sequence[Mapping[str, Any]]) -> Any:
+    """findFirstFailedJob: the Job whose Failed condition is the oldest; None if none failed."""
+    failed = [job for job in jobs if _failure(job) is not None]
+    return min(failed, key=_failed_when) if failed else None
+
+
+def first_failed_rule_and_job(
+    rules: Sequence[Mapping[str, Any]], jobs: Sequence[Mapping[str, Any]]
+) -> tuple[Any, Any]:
+    """findFirstFailedPolicyRuleAndJob: the first rule, in order, that applies to a failed Job,
+    and the earliest-failed Job it applies to; (None, None) when no rule applies."""
+    failed = sorted((job for job in jobs if _failure(job) is not None), key=_failed_when)
+    for rule in rules:
+        for job in failed:
+            if rule_applies(rule, job):
+                return rule, job
+    return None, None
+
+
+def fail_jobset(js: dict[str, Any], reason: str, message: str, now: str) -> None:
+    """setJobSetFailedCondition: Failed, RestartingJobSet False, terminal state Failed."""
+    _set(js, "Failed", "True", reason, message, now)
+    _set(js, "RestartingJobSet", "False", "JobSetFailed", "jobset failed", now)
+    js["status"]["terminalState"] = "Failed"
+
+
+def apply_failure_policy_rule_action(
+    js: dict[str, Any],
+    job: Mapping[str, Any],
+    rule: Mapping[str, Any] | None,
+    action: str,
+    now: str,
+) -> None:
+    """applyFailurePolicyRuleAction on the JobSet's status: FailJobSet fails it;
+    RestartJobSet restarts it (counted) unless `restartsCountTowardsMax` has reached
+    `maxRestarts`, which fails it; RestartJobSetAndIgnoreMaxRestarts restarts it uncounted."""
+    status = js.setdefault("status", {})
+    name = job["metadata"]["name"]
+    if action == "FailJobSet":
+        message = with_first_failed_job("applying FailJobSet failure policy action", name)
+        fail_jobset(js, "FailJobSetFailurePolicyAction", message, now)
+        return
+    if action in ALPHA_ACTIONS:
+        raise NotImplementedError(f"{action} needs the alpha feature gate RestartJob")
+    if action not in RESTART_ACTIONS:
+        raise ValueError(f"failed to find a corresponding action for {action}")
+    counts = action == "RestartJobSet"
+    used = int(status.get("restartsCountTowardsMax") or 0)
+    if counts and used >= int(js["spec"]["failurePolicy"].get("maxRestarts") or 0):
+        fail_jobset(
+            js, "ReachedMaxRestarts", with_first_failed_job(REACHED_MAX_RESTARTS, name), now
+        )
+        return
+    status["restarts"] = int(status.get("restarts") or 0) + 1
+    status["restartsCountTowardsMax"] = used + int(counts)
+    named = (rule or {}).get("name")
+    reason = f"FailurePolicy_{named}" if named else "DefaultFailurePolicy"
+    message = with_first_failed_job(f"applying {action} failure policy action", name)
+    _set(js, "RestartingJobSet", "True", reason, message, now)
 
 
 def rule_applies(rule: Mapping[str, Any], job: Mapping[str, Any]) -> bool:
@@ -639,38 +879,63 @@ def rule_applies(rule: Mapping[str, Any], job: Mapping[str, Any]) -> bool:
     )
 
 
-def pod_failure_action(policy: Mapping[str, Any] | None, pod: Mapping[str, Any]) -> tuple[str, str]:
-    """The action of the first podFailurePolicy rule matching the failed pod, and the Job
-    controller's message for FailJob (kubernetes pkg/controller/job/pod_failure_policy.go);
-    ("Count", "") when no rule matches."""
+POD_FAILURE_ACTIONS = frozenset({"FailJob", "FailIndex", "Ignore", "Count"})
+
+
+def match_pod_failure_policy(
+    policy: Mapping[str, Any] | None, pod: Mapping[str, Any]
+) -> tuple[str | None, bool, str | None]:
+    """The Job controller's matchPodFailurePolicy (kubernetes pkg/controller/job/
+    pod_failure_policy.go) for a failed pod: (the Job's failure message for a FailJob rule,
+    whether the failure counts against `backoffLimit`, the matching rule's action). Rules in
+    order, the first match wins; a rule with an unknown action or operator is skipped; on exit
+    codes, containers (init containers first) that have not terminated or ended with 0 are
+    skipped; no match counts the failure."""
     meta, status = pod["metadata"], pod["status"]
-    where = f"{meta['namespace']}/{meta['name']}"
+    where = f"{meta.get('namespace', '')}/{meta['name']}"
     for index, rule in enumerate((policy or {}).get("rules", [])):
+        action = rule.get("action")
+        if action not in POD_FAILURE_ACTIONS:
+            continue
         exits = rule.get("onExitCodes")
         if exits is not None:
-            for container in status.get("containerStatuses") or []:
+            if exits.get("operator") not in ("In", "NotIn"):
+                continue
+            containers = [
+                *(status.get("initContainerStatuses") or []),
+                *(status.get("containerStatuses") or []),
+            ]
+            for container in containers:
                 ended = (container.get("state") or {}).get("terminated")
                 if not ended or ended.get("exitCode", 0) == 0:
                     continue
-                if exits.get("containerName") not in (None, container["name"]):
+                if exits.get("containerName") not in (None, container.get("name")):
                     continue
-                inside = ended["exitCode"] in exits["values"]
+                inside = ended["exitCode"] in exits.get("values", [])
                 if inside == (exits["operator"] == "In"):
-                    return rule["action"], (
-                        f"Container {container['name']} for pod {where} failed with exit code "
-                        f"{ended['exitCode']} matching {rule['action']} rule at index {index}"
+                    message = (
+                        f"Container {container.get('name', '')} for pod {where} failed with "
+                        f"exit code {ended['exitCode']} matching {action} rule at index {index}"
                     )
+                    return _outcome(action, message)
             continue
         for pattern in rule.get("onPodConditions") or []:
             for cond in status.get("conditions") or []:
                 if cond["type"] == pattern["type"] and cond["status"] == pattern.get(
                     "status", "True"
                 ):
-                    return rule["action"], (
-                        f"Pod {where} has condition {cond['type']} matching {rule['action']} "
-                        f"rule at index {index}"
+                    message = (
+                        f"Pod {where} has condition {cond['type']} matching {action} rule at "
+                        f"index {index}"
                     )
-    return "Count", ""
+                    return _outcome(action, message)
+    return None, True, None
+
+
+def _outcome(action: str, message: str) -> tuple[str | None, bool, str | None]:
+    if action == "FailJob":
+        return message, True, action
+    return None, action != "Ignore", action
 
 
 def _labels(obj: Mapping[str, Any]) -> dict[str, str]:

@@ -163,7 +163,14 @@ def _replicated_job(
                 "backoffLimit": jobset_policy.backoff_limit(spec, role),
                 "podFailurePolicy": jobset_policy.pod_failure_policy(role_scope, CONTAINER),
                 "template": {
-                    "metadata": {"labels": {**labels, ROLE: role.value}},
+                    "metadata": {
+                        "labels": {**labels, ROLE: role.value},
+                        **(
+                            {"annotations": placed.topology.annotations()}
+                            if placed.topology
+                            else {}
+                        ),
+                    },
                     "spec": build_pod_spec(placed, container),
                 },
             },
@@ -184,6 +191,16 @@ def build_jobset(
         raise ValueError(
             f"the plan's addresses are not the pod hostnames of JobSet {name}; plan with "
             "jobset_addresses(spec, jobset, namespace, domain)"
+        )
+    placed = {
+        role: target.placement.for_role(role) for role in jobset_policy.replicated_roles(spec)
+    }
+    topology = [role.value for role, p in placed.items() if p.topology is not None]
+    if topology and not options.kueue.queue_name:
+        raise ValueError(
+            f"placement: the topology of {', '.join(topology)} is honoured by Kueue's "
+            "topology-aware scheduling only; name a queue (kueue.queue_name, --queue) or "
+            "remove `topology`"
         )
     labels = launch_labels(spec.name, ref)
     return {

@@ -10,7 +10,8 @@ the restart counts are the engine's own (`status.restarts`, each Job's failed po
 Watching is cheap: the JobSet, its pods and (while queued) its Kueue Workload are read in one
 snapshot that every role's status and log read share for `Snapshots.max_age_secs`; the watch
 tasks of one triggerer share them through one `Snapshots`. A role's log follows its current
-pod across restarts: the offset carries which pod it is in (`LogCursor`).
+pod across restarts and each poll reads only its new lines: the offset carries which pod it is
+in and the time of the last line read (`tfdist.kubernetes.logs.LogCursor`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from contextlib import contextmanager
 from typing import Any, NamedTuple
 
 from tfdist.backend import (
+    EXPORT_TIMEOUT_SECS,
     JobHandle,
     LaunchError,
     LaunchRefused,
@@ -41,9 +43,9 @@ from tfdist.kubernetes.jobset import (
     jobset_addresses,
     jobset_name,
 )
-from tfdist.kubernetes.jobset_status import pod_end, replica_pods, role_views, suspended
-from tfdist.kubernetes.kueue import WORKLOAD_JOB_UID
-from tfdist.kubernetes.launcher import KubernetesLauncher, _lines
+from tfdist.kubernetes.jobset_status import replica_pods, role_views, suspended
+from tfdist.kubernetes.kueue import QUEUE_NAME, WORKLOAD_JOB_UID, QueuePosition
+from tfdist.kubernetes.logs import LogCursor, new_lines
 from tfdist.kubernetes.manifests import Target, build_export_pod
 from tfdist.kubernetes.names import (
     LAUNCH,
@@ -55,6 +57,8 @@ from tfdist.kubernetes.names import (
     export_pod_name,
     scope_label,
 )
+from tfdist.kubernetes.one_off import OneOffPod
+from tfdist.kubernetes.pods import Timeouts, condition, pod_end, started, timestamp
 from tfdist.lifecycle import RoleId
 from tfdist.locations import require_shared_storage
 from tfdist.plan import JobPlan, plan
@@ -63,7 +67,6 @@ from tfdist.supervision import record_in_memory
 from tfdist.supervisor import Command, StopRoles
 
 BACKEND = "jobset"
-EXPORT_TIMEOUT_SECS = 1800
 
 
 class Snapshot(NamedTuple):
@@ -75,6 +78,7 @@ class Snapshot(NamedTuple):
     workload: dict[str, Any] | None
     at: float
     statuses: dict[str, RoleStatus]
+    position: QueuePosition | None = None  # while Kueue holds the Workload
 
 
 class Snapshots:
@@ -100,25 +104,6 @@ class Snapshots:
             return found
 
 
-class LogCursor(NamedTuple):
-    """Where a role's log was read up to: which pod (its restart attempt and its place
-    among the replica's pods in that attempt) and how many bytes of it. As one int, so that
-    it fits the `Backend.read_log` offset."""
-
-    attempt: int
-    ordinal: int
-    byte: int
-
-    @classmethod
-    def decode(cls, offset: int) -> LogCursor:
-        pod, byte = divmod(offset, 1 << 40)
-        attempt, ordinal = divmod(pod, 1 << 12)
-        return cls(attempt, ordinal, byte)
-
-    def encode(self) -> int:
-        return ((self.attempt << 12) + self.ordinal << 40) + self.byte
-
-
 def new_launch_id() -> str:
     return uuid.uuid4().hex[:12]
 
@@ -130,6 +115,8 @@ class JobSetLauncher:
     :param target: namespace, image, placement and cluster domain of the pods.
     :param options: Kueue queue, priority and provisioning; `ttlSecondsAfterFinished`.
     :param snapshots: shared with the other watchers of this process; default: its own.
+    :param timeouts: how long the export pod may wait for a node, then for its container.
+    :param poll_secs: how often the export pod is read while it runs.
     """
 
     capabilities = JOBSET
@@ -147,6 +134,8 @@ class JobSetLauncher:
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
         delete_wait_secs: float = 300.0,
+        timeouts: Timeouts | None = None,
+        poll_secs: float = 5.0,
     ):
         self.api = api
         self.target = target
@@ -156,6 +145,8 @@ class JobSetLauncher:
         self.clock = clock
         self.sleep = sleep
         self.delete_wait_secs = delete_wait_secs
+        self.timeouts = timeouts or Timeouts()
+        self.poll_secs = poll_secs
 
     @property
     def namespace(self) -> str:
@@ -210,8 +201,8 @@ class JobSetLauncher:
 
     # -- watching ---------------------------------------------------------------------------
     def snapshot(self, handle: JobHandle, fresh: bool = False) -> Snapshot:
-        """The launch's JobSet, pods and (while suspended) Workload: two requests, three
-        while queued; shared for `snapshots.max_age_secs`."""
+        """The launch's JobSet, pods and (while suspended) Workload and its place in the
+        queue: two requests, four while queued; shared for `snapshots.max_age_secs`."""
         namespace, name = _where(handle)
 
         def read(now: float) -> Snapshot:
@@ -219,14 +210,25 @@ class JobSetLauncher:
             if jobset is None:
                 return Snapshot(None, [], None, now, {})
             pods = self.api.list_pods(namespace, {JOBSET_NAME: name})
-            workload = None
+            workload, position = None, None
             if suspended(jobset):
                 uid = {WORKLOAD_JOB_UID: jobset["metadata"].get("uid", "")}
                 found = self.api.list_objects(WORKLOADS, namespace, uid)
                 workload = found[0] if found else None
-            return Snapshot(jobset, pods, workload, now, {})
+                queue = jobset["metadata"].get("labels", {}).get(QUEUE_NAME)
+                if workload is not None and queue and not condition(workload, "QuotaReserved"):
+                    position = self._position(namespace, queue, workload)
+            return Snapshot(jobset, pods, workload, now, {}, position)
 
         return self.snapshots.get(handle.job_id, read, fresh)
+
+    def _position(
+        self, namespace: str, queue: str, workload: Mapping[str, Any]
+    ) -> QueuePosition | None:
+        created = timestamp(workload["metadata"].get("creationTimestamp"))
+        waited = self.clock() - created if created is not None else None
+        pending = self.api.pending_workloads(namespace, queue)
+        return QueuePosition.find(pending, workload["metadata"]["name"], waited)
 
     def statuses(self, handle: JobHandle) -> dict[str, RoleStatus]:
         snap = self.snapshot(handle)
@@ -238,7 +240,7 @@ class JobSetLauncher:
             }
         if not snap.statuses:
             spec = _recorded_spec(snap.jobset)
-            views = role_views(spec, snap.jobset, snap.pods, snap.workload)
+            views = role_views(spec, snap.jobset, snap.pods, snap.workload, snap.position)
             snap.statuses.update({role: view.status for role, view in views.items()})
         return {role: snap.statuses[role] for role in handle.roles}
 
@@ -246,9 +248,10 @@ class JobSetLauncher:
         self.sleep(timeout)
 
     def read_log(self, handle: JobHandle, role: str, offset: int = 0) -> tuple[str, int]:
-        """Whole lines of the role's log from `offset`. Once the role has a new pod (its Job
-        or the whole JobSet restarted), the rest of the old pod's log comes first if it is
-        still there, then the new pod's from its start, after a line naming it."""
+        """The role's new log lines since `offset` (a `LogCursor`): each poll asks only for the
+        lines written since the last one (`tfdist.kubernetes.logs`). Once the role has a new
+        pod (its Job or the whole JobSet restarted), the rest of the old pod's log comes first
+        if it is still there, then the new pod's from its start, after a line naming it."""
         snap = self.snapshot(handle)
         if snap.jobset is None:
             return "", offset
@@ -256,32 +259,34 @@ class JobSetLauncher:
         rid = RoleId.parse(role)
         attempt = int((snap.jobset.get("status") or {}).get("restarts") or 0)
         current = replica_pods(snap.pods, rid, attempt)
-        here = LogCursor(attempt, len(current) - 1, 0) if current else LogCursor(attempt, 0, 0)
+        here = LogCursor(attempt, max(len(current) - 1, 0))
         cursor = LogCursor.decode(offset)
         if cursor[:2] != here[:2]:  # on an older pod: its rest, then on to the current one
             older = replica_pods(snap.pods, rid, cursor.attempt)
             text = ""
             if cursor.ordinal < len(older):
-                text = self._log(namespace, older[cursor.ordinal], cursor.byte, whole=True)
+                text = self._new_lines(namespace, older[cursor.ordinal], cursor, whole=True)[0]
             return text, here.encode()
-        if not current or not _started(current[-1]):
+        if not current:
             return "", offset
         pod = current[-1]
-        data = self.api.read_pod_log(namespace, pod["metadata"]["name"])
-        text, end = _lines(data, cursor.byte, whole=pod_end(pod) is not None)
-        if text and cursor.byte == 0 and (attempt or here.ordinal):
+        text, after = self._new_lines(namespace, pod, cursor, whole=pod_end(pod) is not None)
+        if text and not cursor.stamp and (attempt or here.ordinal):
             runs = f"job restart {attempt}, " if attempt else ""
             text = (
                 f"--- {role}: following pod {pod['metadata']['name']} ({runs}run "
                 f"{here.ordinal + 1} of its Job) ---\n{text}"
             )
-        return text, here._replace(byte=end).encode()
+        return text, after.encode()
 
-    def _log(self, namespace: str, pod: Mapping[str, Any], start: int, whole: bool) -> str:
-        if not _started(pod):
-            return ""
-        data = self.api.read_pod_log(namespace, pod["metadata"]["name"])
-        return _lines(data, start, whole=whole)[0]
+    def _new_lines(
+        self, namespace: str, pod: Mapping[str, Any], cursor: LogCursor, whole: bool
+    ) -> tuple[str, LogCursor]:
+        if not started(pod):
+            return "", cursor
+        name = pod["metadata"]["name"]
+        data = self.api.read_pod_log(namespace, name, since=cursor.since, timestamps=True)
+        return new_lines(data, cursor, whole=whole)
 
     # -- supervising: the cluster's job --------------------------------------------------------
     def apply(self, handle: JobHandle, command: Command) -> None:
@@ -370,30 +375,29 @@ class JobSetLauncher:
         env: Mapping[str, str],
         log: Callable[[str], None],
     ) -> None:
-        """Export in a one-off pod of the trainer image, placed as the chief (as the raw-pod
-        backend does; it is not part of the JobSet, so the JobSet's end does not stop it)."""
-        _, name = _where(handle)
+        """Export in a one-off pod of the trainer image, placed as the chief (`placement.
+        export` may say otherwise). It is not part of the JobSet, so the JobSet's end (or its
+        TTL) does not stop it; a retry follows the pod of an earlier try (`OneOffPod`)."""
+        namespace, name = _where(handle)
+        if namespace != self.namespace:
+            raise ValueError(f"launch {handle.job_id} is not in namespace {self.namespace}")
         manifest = build_export_pod(spec, name, handle.launch_id, self.target, checkpoint, out, env)
-        pods = KubernetesLauncher(self.api, self.target, clock=self.clock, sleep=self.sleep)
+        pod = OneOffPod(
+            self.api, namespace, timeouts=self.timeouts, clock=self.clock, sleep=self.sleep
+        )
         try:
-            pods.run_to_completion(manifest, log, timeout_secs=EXPORT_TIMEOUT_SECS)
+            pod.run(manifest, log, poll_secs=self.poll_secs, timeout_secs=EXPORT_TIMEOUT_SECS)
         except RuntimeError as error:
             raise RuntimeError(f"export failed: {error}") from error
 
     def stop_export(self, handle: JobHandle, checkpoint: str) -> None:
+        """Delete the export pod of `checkpoint` (as a killed export task must)."""
         namespace, name = _where(handle)
         self.api.delete_pod(namespace, export_pod_name(name, checkpoint))
 
 
 def _recorded_spec(jobset: Mapping[str, Any]) -> JobSpec:
     return JobSpec.model_validate_json(jobset["metadata"]["annotations"][SPEC_ANNOTATION])
-
-
-def _started(pod: Mapping[str, Any]) -> bool:
-    """Its container has started (or ended): there is a log to read."""
-    statuses = pod.get("status", {}).get("containerStatuses") or [{}]
-    state = statuses[0].get("state") or {}
-    return "running" in state or "terminated" in state
 
 
 def _where(handle: JobHandle) -> tuple[str, str]:

@@ -28,15 +28,8 @@ from tfdist.kubernetes.jobset import (
     REPLICATED_JOB,
     RESTART_ATTEMPT,
 )
-from tfdist.kubernetes.kueue import QUEUE_NAME
-from tfdist.kubernetes.status import (
-    FATAL_WAITING,
-    PREEMPTED,
-    PULL_ERRORS,
-    _condition,
-    _container_state,
-    _why,
-)
+from tfdist.kubernetes.kueue import QUEUE_NAME, QueuePosition
+from tfdist.kubernetes.pods import Phase, any_condition, condition, pod_end, read_pod, why
 from tfdist.lifecycle import (
     Action,
     Ending,
@@ -61,35 +54,8 @@ class RoleView(BaseModel):
     pod: str | None = None
 
 
-def condition(obj: Mapping[str, Any] | None, kind: str) -> dict[str, Any] | None:
-    """The object's status condition of that type if it is True."""
-    found = _condition(obj or {}, kind)
-    return dict(found) if found and found.get("status") == "True" else None
-
-
 def suspended(jobset: Mapping[str, Any]) -> bool:
     return bool(jobset.get("spec", {}).get("suspend")) or condition(jobset, "Suspended") is not None
-
-
-def pod_end(pod: Mapping[str, Any]) -> RoleEnd | None:
-    """How the pod ended, or None while it has not."""
-    status = pod.get("status", {})
-    kind, container = _container_state(pod)
-    phase = status.get("phase")
-    if phase not in ("Succeeded", "Failed") and kind != "terminated":
-        return None
-    code = container.get("exitCode")
-    code = int(code) if code is not None else None
-    if phase == "Succeeded":
-        code = 0 if code is None else code
-    preempted = condition(pod, "DisruptionTarget") is not None or status.get("reason") in PREEMPTED
-    detail = _why(status) if preempted else ""
-    return RoleEnd.from_exit(
-        code,
-        oom_killed=container.get("reason") == "OOMKilled",
-        preempted=preempted,
-        detail=detail,
-    )
 
 
 class PodIndex:
@@ -132,6 +98,7 @@ def role_view(
     jobset: Mapping[str, Any] | None,
     pods: Sequence[Mapping[str, Any]] | PodIndex,
     workload: Mapping[str, Any] | None = None,
+    position: QueuePosition | None = None,
 ) -> RoleView:
     """What `role` is doing in this JobSet (None: the JobSet is gone)."""
     name = role.name
@@ -157,7 +124,7 @@ def role_view(
     if condition(jobset, "Failed"):
         return _failed_set(spec, role, jobset, index, pod_name)
     if suspended(jobset):
-        return _view(name, RoleState.PENDING, why_queued(jobset, workload))
+        return _view(name, RoleState.PENDING, why_queued(jobset, workload, position))
     if current is None:
         return _view(name, RoleState.PENDING, _no_pod_yet(spec, jobset))
     end = pod_end(current)
@@ -178,11 +145,15 @@ def role_views(
     jobset: Mapping[str, Any] | None,
     pods: Sequence[Mapping[str, Any]],
     workload: Mapping[str, Any] | None = None,
+    position: QueuePosition | None = None,
 ) -> dict[str, RoleView]:
-    """Every role's view, from one read of the JobSet, its pods and its Workload."""
+    """Every role's view, from one read of the JobSet, its pods, its Workload and (while it
+    waits for quota) its place in the queue."""
     index = PodIndex(pods)
     return {
-        f"{kind.value}-{i}": role_view(spec, RoleId(kind=kind, index=i), jobset, index, workload)
+        f"{kind.value}-{i}": role_view(
+            spec, RoleId(kind=kind, index=i), jobset, index, workload, position
+        )
         for kind, i in spec.roles()
     }
 
@@ -236,23 +207,15 @@ def _alive(
 ) -> RoleView:
     name, pod_name = role.name, pod["metadata"]["name"]
     again = _again(spec, role, jobset, history)
-    kind, container = _container_state(pod)
-    if kind == "running" or pod.get("status", {}).get("phase") == "Running":
+    state = read_pod(pod)
+    if state.phase is Phase.RUNNING:
         return _view(name, RoleState.RUNNING, again, pod_name)
-    scheduled = _condition(pod, "PodScheduled")
-    reason = container.get("reason") or ""
-    if not scheduled or scheduled.get("status") != "True":
-        why = f"pod pending: {_why(scheduled or {}) or 'waiting for a node'}"
-    else:
-        node = pod.get("spec", {}).get("nodeName") or "a node"
-        what = _why(container) or "starting"
-        if reason in PULL_ERRORS | FATAL_WAITING:
-            image = pod.get("spec", {}).get("containers", [{}])[0].get("image", "?")
-            what = f"cannot pull image {image}: {what}"
-        if reason in FATAL_WAITING:
-            return _view(name, RoleState.FAILED, f"its container cannot start: {what}", pod_name)
-        why = f"pod pending on {node}: {what}"
-    return _view(name, RoleState.PENDING, f"{why} ({again})" if again else why, pod_name)
+    if state.end is not None:  # its image name cannot work: no retry will help
+        return _view(name, RoleState.FAILED, state.detail, pod_name, state.end)
+    why_pending = f"pod {state.detail}"
+    return _view(
+        name, RoleState.PENDING, f"{why_pending} ({again})" if again else why_pending, pod_name
+    )
 
 
 def _again(
@@ -315,7 +278,7 @@ def _failed_set(
     failed = condition(jobset, "Failed") or {}
     status = jobset.get("status") or {}
     culprit = _FIRST_FAILED.search(str(failed.get("message") or ""))
-    reason = _why(failed) or "the JobSet failed"
+    reason = why(failed) or "the JobSet failed"
     own: RoleEnd | None = None
     if culprit:
         prefix = f"{jobset['metadata']['name']}-"
@@ -336,18 +299,23 @@ def _failed_set(
     return _view(role.name, RoleState.FAILED, reason, pod_name, own)
 
 
-def why_queued(jobset: Mapping[str, Any], workload: Mapping[str, Any] | None) -> str:
-    """Why a suspended JobSet waits: Kueue's queue and reason, or its admission checks."""
+def why_queued(
+    jobset: Mapping[str, Any],
+    workload: Mapping[str, Any] | None,
+    position: QueuePosition | None = None,
+) -> str:
+    """Why a suspended JobSet waits: Kueue's queue, its place there (`position`, from Kueue's
+    visibility API) and reason, or its admission checks."""
     queue = jobset["metadata"].get("labels", {}).get(QUEUE_NAME)
     if not queue:
         return "suspended (spec.suspend is true); resume the JobSet to run it"
-    where = f"queued in Kueue (queue {queue})"
+    where = f"queued in Kueue (queue {queue}" + (f": {position.describe()})" if position else ")")
     if workload is None:
         return f"{where}: waiting for Kueue to create its workload"
     status = workload.get("status") or {}
     evicted = condition(workload, "Evicted")
     if evicted:
-        return f"evicted by Kueue ({_why(evicted)}); {where} again"
+        return f"evicted by Kueue ({why(evicted)}); {where} again"
     if condition(workload, "QuotaReserved") and not condition(workload, "Admitted"):
         cluster_queue = (status.get("admission") or {}).get("clusterQueue") or "?"
         waiting = [c for c in status.get("admissionChecks") or () if c.get("state") != "Ready"]
@@ -361,5 +329,5 @@ def why_queued(jobset: Mapping[str, Any], workload: Mapping[str, Any] | None) ->
         )
     if condition(workload, "Admitted"):
         return f"admitted by Kueue (queue {queue}); starting"
-    quota = _condition(workload, "QuotaReserved") or {}
-    return f"{where}: {_why(quota) or 'waiting for quota'}"
+    quota = any_condition(workload, "QuotaReserved") or {}
+    return f"{where}: {why(quota) or 'waiting for quota'}"

@@ -1,13 +1,9 @@
-"""Pure builders from a `JobPlan` to Kubernetes manifests, as plain dicts.
+"""Pure builders of the pieces of Kubernetes manifests, as plain dicts.
 
-One headless Service per launch and one Pod per role. Each pod has `hostname` `<role>-<index>`
-and `subdomain` the Service, so its stable DNS name is
-`<role>-<index>.<service>.<namespace>.svc[.<cluster domain>]`; `TF_CONFIG` lists exactly these
-names (`kubernetes_addresses`). The Service publishes not-ready addresses, so a role's name
-resolves as soon as its pod has an IP, before any readiness.
-
-After training, `build_export_pod` gives the one-off pod that exports the final checkpoint in
-the trainer image.
+A role's pod spec and container (`build_pod_spec`, `build_container`: placement, identity,
+resources), which `tfdist.kubernetes.jobset` puts into each replicated job's template; and,
+after training, `build_export_pod`: the one-off pod that exports the final checkpoint in the
+trainer image.
 """
 
 from __future__ import annotations
@@ -21,27 +17,16 @@ from pydantic import Field
 
 from tfdist.kubernetes.names import (
     EXPORT_ROLE,
-    INDEX,
     JOB,
     LAUNCH,
     MANAGED_BY,
     ROLE,
-    ROLES_ANNOTATION,
-    SCOPE_ANNOTATION,
-    SPEC_ANNOTATION,
-    TRY,
-    RunRef,
     export_pod_name,
     label_value,
-    launch_labels,
-    pod_name,
-    selector,
-    service_name,
 )
 from tfdist.kubernetes.placement import DNS1123_SUBDOMAIN, JobPlacement, RolePlacement, matching
-from tfdist.plan import JobPlan, RolePlan, plan
 from tfdist.runtime.export import export_command
-from tfdist.spec import Frozen, JobSpec, Role
+from tfdist.spec import Frozen, JobSpec
 
 PORT = 2222
 PORT_NAME = "tfdist"
@@ -72,74 +57,6 @@ class Target(Frozen):
 def dns_suffix(namespace: str, domain: str | None = None) -> str:
     """`<namespace>.svc`, plus the cluster domain when one is given."""
     return f"{namespace}.svc.{domain}" if domain else f"{namespace}.svc"
-
-
-def kubernetes_addresses(
-    spec: JobSpec, service: str, namespace: str, domain: str | None = None
-) -> dict[str, list[str]]:
-    """The stable DNS name and port of every chief, worker and ps replica, for `plan`."""
-    suffix = dns_suffix(namespace, domain)
-    return {
-        role.value: [
-            f"{role.value}-{index}.{service}.{suffix}:{PORT}"
-            for index in range(spec.cluster.count(role))
-        ]
-        for role in (Role.CHIEF, Role.WORKER, Role.PS)
-    }
-
-
-def build_service(job: JobPlan, ref: RunRef, target: Target) -> dict[str, Any]:
-    """The headless Service that gives every pod of the launch its DNS name.
-
-    Its annotations keep what recreating a role's pod needs (the spec and the run's scope),
-    also after that pod is gone with its node.
-    """
-    name = job.spec.name
-    return {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {
-            "name": service_name(name, ref),
-            "namespace": target.namespace,
-            "labels": launch_labels(name, ref),
-            "annotations": {
-                ROLES_ANNOTATION: ",".join(job.role_names),
-                SCOPE_ANNOTATION: ref.scope,
-                SPEC_ANNOTATION: job.spec.model_dump_json(),
-            },
-        },
-        "spec": {
-            "clusterIP": "None",
-            "publishNotReadyAddresses": True,
-            "selector": selector(name, ref),
-            "ports": [{"name": PORT_NAME, "port": PORT, "targetPort": PORT, "protocol": "TCP"}],
-        },
-    }
-
-
-def build_pod(job: JobPlan, role: RolePlan, ref: RunRef, target: Target) -> dict[str, Any]:
-    """One role's pod: never restarted by the kubelet (the watch task decides)."""
-    service = service_name(job.spec.name, ref)
-    placed = target.placement.for_role(role.role)
-    labels = {
-        **launch_labels(job.spec.name, ref),
-        ROLE: role.role.value,
-        INDEX: str(role.index),
-        TRY: "1",
-    }
-    env = {"PYTHONUNBUFFERED": "1", **role.env, "TFDIST_LAUNCH_ID": ref.launch}
-    serves = role.address is not None
-    container = build_container(role.name, role.command, env, placed, target.image, serves=serves)
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {
-            "name": pod_name(service, role.name),
-            "namespace": target.namespace,
-            "labels": labels,
-        },
-        "spec": {"hostname": role.name, "subdomain": service, **build_pod_spec(placed, container)},
-    }
 
 
 def build_export_pod(
@@ -278,30 +195,6 @@ def _scheduling(placed: RolePlacement) -> tuple[dict[str, str], list[dict[str, s
             {"key": SPOT, "operator": "Equal", "value": "true", "effect": "NoSchedule"}
         )
     return selectors, tolerations
-
-
-def build_manifests(job: JobPlan, ref: RunRef, target: Target) -> list[dict[str, Any]]:
-    """The Service, then one Pod per role (chief first). The plan must use this Service's names."""
-    service = service_name(job.spec.name, ref)
-    expected = kubernetes_addresses(job.spec, service, target.namespace, target.cluster_domain)
-    if job.cluster != {role: names for role, names in expected.items() if names}:
-        raise ValueError(
-            f"the plan's addresses are not the DNS names of Service {service}; plan with "
-            "kubernetes_addresses(spec, service, namespace, domain)"
-        )
-    return [build_service(job, ref, target)] + [
-        build_pod(job, role, ref, target) for role in job.roles
-    ]
-
-
-def plan_manifests(
-    spec: JobSpec, target: Target, ref: RunRef | None = None
-) -> list[dict[str, Any]]:
-    """Plan `spec` with the Service's DNS names and build its manifests, as a launch would."""
-    ref = ref or RunRef()
-    service = service_name(spec.name, ref)
-    addresses = kubernetes_addresses(spec, service, target.namespace, target.cluster_domain)
-    return build_manifests(plan(spec, addresses, python="python"), ref, target)
 
 
 class _Dumper(yaml.SafeDumper):

@@ -12,7 +12,7 @@ import re
 
 from tfdist.spec import Frozen
 
-MAX_NAME = 63  # label values, Service names and hostnames
+MAX_NAME = 63  # label values and pod names
 MANAGED_BY = "app.kubernetes.io/managed-by"
 JOB = "tfdist.io/job"
 DAG = "tfdist.io/dag"
@@ -20,9 +20,7 @@ RUN = "tfdist.io/run"  # the run id as a label value
 SCOPE = "tfdist.io/scope"  # a hash of `<dag>/<run>/<group>`: the step of one run
 LAUNCH = "tfdist.io/launch"  # new for every launch (every try of the launch task)
 ROLE = "tfdist.io/role"
-INDEX = "tfdist.io/index"
-TRY = "tfdist.io/try"  # 1 at launch, one more each time the role's pod is recreated
-# Service annotations: the roles, the raw scope and the job spec of the launch.
+# JobSet annotations: the roles, the unhashed scope and the job spec of the launch.
 ROLES_ANNOTATION = "tfdist.io/roles"
 SCOPE_ANNOTATION = "tfdist.io/scope"
 SPEC_ANNOTATION = "tfdist.io/spec"
@@ -71,31 +69,26 @@ def scope_label(scope: str) -> str:
     return digest(f"scope:{scope}")
 
 
-def service_name(job: str, ref: RunRef) -> str:
-    """`<job>-<hash of run, step and launch>`: a DNS-1035 label (it starts with a letter)."""
-    base = job if job[:1].isalpha() else f"tf-{job}"
-    suffix = f"-{digest(f'{ref.scope}/{ref.launch}/{job}')}"
-    return f"{base[: MAX_NAME - len(suffix)].rstrip('-')}{suffix}"
-
-
-def pod_name(service: str, role: str) -> str:
-    """`<service>-<role>-<index>`, shortened before the Service's hash to stay within 63."""
-    base, _, hashed = service.rpartition("-")
+def _child_name(parent: str, role: str) -> str:
+    """`<parent>-<role>`, shortened before the parent's hash to stay within 63 characters."""
+    base, _, hashed = parent.rpartition("-")
     room = MAX_NAME - len(hashed) - len(role) - 2
     return f"{base[: max(room, 1)].rstrip('-')}-{hashed}-{role}"
 
 
-def export_pod_name(service: str, checkpoint: str) -> str:
-    """`<service>-export-<step>` for a checkpoint `.../ckpt-<step>` (else a hash of its path).
+def export_pod_name(jobset: str, checkpoint: str) -> str:
+    """`<jobset>-export-<step>` for a checkpoint `.../ckpt-<step>` (else a hash of its path).
 
     The same for every try of the export task, so a retry finds the pod of the one before.
     """
     found = _STEP.search(checkpoint)
-    return pod_name(service, f"{EXPORT_ROLE}-{found.group(1) if found else digest(checkpoint, 8)}")
+    return _child_name(
+        jobset, f"{EXPORT_ROLE}-{found.group(1) if found else digest(checkpoint, 8)}"
+    )
 
 
 def launch_labels(job: str, ref: RunRef) -> dict[str, str]:
-    """What every object of a launch carries (the Service selects its pods by these)."""
+    """What every object of a launch carries."""
     return {
         MANAGED_BY: "tfdist",
         JOB: job,
@@ -104,9 +97,3 @@ def launch_labels(job: str, ref: RunRef) -> dict[str, str]:
         SCOPE: scope_label(ref.scope),
         LAUNCH: label_value(ref.launch),
     }
-
-
-def selector(job: str, ref: RunRef) -> dict[str, str]:
-    """The labels that pick exactly this launch's pods."""
-    labels = launch_labels(job, ref)
-    return {key: labels[key] for key in (MANAGED_BY, JOB, SCOPE, LAUNCH)}

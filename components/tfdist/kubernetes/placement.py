@@ -1,4 +1,5 @@
-"""Where each role's pod runs and with what: node pool, GPUs, spot, resources, identity, secrets.
+"""Where each role's pod runs and with what: node pool, GPUs, spot, resources, identity, secrets,
+and how close together (Kueue topology-aware scheduling).
 
 A placement file is a YAML mapping of role (`chief`, `worker`, `ps`, `evaluator`) to placement,
 plus `default` for what every role shares. Every field left out (null) is inherited from
@@ -21,6 +22,16 @@ DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z
 LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
 QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# A label key: an optional DNS subdomain prefix and `/`, then a name of at most 63 characters.
+LABEL_KEY = re.compile(
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+)
+# Kueue topology-aware scheduling (Beta, on by default since Kueue 0.14): pod template
+# annotations read into the Workload's pod set (site/content/en/docs/concepts/
+# topology_aware_scheduling.md; tasks/run/jobsets.md).
+REQUIRED_TOPOLOGY = "kueue.x-k8s.io/podset-required-topology"
+PREFERRED_TOPOLOGY = "kueue.x-k8s.io/podset-preferred-topology"
 # Set by the launcher in every pod, next to the job spec's reserved variables.
 POD_ENV = frozenset({"TFDIST_LAUNCH_ID", "PYTHONUNBUFFERED"})
 
@@ -52,6 +63,25 @@ class SecretKey(Frozen):
     key: Annotated[str, Field(min_length=1, pattern=r"^[-._a-zA-Z0-9]+$")]
 
 
+class Topology(Frozen):
+    """How close together Kueue places one role's pods (all replicas of the role).
+
+    :param level: a node label that is a level of the cluster's Kueue `Topology`, e.g. GKE's
+        `cloud.google.com/gce-topology-block`, `...-subblock` or `kubernetes.io/hostname`.
+    :param required: every pod of the role in one domain of that level, or the role waits in
+        the queue; otherwise as few domains as fit (preferred).
+    """
+
+    level: Annotated[
+        str,
+        matching(LABEL_KEY, "a node label key such as cloud.google.com/gce-topology-block", 317),
+    ]
+    required: bool = False
+
+    def annotations(self) -> dict[str, str]:
+        return {REQUIRED_TOPOLOGY if self.required else PREFERRED_TOPOLOGY: self.level}
+
+
 class RolePlacement(Frozen):
     """Scheduling and runtime settings of one role's pods; None means "inherit"."""
 
@@ -67,6 +97,7 @@ class RolePlacement(Frozen):
     service_account: ObjectName | None = None  # Workload Identity for gs://
     secret_env: dict[str, SecretKey] | None = None  # VAR -> secret key, never a value
     env_from_secrets: tuple[ObjectName, ...] | None = None  # every key as a variable
+    topology: Topology | None = None  # Kueue topology-aware placement (needs a queue)
 
     @model_validator(mode="after")
     def _env_names(self) -> Self:

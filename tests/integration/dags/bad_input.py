@@ -14,7 +14,7 @@ from typing import Any
 from airflow.sdk import DAG
 
 from tfdist.spec import parse_spec
-from tfdist_airflow import KubernetesBackend, gate_export_deploy, train_and_evaluate
+from tfdist_airflow import JobSetBackend, gate_export_deploy, train_and_evaluate
 
 BASE_DIR = os.environ.get("TFDIST_BASE_DIR", "/tmp/tfdist")
 QUICK = ["python", "-c", "print('a role ran')"]
@@ -50,8 +50,8 @@ CASES: dict[str, dict[str, Any]] = {
     "cluster_too_big": {"overrides": {"cluster": {"worker": 100_000}}},
     "entrypoint_typo": {"job": job({"entrypoint": "tfdist.examples.digitz"})},
     "command_missing": {"job": job({"command": ["no-such-trainer", "--flag"]})},
-    "kubernetes_local_base": {
-        "backend": KubernetesBackend(image="trainer:1"),
+    "jobset_local_base": {
+        "backend": JobSetBackend(image="trainer:1"),
         "model_dir_base": "{{ '/tmp/tfdist-pods/models' }}",
     },
 }

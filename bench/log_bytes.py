@@ -39,10 +39,10 @@ class Clock:
 
 
 def measure(polls: int = 5) -> list[Row]:
-    from tfdist.kubernetes.fake_jobset import FakeJobSetCluster
     from tfdist.kubernetes.jobset_launcher import JobSetLauncher, Snapshots
     from tfdist.kubernetes.manifests import Target
     from tfdist.spec import parse_spec
+    from tfdist.testing.jobset_cluster import FakeJobSetCluster
 
     spec = parse_spec(
         {

@@ -99,13 +99,13 @@ def per_poll(watchers: list[Callable[[], None]], clock: Clock, counting: Countin
 
 
 def jobset_phases(shared: bool, polls: int, roles: int = 65) -> dict[str, list[float]]:
-    from tfdist.kubernetes.fake_jobset import FakeJobSetCluster
     from tfdist.kubernetes.jobset import (
         JobSetOptions,
     )
     from tfdist.kubernetes.jobset_launcher import JobSetLauncher, Snapshots
     from tfdist.kubernetes.kueue import Kueue
     from tfdist.kubernetes.manifests import Target
+    from tfdist.testing.jobset_cluster import FakeJobSetCluster
 
     cluster, clock = FakeJobSetCluster(), Clock()
     api = Counting(cluster)

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from tfdist.kubernetes.api import JOBSETS
-from tfdist.kubernetes.fake_jobset import FakeJobSetCluster
+from tfdist.testing.jobset_cluster import FakeJobSetCluster
 
 
 class Clock:
@@ -174,7 +174,7 @@ def test_a_finished_jobset_goes_after_its_ttl() -> None:
 def test_controllers_that_never_settle_fail_loudly() -> None:
     """Two controllers undoing each other's work never settle: the fake raises at once rather
     than leave the cluster half-reconciled."""
-    from tfdist.kubernetes.fake_jobset import MAX_PASSES, Unsettled
+    from tfdist.testing.jobset_cluster import MAX_PASSES, Unsettled
 
     class Fighting(FakeJobSetCluster):
         passes = 0

@@ -22,7 +22,6 @@ from typing import Any
 
 import pytest
 
-from tfdist.kubernetes.fake_jobset import FakeJobSetCluster
 from tfdist.kubernetes.jobset import jobset_name
 from tfdist.kubernetes.jobset_launcher import JobSetLauncher, Snapshots
 from tfdist.kubernetes.manifests import Target
@@ -30,6 +29,7 @@ from tfdist.kubernetes.names import RunRef
 from tfdist.launch.foreground import run_in_foreground
 from tfdist.spec import parse_spec
 from tfdist.testing import FakeBackend
+from tfdist.testing.jobset_cluster import FakeJobSetCluster
 
 DAGS = Path(__file__).resolve().parents[1] / "integration" / "dags"
 CHIEF_POLLS = 6  # the chief's work, in polls of 0.5 s

@@ -18,9 +18,9 @@ from airflow.sdk.exceptions import AirflowFailException
 from task_context import context, launched
 
 from tfdist.backend import JobHandle
-from tfdist.kubernetes.fake_jobset import FakeJobSetCluster
 from tfdist.kubernetes.kueue import Kueue
 from tfdist.spec import parse_spec
+from tfdist.testing.jobset_cluster import FakeJobSetCluster
 
 SPEC = parse_spec(
     {

@@ -14,7 +14,6 @@ from collections.abc import Iterator
 import pytest
 
 from tfdist.backend import JobHandle, LaunchRefused, RoleState
-from tfdist.kubernetes.fake_jobset import FakeJobSetCluster
 from tfdist.kubernetes.jobset import (
     JobSetOptions,
 )
@@ -24,6 +23,7 @@ from tfdist.kubernetes.logs import LogCursor
 from tfdist.kubernetes.manifests import Target
 from tfdist.locations import LocationError
 from tfdist.spec import JobSpec, parse_spec
+from tfdist.testing.jobset_cluster import FakeJobSetCluster
 
 SCOPE = "nightly/run-1/train_and_evaluate"
 PS = parse_spec(

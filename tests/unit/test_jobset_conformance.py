@@ -1,4 +1,4 @@
-"""The shipped fake cluster (`tfdist.kubernetes.fake_jobset`) against the engines' own tests.
+"""The shipped fake cluster (`tfdist.testing.jobset_cluster`) against the engines' own tests.
 
 No JobSet, Job or Kueue controller can run here, so the next best judge of the fake is the
 engines' own unit tests. Each row below is a case of one of them, translated (inputs and
@@ -22,9 +22,9 @@ from typing import Any, NamedTuple
 
 import pytest
 
-from tfdist.kubernetes import fake_jobset as fake
+from tfdist.testing import jobset_cluster as fake
 from tfdist.kubernetes.api import JOBSETS
-from tfdist.kubernetes.fake_jobset import FakeJobSetCluster
+from tfdist.testing.jobset_cluster import FakeJobSetCluster
 
 JOBSET = "kubernetes-sigs/jobset@v0.12.0 pkg/controllers"
 JOB = "kubernetes/kubernetes pkg/controller/job/pod_failure_policy_test.go"

@@ -242,8 +242,8 @@ def test_topology_asks_kueue_to_place_a_roles_pods_close_together() -> None:
     """`topology` becomes Kueue's pod-set annotation on the role's pod template (required or
     preferred), valid against the CRD; Kueue reads it into the Workload's pod set, as the fake
     cluster does."""
-    from tfdist.kubernetes.fake_jobset import FakeJobSetCluster
     from tfdist.kubernetes.placement import Topology
+    from tfdist.testing.jobset_cluster import FakeJobSetCluster
 
     placement = TARGET.placement.model_copy(
         update={

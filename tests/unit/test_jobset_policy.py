@@ -16,13 +16,13 @@ from dataclasses import dataclass
 import pytest
 
 from tfdist.kubernetes.api import JOBSETS
-from tfdist.kubernetes.fake_jobset import FakeJobSetCluster
 from tfdist.kubernetes.jobset import jobset_name, plan_jobset
 from tfdist.kubernetes.jobset_policy import failure_policy
 from tfdist.kubernetes.manifests import Target
 from tfdist.kubernetes.names import RunRef
 from tfdist.lifecycle import Action, RoleEnd, RoleId, Scope, decide, restart_scope
 from tfdist.spec import JobSpec, Role, parse_spec
+from tfdist.testing.jobset_cluster import FakeJobSetCluster
 
 REF = RunRef(launch="policy")
 PS = parse_spec(

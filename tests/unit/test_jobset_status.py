@@ -13,7 +13,6 @@ import pytest
 
 from tfdist.backend import RoleState
 from tfdist.kubernetes.api import JOBSETS, WORKLOADS
-from tfdist.kubernetes.fake_jobset import JOB_UID, FakeJobSetCluster
 from tfdist.kubernetes.jobset import (
     JOBSET_NAME,
     JobSetOptions,
@@ -25,6 +24,7 @@ from tfdist.kubernetes.kueue import Kueue
 from tfdist.kubernetes.manifests import Target
 from tfdist.kubernetes.names import RunRef
 from tfdist.spec import parse_spec
+from tfdist.testing.jobset_cluster import JOB_UID, FakeJobSetCluster
 
 REF = RunRef(dag="nightly", run="run-1", launch="l1")
 SPEC = parse_spec(

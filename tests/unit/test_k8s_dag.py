@@ -18,7 +18,7 @@ HEAVY = ("tensorflow", "keras", "kubernetes", "kubernetes_asyncio", "google")
 
 _PROBE = """
 import importlib.util, json, sys
-import tfdist.kubernetes.fake_jobset, tfdist.kubernetes.jobset_launcher
+import tfdist.testing.jobset_cluster, tfdist.kubernetes.jobset_launcher
 from tfdist_airflow.backends import JobSetBackend
 import tfdist_airflow.kubernetes_api, tfdist_airflow.roles, tfdist_airflow.triggers
 JobSetBackend(image="trainer:1").connect()  # builds, connects to nothing

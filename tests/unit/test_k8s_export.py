@@ -17,12 +17,12 @@ import kubernetes_validate
 import pytest
 
 from tfdist.backend import JobHandle
-from tfdist.kubernetes.fake_jobset import FakeJobSetCluster
 from tfdist.kubernetes.jobset_launcher import JobSetLauncher
 from tfdist.kubernetes.manifests import Target, build_export_pod
 from tfdist.kubernetes.names import SCOPE, export_pod_name
 from tfdist.kubernetes.placement import JobPlacement, RolePlacement, SecretKey, parse_placement
 from tfdist.spec import JobSpec, SpecError, parse_spec
+from tfdist.testing.jobset_cluster import FakeJobSetCluster
 
 SPEC = parse_spec(
     {

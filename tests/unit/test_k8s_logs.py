@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from tfdist.kubernetes.fake import FakeKubeApi
 from tfdist.kubernetes.logs import LogCursor, nanoseconds, new_lines, rfc3339
+from tfdist.testing.kube_api import FakeKubeApi
 
 T = "2027-01-15T08:00:03"
 

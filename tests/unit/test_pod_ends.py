@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from tfdist.kubernetes.fake import FakeKubeApi
 from tfdist.kubernetes.pods import Phase, Timeouts, pod_end, read_pod
 from tfdist.lifecycle import Ending
+from tfdist.testing.kube_api import FakeKubeApi
 
 CREATED = "2027-01-15T08:00:00Z"
 T0 = 1_800_000_000.0

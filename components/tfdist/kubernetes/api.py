@@ -1,7 +1,7 @@
 """The few Kubernetes API calls the JobSet backend makes, as an interface over plain dicts.
 
 Objects go in and come out in the API's JSON shape (camelCase keys, RFC 3339 timestamps), as
-`kubectl get -o json` shows them. `tfdist.kubernetes.fake.FakeKubeApi` keeps them in memory;
+`kubectl get -o json` shows them. `tfdist.testing.kube_api.FakeKubeApi` keeps them in memory;
 `tfdist_airflow.kubernetes_api.ProviderKubeApi` calls a cluster through the cncf-kubernetes
 provider's hook.
 """

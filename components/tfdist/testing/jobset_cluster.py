@@ -27,7 +27,6 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from tfdist.kubernetes.api import JOBSETS, WORKLOADS, Resource
-from tfdist.kubernetes.fake import FakeKubeApi, Key
 from tfdist.kubernetes.jobset import (
     JOB_INDEX,
     JOBSET_NAME,
@@ -39,6 +38,7 @@ from tfdist.kubernetes.jobset import (
 from tfdist.kubernetes.kueue import QUEUE_NAME, WORKLOAD_JOB_UID
 from tfdist.kubernetes.names import digest
 from tfdist.kubernetes.placement import PREFERRED_TOPOLOGY, REQUIRED_TOPOLOGY
+from tfdist.testing.kube_api import FakeKubeApi, Key
 
 JOBSET_UID = "jobset.sigs.k8s.io/jobset-uid"
 JOB_UID = WORKLOAD_JOB_UID

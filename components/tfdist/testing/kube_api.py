@@ -1,5 +1,5 @@
 """An in-memory Kubernetes API for tests and demos: pods, their logs and custom objects; no
-scheduler, no kubelet (`fake_jobset.FakeJobSetCluster` adds the controllers).
+scheduler, no kubelet (`tfdist.testing.jobset_cluster.FakeJobSetCluster` adds the controllers).
 
 Tests move pods along themselves (`schedule`, `start`, `exit`, `preempt`, ...) and read the
 `calls` made. Deleted pods disappear at once, or after `linger` reads, as a terminating pod

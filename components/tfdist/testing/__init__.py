@@ -1,4 +1,10 @@
-"""An in-memory `tfdist.backend.Backend` for tests: no process, no cluster, no TensorFlow.
+"""Fakes for tests: no process, no cluster, no TensorFlow.
+
+- `FakeBackend` (here): an in-memory `tfdist.backend.Backend`.
+- `tfdist.testing.jobset_cluster.FakeJobSetCluster`: in-memory JobSet, Job and Kueue
+  controllers behind the `KubeApi` interface the JobSet backend talks to, held to the engines'
+  own test cases (`tests/unit/test_jobset_conformance.py`); `tfdist.testing.kube_api` is its
+  API server part.
 
 For testing a DAG of your own, give its step `FakeBackendConfig(name=...)`
 (`tfdist_airflow.backends`) and set `FakeBackend.named(name).roles_end_with = 0`: every role

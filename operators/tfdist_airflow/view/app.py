@@ -15,6 +15,7 @@ from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessE
 from airflow.api_fastapi.common.db.common import SessionDep
 from airflow.api_fastapi.core_api.security import requires_access_dag
 from airflow.models.dagrun import DagRun
+from airflow.models.log import Log
 from airflow.models.taskinstance import TaskInstance
 from airflow.models.xcom import XComModel
 from fastapi import Depends, FastAPI, HTTPException
@@ -26,6 +27,7 @@ from tfdist.storage import Storage
 from tfdist_airflow.view.collect import TaskRow, XComs, collect_view
 from tfdist_airflow.view.model import TrainingView
 from tfdist_airflow.view.page import render_page
+from tfdist_airflow.view.states import STATE_EVENTS, StopRequest, stop_requests
 from tfdist_airflow.view.urls import VIEW_ROUTE
 
 ACCESS = [
@@ -92,6 +94,16 @@ def _xcoms(session: Session, dag_id: str, run_id: str) -> XComs:
     return {(row.task_id, row.key): XComModel.deserialize_value(row) for row in rows}
 
 
+def _stops(session: Session, dag_id: str, run_id: str) -> tuple[StopRequest, ...]:
+    """Who set the run or one of its tasks failed, and when (Airflow's audit log)."""
+    rows = session.execute(
+        select(Log.event, Log.owner, Log.dttm, Log.task_id, Log.extra).where(
+            Log.dag_id == dag_id, Log.run_id == run_id, Log.event.in_(STATE_EVENTS)
+        )
+    )
+    return stop_requests((str(e), str(o or "a user"), d, t, x) for e, o, d, t, x in rows)
+
+
 def load_view(session: Session, dag_id: str, run_id: str) -> TrainingView:
     run = session.scalar(select(DagRun).where(DagRun.dag_id == dag_id, DagRun.run_id == run_id))
     if run is None:
@@ -103,6 +115,7 @@ def load_view(session: Session, dag_id: str, run_id: str) -> TrainingView:
         rows=_rows(session, dag_id, run_id),
         xcoms=_xcoms(session, dag_id, run_id),
         storage_of=view_storages(),
+        stops=_stops(session, dag_id, run_id),
     )
 
 

@@ -17,6 +17,7 @@ from tfdist.deploy import Deployment
 from tfdist.spec import JobSpec
 from tfdist_airflow.view.model import RoleTask, StepView, TrainingView, build_step
 from tfdist_airflow.view.read import StorageOf, read_step
+from tfdist_airflow.view.states import UNFINISHED_TASK, Launch, StopRequest
 
 LAUNCH = "LaunchRolesOperator"
 WATCH = "WatchRoleOperator"
@@ -89,7 +90,12 @@ def _owned(xcoms: XComs, key: str, model_dir: str) -> list[str]:
 
 
 def _step(
-    launch: TaskRow, rows: Sequence[TaskRow], xcoms: XComs, storage_of: StorageOf
+    launch: TaskRow,
+    rows: Sequence[TaskRow],
+    xcoms: XComs,
+    storage_of: StorageOf,
+    stops: Sequence[StopRequest] = (),
+    run_over: bool = False,
 ) -> StepView:
     group = _group(launch.task_id) or launch.task_id
     pushed = xcoms.get((launch.task_id, RETURN))
@@ -124,6 +130,14 @@ def _step(
         gate_state=gate.state if gate else None,
         deploy_state=deploy.state if deploy else None,
         problems=found.problems,
+        launch=Launch(
+            policy=spec.restart_policy,
+            uses_parameter_servers=spec.cluster.uses_parameter_servers,
+            max_steps=spec.train_spec.max_steps,
+            supervision=found.supervision,
+        ),
+        stops=stops,
+        run_over=run_over,
     )
 
 
@@ -135,12 +149,15 @@ def collect_view(
     rows: Sequence[TaskRow],
     xcoms: XComs,
     storage_of: StorageOf,
+    stops: Sequence[StopRequest] = (),
 ) -> TrainingView:
-    """The view of every train-and-evaluate step of one run, in task id order."""
+    """The view of every train-and-evaluate step of one run, in task id order; `stops`: users
+    setting the run or its tasks failed (Airflow's audit log)."""
+    run_over = run_state not in (*UNFINISHED_TASK, None)
     launches = sorted((row for row in rows if row.operator == LAUNCH), key=lambda r: r.task_id)
     return TrainingView(
         dag_id=dag_id,
         run_id=run_id,
         run_state=run_state,
-        steps=tuple(_step(launch, rows, xcoms, storage_of) for launch in launches),
+        steps=tuple(_step(launch, rows, xcoms, storage_of, stops, run_over) for launch in launches),
     )

@@ -17,6 +17,15 @@ from pydantic import BaseModel, ConfigDict
 from tfdist.deploy import Deployment
 from tfdist.gate import Baseline, Blessing, MetricThreshold
 from tfdist.records import EvalRecord
+from tfdist_airflow.view.states import (
+    Ended,
+    Launch,
+    RoleExit,
+    Status,
+    StopRequest,
+    role_status,
+    step_sentence,
+)
 
 ROLE_ORDER = ("chief", "worker", "ps", "evaluator")
 _STEP = re.compile(r"\bstep (\d+)\b")
@@ -47,11 +56,13 @@ class Progress(Frozen):
     steps_per_sec: float | None = None
     rate_unit: str = "steps"  # `closures` for a worker under parameter-server training
     restarts: int | None = None  # times the role was started again, where the backend says
+    exit: RoleExit | None = None  # how its current process ended, where the backend says
 
 
 class RoleRow(Frozen):
     role: str
-    state: str
+    state: str  # the watch task's
+    status: Status  # the role's own, in the model's words
     start: datetime | None
     end: datetime | None
     restarts: int
@@ -110,6 +121,8 @@ class StepView(Frozen):
     deployed: Deployed | None = None
     deploy_state: str | None = None
     problems: tuple[str, ...] = ()  # what could not be read, said plainly
+    sentence: str = ""  # the step's outcome, or where it is, in one sentence
+    max_steps: int | None = None
 
 
 class TrainingView(Frozen):
@@ -136,20 +149,37 @@ def role_key(role: str) -> tuple[int, int, str]:
     return (order, int(index) if index.isdigit() else 0, role)
 
 
-def role_rows(tasks: Iterable[RoleTask], progress: Mapping[str, Progress]) -> tuple[RoleRow, ...]:
+def role_rows(
+    tasks: Iterable[RoleTask],
+    progress: Mapping[str, Progress],
+    launch: Launch | None = None,
+    stops: Sequence[StopRequest] = (),
+) -> tuple[RoleRow, ...]:
     """One row per role. Restarts are the backend's count where it keeps one (a local run
     directory), else the watch task's tries after the first. The role's own start and end are
     preferred to its watch task's, which may begin late and resume after a deferral."""
     rows = []
     for task in sorted(tasks, key=lambda t: role_key(t.role)):
         seen = progress.get(task.role, Progress())
+        restarts = max(task.try_number - 1, 0) if seen.restarts is None else seen.restarts
+        status = role_status(
+            role=task.role,
+            task_state=task.state,
+            started=seen.started is not None,
+            ended=seen.exit,
+            restarts=restarts,
+            last_step=seen.last_step,
+            launch=launch or Launch(),
+            stops=stops,
+        )
         rows.append(
             RoleRow(
                 role=task.role,
                 state=task.state or "none",
+                status=status,
                 start=seen.started or task.start,
                 end=seen.ended or task.end,
-                restarts=max(task.try_number - 1, 0) if seen.restarts is None else seen.restarts,
+                restarts=restarts,
                 last_step=seen.last_step,
                 steps_per_sec=seen.steps_per_sec,
                 rate_unit=seen.rate_unit,
@@ -246,16 +276,49 @@ def build_step(
     gate_state: str | None = None,
     deploy_state: str | None = None,
     problems: Sequence[str] = (),
+    launch: Launch | None = None,
+    stops: Sequence[StopRequest] = (),
+    run_over: bool = False,
 ) -> StepView:
-    """The view of one train-and-evaluate step from what its run wrote."""
+    """The view of one train-and-evaluate step from what its run wrote; `run_over`: the DAG
+    run has ended."""
+    launch = launch or Launch()
+    roles = role_rows(tasks, progress, launch, stops)
+    shipped = deployed(deployment)
+    sentence = ""
+    if roles:
+        sentence = step_sentence(
+            statuses=[row.status for row in roles],
+            step=training_step(roles),
+            launch=launch,
+            stops=stops,
+            ended=Ended(
+                run_over=run_over,
+                blessed=blessing.blessed if blessing else None,
+                not_blessed_because="; ".join(blessing.reasons) if blessing else None,
+                gate_state=gate_state,
+                deployed=f"{shipped.model_name} version {shipped.version}" if shipped else None,
+            ),
+        )
     return StepView(
         group_id=group_id,
         model_dir=model_dir,
-        roles=role_rows(tasks, progress),
+        roles=roles,
         series=eval_series(records, blessing),
         decision=decision(blessing),
         gate_state=gate_state,
-        deployed=deployed(deployment),
+        deployed=shipped,
         deploy_state=deploy_state,
         problems=tuple(problems),
+        sentence=sentence,
+        max_steps=launch.max_steps,
     )
+
+
+def training_step(roles: Sequence[RoleRow]) -> int | None:
+    """How far training got: the chief's last step, else the furthest any role logged."""
+    chief = [row.last_step for row in roles if row.role.startswith("chief")]
+    if chief and chief[0] is not None:
+        return chief[0]
+    steps = [row.last_step for row in roles if row.last_step is not None]
+    return max(steps) if steps else None

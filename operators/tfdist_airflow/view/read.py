@@ -23,7 +23,10 @@ from tfdist.gate import Blessing, read_blessing
 from tfdist.launch.local import RESTART_MARKER
 from tfdist.records import PROGRESS_DIR, EvalRecord, RoleProgress
 from tfdist.storage import Storage, join
+from tfdist.supervision import read_record
+from tfdist.supervisor import SupervisionState
 from tfdist_airflow.view.model import Progress, parse_progress
+from tfdist_airflow.view.states import RoleExit
 
 LOG_TAIL_BYTES = 64 * 1024
 ROLE_NAME = re.compile(r"[a-z]+-[0-9]+")
@@ -38,6 +41,7 @@ class Found:
     blessing: Blessing | None = None
     progress: dict[str, Progress] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    supervision: SupervisionState | None = None
 
 
 def _is_record(path: str) -> bool:
@@ -76,6 +80,14 @@ def _started(run_dir: Path, role: str) -> datetime | None:
         return None
 
 
+def _exit(run_dir: Path, role: str) -> RoleExit | None:
+    """The role's exit record, None while it has none (or it is being written)."""
+    try:
+        return RoleExit.model_validate_json((run_dir / f"{role}.exit").read_bytes())
+    except (OSError, ValidationError):
+        return None
+
+
 def _ended(run_dir: Path, role: str) -> datetime | None:
     """When the role's exit record was written."""
     try:
@@ -103,10 +115,22 @@ def role_progress(run_dir: Path, role: str) -> Progress:
     logged = parse_progress(log_tail(log))
     started = _started(run_dir, role)
     ended = _ended(run_dir, role)
+    exit_record = _exit(run_dir, role)
     if started and ended and ended < started:
-        ended = None  # the exit record of a try before a relaunch
+        ended = exit_record = None  # the exit record of a try before a relaunch
     restarts = count_in_file(log, RESTART_MARKER.format(role=role))
-    return logged.model_copy(update={"started": started, "ended": ended, "restarts": restarts})
+    kept = {"started": started, "ended": ended, "restarts": restarts, "exit": exit_record}
+    return logged.model_copy(update=kept)
+
+
+def read_supervision(handle: Mapping[str, Any]) -> SupervisionState | None:
+    """The launch's supervision record in a local run directory (restart counts, outcome)."""
+    if handle.get("backend") != "local" or not handle.get("job_id"):
+        return None
+    try:
+        return read_record(Path(str(handle["job_id"])))
+    except (OSError, ValidationError):
+        return None
 
 
 def read_progress(handle: Mapping[str, Any], roles: Iterable[str]) -> dict[str, Progress]:
@@ -161,6 +185,12 @@ def read_step(
     for role in logged.keys() | reported.keys():
         own = logged.get(role, Progress())
         record = reported.get(role)
-        kept = {"started": own.started, "ended": own.ended, "restarts": own.restarts}
+        kept = {
+            "started": own.started,
+            "ended": own.ended,
+            "restarts": own.restarts,
+            "exit": own.exit,
+        }
         found.progress[role] = own if record is None else record.model_copy(update=kept)
+    found.supervision = read_supervision(handle)
     return found

@@ -368,6 +368,10 @@ def test_a_blessed_and_deployed_run(tmp_path: Path) -> None:
     assert "BLESSED</strong> at step 200" in page
     assert "digits version 2</strong>" in page
     assert page.count('class="gate-line') == 5  # min, change, baseline; max, baseline
+    # a blessed decision lists its margins: accuracy 0.96 vs version 1's 0.95, loss 0.3
+    assert page.count('class="margin"') == 3  # min, change; max
+    assert "<td>change &gt;= -0.02 vs version 1</td>" in page
+    assert '<td class="num">+0.01 (0.95 -&gt; 0.96)</td><td class="num pass">+0.03</td>' in page
     assert "<script" not in page
     assert 'http-equiv="refresh"' not in page  # a finished run does not reload
     running = render_page(view.model_copy(update={"run_state": "running"}), now=T0)

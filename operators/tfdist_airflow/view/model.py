@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict
 from tfdist.deploy import Deployment
 from tfdist.gate import Baseline, Blessing, MetricThreshold
 from tfdist.records import EvalRecord
+from tfdist_airflow.view.margins import Margin, margins
 from tfdist_airflow.view.states import (
     Ended,
     Launch,
@@ -101,6 +102,7 @@ class Decision(Frozen):
     reasons: tuple[str, ...]
     notes: tuple[str, ...]
     baseline_version: int | None
+    margins: tuple[Margin, ...] = ()  # for every bound, passed or not
 
 
 class Deployed(Frozen):
@@ -253,6 +255,7 @@ def decision(blessing: Blessing | None) -> Decision | None:
         reasons=blessing.reasons,
         notes=blessing.notes,
         baseline_version=blessing.baseline.version if blessing.baseline else None,
+        margins=margins(blessing.metrics, blessing.thresholds, blessing.baseline),
     )
 
 

@@ -6,6 +6,7 @@ from datetime import datetime
 from html import escape
 
 from tfdist_airflow.view.charts import STATE_COLORS, WORD_COLORS, metric_chart, timeline_chart
+from tfdist_airflow.view.margins import Margin
 from tfdist_airflow.view.model import Decision, RoleRow, StepView, TrainingView
 from tfdist_airflow.view.states import Status
 from tfdist_airflow.view.urls import console_url
@@ -28,7 +29,8 @@ font-variant-numeric:tabular-nums}
 .decision strong{font-size:16px}.charts{display:flex;flex-wrap:wrap;gap:12px}
 .chart text{font-size:11px;fill:#424242}.chart text.title{font-size:13px;font-weight:600}
 code{background:#f5f5f5;padding:1px 4px;border-radius:3px}.problems{color:#b71c1c}
-.muted{color:#757575}.outcome{font-size:16px;margin:0 0 12px}
+.muted{color:#757575}td.pass{color:#2e7d32}td.fail{color:#c62828}
+table.margins{margin-top:6px;background:#fff}.outcome{font-size:16px;margin:0 0 12px}
 """
 
 
@@ -107,8 +109,22 @@ def _decision(decision: Decision | None, gate_state: str | None, run_over: bool)
     return (
         f'<div class="decision {kind}" id="decision"><strong>{title}</strong> at step '
         f"{decision.global_step} ({escape(metrics)}; {baseline})"
-        f"{f'<ul>{items}{notes}</ul>' if items or notes else ''}</div>"
+        f"{f'<ul>{items}{notes}</ul>' if items or notes else ''}{_margins(decision.margins)}</div>"
     )
+
+
+def _margins(found: tuple[Margin, ...]) -> str:
+    """Each threshold's bound, what it bounds and by how much it passed or failed."""
+    if not found:
+        return ""
+    rows = "".join(
+        f'<tr class="margin"><td>{escape(m.metric)}</td><td>{escape(m.rule)}</td>'
+        f'<td class="num">{escape(m.actual)}</td>'
+        f'<td class="num {"pass" if m.passed else "fail"}">{escape(m.shown)}</td></tr>'
+        for m in found
+    )
+    head = "<tr><th>metric</th><th>threshold</th><th>value</th><th>margin</th></tr>"
+    return f'<table class="margins">{head}{rows}</table>'
 
 
 def _deployed(step: StepView) -> str:

@@ -17,11 +17,12 @@ from urllib.parse import quote
 import pytest
 
 from tfdist.deploy import Deployment
-from tfdist.gate import Baseline, GateSpec, decide, write_blessing
+from tfdist.gate import Baseline, GateSpec, MetricThreshold, decide, write_blessing
 from tfdist.launch.local import RESTART_MARKER
 from tfdist.records import EvalRecord, eval_record_name
 from tfdist.storage import LocalStorage, storage_for
 from tfdist_airflow.roles import redacted
+from tfdist_airflow.view.bar import Bar
 from tfdist_airflow.view.charts import metric_chart, nice_ticks, timeline_chart
 from tfdist_airflow.view.collect import TaskRow, collect_view
 from tfdist_airflow.view.model import (
@@ -429,3 +430,26 @@ def test_the_api_server_side_imports_no_tensorflow() -> None:
     )
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report == {"prefix": "/tfdist", "heavy": []}
+
+
+def test_before_the_gate_decides_the_charts_draw_the_bar_it_will_apply(tmp_path: Path) -> None:
+    rows, xcoms = write_run(tmp_path, accuracy=0.96, deployed=False)
+    asked: list[str] = []
+
+    def bar_of(task_id: str) -> Bar:
+        asked.append(task_id)
+        return Bar(thresholds={"accuracy": MetricThreshold(min=0.8)})
+
+    def collected() -> Series:
+        view = collect_view(
+            dag_id="d", run_id="r", run_state="running", rows=rows, xcoms=xcoms,
+            storage_of=storage_for, bar_of=bar_of,
+        )  # fmt: skip
+        return view.steps[0].series[0]
+
+    decided = collected()  # the gate's own record wins
+    assert asked == [] and LineKind.BASELINE in {line.kind for line in decided.lines}
+    (tmp_path / "models" / "run-2" / "blessing" / "blessing.json").unlink()
+    before = collected()
+    assert asked == ["gate"]
+    assert [(line.kind, line.value) for line in before.lines] == [(LineKind.MIN, 0.8)]

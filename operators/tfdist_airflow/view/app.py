@@ -14,6 +14,7 @@ from typing import Any
 from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
 from airflow.api_fastapi.common.db.common import SessionDep
 from airflow.api_fastapi.core_api.security import requires_access_dag
+from airflow.models.dagbag import DBDagBag
 from airflow.models.dagrun import DagRun
 from airflow.models.log import Log
 from airflow.models.taskinstance import TaskInstance
@@ -24,7 +25,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tfdist.storage import Storage
-from tfdist_airflow.view.collect import TaskRow, XComs, collect_view
+from tfdist_airflow.view.bar import Bar, GateTask, the_bar
+from tfdist_airflow.view.collect import BarOf, TaskRow, XComs, collect_view
 from tfdist_airflow.view.model import TrainingView
 from tfdist_airflow.view.page import render_page
 from tfdist_airflow.view.states import STATE_EVENTS, StopRequest, stop_requests
@@ -104,33 +106,58 @@ def _stops(session: Session, dag_id: str, run_id: str) -> tuple[StopRequest, ...
     return stop_requests((str(e), str(o or "a user"), d, t, x) for e, o, d, t, x in rows)
 
 
-def load_view(session: Session, dag_id: str, run_id: str) -> TrainingView:
+def _bar_of(
+    dags: DBDagBag, session: Session, run: DagRun, storage_of: Callable[[str], Storage]
+) -> BarOf:
+    """A gate task's thresholds, from the run's serialized DAG and the run's params (read only
+    when a gate has not decided yet)."""
+
+    def bar(task_id: str) -> Bar | None:
+        dag = dags.get_dag_for_run(run, session)
+        task = dag.task_dict.get(task_id) if dag is not None else None
+        if dag is None or task is None or not hasattr(task, "thresholds"):
+            return None
+        fields = GateTask(
+            thresholds=task.thresholds,
+            serving_base=getattr(task, "serving_base", None),
+            model_name=getattr(task, "model_name", None),
+        )
+        params = {**dag.params.dump(), **(run.conf or {})}
+        return the_bar(fields, params, storage_of)
+
+    return bar
+
+
+def load_view(session: Session, dag_id: str, run_id: str, dags: DBDagBag) -> TrainingView:
     run = session.scalar(select(DagRun).where(DagRun.dag_id == dag_id, DagRun.run_id == run_id))
     if run is None:
         raise HTTPException(404, f"DAG {dag_id} has no run {run_id}")
+    storage_of = view_storages()
     return collect_view(
         dag_id=dag_id,
         run_id=run_id,
         run_state=_state(run.state),
         rows=_rows(session, dag_id, run_id),
         xcoms=_xcoms(session, dag_id, run_id),
-        storage_of=view_storages(),
+        storage_of=storage_of,
         stops=_stops(session, dag_id, run_id),
+        bar_of=_bar_of(dags, session, run, storage_of),
     )
 
 
 def create_app() -> FastAPI:
     app = FastAPI(title="tfdist Training view", docs_url=None, redoc_url=None)
+    dags = DBDagBag(load_op_links=False)
 
     @app.get(f"/{VIEW_ROUTE}/{{dag_id}}/{{run_id}}", dependencies=ACCESS)
     def training_page(dag_id: str, run_id: str, session: SessionDep) -> HTMLResponse:
         """The page the UI shows in the run's Training tab."""
-        view = load_view(session, dag_id, run_id)
+        view = load_view(session, dag_id, run_id, dags)
         return HTMLResponse(render_page(view, now=datetime.now(UTC)))
 
     @app.get(f"/api/{VIEW_ROUTE}/{{dag_id}}/{{run_id}}", dependencies=ACCESS)
     def training_data(dag_id: str, run_id: str, session: SessionDep) -> dict[str, Any]:
         """The same view as JSON."""
-        return load_view(session, dag_id, run_id).model_dump(mode="json")
+        return load_view(session, dag_id, run_id, dags).model_dump(mode="json")
 
     return app

@@ -6,7 +6,7 @@ from its database; tests fill them by hand.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from tfdist.deploy import Deployment
 from tfdist.spec import JobSpec
+from tfdist_airflow.view.bar import Bar
 from tfdist_airflow.view.model import RoleTask, StepView, TrainingView, build_step
 from tfdist_airflow.view.read import StorageOf, read_step
 from tfdist_airflow.view.states import UNFINISHED_TASK, Launch, StopRequest
@@ -25,6 +26,7 @@ GATE = "BlessingGateOperator"
 DEPLOY = "DeployModelOperator"
 RETURN = "return_value"
 XComs = Mapping[tuple[str, str], Any]  # (task_id, key) -> value, unmapped tasks only
+BarOf = Callable[[str], Bar | None]  # the gate task's id -> the bar it will apply
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,7 @@ def _step(
     storage_of: StorageOf,
     stops: Sequence[StopRequest] = (),
     run_over: bool = False,
+    bar_of: BarOf | None = None,
 ) -> StepView:
     group = _group(launch.task_id) or launch.task_id
     pushed = xcoms.get((launch.task_id, RETURN))
@@ -116,6 +119,7 @@ def _step(
     found = read_step(storage_of, spec.model_dir, spec.eval_spec.dir_name, handle)
     gate = _pick(rows, GATE, _owned(xcoms, "blessing", spec.model_dir))
     deploy = _pick(rows, DEPLOY, _owned(xcoms, RETURN, spec.model_dir))
+    bar = bar_of(gate.task_id) if bar_of and gate and found.blessing is None else None
     deployment = None
     if deploy is not None:
         deployment = _deployment(xcoms.get((deploy.task_id, RETURN)), spec.model_dir)
@@ -138,6 +142,7 @@ def _step(
         ),
         stops=stops,
         run_over=run_over,
+        bar=bar,
     )
 
 
@@ -150,14 +155,18 @@ def collect_view(
     xcoms: XComs,
     storage_of: StorageOf,
     stops: Sequence[StopRequest] = (),
+    bar_of: BarOf | None = None,
 ) -> TrainingView:
     """The view of every train-and-evaluate step of one run, in task id order; `stops`: users
-    setting the run or its tasks failed (Airflow's audit log)."""
+    setting the run or its tasks failed (Airflow's audit log); `bar_of`: what a gate task will
+    apply, for the charts before it decides."""
     run_over = run_state not in (*UNFINISHED_TASK, None)
     launches = sorted((row for row in rows if row.operator == LAUNCH), key=lambda r: r.task_id)
     return TrainingView(
         dag_id=dag_id,
         run_id=run_id,
         run_state=run_state,
-        steps=tuple(_step(launch, rows, xcoms, storage_of, stops, run_over) for launch in launches),
+        steps=tuple(
+            _step(launch, rows, xcoms, storage_of, stops, run_over, bar_of) for launch in launches
+        ),
     )

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict
 from tfdist.deploy import Deployment
 from tfdist.gate import Baseline, Blessing, MetricThreshold
 from tfdist.records import EvalRecord
+from tfdist_airflow.view.bar import Bar
 from tfdist_airflow.view.margins import Margin, margins
 from tfdist_airflow.view.states import (
     Ended,
@@ -218,15 +219,19 @@ def threshold_lines(threshold: MetricThreshold, baseline: float | None) -> tuple
     return tuple(lines)
 
 
-def eval_series(records: Iterable[EvalRecord], blessing: Blessing | None) -> tuple[Series, ...]:
-    """Every metric the evaluator wrote, by global step (the newest record of a step wins)."""
+def eval_series(
+    records: Iterable[EvalRecord], blessing: Blessing | None, bar: Bar | None = None
+) -> tuple[Series, ...]:
+    """Every metric the evaluator wrote, by global step (the newest record of a step wins), with
+    the gate's lines: from its decision once made, else from the bar it will apply."""
     by_step: dict[int, EvalRecord] = {}
     for record in sorted(records, key=lambda r: r.timestamp):
         by_step[record.global_step] = record
     ordered = [by_step[step] for step in sorted(by_step)]
     metrics = sorted({name for record in ordered for name in record.metrics})
-    thresholds = blessing.thresholds if blessing else {}
-    baseline: Baseline | None = blessing.baseline if blessing else None
+    source = blessing or bar
+    thresholds = source.thresholds if source else {}
+    baseline: Baseline | None = source.baseline if source else None
     series = []
     for metric in metrics:
         base = baseline.metrics.get(metric) if baseline else None
@@ -282,6 +287,7 @@ def build_step(
     launch: Launch | None = None,
     stops: Sequence[StopRequest] = (),
     run_over: bool = False,
+    bar: Bar | None = None,
 ) -> StepView:
     """The view of one train-and-evaluate step from what its run wrote; `run_over`: the DAG
     run has ended."""
@@ -307,7 +313,7 @@ def build_step(
         group_id=group_id,
         model_dir=model_dir,
         roles=roles,
-        series=eval_series(records, blessing),
+        series=eval_series(records, blessing, bar),
         decision=decision(blessing),
         gate_state=gate_state,
         deployed=shipped,

@@ -37,6 +37,10 @@ class Storage(Protocol):
         """The file's text, or None when there is no such file."""
         ...
 
+    def read_bytes(self, path: str) -> bytes | None:
+        """The file's bytes, or None when there is no such file."""
+        ...
+
     def write_text(self, path: str, text: str) -> None:
         """Create or replace a file; readers see the old or the new text, never a part."""
         ...
@@ -81,6 +85,12 @@ class LocalStorage:
     def read_text(self, path: str) -> str | None:
         try:
             return Path(path).read_text()
+        except FileNotFoundError:
+            return None
+
+    def read_bytes(self, path: str) -> bytes | None:
+        try:
+            return Path(path).read_bytes()
         except FileNotFoundError:
             return None
 
@@ -233,13 +243,17 @@ class GcsStorage:
         return self.client.bucket(bucket).blob(name)
 
     def read_text(self, path: str) -> str | None:
+        data = self.read_bytes(path)
+        return None if data is None else data.decode("utf-8")
+
+    def read_bytes(self, path: str) -> bytes | None:
         from google.api_core.exceptions import NotFound
 
         try:
             data: bytes = self._blob(path).download_as_bytes()
         except NotFound:
             return None
-        return data.decode("utf-8")
+        return data
 
     def write_text(self, path: str, text: str) -> None:
         from google.api_core.exceptions import NotFound

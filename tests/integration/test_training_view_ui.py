@@ -105,6 +105,7 @@ def test_endpoints_refuse_strangers_and_show_the_run(
     roles = {role["role"]: role for role in step["roles"]}
     assert list(roles) == ROLES
     assert {role["state"] for role in roles.values()} == {"success"}
+    assert {role["status"]["text"] for role in roles.values()} == {"done"}
     assert all(role["start"] < role["end"] for role in roles.values())
     assert roles["chief-0"]["last_step"] == 200 and roles["chief-0"]["steps_per_sec"] > 0
     assert roles["evaluator-0"]["last_step"] == 200
@@ -118,6 +119,18 @@ def test_endpoints_refuse_strangers_and_show_the_run(
     assert step["decision"]["blessed"] and step["decision"]["baseline_version"] == 1
     assert step["deployed"]["version"] == 2
     assert step["deployed"]["path"] == str(home.base_dir / "serving" / "digits" / "2")
+    assert step["sentence"] == "trained to step 200 of 200; blessed; deployed digits version 2"
+    margins = [(m["metric"], m["rule"]) for m in step["decision"]["margins"]]
+    assert margins == [
+        ("accuracy", "min 0.9"),
+        ("accuracy", "change >= -0.02 vs version 1"),
+        ("loss", "max 0.5"),
+    ]
+    # The chief's own TensorBoard event file, read without TensorFlow
+    training = {series["metric"]: series["points"] for series in step["training"]}
+    assert list(training) == ["training loss", "learning rate", "steps/s"]
+    assert training["training loss"][-1][0] == 200
+    assert all(value > 0 for _, value in training["steps/s"])
 
     html = report["html"]
     assert html.count('class="role-row"') == 5
@@ -224,7 +237,15 @@ def test_training_tab_in_a_real_browser(
             rows = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "tr.role-row"))
             assert [row.get_attribute("data-role") for row in rows] == ROLES
             charts = driver.find_elements(By.CSS_SELECTOR, "svg.metric")
-            assert [chart.get_attribute("data-metric") for chart in charts] == ["accuracy", "loss"]
+            assert [chart.get_attribute("data-metric") for chart in charts] == [
+                "training loss",
+                "learning rate",
+                "steps/s",
+                "accuracy",
+                "loss",
+            ]
+            outcome = driver.find_element(By.ID, "outcome").text
+            assert outcome == "Trained to step 200 of 200; blessed; deployed digits version 2"
             kinds = {
                 line.get_attribute("class")
                 for line in driver.find_elements(By.CSS_SELECTOR, "line.gate-line")

@@ -143,6 +143,7 @@ def _step(
         stops=stops,
         run_over=run_over,
         bar=bar,
+        training=found.training,
     )
 
 

@@ -124,6 +124,7 @@ class StepView(Frozen):
     deployed: Deployed | None = None
     deploy_state: str | None = None
     problems: tuple[str, ...] = ()  # what could not be read, said plainly
+    training: tuple[Series, ...] = ()  # the chief's loss, learning rate and steps/s
     sentence: str = ""  # the step's outcome, or where it is, in one sentence
     max_steps: int | None = None
 
@@ -250,6 +251,27 @@ def eval_series(
     return tuple(series)
 
 
+TRAINING_TAGS = {
+    "loss": "training loss",
+    "learning_rate": "learning rate",
+    "steps_per_sec": "steps/s",
+}
+
+
+def training_series(found: Iterable[tuple[str, int, float]]) -> tuple[Series, ...]:
+    """The chief's training scalars by global step, in `TRAINING_TAGS` order; a step written
+    again (after a restart from a checkpoint) keeps its latest value."""
+    by_tag: dict[str, dict[int, float]] = {}
+    for tag, step, value in found:
+        if tag in TRAINING_TAGS:
+            by_tag.setdefault(tag, {})[step] = value
+    return tuple(
+        Series(metric=TRAINING_TAGS[tag], points=tuple(sorted(by_tag[tag].items())))
+        for tag in TRAINING_TAGS
+        if tag in by_tag
+    )
+
+
 def decision(blessing: Blessing | None) -> Decision | None:
     if blessing is None:
         return None
@@ -288,6 +310,7 @@ def build_step(
     stops: Sequence[StopRequest] = (),
     run_over: bool = False,
     bar: Bar | None = None,
+    training: Iterable[tuple[str, int, float]] = (),
 ) -> StepView:
     """The view of one train-and-evaluate step from what its run wrote; `run_over`: the DAG
     run has ended."""
@@ -314,6 +337,7 @@ def build_step(
         model_dir=model_dir,
         roles=roles,
         series=eval_series(records, blessing, bar),
+        training=training_series(training),
         decision=decision(blessing),
         gate_state=gate_state,
         deployed=shipped,

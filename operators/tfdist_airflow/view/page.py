@@ -138,6 +138,13 @@ def _deployed(step: StepView) -> str:
     )
 
 
+def _training(step: StepView) -> str:
+    if not step.training:
+        return ""
+    charts = "".join(metric_chart(series) for series in step.training)
+    return f'<h3>Training</h3><div class="charts training">{charts}</div>'
+
+
 def _step(step: StepView, now: datetime, run_over: bool) -> str:
     charts = "".join(metric_chart(series) for series in step.series) or (
         f'<p class="muted">No evaluation records{"" if run_over else " yet"}.</p>'
@@ -149,6 +156,7 @@ def _step(step: StepView, now: datetime, run_over: bool) -> str:
         f"{_decision(step.decision, step.gate_state, run_over)}{_deployed(step)}"
         f'<p id="model">Model directory {_path(step.model_dir)}</p>'
         f"<h3>Roles</h3>{_roles_table(step.roles)}{timeline_chart(step.roles, now)}"
+        f"{_training(step)}"
         f'<h3>Evaluation</h3><div class="charts">{charts}</div>'
         f"{f'<ul class=problems>{problems}</ul>' if problems else ''}</section>"
     )

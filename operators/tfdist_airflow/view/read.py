@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import struct
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -25,6 +26,7 @@ from tfdist.records import PROGRESS_DIR, EvalRecord, RoleProgress
 from tfdist.storage import Storage, join
 from tfdist.supervision import read_record
 from tfdist.supervisor import SupervisionState
+from tfdist_airflow.view.events import Scalar, is_event_file, scalars
 from tfdist_airflow.view.model import Progress, parse_progress
 from tfdist_airflow.view.states import RoleExit
 
@@ -42,6 +44,7 @@ class Found:
     progress: dict[str, Progress] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     supervision: SupervisionState | None = None
+    training: list[Scalar] = field(default_factory=list)  # the chief's TensorBoard scalars
 
 
 def _is_record(path: str) -> bool:
@@ -58,6 +61,22 @@ def read_records(storage: Storage, eval_dir: str, found: Found) -> None:
             found.records.append(EvalRecord.model_validate_json(text))
         except ValidationError as error:
             found.problems.append(f"{path}: not an eval record ({error.error_count()} errors)")
+
+
+def read_training(storage: Storage, model_dir: str, found: Found) -> None:
+    """The scalars of the TensorBoard event files directly in `model_dir` (the chief's; the
+    evaluator's are in its eval directory), oldest file first."""
+    prefix = model_dir.rstrip("/") + "/"
+    for path in storage.list(model_dir):
+        if not is_event_file(path) or "/" in path.removeprefix(prefix):
+            continue
+        data = storage.read_bytes(path)
+        if data is None:
+            continue
+        try:
+            found.training.extend(scalars(data))
+        except (ValueError, IndexError, struct.error) as error:
+            found.problems.append(f"{path}: not a TensorBoard event file ({error})")
 
 
 def log_tail(path: Path, size: int = LOG_TAIL_BYTES) -> str:
@@ -176,6 +195,7 @@ def read_step(
         storage = storage_of(model_dir)
         read_records(storage, join(model_dir, eval_dir_name), found)
         found.blessing = read_blessing(storage, model_dir)
+        read_training(storage, model_dir, found)
         reported = read_reported(storage, model_dir, handle.get("launch_id"))
     except (OSError, ValueError, ImportError) as error:
         found.problems.append(f"cannot read {model_dir}: {error}")

@@ -25,6 +25,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from tfdist.deploy import DeployError, deploy, latest_deployment, model_root
 from tfdist.locations import check_location, check_locations
+from tfdist.rolelog import relay
 from tfdist.spec import parse_spec
 from tfdist.storage import join
 from tfdist_airflow.backends import backend_from_dict, connect, storage_cluster
@@ -278,7 +279,7 @@ class ExportModelOperator(BaseOperator):
             blessing.checkpoint_path,
             out,
             env,
-            lambda line: self.log.info("[export] %s", line),
+            lambda line: relay(self.log, "export", line),
         )
         return out
 

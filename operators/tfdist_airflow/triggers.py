@@ -19,7 +19,7 @@ from typing import Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from tfdist.backend import JobHandle, RoleState
-from tfdist.rolelog import relayed
+from tfdist.rolelog import relay
 from tfdist.supervision import drive
 from tfdist.supervisor import Supervised
 from tfdist_airflow.backends import connect
@@ -73,7 +73,7 @@ class RoleExitTrigger(BaseTrigger):
             while True:
                 text, offset = await asyncio.to_thread(backend.read_log, handle, self.role, offset)
                 for line in text.splitlines():  # one time a line: Airflow's
-                    self.log.info("[%s] %s", self.role, relayed(self.role, line))
+                    relay(self.log, self.role, line)
                 driven = await asyncio.to_thread(drive, backend, handle, job)
                 if driven.step.say:
                     self.log.warning("[%s] %s", self.role, driven.step.say)

@@ -25,6 +25,7 @@ from bench import (
     parse_cost,
     plan_scale,
     throughput,
+    view_scale,
     watch_requests,
 )
 from bench.common import REPO, Row, Stats, prepare_data, print_table, workspace
@@ -126,6 +127,7 @@ def run_all(only: set[str], root: Path) -> list[Row]:
         ("6", lambda: plan_scale.measure(runs=5, sizes=[10, 100, 1000])),
         ("7", deploy_copy_rows),
         ("9", lambda: watch_requests.measure(polls=10)),
+        ("10", lambda: view_scale.measure(runs=5)),
     ]
     for item, measure in items:
         if only and item not in only:

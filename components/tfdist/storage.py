@@ -84,13 +84,15 @@ class LocalStorage:
 
     def read_text(self, path: str) -> str | None:
         try:
-            return Path(path).read_text()
+            with open(path, encoding="utf-8") as file:
+                return file.read()
         except FileNotFoundError:
             return None
 
     def read_bytes(self, path: str) -> bytes | None:
         try:
-            return Path(path).read_bytes()
+            with open(path, "rb") as file:
+                return file.read()
         except FileNotFoundError:
             return None
 
@@ -114,11 +116,16 @@ class LocalStorage:
         if not root.is_dir():
             return []
         base = prefix.rstrip("/")
-        return sorted(
-            f"{base}/{file.relative_to(root).as_posix()}"
-            for file in root.rglob("*")
-            if file.is_file()
-        )
+        found: builtins.list[str] = []
+        for directory, _, names in os.walk(root):
+            relative = os.path.relpath(directory, root)
+            inner = "" if relative == "." else f"{Path(relative).as_posix()}/"
+            found.extend(
+                f"{base}/{inner}{name}"
+                for name in names
+                if os.path.isfile(os.path.join(directory, name))
+            )
+        return sorted(found)
 
     def copy(self, src: str, dst: str) -> None:
         target = Path(dst)

@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import pytest
 from airflow_home import AIRFLOW, AirflowHome, _free_port, serving
@@ -30,7 +30,7 @@ from tfdist.records import EvalRecord, eval_record_name
 from tfdist.storage import storage_for
 from tfdist_airflow.view.model import Progress
 from tfdist_airflow.view.read import read_step
-from tfdist_airflow.view.urls import training_view_url
+from tfdist_airflow.view.urls import files_view_url, training_view_url
 
 pytestmark = pytest.mark.integration
 
@@ -91,15 +91,24 @@ def test_endpoints_refuse_strangers_and_show_the_run(
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["statuses"] == {
-        "anonymous": 401,
+        "anonymous": 303,  # a page: to the login page, and back after it
+        "anonymous_files": 303,
         "anonymous_json": 401,
         "bad_token": 403,
         "no_role": 403,
         "unknown_run": 404,
         "admin_json": 200,
         "cookie_page": 200,
+        "cookie_files": 200,
     }
     assert report["heavy"] == []  # the API server never loaded TensorFlow
+    login = urlsplit(report["login"])  # the login page, then back to the page opened
+    assert login.path == "/auth/login"
+    assert unquote(parse_qs(login.query)["next"][0]) == unquote(report["page_url"])
+    files = report["files"]  # the model directory's files, by kind
+    for kind in ("checkpoint", "eval record", "TensorBoard events", "export", "blessing"):
+        assert f"<td>{kind}</td>" in files, kind
+    assert "<code>blessing/BLESSED</code>" in files
 
     (step,) = report["view"]["steps"]
     roles = {role["role"]: role for role in step["roles"]}
@@ -137,13 +146,13 @@ def test_endpoints_refuse_strangers_and_show_the_run(
     assert "BLESSED</strong> at step 200" in html and "digits version 2</strong>" in html
 
     links = {task: answer["extra_links"] for task, answer in report["links"].items()}
-    model_link = training_view_url(DAG_ID, run_id, "model")
+    model_link = files_view_url(DAG_ID, run_id)
     tensorboard = TENSORBOARD.format(model_dir=quote(step["model_dir"], safe=""))
     watch = links["train_and_evaluate.watch"]
     assert (watch["Model directory"], watch["TensorBoard"]) == (model_link, tensorboard)
     assert not watch["Pod logs"]  # local roles have no pod
     assert links["gate"] == {"Model directory": model_link, "TensorBoard": tensorboard}
-    deployed_link = training_view_url(DAG_ID, run_id, "deployed")
+    deployed_link = training_view_url(DAG_ID, run_id)
     assert links["deploy"]["Deployed version"] == deployed_link
 
 
@@ -264,6 +273,17 @@ def test_training_tab_in_a_real_browser(
             wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, cells)) == len(TOP_TASKS))
             screenshot.parent.mkdir(parents=True, exist_ok=True)
             assert driver.save_screenshot(str(screenshot))
+            # The Model files tab, as the Model directory link opens it: within Airflow's UI
+            driver.get(f"{url}/{files_view_url(DAG_ID, run_id)}")
+            frame = wait.until(
+                lambda d: d.find_element(By.CSS_SELECTOR, "iframe[title='Model files']")
+            )
+            driver.switch_to.frame(frame)
+            listed = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "tr.file"))
+            assert "blessing/BLESSED" in [row.text.split()[0] for row in listed]
+            driver.switch_to.default_content()
+            assert driver.save_screenshot(str(screenshot.with_name("model-files.png")))
         finally:
             driver.quit()
     assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert screenshot.with_name("model-files.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

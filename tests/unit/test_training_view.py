@@ -40,6 +40,7 @@ from tfdist_airflow.view.page import render_page
 from tfdist_airflow.view.read import count_in_file
 from tfdist_airflow.view.urls import (
     console_url,
+    files_view_url,
     pod_logs_url,
     tensorboard_url,
     training_view_url,
@@ -213,9 +214,10 @@ def test_urls() -> None:
         "https://console.cloud.google.com/storage/browser/bucket/models/run%201"
     )
     assert console_url("/tmp/models") == ""
-    assert training_view_url("d", "manual__2026-01-01T00:00:00+00:00", "model") == (
-        "tfdist/training/d/manual__2026-01-01T00%3A00%3A00%2B00%3A00#model"
+    assert training_view_url("d", "manual__2026-01-01T00:00:00+00:00") == (
+        "dags/d/runs/manual__2026-01-01T00%3A00%3A00%2B00%3A00/plugin/training"
     )
+    assert files_view_url("d/x", "r") == "dags/d%2Fx/runs/r/plugin/model-files"
     assert tensorboard_url("", model_dir="gs://b/m", dag_id="d", run_id="r") == ""
     assert tensorboard_url(
         "https://tb.example.com/?logdir={model_dir}&run={run_id}",
@@ -378,6 +380,10 @@ def test_a_blessed_and_deployed_run(tmp_path: Path) -> None:
     running = render_page(view.model_copy(update={"run_state": "running"}), now=T0)
     assert '<meta http-equiv="refresh" content="15">' in running
     assert SECRET not in page and SECRET not in view.model_dump_json()
+    model_dir = step.model_dir
+    assert f"<code>tensorboard --logdir {model_dir}</code>" in page  # none configured
+    linked = render_page(view, now=T0, tensorboard="https://tb.test/?logdir={model_dir}")
+    assert f'<a href="https://tb.test/?logdir={quote(model_dir, safe="")}"' in linked
 
 
 def test_a_run_that_was_not_blessed_says_why(tmp_path: Path) -> None:

@@ -19,18 +19,21 @@ from airflow.models.dagrun import DagRun
 from airflow.models.log import Log
 from airflow.models.taskinstance import TaskInstance
 from airflow.models.xcom import XComModel
-from fastapi import Depends, FastAPI, HTTPException
-from fastapi.responses import HTMLResponse
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tfdist.storage import Storage
 from tfdist_airflow.view.bar import Bar, GateTask, the_bar
 from tfdist_airflow.view.collect import BarOf, TaskRow, XComs, collect_view
+from tfdist_airflow.view.files import Listing, listing, render_files
 from tfdist_airflow.view.model import TrainingView
 from tfdist_airflow.view.page import render_page
 from tfdist_airflow.view.states import STATE_EVENTS, StopRequest, stop_requests
-from tfdist_airflow.view.urls import VIEW_ROUTE
+from tfdist_airflow.view.urls import FILES_ROUTE, VIEW_PREFIX, VIEW_ROUTE
 
 ACCESS = [
     Depends(requires_access_dag("GET", DagAccessEntity.RUN)),
@@ -145,15 +148,57 @@ def load_view(session: Session, dag_id: str, run_id: str, dags: DBDagBag) -> Tra
     )
 
 
+def _tensorboard() -> str:
+    from airflow.configuration import conf
+
+    return str(conf.get("tfdist", "tensorboard_url", fallback="") or "")
+
+
+def _listings(view: TrainingView) -> list[Listing]:
+    """Each step's model directory's files."""
+    storage_of = view_storages()
+    found = []
+    for step in view.steps:
+        if not step.model_dir:
+            continue
+        try:
+            found.append(listing(step.model_dir, storage_of(step.model_dir).list(step.model_dir)))
+        except Exception as error:  # OSError, a cloud client's own errors (auth, network)
+            problem = f"cannot list {step.model_dir}: {type(error).__name__}: {error}"
+            found.append(listing(step.model_dir, [], problem))
+    return found
+
+
+async def _login_first(request: Request, error: Exception) -> Response:
+    """A page opened without a signed-in user goes to the login page, and back after it; the
+    JSON routes answer 401 as they are."""
+    if not isinstance(error, StarletteHTTPException):
+        raise error
+    json_route = request.url.path.removeprefix(f"/{VIEW_PREFIX}").startswith("/api/")
+    if error.status_code == 401 and not json_route:
+        from airflow.api_fastapi.app import get_auth_manager
+
+        return RedirectResponse(get_auth_manager().get_url_login(next_url=str(request.url)), 303)
+    return await http_exception_handler(request, error)
+
+
 def create_app() -> FastAPI:
     app = FastAPI(title="tfdist Training view", docs_url=None, redoc_url=None)
+    app.add_exception_handler(StarletteHTTPException, _login_first)
     dags = DBDagBag(load_op_links=False)
 
     @app.get(f"/{VIEW_ROUTE}/{{dag_id}}/{{run_id}}", dependencies=ACCESS)
     def training_page(dag_id: str, run_id: str, session: SessionDep) -> HTMLResponse:
         """The page the UI shows in the run's Training tab."""
         view = load_view(session, dag_id, run_id, dags)
-        return HTMLResponse(render_page(view, now=datetime.now(UTC)))
+        return HTMLResponse(render_page(view, now=datetime.now(UTC), tensorboard=_tensorboard()))
+
+    @app.get(f"/{FILES_ROUTE}/{{dag_id}}/{{run_id}}", dependencies=ACCESS)
+    def model_files(dag_id: str, run_id: str, session: SessionDep) -> HTMLResponse:
+        """The page the UI shows in the run's Model files tab."""
+        view = load_view(session, dag_id, run_id, dags)
+        title = f"Model files: {dag_id} / {run_id}"
+        return HTMLResponse(render_files(title, _listings(view)))
 
     @app.get(f"/api/{VIEW_ROUTE}/{{dag_id}}/{{run_id}}", dependencies=ACCESS)
     def training_data(dag_id: str, run_id: str, session: SessionDep) -> dict[str, Any]:

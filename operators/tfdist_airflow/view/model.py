@@ -136,13 +136,21 @@ class TrainingView(Frozen):
     steps: tuple[StepView, ...]
 
 
+def _last(pattern: re.Pattern[str], lines: Sequence[str]) -> str | None:
+    """The last match of `pattern` in `lines`, searching from the end."""
+    for line in reversed(lines):
+        if found := pattern.findall(line):
+            return str(found[-1])
+    return None
+
+
 def parse_progress(log_text: str) -> Progress:
     """The last `step N` and the last `X steps/s` (or closures/s, requests/s) in a role's log."""
-    steps = _STEP.findall(log_text)
-    rates = _RATE.findall(log_text)
+    lines = log_text.splitlines()
+    step, rate = _last(_STEP, lines), _last(_RATE, lines)
     return Progress(
-        last_step=int(steps[-1]) if steps else None,
-        steps_per_sec=float(rates[-1]) if rates else None,
+        last_step=int(step) if step is not None else None,
+        steps_per_sec=float(rate) if rate is not None else None,
     )
 
 

@@ -9,7 +9,7 @@ from tfdist_airflow.view.charts import STATE_COLORS, WORD_COLORS, metric_chart, 
 from tfdist_airflow.view.margins import Margin
 from tfdist_airflow.view.model import Decision, RoleRow, StepView, TrainingView
 from tfdist_airflow.view.states import Status
-from tfdist_airflow.view.urls import console_url
+from tfdist_airflow.view.urls import console_url, tensorboard_url
 
 REFRESH_SECS = 15
 UNFINISHED = ("queued", "running")
@@ -145,7 +145,26 @@ def _training(step: StepView) -> str:
     return f'<h3>Training</h3><div class="charts training">{charts}</div>'
 
 
-def _step(step: StepView, now: datetime, run_over: bool) -> str:
+def _tensorboard(step: StepView, template: str, dag_id: str, run_id: str) -> str:
+    """A link to the configured TensorBoard, else how to start one on the model directory."""
+    if not step.model_dir:
+        return ""
+    if template:
+        url = tensorboard_url(template, model_dir=step.model_dir, dag_id=dag_id, run_id=run_id)
+        return (
+            f'<p id="tensorboard"><a href="{escape(url)}" target="_blank" rel="noopener">'
+            "Open in TensorBoard</a></p>"
+        )
+    return (
+        f'<p id="tensorboard" class="muted">TensorBoard: <code>tensorboard --logdir '
+        f"{escape(step.model_dir)}</code> (set <code>[tfdist] tensorboard_url</code> to link "
+        "one here)</p>"
+    )
+
+
+def _step(
+    step: StepView, now: datetime, run_over: bool, tensorboard: str, view: TrainingView
+) -> str:
     charts = "".join(metric_chart(series) for series in step.series) or (
         f'<p class="muted">No evaluation records{"" if run_over else " yet"}.</p>'
     )
@@ -155,6 +174,7 @@ def _step(step: StepView, now: datetime, run_over: bool) -> str:
         f"<h2>{escape(step.group_id)}</h2>"
         f"{_decision(step.decision, step.gate_state, run_over)}{_deployed(step)}"
         f'<p id="model">Model directory {_path(step.model_dir)}</p>'
+        f"{_tensorboard(step, tensorboard, view.dag_id, view.run_id)}"
         f"<h3>Roles</h3>{_roles_table(step.roles)}{timeline_chart(step.roles, now)}"
         f"{_training(step)}"
         f'<h3>Evaluation</h3><div class="charts">{charts}</div>'
@@ -180,11 +200,11 @@ def _outcome(view: TrainingView) -> str:
     return f'<ul class="outcome" id="outcome">{items}</ul>'
 
 
-def render_page(view: TrainingView, now: datetime) -> str:
+def render_page(view: TrainingView, now: datetime, tensorboard: str = "") -> str:
     """The whole page; `now` ends the bars of roles still running. The page of an unfinished
     run reloads itself every `REFRESH_SECS`."""
     run_over = view.run_state not in (*UNFINISHED, None)
-    body = "".join(_step(step, now, run_over) for step in view.steps) or (
+    body = "".join(_step(step, now, run_over, tensorboard, view) for step in view.steps) or (
         "<p>This run has no train-and-evaluate step, or its launch task has not run yet.</p>"
     )
     title = f"Training: {view.dag_id} / {view.run_id}"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -100,6 +101,7 @@ def test_endpoints_refuse_strangers_and_show_the_run(
         "admin_json": 200,
         "cookie_page": 200,
         "cookie_files": 200,
+        "cookie_history": 200,
     }
     assert report["heavy"] == []  # the API server never loaded TensorFlow
     login = urlsplit(report["login"])  # the login page, then back to the page opened
@@ -109,6 +111,12 @@ def test_endpoints_refuse_strangers_and_show_the_run(
     for kind in ("checkpoint", "eval record", "TensorBoard events", "export", "blessing"):
         assert f"<td>{kind}</td>" in files, kind
     assert "<code>blessing/BLESSED</code>" in files
+    history = report["history"]  # versions 2 (this run's, with its margins) and 1
+    assert [int(v) for v in re.findall(r'data-version="(\d+)"', history)] == [2, 1]
+    assert '<tr class="version this-run" data-version="2">' in history
+    assert "accuracy change &gt;= -0.02 vs version 1: +" in history
+    html_link = f"../../../dags/{DAG_ID}/runs/{quote(run_id, safe='')}/plugin/model-history"
+    assert f'href="{html_link}" target="_top"' in report["html"]
 
     (step,) = report["view"]["steps"]
     roles = {role["role"]: role for role in step["roles"]}
@@ -273,6 +281,20 @@ def test_training_tab_in_a_real_browser(
             wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, cells)) == len(TOP_TASKS))
             screenshot.parent.mkdir(parents=True, exist_ok=True)
             assert driver.save_screenshot(str(screenshot))
+            # From the Training tab to the model's history, within Airflow's UI
+            frame = driver.find_element(By.CSS_SELECTOR, "iframe[title=Training]")
+            driver.switch_to.frame(frame)
+            driver.find_element(By.ID, "history-link").click()
+            driver.switch_to.default_content()
+            frame = wait.until(
+                lambda d: d.find_element(By.CSS_SELECTOR, "iframe[title='Model history']")
+            )
+            assert driver.current_url.endswith("/plugin/model-history")
+            driver.switch_to.frame(frame)
+            versions = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "tr.version"))
+            assert [row.get_attribute("data-version") for row in versions] == ["2", "1"]
+            driver.switch_to.default_content()
+            assert driver.save_screenshot(str(screenshot.with_name("model-history.png")))
             # The Model files tab, as the Model directory link opens it: within Airflow's UI
             driver.get(f"{url}/{files_view_url(DAG_ID, run_id)}")
             frame = wait.until(
@@ -286,4 +308,5 @@ def test_training_tab_in_a_real_browser(
         finally:
             driver.quit()
     assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert screenshot.with_name("model-files.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for name in ("model-files.png", "model-history.png"):
+        assert screenshot.with_name(name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -25,6 +25,7 @@ def main(dag_id: str, run_id: str) -> None:
     path = f"training/{quote(dag_id, safe='')}/{quote(run_id, safe='')}"
     page, data = f"/tfdist/{path}", f"/tfdist/api/{path}"
     files = f"/tfdist/files/{quote(dag_id, safe='')}/{quote(run_id, safe='')}"
+    versions = f"/tfdist/history/{quote(dag_id, safe='')}/{quote(run_id, safe='')}"
     manager = get_auth_manager()
     admin = manager.generate_jwt(SimpleAuthManagerUser(username="admin", role="ADMIN"))
     nobody = manager.generate_jwt(SimpleAuthManagerUser(username="nobody", role=None))
@@ -42,11 +43,15 @@ def main(dag_id: str, run_id: str) -> None:
     client.cookies.set("_token", admin)  # as the UI's frame sends it
     html = client.get(page)
     listed = client.get(files)
+    history = client.get(versions)
     loaded = sorted(
         name for name in sys.modules if any(name == h or name.startswith(f"{h}.") for h in HEAVY)
     )
     statuses.update(
-        admin_json=view.status_code, cookie_page=html.status_code, cookie_files=listed.status_code
+        admin_json=view.status_code,
+        cookie_page=html.status_code,
+        cookie_files=listed.status_code,
+        cookie_history=history.status_code,
     )
     run = f"/api/v2/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}/taskInstances"
     links = {
@@ -60,6 +65,7 @@ def main(dag_id: str, run_id: str) -> None:
                 "view": view.json(),
                 "html": html.text,
                 "files": listed.text,
+                "history": history.text,
                 "login": to_login.headers.get("location", ""),
                 "page_url": str(to_login.request.url),
                 "links": links,

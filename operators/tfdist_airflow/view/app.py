@@ -27,13 +27,14 @@ from sqlalchemy.orm import Session
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tfdist.storage import Storage
-from tfdist_airflow.view.bar import Bar, GateTask, the_bar
+from tfdist_airflow.view.bar import Bar, GateTask, render, the_bar
 from tfdist_airflow.view.collect import BarOf, TaskRow, XComs, collect_view
 from tfdist_airflow.view.files import Listing, listing, render_files
+from tfdist_airflow.view.history import Version, history, render_history
 from tfdist_airflow.view.model import TrainingView
 from tfdist_airflow.view.page import render_page
 from tfdist_airflow.view.states import STATE_EVENTS, StopRequest, stop_requests
-from tfdist_airflow.view.urls import FILES_ROUTE, VIEW_PREFIX, VIEW_ROUTE
+from tfdist_airflow.view.urls import FILES_ROUTE, HISTORY_ROUTE, VIEW_PREFIX, VIEW_ROUTE
 
 ACCESS = [
     Depends(requires_access_dag("GET", DagAccessEntity.RUN)),
@@ -169,6 +170,51 @@ def _listings(view: TrainingView) -> list[Listing]:
     return found
 
 
+MAX_VERSIONS = 50  # versions whose gate decisions are read for the history page
+
+
+def _served_models(dags: DBDagBag, session: Session, run: DagRun) -> list[tuple[str, str]]:
+    """(serving base, model name) of each gate task of the run's DAG, rendered with its params
+    where they are templates."""
+    dag = dags.get_dag_for_run(run, session)
+    if dag is None:
+        return []
+    params = {**dag.params.dump(), **(run.conf or {})}
+    found = []
+    for task in dag.tasks:
+        base, name = getattr(task, "serving_base", None), getattr(task, "model_name", None)
+        if (
+            not hasattr(task, "thresholds")
+            or not isinstance(base, str)
+            or not isinstance(name, str)
+        ):
+            continue
+        try:
+            model = (str(render(base, params)), str(render(name, params)))
+        except Exception:  # a template that needs more than params
+            continue
+        if model not in found:
+            found.append(model)
+    return found
+
+
+def _versions(serving_base: str, model_name: str) -> tuple[Version, ...]:
+    from tfdist.deploy import deployments
+    from tfdist.gate import Blessing, read_blessing
+
+    storage_of = view_storages()
+    deployed = deployments(storage_of(serving_base), serving_base, model_name)
+    blessings: dict[int, Blessing | None] = {}
+    for deployment in deployed[:MAX_VERSIONS]:
+        try:
+            blessings[deployment.version] = read_blessing(
+                storage_of(deployment.model_dir), deployment.model_dir
+            )
+        except Exception:  # its model directory is gone: the version without margins
+            blessings[deployment.version] = None
+    return history(deployed, blessings)
+
+
 async def _login_first(request: Request, error: Exception) -> Response:
     """A page opened without a signed-in user goes to the login page, and back after it; the
     JSON routes answer 401 as they are."""
@@ -192,6 +238,17 @@ def create_app() -> FastAPI:
         """The page the UI shows in the run's Training tab."""
         view = load_view(session, dag_id, run_id, dags)
         return HTMLResponse(render_page(view, now=datetime.now(UTC), tensorboard=_tensorboard()))
+
+    @app.get(f"/{HISTORY_ROUTE}/{{dag_id}}/{{run_id}}", dependencies=ACCESS)
+    def model_history(dag_id: str, run_id: str, session: SessionDep) -> HTMLResponse:
+        """The page the UI shows in the run's Model history tab."""
+        run = session.scalar(select(DagRun).where(DagRun.dag_id == dag_id, DagRun.run_id == run_id))
+        if run is None:
+            raise HTTPException(404, f"DAG {dag_id} has no run {run_id}")
+        models = [
+            (name, _versions(base, name)) for base, name in _served_models(dags, session, run)
+        ]
+        return HTMLResponse(render_history(f"Model history: {dag_id}", models, run_id))
 
     @app.get(f"/{FILES_ROUTE}/{{dag_id}}/{{run_id}}", dependencies=ACCESS)
     def model_files(dag_id: str, run_id: str, session: SessionDep) -> HTMLResponse:

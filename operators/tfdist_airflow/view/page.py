@@ -9,9 +9,12 @@ from tfdist_airflow.view.charts import STATE_COLORS, WORD_COLORS, metric_chart, 
 from tfdist_airflow.view.margins import Margin
 from tfdist_airflow.view.model import Decision, RoleRow, StepView, TrainingView
 from tfdist_airflow.view.states import Status
-from tfdist_airflow.view.urls import console_url, tensorboard_url
+from tfdist_airflow.view.urls import HISTORY_TAB, console_url, run_tab_url, tensorboard_url
 
 REFRESH_SECS = 15
+# From this page (`<prefix>/training/<dag>/<run>`, in the Training tab's frame) up to the UI's
+# base, relative so that a proxy's path prefix is kept.
+TO_UI_BASE = "../../../"
 UNFINISHED = ("queued", "running")
 STYLE = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:16px;color:#212121;
@@ -127,14 +130,16 @@ def _margins(found: tuple[Margin, ...]) -> str:
     return f'<table class="margins">{head}{rows}</table>'
 
 
-def _deployed(step: StepView) -> str:
+def _deployed(step: StepView, view: TrainingView) -> str:
     if step.deployed is None:
         state = step.deploy_state or "not run"
         return f'<p id="deployed">Not deployed (deploy task: {escape(state)}).</p>'
     d = step.deployed
+    history = TO_UI_BASE + run_tab_url(view.dag_id, view.run_id, HISTORY_TAB)
     return (
         f'<p id="deployed">Deployed <strong>{escape(d.model_name)} version {d.version}</strong>'
-        f" at {_path(d.path)}</p>"
+        f' at {_path(d.path)} (<a id="history-link" href="{escape(history)}" target="_top">'
+        "model history</a>)</p>"
     )
 
 
@@ -172,7 +177,7 @@ def _step(
     return (
         f'<section class="step" data-group="{escape(step.group_id)}">'
         f"<h2>{escape(step.group_id)}</h2>"
-        f"{_decision(step.decision, step.gate_state, run_over)}{_deployed(step)}"
+        f"{_decision(step.decision, step.gate_state, run_over)}{_deployed(step, view)}"
         f'<p id="model">Model directory {_path(step.model_dir)}</p>'
         f"{_tensorboard(step, tensorboard, view.dag_id, view.run_id)}"
         f"<h3>Roles</h3>{_roles_table(step.roles)}{timeline_chart(step.roles, now)}"

@@ -12,6 +12,8 @@ VIEW_PREFIX = "tfdist"  # the plugin app's url prefix under the API server
 VIEW_ROUTE = "training"  # the page's route in the app, and its tab's in the UI
 FILES_ROUTE = "files"  # the model directory's listing
 FILES_TAB = "model-files"
+HISTORY_ROUTE = "history"  # the model's deployed versions
+HISTORY_TAB = "model-history"
 
 
 def console_url(path: str) -> str:

@@ -276,7 +276,7 @@ class WatchRoleOperator(BaseOperator):
 
     def _show_log(self, handle: JobHandle, offset: int) -> int:
         text, offset = self._backend().read_log(handle, self.role, offset)
-        for line in text.splitlines():  # one time a line: Airflow's
+        for line in text.splitlines():  # at the role's own level and time
             relay(self.log, self.role, line)
         return offset
 

@@ -72,7 +72,7 @@ class RoleExitTrigger(BaseTrigger):
             shown = ""  # e.g. why a pod is still pending: shown once each time it changes
             while True:
                 text, offset = await asyncio.to_thread(backend.read_log, handle, self.role, offset)
-                for line in text.splitlines():  # one time a line: Airflow's
+                for line in text.splitlines():  # at the role's own level and time
                     relay(self.log, self.role, line)
                 driven = await asyncio.to_thread(drive, backend, handle, job)
                 if driven.step.say:

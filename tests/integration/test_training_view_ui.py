@@ -31,7 +31,7 @@ from tfdist.records import EvalRecord, eval_record_name
 from tfdist.storage import storage_for
 from tfdist_airflow.view.model import Progress
 from tfdist_airflow.view.read import read_step
-from tfdist_airflow.view.urls import files_view_url, training_view_url
+from tfdist_airflow.view.urls import files_view_url, run_tab_url, training_view_url
 
 pytestmark = pytest.mark.integration
 
@@ -115,8 +115,8 @@ def test_endpoints_refuse_strangers_and_show_the_run(
     assert [int(v) for v in re.findall(r'data-version="(\d+)"', history)] == [2, 1]
     assert '<tr class="version this-run" data-version="2">' in history
     assert "accuracy change &gt;= -0.02 vs version 1: +" in history
-    html_link = f"../../../dags/{DAG_ID}/runs/{quote(run_id, safe='')}/plugin/model-history"
-    assert f'href="{html_link}" target="_top"' in report["html"]
+    html_link = f"../../history/{DAG_ID}/{quote(run_id, safe='')}"
+    assert f'<a id="history-link" href="{html_link}">' in report["html"]
 
     (step,) = report["view"]["steps"]
     roles = {role["role"]: role for role in step["roles"]}
@@ -281,18 +281,20 @@ def test_training_tab_in_a_real_browser(
             wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, cells)) == len(TOP_TASKS))
             screenshot.parent.mkdir(parents=True, exist_ok=True)
             assert driver.save_screenshot(str(screenshot))
-            # From the Training tab to the model's history, within Airflow's UI
+            # From the Training tab to the model's history, in the tab's frame
             frame = driver.find_element(By.CSS_SELECTOR, "iframe[title=Training]")
             driver.switch_to.frame(frame)
             driver.find_element(By.ID, "history-link").click()
+            versions = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "tr.version"))
+            assert [row.get_attribute("data-version") for row in versions] == ["2", "1"]
             driver.switch_to.default_content()
+            # ... and its own tab
+            driver.get(f"{url}/{run_tab_url(DAG_ID, run_id, 'model-history')}")
             frame = wait.until(
                 lambda d: d.find_element(By.CSS_SELECTOR, "iframe[title='Model history']")
             )
-            assert driver.current_url.endswith("/plugin/model-history")
             driver.switch_to.frame(frame)
-            versions = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "tr.version"))
-            assert [row.get_attribute("data-version") for row in versions] == ["2", "1"]
+            wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "tr.version")) == 2)
             driver.switch_to.default_content()
             assert driver.save_screenshot(str(screenshot.with_name("model-history.png")))
             # The Model files tab, as the Model directory link opens it: within Airflow's UI

@@ -4,17 +4,15 @@ from __future__ import annotations
 
 from datetime import datetime
 from html import escape
+from urllib.parse import quote
 
 from tfdist_airflow.view.charts import STATE_COLORS, WORD_COLORS, metric_chart, timeline_chart
 from tfdist_airflow.view.margins import Margin
 from tfdist_airflow.view.model import Decision, RoleRow, StepView, TrainingView
 from tfdist_airflow.view.states import Status
-from tfdist_airflow.view.urls import HISTORY_TAB, console_url, run_tab_url, tensorboard_url
+from tfdist_airflow.view.urls import HISTORY_ROUTE, console_url, tensorboard_url
 
 REFRESH_SECS = 15
-# From this page (`<prefix>/training/<dag>/<run>`, in the Training tab's frame) up to the UI's
-# base, relative so that a proxy's path prefix is kept.
-TO_UI_BASE = "../../../"
 UNFINISHED = ("queued", "running")
 STYLE = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:16px;color:#212121;
@@ -135,11 +133,14 @@ def _deployed(step: StepView, view: TrainingView) -> str:
         state = step.deploy_state or "not run"
         return f'<p id="deployed">Not deployed (deploy task: {escape(state)}).</p>'
     d = step.deployed
-    history = TO_UI_BASE + run_tab_url(view.dag_id, view.run_id, HISTORY_TAB)
+    # From this page (`<prefix>/training/<dag>/<run>`) to `<prefix>/history/<dag>/<run>`, in the
+    # same frame (the UI's frames may not navigate the page around them); relative, so that a
+    # proxy's path prefix is kept.
+    history = f"../../{HISTORY_ROUTE}/{quote(view.dag_id, safe='')}/{quote(view.run_id, safe='')}"
     return (
         f'<p id="deployed">Deployed <strong>{escape(d.model_name)} version {d.version}</strong>'
-        f' at {_path(d.path)} (<a id="history-link" href="{escape(history)}" target="_top">'
-        "model history</a>)</p>"
+        f' at {_path(d.path)} (<a id="history-link" href="{escape(history)}">model history</a>)'
+        "</p>"
     )
 
 

@@ -29,6 +29,7 @@ from bench import (
     parse_cost,
     plan_scale,
     throughput,
+    view_scale,
     watch_requests,
 )
 from bench.common import REPO, Row, Stats, prepare_data, print_table, workspace
@@ -80,6 +81,7 @@ class Sizes:
     deploy_copy: tuple[str, ...] = ()
     polls: int = 10
     log_polls: int = 5
+    view_runs: int = 5
 
 
 FULL = Sizes()
@@ -97,6 +99,7 @@ SMOKE = Sizes(
     deploy_copy=("--files", "4", "--size-kb", "1", "--runs", "1"),
     polls=2,
     log_polls=1,
+    view_runs=1,
 )
 
 
@@ -178,6 +181,7 @@ def run_all(only: set[str], root: Path, sizes: Sizes = FULL) -> list[Row]:
         ("7", lambda: deploy_copy_rows(sizes.deploy_copy)),
         ("9", lambda: watch_requests.measure(polls=sizes.polls)),
         ("10", lambda: log_bytes.measure(polls=sizes.log_polls)),
+        ("11", lambda: view_scale.measure(runs=sizes.view_runs)),
     ]
     for item, measure in items:
         if only and item not in only:

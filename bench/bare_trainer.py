@@ -21,6 +21,8 @@ import sys
 import tempfile
 from typing import Any
 
+from tfdist import rolelog
+
 log = logging.getLogger("bench.bare")
 
 
@@ -35,11 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     config = json.loads(os.environ.get("TF_CONFIG") or "{}")
     task = config.get("task", {})
     role = f"{task['type']}-{task['index']}" if task else "bare"
-    logging.basicConfig(
-        level=logging.WARNING,
-        format=f"%(asctime)s {role} %(levelname)s %(name)s: %(message)s",
-        stream=sys.stdout,
-    )
+    rolelog.setup(role, sys.stdout)  # the runtime's own line format, parsed alike
     log.setLevel(logging.INFO)
 
     import tensorflow as tf

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -120,9 +120,9 @@ def print_table(rows: Sequence[Row], out: Any = None) -> None:
 
 # -- role logs --------------------------------------------------------------------------------
 
-# `%(asctime)s <role> %(levelname)s %(name)s: %(message)s`, as the runtime logs.
+# `<UTC time> <role> <LEVEL> <logger>: <message>`, as the runtime logs (`tfdist.rolelog`).
 LOG_LINE = re.compile(
-    r"(?P<time>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) (?P<role>\S+) (?P<level>[A-Z]+) "
+    r"(?P<time>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3})Z (?P<role>\S+) (?P<level>[A-Z]+) "
     r"(?P<logger>[\w.]+): (?P<message>.*)"
 )
 # TensorFlow's C++ library logs once as it loads (absl: `I0000 00:00:<epoch>.<us> ...`).
@@ -145,7 +145,7 @@ def parse_log(text: str) -> list[LogLine]:
         raw = raw.split("] ", 1)[1] if raw.startswith("[") and "] " in raw else raw
         match = LOG_LINE.search(raw)
         if match:
-            stamp = datetime.strptime(match["time"], "%Y-%m-%d %H:%M:%S,%f").timestamp()
+            stamp = datetime.fromisoformat(match["time"]).replace(tzinfo=UTC).timestamp()
             lines.append(LogLine(stamp, match["role"], match["logger"], match["message"]))
             continue
         loaded = TF_LOADED.match(raw)

@@ -46,7 +46,7 @@ _END = re.compile(r"\[DAG TEST\] end task task_id=(\S+) map_index=(-?\d+)")
 _STATE = re.compile(r"Task instance state updated .*\bnew_state=(\w+)")
 _EXCEPTION = re.compile(r"(?:[\w.]+\.)?(\w+(?:Error|Exception|Failed)): .*")  # a traceback's end
 _LAUNCHED = re.compile(r"\blaunched ([a-z0-9, -]+); model_dir")
-_ROLE_LINE = re.compile(r"\S+ \S+ ([a-z]+-\d+) (INFO|WARNING|ERROR|CRITICAL) tfdist[\w.]*: (.*)")
+_ROLE_LINE = re.compile(r"\S+ ([a-z]+-\d+) (INFO|WARNING|ERROR|CRITICAL) tfdist[\w.]*: (.*)")
 
 
 @dataclass(frozen=True)

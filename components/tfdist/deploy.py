@@ -170,6 +170,16 @@ def latest_deployment(storage: Storage, serving_base: str, model_name: str) -> D
     return _latest(storage, root, Layout.of(root, storage.list(root)))
 
 
+def deployments(storage: Storage, serving_base: str, model_name: str) -> list[Deployment]:
+    """Every complete version of the model, newest first."""
+    root = model_root(serving_base, model_name)
+    found = (
+        _read_deployment(storage, root, version)
+        for version in Layout.of(root, storage.list(root)).complete_versions()
+    )
+    return [deployment for deployment in found if deployment is not None]
+
+
 def _claimed_by(storage: Storage, root: str, layout: Layout, run_id: str) -> int | None:
     """The version this run claimed on an earlier attempt, if any."""
     for version in sorted(layout.claims, reverse=True):

@@ -37,6 +37,10 @@ class Storage(Protocol):
         """The file's text, or None when there is no such file."""
         ...
 
+    def read_bytes(self, path: str) -> bytes | None:
+        """The file's bytes, or None when there is no such file."""
+        ...
+
     def write_text(self, path: str, text: str) -> None:
         """Create or replace a file; readers see the old or the new text, never a part."""
         ...
@@ -80,7 +84,15 @@ class LocalStorage:
 
     def read_text(self, path: str) -> str | None:
         try:
-            return Path(path).read_text()
+            with open(path, encoding="utf-8") as file:
+                return file.read()
+        except FileNotFoundError:
+            return None
+
+    def read_bytes(self, path: str) -> bytes | None:
+        try:
+            with open(path, "rb") as file:
+                return file.read()
         except FileNotFoundError:
             return None
 
@@ -104,11 +116,16 @@ class LocalStorage:
         if not root.is_dir():
             return []
         base = prefix.rstrip("/")
-        return sorted(
-            f"{base}/{file.relative_to(root).as_posix()}"
-            for file in root.rglob("*")
-            if file.is_file()
-        )
+        found: builtins.list[str] = []
+        for directory, _, names in os.walk(root):
+            relative = os.path.relpath(directory, root)
+            inner = "" if relative == "." else f"{Path(relative).as_posix()}/"
+            found.extend(
+                f"{base}/{inner}{name}"
+                for name in names
+                if os.path.isfile(os.path.join(directory, name))
+            )
+        return sorted(found)
 
     def copy(self, src: str, dst: str) -> None:
         target = Path(dst)
@@ -233,13 +250,17 @@ class GcsStorage:
         return self.client.bucket(bucket).blob(name)
 
     def read_text(self, path: str) -> str | None:
+        data = self.read_bytes(path)
+        return None if data is None else data.decode("utf-8")
+
+    def read_bytes(self, path: str) -> bytes | None:
         from google.api_core.exceptions import NotFound
 
         try:
             data: bytes = self._blob(path).download_as_bytes()
         except NotFound:
             return None
-        return data.decode("utf-8")
+        return data
 
     def write_text(self, path: str, text: str) -> None:
         from google.api_core.exceptions import NotFound

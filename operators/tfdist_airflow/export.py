@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from tfdist.rolelog import relay
 from tfdist.spec import parse_spec
 from tfdist.storage import join
 from tfdist_airflow.backends import connect
@@ -85,7 +86,7 @@ class ExportModelOperator(BaseOperator):
             blessing.checkpoint_path,
             out,
             env,
-            lambda line: self.log.info("[export] %s", line),
+            lambda line: relay(self.log, "export", line),
         )
         exported = Exported(model_dir=spec.model_dir, path=out, global_step=blessing.global_step)
         return exported.model_dump(mode="json")

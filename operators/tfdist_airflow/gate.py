@@ -84,7 +84,7 @@ class BlessingGateOperator(BaseOperator):
     :param fail_when_not_blessed: fail the gate (and the run) when the model is not blessed.
     """
 
-    template_fields: Sequence[str] = ("thresholds", "serving_base")
+    template_fields: Sequence[str] = ("thresholds", "serving_base", "model_name")
     ui_color = "#fff9c4"
     custom_operator_name = TaskKind.GATE
     operator_extra_links = STEP_LINKS

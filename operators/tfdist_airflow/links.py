@@ -19,6 +19,7 @@ from airflow.sdk import BaseOperatorLink
 from tfdist_airflow.contracts import RETURN_KEY, Deployed, Launched, read
 from tfdist_airflow.view.urls import (
     console_url,
+    files_view_url,
     tensorboard_url,
     training_view_url,
 )
@@ -61,7 +62,7 @@ def _model_dir(operator: BaseOperator, ti_key: TaskInstanceKey) -> str:
 
 
 class ModelDirectoryLink(BaseOperatorLink):
-    """The run's model directory: the Cloud Console for gs://, else the Training view."""
+    """The run's model directory: the Cloud Console for gs://, else the run's Model files tab."""
 
     name = "Model directory"
 
@@ -69,7 +70,7 @@ class ModelDirectoryLink(BaseOperatorLink):
         model_dir = _model_dir(operator, ti_key)
         if not model_dir:
             return ""
-        return console_url(model_dir) or training_view_url(ti_key.dag_id, ti_key.run_id, "model")
+        return console_url(model_dir) or files_view_url(ti_key.dag_id, ti_key.run_id)
 
 
 class TensorBoardLink(BaseOperatorLink):
@@ -88,7 +89,8 @@ class TensorBoardLink(BaseOperatorLink):
 
 
 class DeployedVersionLink(BaseOperatorLink):
-    """The version this run deployed: its directory in the Cloud Console, else the view."""
+    """The version this run deployed: its directory in the Cloud Console, else the run's
+    Training tab."""
 
     name = "Deployed version"
 
@@ -97,7 +99,7 @@ class DeployedVersionLink(BaseOperatorLink):
         if deployed is None:
             return ""
         path = deployed.deployment.path
-        return console_url(path) or training_view_url(ti_key.dag_id, ti_key.run_id, "deployed")
+        return console_url(path) or training_view_url(ti_key.dag_id, ti_key.run_id)
 
 
 class PodLogsLink(BaseOperatorLink):

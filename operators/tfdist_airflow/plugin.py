@@ -11,7 +11,14 @@ from typing import Any
 
 from airflow.plugins_manager import AirflowPlugin
 
-from tfdist_airflow.view.urls import VIEW_PREFIX, VIEW_ROUTE
+from tfdist_airflow.view.urls import (
+    FILES_ROUTE,
+    FILES_TAB,
+    HISTORY_ROUTE,
+    HISTORY_TAB,
+    VIEW_PREFIX,
+    VIEW_ROUTE,
+)
 
 TRAINING_VIEW = {
     "name": "Training",
@@ -19,11 +26,25 @@ TRAINING_VIEW = {
     "destination": "dag_run",
     "url_route": VIEW_ROUTE,
 }
+MODEL_FILES = {
+    "name": "Model files",
+    "href": f"{VIEW_PREFIX}/{FILES_ROUTE}/{{DAG_ID}}/{{RUN_ID}}",
+    "destination": "dag_run",
+    "url_route": FILES_TAB,
+}
+
+
+MODEL_HISTORY = {
+    "name": "Model history",
+    "href": f"{VIEW_PREFIX}/{HISTORY_ROUTE}/{{DAG_ID}}/{{RUN_ID}}",
+    "destination": "dag_run",
+    "url_route": HISTORY_TAB,
+}
 
 
 class TfdistPlugin(AirflowPlugin):
     name = "tfdist"
-    external_views = [TRAINING_VIEW]  # noqa: RUF012 (Airflow's plugin attribute)
+    external_views = [TRAINING_VIEW, MODEL_FILES, MODEL_HISTORY]  # noqa: RUF012 (Airflow's plugin attribute)
 
     @property
     def fastapi_apps(self) -> list[dict[str, Any]]:  # type: ignore[override]

@@ -18,7 +18,7 @@ from tfdist.backend import Backend, JobHandle, RoleState
 from tfdist.fingerprint import claim_model_dir
 from tfdist.locations import check_location, check_locations
 from tfdist.preflight import check_writable
-from tfdist.rolelog import relayed
+from tfdist.rolelog import relay
 from tfdist.spec import JobSpec, SpecError, parse_spec
 from tfdist_airflow.backends import backend_from_dict, connect, storage_cluster
 from tfdist_airflow.contracts import ContractMissing, Launched, TaskKind, pull
@@ -311,8 +311,8 @@ class WatchRoleOperator(BaseOperator):
 
     def _show_log(self, handle: JobHandle, offset: int) -> int:
         text, offset = self._backend().read_log(handle, self.role, offset)
-        for line in text.splitlines():  # one time a line: Airflow's
-            self.log.info("[%s] %s", self.role, relayed(self.role, line))
+        for line in text.splitlines():  # at the role's own level and time
+            relay(self.log, self.role, line)
         return offset
 
     def _failure(self, handle: JobHandle, reason: str) -> str:

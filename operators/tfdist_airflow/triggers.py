@@ -19,7 +19,7 @@ from typing import Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from tfdist.backend import JobHandle, RoleState
-from tfdist.rolelog import relayed
+from tfdist.rolelog import relay
 from tfdist.supervision import drive
 from tfdist.supervisor import Supervised
 from tfdist_airflow.backends import connect
@@ -73,8 +73,8 @@ class RoleExitTrigger(BaseTrigger):
             shown = ""  # e.g. why a pod is still pending: shown once each time it changes
             while True:
                 text, offset = await asyncio.to_thread(backend.read_log, handle, self.role, offset)
-                for line in text.splitlines():  # one time a line: Airflow's
-                    self.log.info("[%s] %s", self.role, relayed(self.role, line))
+                for line in text.splitlines():  # at the role's own level and time
+                    relay(self.log, self.role, line)
                 driven = await asyncio.to_thread(drive, backend, handle, job)
                 if driven.step.say:
                     self.log.warning("[%s] %s", self.role, driven.step.say)

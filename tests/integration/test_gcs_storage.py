@@ -82,11 +82,13 @@ def test_write_read_exists_delete(storage: GcsStorage, bucket: str) -> None:
     storage.write_text(path, '{"blessed": false} ü')  # replaces
 
     assert storage.read_text(path) == '{"blessed": false} ü'
+    assert storage.read_bytes(path) == '{"blessed": false} ü'.encode()
     assert storage.exists(path)
     storage.delete(path)
     storage.delete(path)  # missing: nothing happens
     assert not storage.exists(path)
     assert storage.read_text(path) is None
+    assert storage.read_bytes(path) is None
 
 
 def test_list_is_recursive_sorted_and_a_prefix_is_a_directory(

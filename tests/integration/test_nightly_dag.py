@@ -167,18 +167,25 @@ def test_scheduler_runs_the_role_tasks_in_parallel(tmp_path: Path) -> None:
     assert leftover_roles(home) == []
 
     # Log hygiene: TensorFlow's start-up output is no ERROR in the data task's log, and a
-    # role's lines carry Airflow's time only.
+    # role's lines carry one time, the role's own, and one level, the role's own.
     logs = home.home / "logs" / f"dag_id={DAG_ID}" / f"run_id={run_id}"
     (prepare,) = logs.glob("task_id=prepare_data/*.log")
     levels = {record["level"] for record in log_records(prepare)}
     assert "error" not in levels and "info" in levels
-    chief = [
-        str(record["event"])
+    records = [
+        record
         for path in logs.glob("task_id=train_and_evaluate.watch/map_index=0/*")
         for record in log_records(path)
     ]
-    steps = [line for line in chief if line.startswith("[chief-0] INFO tfdist.train: step ")]
-    assert steps, chief
+    chief = [str(record["event"]) for record in records]
+    relayed = [r for r in records if str(r["event"]).startswith("[chief-0] tfdist.train: step ")]
+    assert relayed, chief
+    assert {record["level"] for record in relayed} == {"info"}
+    (own_log,) = (tmp_path / "runs").rglob("chief-0.log")
+    own = own_log.read_text()
+    for record in relayed:  # the time the chief logged it, to the millisecond
+        stamp = f"{str(record['timestamp'])[:23]}Z chief-0 INFO {str(record['event'])[10:]}"
+        assert stamp in own, (record, own[-2000:])
     assert not [line for line in chief if re.match(r"\[chief-0\] \d{4}-\d\d-\d\d ", line)]
     assert not [line for line in chief if "absl::InitializeLog" in line]
 

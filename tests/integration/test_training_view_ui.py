@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -19,7 +20,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import pytest
 from airflow_home import AIRFLOW, AirflowHome, _free_port, serving
@@ -30,7 +31,7 @@ from tfdist.records import EvalRecord, eval_record_name
 from tfdist.storage import storage_for
 from tfdist_airflow.view.model import Progress
 from tfdist_airflow.view.read import read_step
-from tfdist_airflow.view.urls import training_view_url
+from tfdist_airflow.view.urls import files_view_url, run_tab_url, training_view_url
 
 pytestmark = pytest.mark.integration
 
@@ -91,20 +92,37 @@ def test_endpoints_refuse_strangers_and_show_the_run(
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["statuses"] == {
-        "anonymous": 401,
+        "anonymous": 303,  # a page: to the login page, and back after it
+        "anonymous_files": 303,
         "anonymous_json": 401,
         "bad_token": 403,
         "no_role": 403,
         "unknown_run": 404,
         "admin_json": 200,
         "cookie_page": 200,
+        "cookie_files": 200,
+        "cookie_history": 200,
     }
     assert report["heavy"] == []  # the API server never loaded TensorFlow
+    login = urlsplit(report["login"])  # the login page, then back to the page opened
+    assert login.path == "/auth/login"
+    assert unquote(parse_qs(login.query)["next"][0]) == unquote(report["page_url"])
+    files = report["files"]  # the model directory's files, by kind
+    for kind in ("checkpoint", "eval record", "TensorBoard events", "export", "blessing"):
+        assert f"<td>{kind}</td>" in files, kind
+    assert "<code>blessing/BLESSED</code>" in files
+    history = report["history"]  # versions 2 (this run's, with its margins) and 1
+    assert [int(v) for v in re.findall(r'data-version="(\d+)"', history)] == [2, 1]
+    assert '<tr class="version this-run" data-version="2">' in history
+    assert "accuracy change &gt;= -0.02 vs version 1: +" in history
+    html_link = f"../../history/{DAG_ID}/{quote(run_id, safe='')}"
+    assert f'<a id="history-link" href="{html_link}">' in report["html"]
 
     (step,) = report["view"]["steps"]
     roles = {role["role"]: role for role in step["roles"]}
     assert list(roles) == ROLES
     assert {role["state"] for role in roles.values()} == {"success"}
+    assert {role["status"]["text"] for role in roles.values()} == {"done"}
     assert all(role["start"] < role["end"] for role in roles.values())
     assert roles["chief-0"]["last_step"] == 200 and roles["chief-0"]["steps_per_sec"] > 0
     assert roles["evaluator-0"]["last_step"] == 200
@@ -118,19 +136,31 @@ def test_endpoints_refuse_strangers_and_show_the_run(
     assert step["decision"]["blessed"] and step["decision"]["baseline_version"] == 1
     assert step["deployed"]["version"] == 2
     assert step["deployed"]["path"] == str(home.base_dir / "serving" / "digits" / "2")
+    assert step["sentence"] == "trained to step 200 of 200; blessed; deployed digits version 2"
+    margins = [(m["metric"], m["rule"]) for m in step["decision"]["margins"]]
+    assert margins == [
+        ("accuracy", "min 0.9"),
+        ("accuracy", "change >= -0.02 vs version 1"),
+        ("loss", "max 0.5"),
+    ]
+    # The chief's own TensorBoard event file, read without TensorFlow
+    training = {series["metric"]: series["points"] for series in step["training"]}
+    assert list(training) == ["training loss", "learning rate", "steps/s"]
+    assert training["training loss"][-1][0] == 200
+    assert all(value > 0 for _, value in training["steps/s"])
 
     html = report["html"]
     assert html.count('class="role-row"') == 5
     assert "BLESSED</strong> at step 200" in html and "digits version 2</strong>" in html
 
     links = {task: answer["extra_links"] for task, answer in report["links"].items()}
-    model_link = training_view_url(DAG_ID, run_id, "model")
+    model_link = files_view_url(DAG_ID, run_id)
     tensorboard = TENSORBOARD.format(model_dir=quote(step["model_dir"], safe=""))
     watch = links["train_and_evaluate.watch"]
     assert (watch["Model directory"], watch["TensorBoard"]) == (model_link, tensorboard)
     assert not watch["Pod logs"]  # local roles have no pod
     assert links["gate"] == {"Model directory": model_link, "TensorBoard": tensorboard}
-    deployed_link = training_view_url(DAG_ID, run_id, "deployed")
+    deployed_link = training_view_url(DAG_ID, run_id)
     assert links["deploy"]["Deployed version"] == deployed_link
 
 
@@ -224,7 +254,15 @@ def test_training_tab_in_a_real_browser(
             rows = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "tr.role-row"))
             assert [row.get_attribute("data-role") for row in rows] == ROLES
             charts = driver.find_elements(By.CSS_SELECTOR, "svg.metric")
-            assert [chart.get_attribute("data-metric") for chart in charts] == ["accuracy", "loss"]
+            assert [chart.get_attribute("data-metric") for chart in charts] == [
+                "training loss",
+                "learning rate",
+                "steps/s",
+                "accuracy",
+                "loss",
+            ]
+            outcome = driver.find_element(By.ID, "outcome").text
+            assert outcome == "Trained to step 200 of 200; blessed; deployed digits version 2"
             kinds = {
                 line.get_attribute("class")
                 for line in driver.find_elements(By.CSS_SELECTOR, "line.gate-line")
@@ -243,6 +281,34 @@ def test_training_tab_in_a_real_browser(
             wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, cells)) == len(TOP_TASKS))
             screenshot.parent.mkdir(parents=True, exist_ok=True)
             assert driver.save_screenshot(str(screenshot))
+            # From the Training tab to the model's history, in the tab's frame
+            frame = driver.find_element(By.CSS_SELECTOR, "iframe[title=Training]")
+            driver.switch_to.frame(frame)
+            driver.find_element(By.ID, "history-link").click()
+            versions = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "tr.version"))
+            assert [row.get_attribute("data-version") for row in versions] == ["2", "1"]
+            driver.switch_to.default_content()
+            # ... and its own tab
+            driver.get(f"{url}/{run_tab_url(DAG_ID, run_id, 'model-history')}")
+            frame = wait.until(
+                lambda d: d.find_element(By.CSS_SELECTOR, "iframe[title='Model history']")
+            )
+            driver.switch_to.frame(frame)
+            wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "tr.version")) == 2)
+            driver.switch_to.default_content()
+            assert driver.save_screenshot(str(screenshot.with_name("model-history.png")))
+            # The Model files tab, as the Model directory link opens it: within Airflow's UI
+            driver.get(f"{url}/{files_view_url(DAG_ID, run_id)}")
+            frame = wait.until(
+                lambda d: d.find_element(By.CSS_SELECTOR, "iframe[title='Model files']")
+            )
+            driver.switch_to.frame(frame)
+            listed = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "tr.file"))
+            assert "blessing/BLESSED" in [row.text.split()[0] for row in listed]
+            driver.switch_to.default_content()
+            assert driver.save_screenshot(str(screenshot.with_name("model-files.png")))
         finally:
             driver.quit()
     assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for name in ("model-files.png", "model-history.png"):
+        assert screenshot.with_name(name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -24,12 +24,16 @@ def main(dag_id: str, run_id: str) -> None:
     client = TestClient(create_app())
     path = f"training/{quote(dag_id, safe='')}/{quote(run_id, safe='')}"
     page, data = f"/tfdist/{path}", f"/tfdist/api/{path}"
+    files = f"/tfdist/files/{quote(dag_id, safe='')}/{quote(run_id, safe='')}"
+    versions = f"/tfdist/history/{quote(dag_id, safe='')}/{quote(run_id, safe='')}"
     manager = get_auth_manager()
     admin = manager.generate_jwt(SimpleAuthManagerUser(username="admin", role="ADMIN"))
     nobody = manager.generate_jwt(SimpleAuthManagerUser(username="nobody", role=None))
     as_admin = {"Authorization": f"Bearer {admin}"}
+    to_login = client.get(page, follow_redirects=False)
     statuses = {
-        "anonymous": client.get(page).status_code,
+        "anonymous": to_login.status_code,
+        "anonymous_files": client.get(files, follow_redirects=False).status_code,
         "anonymous_json": client.get(data).status_code,
         "bad_token": client.get(page, headers={"Authorization": "Bearer not-a-jwt"}).status_code,
         "no_role": client.get(page, headers={"Authorization": f"Bearer {nobody}"}).status_code,
@@ -38,10 +42,17 @@ def main(dag_id: str, run_id: str) -> None:
     view = client.get(data, headers=as_admin)
     client.cookies.set("_token", admin)  # as the UI's frame sends it
     html = client.get(page)
+    listed = client.get(files)
+    history = client.get(versions)
     loaded = sorted(
         name for name in sys.modules if any(name == h or name.startswith(f"{h}.") for h in HEAVY)
     )
-    statuses.update(admin_json=view.status_code, cookie_page=html.status_code)
+    statuses.update(
+        admin_json=view.status_code,
+        cookie_page=html.status_code,
+        cookie_files=listed.status_code,
+        cookie_history=history.status_code,
+    )
     run = f"/api/v2/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}/taskInstances"
     links = {
         task: client.get(f"{run}/{task}/links", params=params, headers=as_admin).json()
@@ -53,6 +64,10 @@ def main(dag_id: str, run_id: str) -> None:
                 "statuses": statuses,
                 "view": view.json(),
                 "html": html.text,
+                "files": listed.text,
+                "history": history.text,
+                "login": to_login.headers.get("location", ""),
+                "page_url": str(to_login.request.url),
                 "links": links,
                 "heavy": loaded,
             }

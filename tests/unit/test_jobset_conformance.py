@@ -22,8 +22,8 @@ from typing import Any, NamedTuple
 
 import pytest
 
-from tfdist.testing import jobset_cluster as fake
 from tfdist.kubernetes.api import JOBSETS
+from tfdist.testing import jobset_cluster as fake
 from tfdist.testing.jobset_cluster import FakeJobSetCluster
 
 JOBSET = "kubernetes-sigs/jobset@v0.12.0 pkg/controllers"

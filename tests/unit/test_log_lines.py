@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import logging
+import time
+from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
 from tfdist import tflog
-from tfdist.rolelog import relayed
+from tfdist.rolelog import RoleFormatter, relay, relayed, relayed_line
 
 PREAMBLE = (
     "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
@@ -67,9 +70,14 @@ def test_a_misspelt_level_is_named_with_the_choices() -> None:
     ("line", "expected"),
     [
         pytest.param(
-            "2026-11-30 02:45:03,255 chief-0 INFO tfdist.train: step 100/200 loss 0.2174",
-            "INFO tfdist.train: step 100/200 loss 0.2174",
+            "2026-11-30T02:45:03.255Z chief-0 INFO tfdist.train: step 100/200 loss 0.2174",
+            "tfdist.train: step 100/200 loss 0.2174",
             id="runtime-line",
+        ),
+        pytest.param(
+            "2026-11-30 02:45:03,255 chief-0 INFO tfdist.train: step 100/200 loss 0.2174",
+            "tfdist.train: step 100/200 loss 0.2174",
+            id="local-time-line",
         ),
         pytest.param(
             "2026-11-30 02:45:03,255 worker-1 INFO tfdist.serve: serving",
@@ -84,5 +92,53 @@ def test_a_misspelt_level_is_named_with_the_choices() -> None:
         ),
     ],
 )
-def test_a_relayed_line_loses_only_its_own_time_and_role(line: str, expected: str) -> None:
+def test_a_relayed_line_loses_only_its_own_time_role_and_level(line: str, expected: str) -> None:
     assert relayed("chief-0", line) == expected
+
+
+class Recorded:
+    """A logger with structlog's `log(level, event, *args, **kw)`, keeping what it was given."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[int, str, dict[str, Any]]] = []
+
+    def log(self, level: int, event: str, *args: object, **kw: Any) -> None:
+        self.calls.append((level, event % args, kw))
+
+
+def test_a_relayed_line_keeps_the_roles_level_and_time() -> None:
+    """A line logged at 02:45:03.255 by the role is stamped 02:45:03.255 in Airflow's log, not
+    when it was read; lines the role did not log (a traceback) are INFO at the reader's time."""
+    log = Recorded()
+    relay(log, "worker-1", "2026-11-30T02:45:03.255Z worker-1 WARNING tfdist.serve: slow")
+    relay(log, "worker-1", "2026-11-30T02:45:04.001Z worker-1 INFO tfdist.serve: serving")
+    relay(log, "worker-1", "Traceback (most recent call last):")
+    relay(log, "worker-1", "2026-11-30 02:45:05,000 worker-1 ERROR tfdist.serve: old style")
+    assert log.calls == [
+        (
+            logging.WARNING,
+            "[worker-1] tfdist.serve: slow",
+            {"timestamp": "2026-11-30T02:45:03.255000Z"},
+        ),
+        (
+            logging.INFO,
+            "[worker-1] tfdist.serve: serving",
+            {"timestamp": "2026-11-30T02:45:04.001000Z"},
+        ),
+        (logging.INFO, "[worker-1] Traceback (most recent call last):", {}),
+        (logging.ERROR, "[worker-1] tfdist.serve: old style", {}),  # no zone: no time
+    ]
+
+
+def test_role_lines_are_stamped_in_utc(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        record = logging.LogRecord("tfdist.train", logging.INFO, "f", 1, "step %d", (5,), None)
+        record.created, record.msecs = 1796544303.255, 255.0
+        line = RoleFormatter("chief-0").format(record)
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    assert line == "2026-12-06T08:05:03.255Z chief-0 INFO tfdist.train: step 5"
+    assert relayed_line("chief-0", line).time == datetime(2026, 12, 6, 8, 5, 3, 255000, tzinfo=UTC)

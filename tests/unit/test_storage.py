@@ -16,6 +16,8 @@ def test_write_read_exists_delete(tmp_path: Path) -> None:
     storage.write_text(path, "one")
     storage.write_text(path, "two")
     assert storage.read_text(path) == "two"
+    assert storage.read_bytes(path) == b"two"
+    assert storage.read_bytes(f"{tmp_path}/missing") is None
     assert storage.exists(path)
     assert not storage.exists(f"{tmp_path}/a")  # a directory is not a file
     assert [p.name for p in Path(tmp_path, "a/b").iterdir()] == ["c.json"]  # no temporaries

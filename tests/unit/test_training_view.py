@@ -17,12 +17,13 @@ from urllib.parse import quote
 import pytest
 
 from tfdist.deploy import Deployment
-from tfdist.gate import Baseline, GateSpec, decide, write_blessing
+from tfdist.gate import Baseline, GateSpec, MetricThreshold, decide, write_blessing
 from tfdist.launch.local import RESTART_MARKER
 from tfdist.records import EvalRecord, eval_record_name
 from tfdist.storage import LocalStorage, storage_for
 from tfdist_airflow.contracts import Deployed, Gated, Launched, TaskKind
 from tfdist_airflow.roles import redacted
+from tfdist_airflow.view.bar import Bar
 from tfdist_airflow.view.charts import metric_chart, nice_ticks, timeline_chart
 from tfdist_airflow.view.collect import TaskRow, collect_view
 from tfdist_airflow.view.model import (
@@ -40,6 +41,7 @@ from tfdist_airflow.view.page import render_page
 from tfdist_airflow.view.read import count_in_file
 from tfdist_airflow.view.urls import (
     console_url,
+    files_view_url,
     pod_logs_url,
     tensorboard_url,
     training_view_url,
@@ -213,9 +215,10 @@ def test_urls() -> None:
         "https://console.cloud.google.com/storage/browser/bucket/models/run%201"
     )
     assert console_url("/tmp/models") == ""
-    assert training_view_url("d", "manual__2026-01-01T00:00:00+00:00", "model") == (
-        "tfdist/training/d/manual__2026-01-01T00%3A00%3A00%2B00%3A00#model"
+    assert training_view_url("d", "manual__2026-01-01T00:00:00+00:00") == (
+        "dags/d/runs/manual__2026-01-01T00%3A00%3A00%2B00%3A00/plugin/training"
     )
+    assert files_view_url("d/x", "r") == "dags/d%2Fx/runs/r/plugin/model-files"
     assert tensorboard_url("", model_dir="gs://b/m", dag_id="d", run_id="r") == ""
     assert tensorboard_url(
         "https://tb.example.com/?logdir={model_dir}&run={run_id}",
@@ -367,11 +370,19 @@ def test_a_blessed_and_deployed_run(tmp_path: Path) -> None:
     assert "BLESSED</strong> at step 200" in page
     assert "digits version 2</strong>" in page
     assert page.count('class="gate-line') == 5  # min, change, baseline; max, baseline
+    # a blessed decision lists its margins: accuracy 0.96 vs version 1's 0.95, loss 0.3
+    assert page.count('class="margin"') == 3  # min, change; max
+    assert "<td>change &gt;= -0.02 vs version 1</td>" in page
+    assert '<td class="num">+0.01 (0.95 -&gt; 0.96)</td><td class="num pass">+0.03</td>' in page
     assert "<script" not in page
     assert 'http-equiv="refresh"' not in page  # a finished run does not reload
     running = render_page(view.model_copy(update={"run_state": "running"}), now=T0)
     assert '<meta http-equiv="refresh" content="15">' in running
     assert SECRET not in page and SECRET not in view.model_dump_json()
+    model_dir = step.model_dir
+    assert f"<code>tensorboard --logdir {model_dir}</code>" in page  # none configured
+    linked = render_page(view, now=T0, tensorboard="https://tb.test/?logdir={model_dir}")
+    assert f'<a href="https://tb.test/?logdir={quote(model_dir, safe="")}"' in linked
 
 
 def test_a_run_that_was_not_blessed_says_why(tmp_path: Path) -> None:
@@ -424,3 +435,26 @@ def test_the_api_server_side_imports_no_tensorflow() -> None:
     )
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report == {"prefix": "/tfdist", "heavy": []}
+
+
+def test_before_the_gate_decides_the_charts_draw_the_bar_it_will_apply(tmp_path: Path) -> None:
+    rows, xcoms = write_run(tmp_path, accuracy=0.96, deployed=False)
+    asked: list[str] = []
+
+    def bar_of(task_id: str) -> Bar:
+        asked.append(task_id)
+        return Bar(thresholds={"accuracy": MetricThreshold(min=0.8)})
+
+    def collected() -> Series:
+        view = collect_view(
+            dag_id="d", run_id="r", run_state="running", rows=rows, xcoms=xcoms,
+            storage_of=storage_for, bar_of=bar_of,
+        )  # fmt: skip
+        return view.steps[0].series[0]
+
+    decided = collected()  # the gate's own record wins
+    assert asked == [] and LineKind.BASELINE in {line.kind for line in decided.lines}
+    (tmp_path / "models" / "run-2" / "blessing" / "blessing.json").unlink()
+    before = collected()
+    assert asked == ["gate"]
+    assert [(line.kind, line.value) for line in before.lines] == [(LineKind.MIN, 0.8)]

@@ -11,8 +11,7 @@ import signal
 import sys
 import traceback
 
-from tfdist import tflog
-from tfdist.rolelog import line_format
+from tfdist import rolelog, tflog
 from tfdist.runtime.contract import ContractError, RunContext, load_trainer
 from tfdist.spec import JobSpec
 from tfdist.tf_config import TFConfigError, parse_tf_config
@@ -21,9 +20,7 @@ from tfdist.tf_config import TFConfigError, parse_tf_config
 def _setup_logging(role: str) -> None:
     """tfdist's progress at INFO; TensorFlow's own logging as `TFDIST_TF_LOG_LEVEL` says
     (default: errors only; see `tfdist.tflog`)."""
-    logging.basicConfig(
-        level=logging.WARNING, format=line_format(role), stream=sys.stdout, force=True
-    )
+    rolelog.setup(role, sys.stdout)
     logging.getLogger("tfdist").setLevel(logging.INFO)
     os.environ.setdefault("AUTOGRAPH_VERBOSITY", "0")
 

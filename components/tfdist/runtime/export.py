@@ -18,7 +18,7 @@ import sys
 import tempfile
 import uuid
 
-from tfdist import tflog
+from tfdist import rolelog, tflog
 from tfdist.runtime.contract import ContractError, RunContext, Trainer, load_trainer
 from tfdist.spec import JobSpec
 
@@ -97,11 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint", required=True, help="checkpoint prefix, e.g. DIR/ckpt-400")
     parser.add_argument("--out", required=True, help="directory for the SavedModel")
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.WARNING,
-        format="%(asctime)s export %(levelname)s %(name)s: %(message)s",
-        stream=sys.stdout,
-    )
+    rolelog.setup("export", sys.stdout)
     logging.getLogger("tfdist").setLevel(logging.INFO)
     try:
         spec = JobSpec.model_validate_json(os.environ["TFDIST_JOB"])

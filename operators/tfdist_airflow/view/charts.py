@@ -24,6 +24,16 @@ STATE_COLORS = {
     "scheduled": "#9e9e9e",
     "skipped": "#f48fb1",
 }
+WORD_COLORS = {  # a role's state in the model's words (`tfdist_airflow.view.states.Word`)
+    "queued": "#757575",
+    "starting": "#0288d1",
+    "running": "#1565c0",
+    "restarting": "#f9a825",
+    "stopped": "#6d4c41",
+    "failed": "#c62828",
+    "done": "#2e7d32",
+    "not run": "#9e9e9e",
+}
 LINE_STYLES = {
     LineKind.MIN: ("#c62828", "6 4"),
     LineKind.MAX: ("#c62828", "6 4"),
@@ -163,11 +173,12 @@ def timeline_chart(roles: Sequence[RoleRow], now: datetime, width: int = 720) ->
         if role.start is None:
             continue
         x1, x2 = x(role.start), x(role.end or now)
-        color = STATE_COLORS.get(role.state, "#9e9e9e")
+        word = role.status.word.value
+        color = WORD_COLORS.get(word, "#9e9e9e")
         parts.append(
-            f'<rect class="bar {escape(role.state)}" data-role="{escape(role.role)}" '
+            f'<rect class="bar {escape(word)}" data-role="{escape(role.role)}" '
             f'x="{x1:.1f}" y="{ry + 4}" width="{max(x2 - x1, 2):.1f}" height="{row_h - 8}" '
-            f'fill="{color}" rx="3"><title>{escape(role.role)}: {escape(role.state)}</title>'
+            f'fill="{color}" rx="3"><title>{escape(role.role)}: {escape(role.status.text)}</title>'
             "</rect>"
         )
     axis_y = top + row_h * len(roles) + 16

@@ -7,16 +7,19 @@ from its database; tests fill them by hand. Tasks are found by the kind they dec
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from tfdist_airflow.contracts import RETURN_KEY, Deployed, Gated, Launched, TaskKind, read
+from tfdist_airflow.view.bar import Bar
 from tfdist_airflow.view.model import RoleTask, StepView, TrainingView, build_step
 from tfdist_airflow.view.read import StorageOf, read_step
+from tfdist_airflow.view.states import UNFINISHED_TASK, Launch, StopRequest
 
 XComs = Mapping[tuple[str, str], Any]  # (task_id, key) -> value, unmapped tasks only
+BarOf = Callable[[str], Bar | None]  # the gate task's id -> the bar it will apply
 
 
 @dataclass(frozen=True)
@@ -87,7 +90,13 @@ def _owned(xcoms: XComs, model_dir: str) -> list[str]:
 
 
 def _step(
-    launch: TaskRow, rows: Sequence[TaskRow], xcoms: XComs, storage_of: StorageOf
+    launch: TaskRow,
+    rows: Sequence[TaskRow],
+    xcoms: XComs,
+    storage_of: StorageOf,
+    stops: Sequence[StopRequest] = (),
+    run_over: bool = False,
+    bar_of: BarOf | None = None,
 ) -> StepView:
     group = _group(launch.task_id) or launch.task_id
     launched = read(Launched, xcoms.get((launch.task_id, Launched.key)))
@@ -111,6 +120,7 @@ def _step(
     gate = _pick(rows, TaskKind.GATE, owned)
     deploy = _pick(rows, TaskKind.DEPLOY, owned)
     deployed = _deployed(xcoms.get((deploy.task_id, RETURN_KEY))) if deploy else None
+    bar = bar_of(gate.task_id) if bar_of and gate and found.blessing is None else None
     deployment = None
     if deployed is not None and deployed.deployment.model_dir == spec.model_dir:
         deployment = deployed.deployment
@@ -125,6 +135,16 @@ def _step(
         gate_state=gate.state if gate else None,
         deploy_state=deploy.state if deploy else None,
         problems=found.problems,
+        launch=Launch(
+            policy=spec.restart_policy,
+            uses_parameter_servers=spec.cluster.uses_parameter_servers,
+            max_steps=spec.train_spec.max_steps,
+            supervision=found.supervision,
+        ),
+        stops=stops,
+        run_over=run_over,
+        bar=bar,
+        training=found.training,
     )
 
 
@@ -136,12 +156,19 @@ def collect_view(
     rows: Sequence[TaskRow],
     xcoms: XComs,
     storage_of: StorageOf,
+    stops: Sequence[StopRequest] = (),
+    bar_of: BarOf | None = None,
 ) -> TrainingView:
-    """The view of every train-and-evaluate step of one run, in task id order."""
+    """The view of every train-and-evaluate step of one run, in task id order; `stops`: users
+    setting the run or its tasks failed (Airflow's audit log); `bar_of`: what a gate task will
+    apply, for the charts before it decides."""
+    run_over = run_state not in (*UNFINISHED_TASK, None)
     launches = sorted((row for row in rows if row.kind == TaskKind.LAUNCH), key=lambda r: r.task_id)
     return TrainingView(
         dag_id=dag_id,
         run_id=run_id,
         run_state=run_state,
-        steps=tuple(_step(launch, rows, xcoms, storage_of) for launch in launches),
+        steps=tuple(
+            _step(launch, rows, xcoms, storage_of, stops, run_over, bar_of) for launch in launches
+        ),
     )

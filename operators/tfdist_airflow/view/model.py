@@ -17,6 +17,17 @@ from pydantic import BaseModel, ConfigDict
 from tfdist.deploy import Deployment
 from tfdist.gate import Baseline, Blessing, MetricThreshold
 from tfdist.records import EvalRecord
+from tfdist_airflow.view.bar import Bar
+from tfdist_airflow.view.margins import Margin, margins
+from tfdist_airflow.view.states import (
+    Ended,
+    Launch,
+    RoleExit,
+    Status,
+    StopRequest,
+    role_status,
+    step_sentence,
+)
 
 ROLE_ORDER = ("chief", "worker", "ps", "evaluator")
 _STEP = re.compile(r"\bstep (\d+)\b")
@@ -47,11 +58,13 @@ class Progress(Frozen):
     steps_per_sec: float | None = None
     rate_unit: str = "steps"  # `closures` for a worker under parameter-server training
     restarts: int | None = None  # times the role was started again, where the backend says
+    exit: RoleExit | None = None  # how its current process ended, where the backend says
 
 
 class RoleRow(Frozen):
     role: str
-    state: str
+    state: str  # the watch task's
+    status: Status  # the role's own, in the model's words
     start: datetime | None
     end: datetime | None
     restarts: int
@@ -90,6 +103,7 @@ class Decision(Frozen):
     reasons: tuple[str, ...]
     notes: tuple[str, ...]
     baseline_version: int | None
+    margins: tuple[Margin, ...] = ()  # for every bound, passed or not
 
 
 class Deployed(Frozen):
@@ -110,6 +124,9 @@ class StepView(Frozen):
     deployed: Deployed | None = None
     deploy_state: str | None = None
     problems: tuple[str, ...] = ()  # what could not be read, said plainly
+    training: tuple[Series, ...] = ()  # the chief's loss, learning rate and steps/s
+    sentence: str = ""  # the step's outcome, or where it is, in one sentence
+    max_steps: int | None = None
 
 
 class TrainingView(Frozen):
@@ -119,13 +136,21 @@ class TrainingView(Frozen):
     steps: tuple[StepView, ...]
 
 
+def _last(pattern: re.Pattern[str], lines: Sequence[str]) -> str | None:
+    """The last match of `pattern` in `lines`, searching from the end."""
+    for line in reversed(lines):
+        if found := pattern.findall(line):
+            return str(found[-1])
+    return None
+
+
 def parse_progress(log_text: str) -> Progress:
     """The last `step N` and the last `X steps/s` (or closures/s, requests/s) in a role's log."""
-    steps = _STEP.findall(log_text)
-    rates = _RATE.findall(log_text)
+    lines = log_text.splitlines()
+    step, rate = _last(_STEP, lines), _last(_RATE, lines)
     return Progress(
-        last_step=int(steps[-1]) if steps else None,
-        steps_per_sec=float(rates[-1]) if rates else None,
+        last_step=int(step) if step is not None else None,
+        steps_per_sec=float(rate) if rate is not None else None,
     )
 
 
@@ -136,20 +161,37 @@ def role_key(role: str) -> tuple[int, int, str]:
     return (order, int(index) if index.isdigit() else 0, role)
 
 
-def role_rows(tasks: Iterable[RoleTask], progress: Mapping[str, Progress]) -> tuple[RoleRow, ...]:
+def role_rows(
+    tasks: Iterable[RoleTask],
+    progress: Mapping[str, Progress],
+    launch: Launch | None = None,
+    stops: Sequence[StopRequest] = (),
+) -> tuple[RoleRow, ...]:
     """One row per role. Restarts are the backend's count where it keeps one (a local run
     directory), else the watch task's tries after the first. The role's own start and end are
     preferred to its watch task's, which may begin late and resume after a deferral."""
     rows = []
     for task in sorted(tasks, key=lambda t: role_key(t.role)):
         seen = progress.get(task.role, Progress())
+        restarts = max(task.try_number - 1, 0) if seen.restarts is None else seen.restarts
+        status = role_status(
+            role=task.role,
+            task_state=task.state,
+            started=seen.started is not None,
+            ended=seen.exit,
+            restarts=restarts,
+            last_step=seen.last_step,
+            launch=launch or Launch(),
+            stops=stops,
+        )
         rows.append(
             RoleRow(
                 role=task.role,
                 state=task.state or "none",
+                status=status,
                 start=seen.started or task.start,
                 end=seen.ended or task.end,
-                restarts=max(task.try_number - 1, 0) if seen.restarts is None else seen.restarts,
+                restarts=restarts,
                 last_step=seen.last_step,
                 steps_per_sec=seen.steps_per_sec,
                 rate_unit=seen.rate_unit,
@@ -186,15 +228,19 @@ def threshold_lines(threshold: MetricThreshold, baseline: float | None) -> tuple
     return tuple(lines)
 
 
-def eval_series(records: Iterable[EvalRecord], blessing: Blessing | None) -> tuple[Series, ...]:
-    """Every metric the evaluator wrote, by global step (the newest record of a step wins)."""
+def eval_series(
+    records: Iterable[EvalRecord], blessing: Blessing | None, bar: Bar | None = None
+) -> tuple[Series, ...]:
+    """Every metric the evaluator wrote, by global step (the newest record of a step wins), with
+    the gate's lines: from its decision once made, else from the bar it will apply."""
     by_step: dict[int, EvalRecord] = {}
     for record in sorted(records, key=lambda r: r.timestamp):
         by_step[record.global_step] = record
     ordered = [by_step[step] for step in sorted(by_step)]
     metrics = sorted({name for record in ordered for name in record.metrics})
-    thresholds = blessing.thresholds if blessing else {}
-    baseline: Baseline | None = blessing.baseline if blessing else None
+    source = blessing or bar
+    thresholds = source.thresholds if source else {}
+    baseline: Baseline | None = source.baseline if source else None
     series = []
     for metric in metrics:
         base = baseline.metrics.get(metric) if baseline else None
@@ -213,6 +259,27 @@ def eval_series(records: Iterable[EvalRecord], blessing: Blessing | None) -> tup
     return tuple(series)
 
 
+TRAINING_TAGS = {
+    "loss": "training loss",
+    "learning_rate": "learning rate",
+    "steps_per_sec": "steps/s",
+}
+
+
+def training_series(found: Iterable[tuple[str, int, float]]) -> tuple[Series, ...]:
+    """The chief's training scalars by global step, in `TRAINING_TAGS` order; a step written
+    again (after a restart from a checkpoint) keeps its latest value."""
+    by_tag: dict[str, dict[int, float]] = {}
+    for tag, step, value in found:
+        if tag in TRAINING_TAGS:
+            by_tag.setdefault(tag, {})[step] = value
+    return tuple(
+        Series(metric=TRAINING_TAGS[tag], points=tuple(sorted(by_tag[tag].items())))
+        for tag in TRAINING_TAGS
+        if tag in by_tag
+    )
+
+
 def decision(blessing: Blessing | None) -> Decision | None:
     if blessing is None:
         return None
@@ -223,6 +290,7 @@ def decision(blessing: Blessing | None) -> Decision | None:
         reasons=blessing.reasons,
         notes=blessing.notes,
         baseline_version=blessing.baseline.version if blessing.baseline else None,
+        margins=margins(blessing.metrics, blessing.thresholds, blessing.baseline),
     )
 
 
@@ -246,16 +314,52 @@ def build_step(
     gate_state: str | None = None,
     deploy_state: str | None = None,
     problems: Sequence[str] = (),
+    launch: Launch | None = None,
+    stops: Sequence[StopRequest] = (),
+    run_over: bool = False,
+    bar: Bar | None = None,
+    training: Iterable[tuple[str, int, float]] = (),
 ) -> StepView:
-    """The view of one train-and-evaluate step from what its run wrote."""
+    """The view of one train-and-evaluate step from what its run wrote; `run_over`: the DAG
+    run has ended."""
+    launch = launch or Launch()
+    roles = role_rows(tasks, progress, launch, stops)
+    shipped = deployed(deployment)
+    sentence = ""
+    if roles:
+        sentence = step_sentence(
+            statuses=[row.status for row in roles],
+            step=training_step(roles),
+            launch=launch,
+            stops=stops,
+            ended=Ended(
+                run_over=run_over,
+                blessed=blessing.blessed if blessing else None,
+                not_blessed_because="; ".join(blessing.reasons) if blessing else None,
+                gate_state=gate_state,
+                deployed=f"{shipped.model_name} version {shipped.version}" if shipped else None,
+            ),
+        )
     return StepView(
         group_id=group_id,
         model_dir=model_dir,
-        roles=role_rows(tasks, progress),
-        series=eval_series(records, blessing),
+        roles=roles,
+        series=eval_series(records, blessing, bar),
+        training=training_series(training),
         decision=decision(blessing),
         gate_state=gate_state,
-        deployed=deployed(deployment),
+        deployed=shipped,
         deploy_state=deploy_state,
         problems=tuple(problems),
+        sentence=sentence,
+        max_steps=launch.max_steps,
     )
+
+
+def training_step(roles: Sequence[RoleRow]) -> int | None:
+    """How far training got: the chief's last step, else the furthest any role logged."""
+    chief = [row.last_step for row in roles if row.role.startswith("chief")]
+    if chief and chief[0] is not None:
+        return chief[0]
+    steps = [row.last_step for row in roles if row.last_step is not None]
+    return max(steps) if steps else None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import struct
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -23,7 +24,11 @@ from tfdist.gate import Blessing, read_blessing
 from tfdist.launch.local import RESTART_MARKER
 from tfdist.records import PROGRESS_DIR, EvalRecord, RoleProgress
 from tfdist.storage import Storage, join
+from tfdist.supervision import read_record
+from tfdist.supervisor import SupervisionState
+from tfdist_airflow.view.events import Scalar, is_event_file, scalars
 from tfdist_airflow.view.model import Progress, parse_progress
+from tfdist_airflow.view.states import RoleExit
 
 LOG_TAIL_BYTES = 64 * 1024
 ROLE_NAME = re.compile(r"[a-z]+-[0-9]+")
@@ -38,6 +43,8 @@ class Found:
     blessing: Blessing | None = None
     progress: dict[str, Progress] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    supervision: SupervisionState | None = None
+    training: list[Scalar] = field(default_factory=list)  # the chief's TensorBoard scalars
 
 
 def _is_record(path: str) -> bool:
@@ -54,6 +61,22 @@ def read_records(storage: Storage, eval_dir: str, found: Found) -> None:
             found.records.append(EvalRecord.model_validate_json(text))
         except ValidationError as error:
             found.problems.append(f"{path}: not an eval record ({error.error_count()} errors)")
+
+
+def read_training(storage: Storage, model_dir: str, found: Found) -> None:
+    """The scalars of the TensorBoard event files directly in `model_dir` (the chief's; the
+    evaluator's are in its eval directory), oldest file first."""
+    prefix = model_dir.rstrip("/") + "/"
+    for path in storage.list(model_dir):
+        if not is_event_file(path) or "/" in path.removeprefix(prefix):
+            continue
+        data = storage.read_bytes(path)
+        if data is None:
+            continue
+        try:
+            found.training.extend(scalars(data))
+        except (ValueError, IndexError, struct.error) as error:
+            found.problems.append(f"{path}: not a TensorBoard event file ({error})")
 
 
 def log_tail(path: Path, size: int = LOG_TAIL_BYTES) -> str:
@@ -73,6 +96,14 @@ def _started(run_dir: Path, role: str) -> datetime | None:
         created = json.loads((run_dir / f"{role}.pid").read_text())["created"]
         return datetime.fromtimestamp(float(created), UTC)
     except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _exit(run_dir: Path, role: str) -> RoleExit | None:
+    """The role's exit record, None while it has none (or it is being written)."""
+    try:
+        return RoleExit.model_validate_json((run_dir / f"{role}.exit").read_bytes())
+    except (OSError, ValidationError):
         return None
 
 
@@ -103,10 +134,22 @@ def role_progress(run_dir: Path, role: str) -> Progress:
     logged = parse_progress(log_tail(log))
     started = _started(run_dir, role)
     ended = _ended(run_dir, role)
+    exit_record = _exit(run_dir, role)
     if started and ended and ended < started:
-        ended = None  # the exit record of a try before a relaunch
+        ended = exit_record = None  # the exit record of a try before a relaunch
     restarts = count_in_file(log, RESTART_MARKER.format(role=role))
-    return logged.model_copy(update={"started": started, "ended": ended, "restarts": restarts})
+    kept = {"started": started, "ended": ended, "restarts": restarts, "exit": exit_record}
+    return logged.model_copy(update=kept)
+
+
+def read_supervision(handle: Mapping[str, Any]) -> SupervisionState | None:
+    """The launch's supervision record in a local run directory (restart counts, outcome)."""
+    if handle.get("backend") != "local" or not handle.get("job_id"):
+        return None
+    try:
+        return read_record(Path(str(handle["job_id"])))
+    except (OSError, ValidationError):
+        return None
 
 
 def read_progress(handle: Mapping[str, Any], roles: Iterable[str]) -> dict[str, Progress]:
@@ -152,6 +195,7 @@ def read_step(
         storage = storage_of(model_dir)
         read_records(storage, join(model_dir, eval_dir_name), found)
         found.blessing = read_blessing(storage, model_dir)
+        read_training(storage, model_dir, found)
         reported = read_reported(storage, model_dir, handle.get("launch_id"))
     except (OSError, ValueError, ImportError) as error:
         found.problems.append(f"cannot read {model_dir}: {error}")
@@ -161,6 +205,12 @@ def read_step(
     for role in logged.keys() | reported.keys():
         own = logged.get(role, Progress())
         record = reported.get(role)
-        kept = {"started": own.started, "ended": own.ended, "restarts": own.restarts}
+        kept = {
+            "started": own.started,
+            "ended": own.ended,
+            "restarts": own.restarts,
+            "exit": own.exit,
+        }
         found.progress[role] = own if record is None else record.model_copy(update=kept)
+    found.supervision = read_supervision(handle)
     return found

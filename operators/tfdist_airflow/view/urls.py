@@ -9,7 +9,11 @@ from urllib.parse import quote
 
 CONSOLE = "https://console.cloud.google.com"
 VIEW_PREFIX = "tfdist"  # the plugin app's url prefix under the API server
-VIEW_ROUTE = "training"
+VIEW_ROUTE = "training"  # the page's route in the app, and its tab's in the UI
+FILES_ROUTE = "files"  # the model directory's listing
+FILES_TAB = "model-files"
+HISTORY_ROUTE = "history"  # the model's deployed versions
+HISTORY_TAB = "model-history"
 
 
 def console_url(path: str) -> str:
@@ -19,10 +23,20 @@ def console_url(path: str) -> str:
     return f"{CONSOLE}/storage/browser/{quote(path.removeprefix('gs://').strip('/'))}"
 
 
-def training_view_url(dag_id: str, run_id: str, anchor: str = "") -> str:
-    """The Training view of a run, relative to the Airflow UI's base URL."""
-    url = f"{VIEW_PREFIX}/{VIEW_ROUTE}/{quote(dag_id, safe='')}/{quote(run_id, safe='')}"
-    return f"{url}#{anchor}" if anchor else url
+def run_tab_url(dag_id: str, run_id: str, tab: str) -> str:
+    """A tab of the run's page in the Airflow UI (with its navigation), relative to the UI's
+    base URL (the UI's pages set it as their `<base href>`)."""
+    return f"dags/{quote(dag_id, safe='')}/runs/{quote(run_id, safe='')}/plugin/{tab}"
+
+
+def training_view_url(dag_id: str, run_id: str) -> str:
+    """The run's Training tab in the Airflow UI."""
+    return run_tab_url(dag_id, run_id, VIEW_ROUTE)
+
+
+def files_view_url(dag_id: str, run_id: str) -> str:
+    """The run's Model files tab in the Airflow UI: its model directory's files."""
+    return run_tab_url(dag_id, run_id, FILES_TAB)
 
 
 def tensorboard_url(template: str, *, model_dir: str, dag_id: str, run_id: str) -> str:

@@ -9,6 +9,9 @@ Layout (paths relative to `model_dir`):
     <eval_dir>/events.out.tfevents.*                    the same metrics for TensorBoard
     tfdist/train-done.json                              TrainDone, written once training ended
     tfdist/progress/<role>.json                         RoleProgress of each training role
+    tfdist/notices/<role>.json, <role>.ack              a parameter server's preemption notice
+                                                        (NoticeRecord), and the chief's answer
+    tfdist/preemption-saved.json                        SavedRecord: the chief saved for notices
 
 `tensorboard --logdir <model_dir>` shows training (run `.`) and evaluation (run `eval`) together.
 
@@ -23,6 +26,8 @@ from pydantic import BaseModel, ConfigDict
 
 TRAIN_DONE = "tfdist/train-done.json"
 PROGRESS_DIR = "tfdist/progress"
+NOTICES_DIR = "tfdist/notices"
+PREEMPTION_SAVED = "tfdist/preemption-saved.json"
 
 
 class EvalRecord(BaseModel):
@@ -92,3 +97,25 @@ def latest_record(names: list[str]) -> str | None:
         if name.rsplit("/", 1)[-1].startswith("record-") and name.endswith(".json")
     )
     return records[-1] if records else None
+
+
+class NoticeRecord(BaseModel):
+    """A role got SIGTERM (a spot reclaim, a drain): the chief is to save a checkpoint now."""
+
+    model_config = ConfigDict(frozen=True)
+
+    role: str
+    launch_id: str
+    received_at: float  # seconds since the epoch
+    grace_secs: float  # how long the role has before it is killed
+
+
+class SavedRecord(BaseModel):
+    """The chief saved the checkpoint at `global_step` for the notices of `for_roles`."""
+
+    model_config = ConfigDict(frozen=True)
+
+    global_step: int
+    launch_id: str
+    timestamp: float
+    for_roles: tuple[str, ...]

@@ -164,7 +164,11 @@ def _replicated_job(
                 "podFailurePolicy": jobset_policy.pod_failure_policy(role_scope, CONTAINER),
                 "template": {
                     "metadata": {"labels": {**labels, ROLE: role.value}},
-                    "spec": build_pod_spec(placed, container),
+                    "spec": {
+                        **build_pod_spec(placed, container),
+                        # SIGTERM, then SIGKILL: the chief saves a checkpoint in between.
+                        "terminationGracePeriodSeconds": spec.restart_policy.grace_period_secs,
+                    },
                 },
             },
         },

@@ -316,7 +316,7 @@ class LocalLauncher:
             if code != 0 and why == "stopped":
                 ending = Ending.STOPPED
             elif code == PREEMPTED_EXIT_CODE and not why:  # the runtime, after its notice
-                ending, why = Ending.PREEMPTED, "ended after its preemption notice (SIGTERM)"
+                ending, why = Ending.PREEMPTED, "ended after a preemption notice (SIGTERM)"
             return RoleStatus(
                 name=role,
                 state=state,

@@ -37,7 +37,12 @@ __all__ = ["PREEMPTED_EXIT_CODE", "Preempted", "listen", "received"]
 
 
 class Preempted(BaseException):  # like KeyboardInterrupt: not an error to catch
-    """Raised in the main thread of a role that got its notice and has nothing to save."""
+    """Ends a role after a notice, once what it asked for is saved: the training `step` it
+    reached, and whether this role got the notice itself (`own`) or a peer did."""
+
+    def __init__(self, step: int = 0, own: bool = True):
+        super().__init__(step, own)
+        self.step, self.own = step, own
 
 
 _received = threading.Event()
@@ -126,13 +131,13 @@ class ChiefNotices:
                 except (ValueError, TypeError, tf.errors.OpError):
                     continue  # being written, or not ours
                 stale = notice.launch_id != self.launch or notice.received_at < self.started
-                if stale or notice.role in self.answered:
-                    continue
+                if stale or not notice.role.startswith("ps-") or notice.role in self.answered:
+                    continue  # a worker's or the evaluator's notice asks for no save
                 with self._lock:
                     if notice.role not in self.peers and not self.closing:
                         log.info("%s got a preemption notice: saving a checkpoint", notice.role)
                         self.peers[notice.role] = notice
-                        write_json(ack_name(self.model_dir, notice.role), notice.model_dump())
+                        write_json(ack_name(self.model_dir, notice), notice.model_dump())
                         self._peer.set()
 
     def saved(self, step: int) -> None:
@@ -154,21 +159,22 @@ class ChiefNotices:
         self._stop.set()
 
 
-def notice_name(model_dir: str, role: str) -> str:
-    return f"{model_dir}/{NOTICES_DIR}/{role}.json"
+def notice_name(model_dir: str, notice: NoticeRecord) -> str:
+    return f"{model_dir}/{NOTICES_DIR}/{notice.role}-{int(notice.received_at * 1000)}.json"
 
 
-def ack_name(model_dir: str, role: str) -> str:
-    return f"{model_dir}/{NOTICES_DIR}/{role}.ack"
+def ack_name(model_dir: str, notice: NoticeRecord) -> str:
+    return notice_name(model_dir, notice).removesuffix(".json") + ".ack"
 
 
 def announce(model_dir: str, role: str, grace_secs: float) -> NoticeRecord:
-    """A role that got its notice tells the chief, in `model_dir/tfdist/notices/<role>.json`."""
+    """A role that got its notice records it (`model_dir/tfdist/notices/<role>-<ms>.json`):
+    the chief saves for a parameter server's; goodput counts them all."""
     from tfdist.runtime.storage import launch_id, write_json
 
     at = received_at() or time.time()
     notice = NoticeRecord(role=role, launch_id=launch_id(), received_at=at, grace_secs=grace_secs)
-    write_json(notice_name(model_dir, role), notice.model_dump())
+    write_json(notice_name(model_dir, notice), notice.model_dump())
     return notice
 
 
@@ -220,7 +226,7 @@ def _acknowledged(model_dir: str, notice: NoticeRecord) -> bool:
     from tfdist.runtime.storage import read_json
 
     try:
-        raw = read_json(ack_name(model_dir, notice.role))
+        raw = read_json(ack_name(model_dir, notice))
     except (ValueError, tf.errors.OpError):
         return False
     return raw is not None and NoticeRecord.model_validate(raw) == notice

@@ -89,8 +89,8 @@ def serve_until_done(spec: JobSpec, config: TFConfig) -> None:
 def _end_after_notice(spec: JobSpec, config: TFConfig, role: str) -> None:
     """A worker ends at once (the coordinator runs its steps elsewhere); a ps serves on until
     the chief has saved a checkpoint (within the grace period), so the job resumes from there."""
+    told = notice.announce(spec.model_dir, role, spec.restart_policy.grace_period_secs)
     if role.startswith("ps-"):
-        told = notice.announce(spec.model_dir, role, spec.restart_policy.grace_period_secs)
         log.info("preemption notice: asked the chief to save a checkpoint")
         saved = notice.wait_for_save(spec.model_dir, told, config.cluster["chief"][0])
         if saved is None:

@@ -17,10 +17,18 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
+import psutil
 import tensorflow as tf
 
 from tfdist.lifecycle import PREEMPTED_EXIT_CODE
-from tfdist.records import TRAIN_DONE, RoleProgress, TrainDone, progress_name
+from tfdist.records import (
+    TRAIN_DONE,
+    RoleProgress,
+    TrainAttempt,
+    TrainDone,
+    attempt_name,
+    progress_name,
+)
 from tfdist.runtime import notice
 from tfdist.runtime.contract import RunContext, Trainer
 from tfdist.runtime.servers import listening
@@ -152,14 +160,38 @@ class Reporter:
     """Writes this role's `RoleProgress` and, on the chief, TensorBoard training summaries
     (`loss`, `steps_per_sec`, `learning_rate`) into `model_dir`, next to the evaluator's."""
 
-    def __init__(self, spec: JobSpec, config: TFConfig, state: TrainState):
+    def __init__(self, spec: JobSpec, config: TFConfig, state: TrainState, step: int):
         self.spec, self.state = spec, state
         self.role = f"{config.task_type}-{config.task_index}"
         self.counts: dict[str, int] = {}
         self.writer = tf.summary.create_file_writer(spec.model_dir) if config.is_chief else None
+        self.attempt: TrainAttempt | None = None
+        if config.is_chief:  # this run of the chief, for goodput
+            now = time.time()
+            self.attempt = TrainAttempt(
+                launch_id=launch_id(),
+                started_at=psutil.Process().create_time(),
+                resumed_step=step,
+                training_at=now,
+                last_step=step,
+                last_step_at=now,
+            )
+            self._write_attempt()
+
+    def _write_attempt(self, **changes: Any) -> None:
+        if self.attempt is None:
+            return
+        self.attempt = self.attempt.model_copy(update=changes)
+        name = attempt_name(self.spec.model_dir, self.attempt.started_at)
+        write_json(name, self.attempt.model_dump())
+
+    def ended(self, step: int, end: Literal["finished", "preempted"]) -> None:
+        now = time.time()
+        self._write_attempt(last_step=step, last_step_at=now, ended_at=now, end=end)
 
     def steps(self, step: int, loss: float, done: int, rate: float) -> None:
         self._write(self.role, "steps", step, done, rate, loss)
+        self._write_attempt(last_step=step, last_step_at=time.time())
         if self.writer is not None:
             with self.writer.as_default(step=step):
                 tf.summary.scalar("loss", loss)
@@ -254,8 +286,17 @@ def train(spec: JobSpec, trainer: Trainer, config: TFConfig) -> int:
                 strategy, tf.distribute.experimental.ParameterServerStrategy
             )
             run = _coordinated_loop if parameter_servers else _synchronous_loop
-            reporter = Reporter(spec, config, state)
-            step = run(spec, trainer, ctx, state, strategy, manager, step, finished, reporter)
+            reporter = Reporter(spec, config, state, step)
+            try:
+                step = run(spec, trainer, ctx, state, strategy, manager, step, finished, reporter)
+            except notice.Preempted as stop:
+                if stop.own:  # goodput counts it
+                    role = f"{config.task_type}-{config.task_index}"
+                    grace = spec.restart_policy.grace_period_secs
+                    notice.announce(spec.model_dir, role, grace)
+                reporter.ended(stop.step, "preempted")
+                raise
+            reporter.ended(step, "finished")
     finally:
         if not config.is_chief:
             shutil.rmtree(save_dir, ignore_errors=True)
@@ -309,12 +350,14 @@ def _preemption_saver(
         def save_if_noticed(step: int) -> None:
             if notice.received():
                 manager.save(checkpoint_number=step)
-                _saved_for_notice(step)
+                _saved_for_notice(step, own=True)
 
         return save_if_noticed
 
     def preempted() -> None:
-        _saved_for_notice(int(manager.checkpoint.step.numpy()))
+        # Every member ends; the one TensorFlow's handler saw SIGTERM reach says so.
+        own = getattr(handler, "_received_own_sigterm", None)
+        _saved_for_notice(int(manager.checkpoint.step.numpy()), own=bool(own and own.is_set()))
 
     handler = tf.distribute.experimental.PreemptionCheckpointHandler(
         resolver,
@@ -330,13 +373,13 @@ def _preemption_saver(
     return save_if_preempted
 
 
-def _saved_for_notice(step: int) -> None:
+def _saved_for_notice(step: int, own: bool) -> None:
     log.info(
         "preemption notice: saved the checkpoint for step %d; ending (exit code %d)",
         step,
         PREEMPTED_EXIT_CODE,
     )
-    raise notice.Preempted
+    raise notice.Preempted(step, own)
 
 
 def _coordinated_loop(
@@ -399,7 +442,7 @@ def _coordinated_loop(
             notices.saved(step)
             _settle_remote_work()
             _UNTIL_EXIT.extend((coordinator, iterator, train_step, step_fn))  # as below
-            _saved_for_notice(step)
+            _saved_for_notice(step, own=notices.own)
     notices.close()
     # The last save may still be registering functions on the workers (remote enqueues run
     # asynchronously): let them land before the servers are told to exit, or they fail with

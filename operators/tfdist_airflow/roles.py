@@ -8,6 +8,7 @@ teardown task stops whatever the run left behind, also when the run failed.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +23,7 @@ from tfdist.rolelog import relayed
 from tfdist.spec import JobSpec, parse_spec
 from tfdist_airflow.backends import backend_from_dict, connect, storage_cluster
 from tfdist_airflow.gcp import storages
+from tfdist_airflow.goodput import GOODPUT_KEY, launch_goodput
 from tfdist_airflow.links import ROLE_LINKS
 from tfdist_airflow.masking import mask_trainer_env
 from tfdist_airflow.refusals import FAIL_AT_ONCE, refusing
@@ -146,7 +148,8 @@ class LaunchRolesOperator(BaseOperator):
                 "this backend keeps restart counts in the triggerer's memory: a triggerer "
                 "restart starts them again (the JobSet backend keeps them in the cluster)"
             )
-        return {"spec": redacted(spec), "handle": handle.model_dump(mode="json")}
+        launched = {"launched_at": time.time()}  # the start of the run's goodput (teardown)
+        return {"spec": redacted(spec), "handle": handle.model_dump(mode="json"), **launched}
 
     def _admit(self, context: Context) -> tuple[JobSpec, Backend]:
         """Every check of the launch, in the order that writes last: the spec and its
@@ -328,7 +331,7 @@ class StopRolesOperator(BaseOperator):
         self.group_id = group_id
         self.launch_task_id = launch_task_id
 
-    def execute(self, context: Context) -> None:
+    def execute(self, context: Context) -> dict[str, Any] | None:
         from airflow.sdk.exceptions import AirflowFailException
 
         backend = connect(self.backend)
@@ -349,9 +352,13 @@ class StopRolesOperator(BaseOperator):
             backend.cleanup(handle)
             if judged in (None, handle.launch_id):
                 unfinished.append(unfinished_step(statuses, outcome))
+        goodput = launch_goodput(context, self.launch_task_id, self.log.info)
+        if goodput is not None:  # also when the step failed
+            context["ti"].xcom_push(key=GOODPUT_KEY, value=goodput)
         why = "; ".join(filter(None, unfinished))
         if why:
             raise AirflowFailException(f"the training step did not finish: {why}")
+        return goodput
 
     def _judged_launch(self, context: Context) -> str | None:
         if self.launch_task_id is None:

@@ -231,3 +231,13 @@ def test_success_waits_for_the_chief_and_the_evaluator() -> None:
     spec = PS_SPEC.with_overrides({"cluster": {"worker": 1}})
     without = plan_jobset(spec, TARGET, ref=REF)["spec"]["successPolicy"]
     assert without == {"operator": "All", "targetReplicatedJobs": ["chief"]}
+
+
+def test_every_pod_gets_the_spec_grace_period_before_sigkill() -> None:
+    """SIGTERM, then SIGKILL after `restart_policy.grace_period_secs`: the chief saves in it."""
+    spot = PS_SPEC.with_overrides({"restart_policy.grace_period_secs": 20})
+    for spec, grace in ((PS_SPEC, 25), (spot, 20)):
+        jobset = plan_jobset(spec, TARGET, KUEUE, REF)
+        validate(jobset)
+        pods = [r["template"]["spec"]["template"]["spec"] for r in jobset["spec"]["replicatedJobs"]]
+        assert [pod["terminationGracePeriodSeconds"] for pod in pods] == [grace] * 4

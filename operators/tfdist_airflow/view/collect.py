@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from tfdist.deploy import Deployment
 from tfdist.spec import JobSpec
+from tfdist_airflow.view.goodput import goodput_html
 from tfdist_airflow.view.model import RoleTask, StepView, TrainingView, build_step
 from tfdist_airflow.view.read import StorageOf, read_step
 
@@ -124,7 +125,7 @@ def _step(
         gate_state=gate.state if gate else None,
         deploy_state=deploy.state if deploy else None,
         problems=found.problems,
-    )
+    ).model_copy(update={"goodput_html": goodput_html(xcoms, _group(launch.task_id))})
 
 
 def collect_view(

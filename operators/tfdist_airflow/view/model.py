@@ -110,6 +110,7 @@ class StepView(Frozen):
     deployed: Deployed | None = None
     deploy_state: str | None = None
     problems: tuple[str, ...] = ()  # what could not be read, said plainly
+    goodput_html: str = ""  # tfdist_airflow.view.goodput
 
 
 class TrainingView(Frozen):

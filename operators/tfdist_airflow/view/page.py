@@ -117,6 +117,7 @@ def _step(step: StepView, now: datetime) -> str:
         f"<h2>{escape(step.group_id)}</h2>"
         f"{_decision(step.decision, step.gate_state)}{_deployed(step)}"
         f'<p id="model">Model directory {_path(step.model_dir)}</p>'
+        f"{step.goodput_html}"
         f"<h3>Roles</h3>{_roles_table(step.roles)}{timeline_chart(step.roles, now)}"
         f'<h3>Evaluation</h3><div class="charts">{charts}</div>'
         f"{f'<ul class=problems>{problems}</ul>' if problems else ''}</section>"

@@ -12,7 +12,7 @@ A pure computation from what the roles leave in `model_dir/tfdist/` (`tfdist.rec
   again;
 
 (SIGTERM to every role when the runner restarts or ends the job is no preemption: notices that
-come after the chief ended, before it starts again, are left out.)
+come after the chief ended, before it trains again, are left out.)
 
 and per preemption: the step the job had reached at the notice, the step it resumed from, the
 steps and seconds lost.
@@ -173,12 +173,12 @@ def goodput(
 
 
 def _stopping(notified: NoticeRecord, runs: Sequence[TrainAttempt]) -> bool:
-    """A notice that came after the chief had ended, before it started again (or after the
+    """A notice that came after the chief had ended, before it trained again (or after the
     last run ended): the runner stopping every role to restart or end the job, not a
     preemption."""
     for attempt, following in zip(runs, [*runs[1:], None], strict=True):
         ended = attempt.ended_at if attempt.ended_at is not None else attempt.last_step_at
-        started_again = following.started_at if following is not None else float("inf")
+        started_again = following.training_at if following is not None else float("inf")
         if ended < notified.received_at < started_again:
             return True
     return False

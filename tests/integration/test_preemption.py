@@ -92,6 +92,15 @@ def notice_mid_interval(run_dir: Path, role: str) -> int:
     return before
 
 
+def preemptions(tmp_path: Path, output: str) -> list[dict[str, Any]]:
+    """The run's goodput (`model_dir/tfdist/goodput.json`, also printed): its preemptions."""
+    assert "tfdist: goodput " in output
+    goodput = json.loads((tmp_path / "model" / "tfdist" / "goodput.json").read_text())
+    assert goodput["steps"] == MAX_STEPS
+    found: list[dict[str, Any]] = goodput["preemptions"]
+    return found
+
+
 def finish(process: subprocess.Popen[bytes], out: Path) -> str:
     try:
         process.wait(timeout=240)
@@ -125,6 +134,8 @@ def test_a_notice_to_the_chief_or_a_ps_is_a_checkpoint_the_job_resumes_from(
     assert int(RESUMED.findall(second)[0]) == saved
     assert f"(step {saved})" in second  # restored ckpt-<saved>
     assert saved in checkpoint_steps(tmp_path / "model")
+    (cost,) = preemptions(tmp_path, output)  # the runner's own stops are not counted
+    assert (cost["role"], cost["resumed_from"], cost["steps_lost"]) == (role, saved, 0)
     if role == "ps-0":  # it served until the chief had saved
         assert f"preemption notice: the chief saved step {saved}" in role_log(run_dir, role)
     assert max(checkpoint_steps(tmp_path / "model")) == MAX_STEPS
@@ -149,6 +160,8 @@ def test_a_notified_parameter_server_worker_leaves_and_rejoins_alone(
     assert len(attempts(role_log(run_dir, "chief-0"), "chief-0")) == 1  # never restarted
     _, again = attempts(role_log(run_dir, "worker-0"), "worker-0")
     assert re.search(r"ran \d+ steps here", again), "the restarted worker-0 ran no step"
+    (cost,) = preemptions(tmp_path, output)
+    assert (cost["role"], cost["steps_lost"]) == ("worker-0", 0)
     assert max(checkpoint_steps(tmp_path / "model")) == MAX_STEPS
     assert_no_process_left(run_dir)
 
@@ -174,5 +187,7 @@ def test_under_all_reduce_a_notice_to_a_worker_makes_every_member_save_the_same_
     assert [int(s) for s in SAVED_FOR_NOTICE.findall(worker_first)] == [saved]
     assert before <= saved < EVERY
     assert int(RESUMED.findall(second)[0]) == saved
+    (cost,) = preemptions(tmp_path, output)
+    assert (cost["role"], cost["resumed_from"], cost["steps_lost"]) == ("worker-0", saved, 0)
     assert max(checkpoint_steps(tmp_path / "model")) == MAX_STEPS
     assert_no_process_left(run_dir)

@@ -45,6 +45,7 @@ class Preempted(BaseException):  # like KeyboardInterrupt: not an error to catch
         self.step, self.own = step, own
 
 
+STARTED_AT = time.time()  # this role process started (imported first thing by the runtime)
 _received = threading.Event()
 _received_at: list[float] = []
 

@@ -17,7 +17,6 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
-import psutil
 import tensorflow as tf
 
 from tfdist.lifecycle import PREEMPTED_EXIT_CODE
@@ -170,7 +169,7 @@ class Reporter:
             now = time.time()
             self.attempt = TrainAttempt(
                 launch_id=launch_id(),
-                started_at=psutil.Process().create_time(),
+                started_at=notice.STARTED_AT,
                 resumed_step=step,
                 training_at=now,
                 last_step=step,

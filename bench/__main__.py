@@ -1,7 +1,8 @@
 """`python -m bench` (`make bench`): every measurement, then one table of ratios and targets.
 
 Each item is also a module of its own (`python -m bench.parse_cost`, ...). The whole run is
-sized to finish in well under 15 minutes on 2 cores; `--only 1 6` runs some items alone.
+sized to finish in well under 15 minutes on 2 cores (item 10, spot capacity, adds about 12);
+`--only 1 6` runs some items alone.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from bench import (
     orchestration,
     parse_cost,
     plan_scale,
+    spot,
     throughput,
     watch_requests,
 )
@@ -126,6 +128,7 @@ def run_all(only: set[str], root: Path) -> list[Row]:
         ("6", lambda: plan_scale.measure(runs=5, sizes=[10, 100, 1000])),
         ("7", deploy_copy_rows),
         ("9", lambda: watch_requests.measure(polls=10)),
+        ("10", lambda: spot.measure(root / "spot", only=set())),
     ]
     for item, measure in items:
         if only and item not in only:

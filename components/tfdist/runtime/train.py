@@ -425,12 +425,12 @@ def _coordinated_loop(
         while len(results) < chunk and not notices.pending():
             results.append(coordinator.schedule(train_step, args=(iterator,)))
             if len(results) > ahead:  # wait for the step `ahead` before this one
-                loss, _ = results[-ahead - 1].fetch()
-                progress.maybe_log(step + len(results) - ahead, float(loss))
+                for loss, _ in _outputs(results[-ahead - 1 : -ahead]):
+                    progress.maybe_log(step + len(results) - ahead, float(loss))
         coordinator.join()
         step += len(results)
         state.step.assign(step)
-        fetched = coordinator.fetch(results)
+        fetched = _outputs(results)
         if fetched:
             ran = Counter(f"worker-{int(worker)}" for _, worker in fetched)
             progress.maybe_log(step, float(fetched[-1][0]), force=True)
@@ -454,6 +454,18 @@ def _coordinated_loop(
     _UNTIL_EXIT.extend((coordinator, iterator, train_step, step_fn))
     finished(step)
     return step
+
+
+def _outputs(results: list[Any]) -> list[Any]:
+    """What the finished steps returned, where it can still be read: a worker that left after
+    running a step takes its output along (the step itself is done and counted)."""
+    outputs = []
+    for result in results:
+        try:
+            outputs.append(result.fetch())
+        except tf.errors.UnavailableError:
+            continue
+    return outputs
 
 
 def _settle_remote_work() -> None:

@@ -56,6 +56,13 @@ def _on_sigterm(signum: int, _frame: FrameType | None) -> None:
         _received.set()
 
 
+def mark_received(at: float) -> None:
+    """The notice came at `at`, caught by another handler (TensorFlow's)."""
+    if not _received_at:
+        _received_at.append(at)
+    _received.set()
+
+
 def listen() -> None:
     """Record SIGTERM instead of dying of it (the process then decides how to end)."""
     signal.signal(signal.SIGTERM, _on_sigterm)

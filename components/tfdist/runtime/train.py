@@ -356,6 +356,8 @@ def _preemption_saver(
     def preempted() -> None:
         # Every member ends; the one TensorFlow's handler saw SIGTERM reach says so.
         own = getattr(handler, "_received_own_sigterm", None)
+        if own is not None and own.is_set():  # when: goodput tells a notice from a stop by it
+            notice.mark_received(getattr(handler, "_received_own_sigterm_time", time.time()))
         _saved_for_notice(int(manager.checkpoint.step.numpy()), own=bool(own and own.is_set()))
 
     handler = tf.distribute.experimental.PreemptionCheckpointHandler(

@@ -73,7 +73,11 @@ def role_process(run_dir: Path, role: str) -> psutil.Process | None:
 
 
 def chief_steps(run_dir: Path) -> list[int]:
-    log = (run_dir / "chief-0.log").read_text(errors="replace")
+    """The steps the chief logged in its first run."""
+    try:
+        log = (run_dir / "chief-0.log").read_text(errors="replace")
+    except OSError:
+        return []
     return [int(step) for step in STEP.findall(log.split(RESTART)[0])]
 
 
@@ -128,7 +132,7 @@ def _goodput_line(output: str) -> str:
 def notice_once(role: str, sig: int, at_step: int) -> Any:
     def disturb(run_dir: Path, stop: threading.Event) -> None:
         while not stop.is_set():
-            reached = chief_steps(run_dir) if (run_dir / "chief-0.log").exists() else []
+            reached = chief_steps(run_dir)
             process = role_process(run_dir, role)
             if reached and max(reached) >= at_step and process is not None:
                 process.send_signal(sig)
@@ -138,19 +142,38 @@ def notice_once(role: str, sig: int, at_step: int) -> Any:
     return disturb
 
 
+def joined(run_dir: Path, role: str) -> bool:
+    """Whether the role's current run has joined the job (serving, or the chief training)."""
+    try:
+        log = (run_dir / f"{role}.log").read_text(errors="replace")
+    except OSError:
+        return False
+    current = log.rsplit(f"----- tfdist: starting {role} again -----", 1)[-1]
+    return "training from step" in current or "serving grpc://" in current
+
+
 def every(seconds: float, roles: list[str], sig: int, seed: int = 7) -> Any:
-    """`sig` to one of `roles` every `seconds` (in turn, or at random with several kinds)."""
+    """Once training runs, `sig` every `seconds` to one of `roles` that has joined the job (in
+    turn, or at random): a role still starting again is not hit a second time."""
     chooser = random.Random(seed)
 
     def disturb(run_dir: Path, stop: threading.Event) -> None:
+        while not stop.is_set() and not chief_steps(run_dir):
+            time.sleep(0.2)
         turn = 0
         while not stop.wait(seconds):
-            role = roles[turn % len(roles)] if sig == signal.SIGKILL else chooser.choice(roles)
-            turn += 1
-            process = role_process(run_dir, role)
-            if process is not None:
-                print(f"    {signal.Signals(sig).name} {role}", flush=True)
-                process.send_signal(sig)
+            order = (
+                roles[turn:] + roles[:turn]
+                if sig == signal.SIGKILL
+                else chooser.sample(roles, len(roles))
+            )
+            role = next((r for r in order if joined(run_dir, r)), None)
+            process = role_process(run_dir, role) if role else None
+            if role is None or process is None:
+                continue
+            turn = (roles.index(role) + 1) % len(roles)
+            print(f"    {signal.Signals(sig).name} {role}", flush=True)
+            process.send_signal(sig)
 
     return disturb
 

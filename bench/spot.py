@@ -242,7 +242,7 @@ def measure_churn(root: Path, data: Path, max_steps: int, only: set[str]) -> lis
                 Stats.of([ratio]),
                 "<= 1.3",
                 ratio <= 1.3,
-                f"{run.wall:.1f} s / {quiet.wall:.1f} s, {len(ENDED.findall(run.output))} roles hit; "
+                f"{run.wall:.1f} s / {quiet.wall:.1f} s, {len(ENDED.findall(run.output))} hits; "
                 f"{_goodput_line(run.output)}",
             )
         )

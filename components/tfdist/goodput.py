@@ -123,11 +123,13 @@ def goodput(
         gap = max(following.training_at - attempt.last_step_at, 0.0)
         recompute += redo_secs
         restart += gap
-        # The notices between this attempt's start and the next one's: one caused the restart.
-        here = [n for n in pending if attempt.started_at <= n.received_at < following.started_at]
-        cause = here[0].role.rpartition("-")[0] if here else "crash"
+        # The restart's cause: the last notice within its grace period before the chief ended
+        # (a notice to a parameter-server worker earlier on restarted nothing).
+        ended = attempt.ended_at if attempt.ended_at is not None else attempt.last_step_at
+        here = [n for n in pending if 0 <= ended - n.received_at <= n.grace_secs]
+        cause = here[-1].role.rpartition("-")[0] if here else "crash"
         lost[cause] = lost.get(cause, 0.0) + gap + redo_secs
-        for notified in here:
+        for notified in here[-1:]:
             before = min(attempt.last_step, _step_at(attempt, notified.received_at))
             costs.append(
                 PreemptionCost(

@@ -80,6 +80,18 @@ def test_the_stop_of_a_restart_is_no_preemption() -> None:
     assert [cost.role for cost in result.preemptions] == ["ps-0"]
 
 
+def test_a_restart_is_charged_to_the_notice_just_before_it_not_an_earlier_one() -> None:
+    """worker-0's notice at t=10 restarted nothing; chief-0's at t=29.5 restarted the job."""
+    runs = [attempt(0, 0, 0, 300, 30), attempt(35, 300, 42, 500, 62)]
+    notices = [notice("worker-0", 10), notice("chief-0", 29.5)]
+    result = goodput(runs, notices, ended_at=62)
+    assert result.lost_by_role == {"chief": 12}
+    assert [(c.role, c.resumed_from, c.secs_lost) for c in result.preemptions] == [
+        ("worker-0", 100, 0),
+        ("chief-0", 300, 12),
+    ]
+
+
 def test_a_notified_worker_restarts_nothing_and_loses_no_step() -> None:
     result = goodput([attempt(0, 0, 0, 1000, 100)], [notice("worker-1", 50)], ended_at=100)
     assert result.lost_by_role == {}

@@ -1,9 +1,10 @@
 """`python -m bench` (`make bench`): every measurement, then one table of ratios and targets.
 
 Each item is also a module of its own (`python -m bench.parse_cost`, ...). The whole run is
-sized to finish in well under 15 minutes on 2 cores; `--only 1 6` runs some items alone.
-`--smoke` runs every item once at its smallest size: it proves each still runs (the exit
-status is 1 when one failed), its figures mean nothing; `make test` runs it.
+sized to finish in well under 15 minutes on 2 cores (item 12, spot capacity, adds about 12);
+`--only 1 6` runs some items alone. `--smoke` runs every item once at its smallest size: it
+proves each still runs (the exit status is 1 when one failed), its figures mean nothing;
+`make test` runs it.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from bench import (
     orchestration,
     parse_cost,
     plan_scale,
+    spot,
     throughput,
     view_scale,
     watch_requests,
@@ -82,6 +84,8 @@ class Sizes:
     polls: int = 10
     log_polls: int = 5
     view_runs: int = 5
+    spot: tuple[str, ...] = ()  # which rows: a, b, c; () is all
+    spot_steps: int = 1200
 
 
 FULL = Sizes()
@@ -100,6 +104,8 @@ SMOKE = Sizes(
     polls=2,
     log_polls=1,
     view_runs=1,
+    spot=("b",),
+    spot_steps=60,
 )
 
 
@@ -182,6 +188,7 @@ def run_all(only: set[str], root: Path, sizes: Sizes = FULL) -> list[Row]:
         ("9", lambda: watch_requests.measure(polls=sizes.polls)),
         ("10", lambda: log_bytes.measure(polls=sizes.log_polls)),
         ("11", lambda: view_scale.measure(runs=sizes.view_runs)),
+        ("12", lambda: spot.measure(root / "spot", set(sizes.spot), sizes.spot_steps)),
     ]
     for item, measure in items:
         if only and item not in only:

@@ -12,4 +12,8 @@ RUN pip install --no-deps /src \
  && useradd --uid 1000 --create-home trainer
 USER 1000
 WORKDIR /home/trainer
+# The runtime is PID 1 in its container (the pod's command is `python -m tfdist.runtime` too),
+# where SIGTERM has no default action: it installs its own SIGTERM handler first thing, and
+# a preemption notice becomes a checkpoint (README: "Spot capacity"). A `trainer.command`
+# program runs as PID 1 the same way and must handle SIGTERM itself.
 ENTRYPOINT ["python", "-m", "tfdist.runtime"]

@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -200,6 +201,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         resumed = _unfinished_launch(launcher, spec.name) if args.resume else None
         if args.resume and resumed is None:
             print(f"tfdist: no unfinished launch of {spec.name} in {args.run_root}; launching")
+        launched_at = time.time()
         outcome = run_in_foreground(
             job,
             launcher,
@@ -213,6 +215,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("tfdist: interrupted; every role was stopped", file=sys.stderr)
         return 130
+    _report_goodput(spec, resumed.launch_id if resumed else job.launch_id, launched_at)
     if not outcome.succeeded:
         lines = [f"tfdist: job {spec.name} failed: {outcome.detail}"]
         if outcome.last_lines:
@@ -222,6 +225,26 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 1
     print(f"tfdist: job {spec.name} succeeded; model_dir {spec.model_dir}")
     return 0
+
+
+def _report_goodput(spec: JobSpec, launch_id: str | None, launched_at: float) -> None:
+    """The run's goodput, in a line and in `model_dir/tfdist/goodput.json`."""
+    from tfdist.goodput import measure
+    from tfdist.storage import storage_for
+
+    try:
+        found = measure(
+            storage_for(spec.model_dir),
+            spec.model_dir,
+            launch_id or "",
+            launched_at=launched_at,
+            ended_at=time.time(),
+        )
+    except (OSError, ValueError) as error:  # a report is not worth the run's outcome
+        print(f"tfdist: goodput not measured: {error}", file=sys.stderr)
+        return
+    if found is not None:
+        print(f"tfdist: {found.summary()}", flush=True)
 
 
 def _unfinished_launch(launcher: LocalLauncher, name: str) -> JobHandle | None:

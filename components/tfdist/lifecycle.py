@@ -34,6 +34,7 @@ from pydantic import Field
 from tfdist.spec import Frozen, RestartPolicy, Role
 
 __all__ = [
+    "PREEMPTED_EXIT_CODE",
     "Action",
     "Ending",
     "RestartPolicy",
@@ -44,6 +45,11 @@ __all__ = [
     "decide",
     "restart_scope",
 ]
+
+
+# How tfdist's runtime ends a role after a preemption notice (SIGTERM) once its work is safe:
+# EX_TEMPFAIL, "try again later". A backend that sees it reads the end as preempted.
+PREEMPTED_EXIT_CODE = 75
 
 
 class RoleId(Frozen):

@@ -9,6 +9,12 @@ Layout (paths relative to `model_dir`):
     <eval_dir>/events.out.tfevents.*                    the same metrics for TensorBoard
     tfdist/train-done.json                              TrainDone, written once training ended
     tfdist/progress/<role>.json                         RoleProgress of each training role
+    tfdist/notices/<role>-<ms>.json                     NoticeRecord: a role got a preemption
+                                                        notice (<ms>: when, in ms since the epoch)
+    tfdist/notices/<role>-<ms>.ack                      the chief's answer to a ps's notice
+    tfdist/preemption-saved.json                        SavedRecord: the chief saved for notices
+    tfdist/attempts/<ms>.json                           TrainAttempt: one run of the chief
+    tfdist/goodput.json                                 Goodput, written by the runner at the end
 
 `tensorboard --logdir <model_dir>` shows training (run `.`) and evaluation (run `eval`) together.
 
@@ -23,6 +29,10 @@ from pydantic import BaseModel, ConfigDict
 
 TRAIN_DONE = "tfdist/train-done.json"
 PROGRESS_DIR = "tfdist/progress"
+NOTICES_DIR = "tfdist/notices"
+PREEMPTION_SAVED = "tfdist/preemption-saved.json"
+ATTEMPTS_DIR = "tfdist/attempts"
+GOODPUT = "tfdist/goodput.json"
 
 
 class EvalRecord(BaseModel):
@@ -92,3 +102,45 @@ def latest_record(names: list[str]) -> str | None:
         if name.rsplit("/", 1)[-1].startswith("record-") and name.endswith(".json")
     )
     return records[-1] if records else None
+
+
+class NoticeRecord(BaseModel):
+    """A role got SIGTERM (a spot reclaim, a drain): the chief is to save a checkpoint now."""
+
+    model_config = ConfigDict(frozen=True)
+
+    role: str
+    launch_id: str
+    received_at: float  # seconds since the epoch
+    grace_secs: float  # how long the role has before it is killed
+
+
+class SavedRecord(BaseModel):
+    """The chief saved the checkpoint at `global_step` for the notices of `for_roles`."""
+
+    model_config = ConfigDict(frozen=True)
+
+    global_step: int
+    launch_id: str
+    timestamp: float
+    for_roles: tuple[str, ...]
+
+
+class TrainAttempt(BaseModel):
+    """One run of the chief, from its process start to its end, as goodput needs it; rewritten
+    each time the chief logs its progress. Times are seconds since the epoch."""
+
+    model_config = ConfigDict(frozen=True)
+
+    launch_id: str
+    started_at: float  # the chief's process started
+    resumed_step: int  # the checkpoint it restored (0: none)
+    training_at: float  # its first step started
+    last_step: int
+    last_step_at: float
+    ended_at: float | None = None
+    end: Literal["finished", "preempted"] | None = None  # None: still running, or it crashed
+
+
+def attempt_name(model_dir: str, started_at: float) -> str:
+    return f"{model_dir}/{ATTEMPTS_DIR}/{int(started_at * 1000):015d}.json"

@@ -213,10 +213,15 @@ class RestartPolicy(Frozen):
     A crashed evaluator or parameter-server-strategy worker restarts alone, at most
     `max_role_restarts` times each; a crashed chief, ps or all-reduce worker restarts every
     role from the last checkpoint, at most `max_job_restarts` times. Preemptions do not count.
+
+    `grace_period_secs` is how long a role has between SIGTERM (a spot reclaim, a node drain, a
+    stop) and SIGKILL: the chief saves a checkpoint in it. The default fits GKE spot nodes
+    (about 30 s of notice); it becomes the pods' `terminationGracePeriodSeconds`.
     """
 
     max_role_restarts: int = Field(default=3, ge=0)
     max_job_restarts: int = Field(default=2, ge=0)
+    grace_period_secs: int = Field(default=25, ge=1, le=3600)
 
 
 class JobSpec(Frozen):

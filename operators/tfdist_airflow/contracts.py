@@ -2,6 +2,7 @@
 
     launch  --Launched-->  watch[role], stop, gate, export, the Training view  (XCom `launched`)
     launch  --roles----->  the watch tasks are mapped over this list            (return value)
+    stop    --Goodput--->  the view (`tfdist.goodput.Goodput`)                  (return value)
     gate    --Gated----->  export, deploy, the view                             (return value)
     export  --Exported-->  deploy                                               (return value)
     deploy  --Deployed-->  the view                                             (return value)
@@ -60,6 +61,7 @@ class Launched(Contract):
     version: Literal[1] = 1
     spec: JobSpec
     handle: JobHandle
+    launched_at: float | None = None  # when its roles were started (None: by an earlier try)
 
 
 class Gated(Contract):

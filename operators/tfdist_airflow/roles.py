@@ -8,6 +8,7 @@ teardown task stops whatever the run left behind, also when the run failed.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -21,8 +22,9 @@ from tfdist.preflight import check_writable
 from tfdist.rolelog import relay
 from tfdist.spec import JobSpec, SpecError, parse_spec
 from tfdist_airflow.backends import backend_from_dict, connect, storage_cluster
-from tfdist_airflow.contracts import ContractMissing, Launched, TaskKind, pull
+from tfdist_airflow.contracts import RETURN_KEY, ContractMissing, Launched, TaskKind, pull
 from tfdist_airflow.gcp import storages
+from tfdist_airflow.goodput import launch_goodput
 from tfdist_airflow.links import ROLE_LINKS
 from tfdist_airflow.masking import mask_trainer_env
 from tfdist_airflow.refusals import FAIL_AT_ONCE, refusing
@@ -135,8 +137,11 @@ class LaunchRolesOperator(BaseOperator):
         scope = self._scope = _scope(context, self.group_id)
         with refusing(self.log):  # bad input fails the task at once, with nothing written
             spec, backend = self._admit(context)
-        handle = self._running_launch(backend, scope) or self._launch(backend, spec, scope)
-        launched = Launched(spec=redacted(spec), handle=handle)
+        launched_at = None
+        handle = self._running_launch(backend, scope)
+        if handle is None:
+            launched_at, handle = time.time(), self._launch(backend, spec, scope)
+        launched = Launched(spec=redacted(spec), handle=handle, launched_at=launched_at)
         context["ti"].xcom_push(key=Launched.key, value=launched.model_dump(mode="json"))
         return list(handle.roles)
 
@@ -364,7 +369,7 @@ class StopRolesOperator(BaseOperator):
         self.group_id = group_id
         self.launch_task_id = launch_task_id
 
-    def execute(self, context: Context) -> None:
+    def execute(self, context: Context) -> dict[str, Any] | None:
         from airflow.sdk.exceptions import AirflowFailException
 
         backend = connect(self.backend)
@@ -385,9 +390,13 @@ class StopRolesOperator(BaseOperator):
             backend.cleanup(handle)
             if judged in (None, handle.launch_id):
                 unfinished.append(unfinished_step(statuses, outcome))
+        goodput = launch_goodput(context, self.launch_task_id, self.log.info)
         why = "; ".join(filter(None, unfinished))
         if why:
+            if goodput is not None:  # a failed task returns nothing: hand it over all the same
+                context["ti"].xcom_push(key=RETURN_KEY, value=goodput)
             raise AirflowFailException(f"the training step did not finish: {why}")
+        return goodput
 
     def _judged_launch(self, context: Context) -> str | None:
         if self.launch_task_id is None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
 import subprocess
 import sys
 from importlib.metadata import version
@@ -65,6 +66,18 @@ def leftover_roles(home: AirflowHome) -> list[str]:
     return found
 
 
+def goodput_xcom(home: AirflowHome) -> object:
+    """What the latest run's teardown task returned: the run's goodput."""
+    run_id = home.runs(DAG_ID)[-1][0]
+    with sqlite3.connect(home.home / "airflow.db") as db:
+        (value,) = db.execute(
+            "SELECT value FROM xcom WHERE dag_id = ? AND run_id = ? AND key = 'return_value' "
+            "AND task_id LIKE '%stop'",
+            (DAG_ID, run_id),
+        ).fetchone()
+    return json.loads(value)
+
+
 def test_dag_file_imports_no_heavy_modules() -> None:
     dag_file = str(REPO / "dags" / "nightly_retrain.py")
     code = (
@@ -111,6 +124,11 @@ def test_dags_test_deploys_then_next_run_is_gated_against_it(airflow: AirflowHom
     assert first_blessing["blessed"] is True and first_blessing["baseline"] is None
     assert (latest_model_dir(airflow) / "blessing" / "BLESSED").exists()
     assert first_blessing["global_step"] == FAST["max_steps"]
+    # The teardown measured the run's goodput: in model_dir and in its XCom.
+    goodput = json.loads((latest_model_dir(airflow) / "tfdist" / "goodput.json").read_text())
+    assert goodput["steps"] == FAST["max_steps"] and goodput["attempts"] == 1
+    assert 0 < goodput["productive_secs"] < goodput["wall_secs"]
+    assert goodput_xcom(airflow) == goodput
 
     second = airflow.dags_test(DAG_ID, FAST)
     assert second.returncode == 0, second.stdout[-4000:]

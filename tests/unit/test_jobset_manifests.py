@@ -322,3 +322,13 @@ def test_the_jobset_backend_refuses_a_topology_without_a_queue_when_the_dag_is_p
         backend_from_dict(config)
     queued = backend_from_dict({**config, "kueue": {"queue_name": "gpu-queue"}})
     assert queued.placement.for_role(Role.CHIEF).topology is not None
+
+
+def test_every_pod_gets_the_spec_grace_period_before_sigkill() -> None:
+    """SIGTERM, then SIGKILL after `restart_policy.grace_period_secs`: the chief saves in it."""
+    spot = PS_SPEC.with_overrides({"restart_policy.grace_period_secs": 20})
+    for spec, grace in ((PS_SPEC, 25), (spot, 20)):
+        jobset = plan_jobset(spec, TARGET, KUEUE, REF)
+        validate(jobset)
+        pods = [r["template"]["spec"]["template"]["spec"] for r in jobset["spec"]["replicatedJobs"]]
+        assert [pod["terminationGracePeriodSeconds"] for pod in pods] == [grace] * 4

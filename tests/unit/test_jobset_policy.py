@@ -187,3 +187,13 @@ def test_rules_name_the_role_scopes_and_budgets() -> None:
     chief_only = failure_policy(PS.with_overrides({"cluster": {"chief": 1}}))["rules"]
     assert "roleRestartsUsed" not in [r["name"] for r in chief_only]  # no empty target list
     assert Role.CHIEF.value in chief_only[0]["targetReplicatedJobs"]
+
+
+def test_the_runtime_exit_after_a_notice_is_no_program_error() -> None:
+    """Exit 75 (`PREEMPTED_EXIT_CODE`): an all-reduce member ends so when a peer got the notice;
+    without a `DisruptionTarget` of its own that is a counted crash, never FailJob."""
+    from tfdist.kubernetes.jobset_policy import PROGRAM_EXIT_CODES
+    from tfdist.lifecycle import PREEMPTED_EXIT_CODE
+
+    assert PREEMPTED_EXIT_CODE not in PROGRAM_EXIT_CODES
+    assert set(PROGRAM_EXIT_CODES) == set(range(1, 128)) - {PREEMPTED_EXIT_CODE}

@@ -96,6 +96,7 @@ def test_chief_pod_template_golden() -> None:
     env = {item["name"]: item for item in pod["containers"][0].pop("env")}
     assert pod == {
         "restartPolicy": "Never",
+        "terminationGracePeriodSeconds": 25,  # restart_policy.grace_period_secs
         "enableServiceLinks": False,
         "securityContext": {
             "runAsNonRoot": True,

@@ -368,6 +368,11 @@ ERRORS = [
         id="model-dir-blank",
     ),
     pytest.param(
+        {"restart_policy.grace_period_secs": 0},
+        "restart_policy.grace_period_secs: Input should be greater than or equal to 1",
+        id="no-grace-period",
+    ),
+    pytest.param(
         {"epochs": 3},
         "epochs: unknown field; remove it or correct its spelling",
         id="unknown-top-level-field",

@@ -385,6 +385,37 @@ def test_a_blessed_and_deployed_run(tmp_path: Path) -> None:
     assert f'<a href="https://tb.test/?logdir={quote(model_dir, safe="")}"' in linked
 
 
+def test_the_goodput_the_teardown_measured_shows_under_the_step(tmp_path: Path) -> None:
+    from tfdist.goodput import Goodput
+
+    rows, xcoms = write_run(tmp_path, accuracy=0.96, deployed=True)
+    measured = Goodput(
+        wall_secs=80,
+        productive_secs=60,
+        admission_secs=0,
+        startup_secs=10,
+        restart_secs=10,
+        recompute_secs=0,
+        lost_by_role={"ps": 10},
+        steps=200,
+        attempts=2,
+    )
+
+    def page() -> str:
+        view = collect_view(
+            dag_id="d", run_id="r", run_state="success", rows=rows, xcoms=xcoms,
+            storage_of=storage_for,
+        )  # fmt: skip
+        return render_page(view, now=T0)
+
+    before = page()
+    xcoms["train_and_evaluate.stop", "return_value"] = measured.model_dump(mode="json")
+    after = page()
+    assert 'id="goodput"' not in before
+    assert '<p id="goodput">Goodput 75% of 80.0 s: training 60.0 s, startup 10.0 s' in after
+    assert "(lost by role: ps 10.0 s)" in after
+
+
 def test_a_run_that_was_not_blessed_says_why(tmp_path: Path) -> None:
     rows, xcoms = write_run(tmp_path, accuracy=0.85, deployed=False)
     view = collect_view(

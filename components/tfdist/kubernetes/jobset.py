@@ -171,7 +171,11 @@ def _replicated_job(
                             else {}
                         ),
                     },
-                    "spec": build_pod_spec(placed, container),
+                    "spec": {
+                        **build_pod_spec(placed, container),
+                        # SIGTERM, then SIGKILL: the chief saves a checkpoint in between.
+                        "terminationGracePeriodSeconds": spec.restart_policy.grace_period_secs,
+                    },
                 },
             },
         },

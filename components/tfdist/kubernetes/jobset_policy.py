@@ -35,11 +35,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from tfdist.lifecycle import Scope, restart_scope
+from tfdist.lifecycle import PREEMPTED_EXIT_CODE, Scope, restart_scope
 from tfdist.spec import JobSpec, Role
 
 DISRUPTION_TARGET = "DisruptionTarget"
-PROGRAM_EXIT_CODES = tuple(range(1, 128))  # the program failed on its own; see lifecycle
+# The program failed on its own (see lifecycle); not the runtime's exit after a notice.
+PROGRAM_EXIT_CODES = tuple(code for code in range(1, 128) if code != PREEMPTED_EXIT_CODE)
 # The Job controller's message for a FailJob rule matched on a pod condition (Kubernetes
 # pkg/controller/job/pod_failure_policy.go: "Pod <ns>/<name> has condition <type> matching
 # FailJob rule at index <i>"); the JobSet rule below tells preemption from a program error by it.

@@ -38,14 +38,14 @@ from tfdist.backend import (
 )
 from tfdist.capabilities import LOCAL
 from tfdist.launch.capacity import capacity_problem, machine_capacity
-from tfdist.lifecycle import Ending
+from tfdist.lifecycle import PREEMPTED_EXIT_CODE, Ending
 from tfdist.plan import JobPlan, RolePlan, plan, role_command
 from tfdist.spec import JobSpec, Role
 from tfdist.supervision import record_in_file
 from tfdist.supervisor import Command, RestartJob, RestartRole, StopRoles
 
 BACKEND = "local"
-STOP_GRACE_SECS = 15.0
+STOP_GRACE_SECS = 15.0  # a role launched without a grace period in its launch record
 RESTART_MARKER = "----- tfdist: starting {role} again -----"  # in the role's log, per relaunch
 QUIET_TF_ENV = {"TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
 ENTRYPOINT_CHECK_SECS = 60.0
@@ -198,8 +198,9 @@ class LocalLauncher:
         try:
             run_dir.mkdir(parents=True, mode=0o700)
             (run_dir / "handle.json").write_text(handle.model_dump_json())
+            grace = job.spec.restart_policy.grace_period_secs
             for role in job.roles:
-                self._write_launch_record(run_dir, role, launch_id)
+                self._write_launch_record(run_dir, role, launch_id, grace)
             for role in job.roles:
                 self._start(run_dir, role.name)
                 started.append(role.name)
@@ -224,11 +225,18 @@ class LocalLauncher:
                     "plan the job again to pick free ports"
                 )
 
-    def _write_launch_record(self, run_dir: Path, role: RolePlan, launch_id: str) -> None:
+    def _write_launch_record(
+        self, run_dir: Path, role: RolePlan, launch_id: str, grace_secs: float
+    ) -> None:
         command = [_program(role.command, self.python), *role.command[1:]]
         env = {**QUIET_TF_ENV, **role.env, "TFDIST_LAUNCH_ID": launch_id}
         path = run_dir / f"{role.name}.json"
-        record = {"command": command, "env": env, "cwd": str(self.workdir)}
+        record = {
+            "command": command,
+            "env": env,
+            "cwd": str(self.workdir),
+            "grace_secs": grace_secs,  # SIGTERM, then SIGKILL this long after
+        }
         path.write_text(json.dumps(record))
         path.chmod(0o600)  # the environment may hold the user's trainer.env values
 
@@ -239,6 +247,7 @@ class LocalLauncher:
         # Until the new supervisor's id is recorded the role is pending, not a dead supervisor.
         (run_dir / f"{name}.pid").unlink(missing_ok=True)
         supervisor = [self.python, "-m", "tfdist.launch.supervise", "--exit-file", str(exit_file)]
+        supervisor += ["--grace-secs", str(record.get("grace_secs", STOP_GRACE_SECS))]
         if self.bind_to_parent:
             supervisor += ["--parent", str(os.getpid())]
         env = {**os.environ, **record["env"]}
@@ -261,7 +270,7 @@ class LocalLauncher:
         except OSError:  # unrecorded, nothing could find it again: stop it now
             (run_dir / f"{name}.pid").unlink(missing_ok=True)
             _signal_group(process.pid, signal.SIGTERM)
-            _, alive = psutil.wait_procs([process], timeout=STOP_GRACE_SECS)
+            _, alive = psutil.wait_procs([process], timeout=_grace(run_dir, name))
             _signal_group(process.pid, signal.SIGKILL)
             psutil.wait_procs(alive, timeout=5)
             raise
@@ -319,12 +328,17 @@ class LocalLauncher:
             state = RoleState.SUCCEEDED if code == 0 else RoleState.FAILED
             why = "" if record["reason"] == "exited" else str(record["reason"])  # "stopped", ...
             ended = record.get("ended")
+            ending = None
+            if code != 0 and why == "stopped":
+                ending = Ending.STOPPED
+            elif code == PREEMPTED_EXIT_CODE and not why:  # the runtime, after its notice
+                ending, why = Ending.PREEMPTED, "ended after a preemption notice (SIGTERM)"
             return RoleStatus(
                 name=role,
                 state=state,
                 exit_code=code,
                 detail=why,
-                ending=Ending.STOPPED if code != 0 and why == "stopped" else None,
+                ending=ending,
                 ended_at=float(ended) if ended is not None else None,
             )
         if self._process(run_dir, role) is not None:
@@ -391,7 +405,8 @@ class LocalLauncher:
         for group in groups:
             _signal_group(group, signal.SIGTERM)
         waited = [process for members in groups.values() for process in members]
-        _, alive = psutil.wait_procs(waited, timeout=STOP_GRACE_SECS)
+        grace = max((_grace(run_dir, name) for name in names), default=STOP_GRACE_SECS)
+        _, alive = psutil.wait_procs(waited, timeout=grace)
         for group, members in groups.items():
             if any(process in alive for process in members):
                 _signal_group(group, signal.SIGKILL)
@@ -467,6 +482,15 @@ class LocalLauncher:
 
     def stop_export(self, handle: JobHandle, checkpoint: str) -> None:
         """Nothing: the export is a subprocess of its caller, stopped with its process group."""
+
+
+def _grace(run_dir: Path, name: str) -> float:
+    """How long the role may take to end after SIGTERM, as its launch record says."""
+    try:
+        record = json.loads((run_dir / f"{name}.json").read_text())
+    except (OSError, ValueError):
+        return STOP_GRACE_SECS
+    return float(record.get("grace_secs", STOP_GRACE_SECS))
 
 
 def _program(command: Sequence[str], python: str) -> str:

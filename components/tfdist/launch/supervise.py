@@ -4,8 +4,8 @@ The local launcher starts each role under this small supervisor, in a new sessio
 supervisor outlives whoever launched it (an Airflow setup task exits right after launching),
 gives the role a private TMPDIR that it removes when the role ends, writes the role's exit
 code to `<role>.exit`, forwards SIGTERM to the role's process group, and, when bound to a
-parent (`--parent PID`), stops the role and whatever it started if that parent dies, so a
-killed `tfdist run` leaves no orphans.
+parent (`--parent PID`), stops the role and whatever it started if that parent dies (SIGTERM,
+then SIGKILL after `--grace-secs`), so a killed `tfdist run` leaves no orphans.
 """
 
 from __future__ import annotations
@@ -51,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--exit-file", required=True, type=Path)
     parser.add_argument("--parent", type=int, default=None)
+    parser.add_argument("--grace-secs", type=float, default=STOP_GRACE_SECS)
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
@@ -58,14 +59,17 @@ def main(argv: list[str] | None = None) -> int:
     # The role's TMPDIR, removed however the role ends (a stopped role cannot clean up).
     scratch = tempfile.mkdtemp(prefix="tfdist-role-")
     try:
-        code, reason = _run(command, {**os.environ, "TMPDIR": scratch}, args.parent)
+        env = {**os.environ, "TMPDIR": scratch}
+        code, reason = _run(command, env, args.parent, args.grace_secs)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     _write_exit(args.exit_file, code, reason)
     return code
 
 
-def _run(command: list[str], env: dict[str, str], parent: int | None) -> tuple[int, str]:
+def _run(
+    command: list[str], env: dict[str, str], parent: int | None, grace_secs: float
+) -> tuple[int, str]:
     """Run the role until it ends; its exit code and why it ended."""
     try:
         child = subprocess.Popen(command, env=env)  # inherits our session, stdout and stderr
@@ -92,7 +96,7 @@ def _run(command: list[str], env: dict[str, str], parent: int | None) -> tuple[i
                 with suppress(ProcessLookupError):  # the role and whatever it started
                     os.killpg(os.getpgrp(), signal.SIGTERM)
                 try:
-                    returncode = child.wait(timeout=STOP_GRACE_SECS)
+                    returncode = child.wait(timeout=grace_secs)
                 except subprocess.TimeoutExpired:
                     child.kill()
                     returncode = child.wait()

@@ -12,6 +12,8 @@ import sys
 import traceback
 
 from tfdist import rolelog, tflog
+from tfdist.lifecycle import PREEMPTED_EXIT_CODE
+from tfdist.runtime import notice
 from tfdist.runtime.contract import ContractError, RunContext, load_trainer
 from tfdist.spec import JobSpec
 from tfdist.tf_config import TFConfigError, parse_tf_config
@@ -26,6 +28,8 @@ def _setup_logging(role: str) -> None:
 
 
 def main() -> int:
+    # First of all: in a container this process may be PID 1, which SIGTERM does not kill.
+    notice.listen()
     try:
         spec = JobSpec.model_validate_json(os.environ["TFDIST_JOB"])
         config = parse_tf_config(os.environ.get("TF_CONFIG"))
@@ -72,6 +76,7 @@ def main() -> int:
             train.train(spec, trainer, config)
             evaluate.Evaluation(spec, trainer, ctx).run(_latest_checkpoint(spec.model_dir))
         elif config.task_type == "evaluator":
+            notice.exit_at_once()  # stateless between checkpoints: nothing to save
             evaluate.run_evaluator(spec, trainer, ctx)
         elif config.task_type == "ps" or (
             config.task_type == "worker" and config.cluster.get("ps")
@@ -111,6 +116,8 @@ if __name__ == "__main__":
         code = _exit_code(stop)
     except KeyboardInterrupt:  # interrupted, as a shell reports it: 128 + SIGINT
         code = 128 + signal.SIGINT
+    except notice.Preempted:  # SIGTERM, and what it asked for is saved
+        code = PREEMPTED_EXIT_CODE
     except BaseException:
         traceback.print_exc()
         code = 1

@@ -18,6 +18,7 @@ from contextlib import contextmanager
 import tensorflow as tf
 
 from tfdist.records import TRAIN_DONE, RoleProgress, TrainDone, progress_name
+from tfdist.runtime import notice
 from tfdist.runtime.storage import launch_id, read_json
 from tfdist.spec import JobSpec
 from tfdist.tf_config import TFConfig
@@ -75,12 +76,29 @@ def serve_until_done(spec: JobSpec, config: TFConfig) -> None:
     role = f"{config.task_type}-{config.task_index}"
     progress = ProgressLog(spec.model_dir, role, launch) if config.task_type == "worker" else None
     while not training_finished(spec, launch):
+        if notice.received():
+            _end_after_notice(spec, config, role)
         if progress is not None:
             progress.maybe_log()
-        time.sleep(POLL_SECS)
+        notice.wait(POLL_SECS)
     if progress is not None:
         progress.maybe_log(force=True)
     log.info("the chief finished training; stopping")
+
+
+def _end_after_notice(spec: JobSpec, config: TFConfig, role: str) -> None:
+    """A worker ends at once (the coordinator runs its steps elsewhere); a ps serves on until
+    the chief has saved a checkpoint (within the grace period), so the job resumes from there."""
+    told = notice.announce(spec.model_dir, role, spec.restart_policy.grace_period_secs)
+    if role.startswith("ps-"):
+        log.info("preemption notice: asked the chief to save a checkpoint")
+        saved = notice.wait_for_save(spec.model_dir, told, config.cluster["chief"][0])
+        if saved is None:
+            log.warning("preemption notice: the chief saved no checkpoint for it in time")
+        else:
+            log.info("preemption notice: the chief saved step %d", saved.global_step)
+    log.info("preemption notice: ending (exit code %d)", notice.PREEMPTED_EXIT_CODE)
+    raise notice.Preempted
 
 
 class ProgressLog:

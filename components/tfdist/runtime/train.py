@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import signal
 import tempfile
 import time
 from collections import Counter
@@ -20,7 +19,16 @@ from typing import Any, Literal
 
 import tensorflow as tf
 
-from tfdist.records import TRAIN_DONE, RoleProgress, TrainDone, progress_name
+from tfdist.lifecycle import PREEMPTED_EXIT_CODE
+from tfdist.records import (
+    TRAIN_DONE,
+    RoleProgress,
+    TrainAttempt,
+    TrainDone,
+    attempt_name,
+    progress_name,
+)
+from tfdist.runtime import notice
 from tfdist.runtime.contract import RunContext, Trainer
 from tfdist.runtime.servers import listening
 from tfdist.runtime.storage import launch_id, write_json
@@ -31,6 +39,9 @@ log = logging.getLogger("tfdist.train")
 
 # What a parameter-server chief keeps, not torn down, until its process exits.
 _UNTIL_EXIT: list[Any] = []
+# Steps the coordinator may have scheduled per worker and not yet run: enough to keep every
+# worker busy, few enough that a preemption notice is answered with a save within a second.
+IN_FLIGHT_PER_WORKER = 4
 
 
 class TrainState:
@@ -91,9 +102,9 @@ def build_strategy(config: TFConfig) -> tf.distribute.Strategy:
                 cluster_resolver=resolver, communication_options=communication
             )
     # The multi-worker strategies install TensorFlow's preemption notifier, which catches
-    # SIGTERM and only records it. Nothing here acts on that, so a stopped role would keep
-    # running until killed; end at once instead (a restart resumes from the last checkpoint).
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    # SIGTERM and only records it: take SIGTERM back (under all-reduce training TensorFlow's
+    # `PreemptionCheckpointHandler` takes it over again, see `_synchronous_loop`).
+    notice.listen()
     return strategy
 
 
@@ -148,14 +159,38 @@ class Reporter:
     """Writes this role's `RoleProgress` and, on the chief, TensorBoard training summaries
     (`loss`, `steps_per_sec`, `learning_rate`) into `model_dir`, next to the evaluator's."""
 
-    def __init__(self, spec: JobSpec, config: TFConfig, state: TrainState):
+    def __init__(self, spec: JobSpec, config: TFConfig, state: TrainState, step: int):
         self.spec, self.state = spec, state
         self.role = f"{config.task_type}-{config.task_index}"
         self.counts: dict[str, int] = {}
         self.writer = tf.summary.create_file_writer(spec.model_dir) if config.is_chief else None
+        self.attempt: TrainAttempt | None = None
+        if config.is_chief:  # this run of the chief, for goodput
+            now = time.time()
+            self.attempt = TrainAttempt(
+                launch_id=launch_id(),
+                started_at=notice.STARTED_AT,
+                resumed_step=step,
+                training_at=now,
+                last_step=step,
+                last_step_at=now,
+            )
+            self._write_attempt()
+
+    def _write_attempt(self, **changes: Any) -> None:
+        if self.attempt is None:
+            return
+        self.attempt = self.attempt.model_copy(update=changes)
+        name = attempt_name(self.spec.model_dir, self.attempt.started_at)
+        write_json(name, self.attempt.model_dump())
+
+    def ended(self, step: int, end: Literal["finished", "preempted"]) -> None:
+        now = time.time()
+        self._write_attempt(last_step=step, last_step_at=now, ended_at=now, end=end)
 
     def steps(self, step: int, loss: float, done: int, rate: float) -> None:
         self._write(self.role, "steps", step, done, rate, loss)
+        self._write_attempt(last_step=step, last_step_at=time.time())
         if self.writer is not None:
             with self.writer.as_default(step=step):
                 tf.summary.scalar("loss", loss)
@@ -250,8 +285,17 @@ def train(spec: JobSpec, trainer: Trainer, config: TFConfig) -> int:
                 strategy, tf.distribute.experimental.ParameterServerStrategy
             )
             run = _coordinated_loop if parameter_servers else _synchronous_loop
-            reporter = Reporter(spec, config, state)
-            step = run(spec, trainer, ctx, state, strategy, manager, step, finished, reporter)
+            reporter = Reporter(spec, config, state, step)
+            try:
+                step = run(spec, trainer, ctx, state, strategy, manager, step, finished, reporter)
+            except notice.Preempted as stop:
+                if stop.own:  # goodput counts it
+                    role = f"{config.task_type}-{config.task_index}"
+                    grace = spec.restart_policy.grace_period_secs
+                    notice.announce(spec.model_dir, role, grace)
+                reporter.ended(stop.step, "preempted")
+                raise
+            reporter.ended(step, "finished")
     finally:
         if not config.is_chief:
             shutil.rmtree(save_dir, ignore_errors=True)
@@ -274,6 +318,7 @@ def _synchronous_loop(
     )
     iterator = iter(dataset)
     train_step = _make_step_fn(state, trainer, strategy)
+    save_if_preempted = _preemption_saver(strategy, manager)
     max_steps = spec.train_spec.max_steps
     every = spec.train_spec.save_checkpoints_steps
     progress = Progress(step, max_steps, spec.train_spec.log_step_count_steps, reporter)
@@ -282,12 +327,60 @@ def _synchronous_loop(
             loss = float(train_step(iterator))
             step += 1
             progress.maybe_log(step, loss)
+            save_if_preempted(step)
         manager.save(checkpoint_number=step)
         if manager.directory == spec.model_dir:  # not a worker's throwaway copy
             log.info("saved checkpoint for step %d", step)
     progress.maybe_log(step, loss, force=step != progress.last_step)
     finished(step)
     return step
+
+
+def _preemption_saver(
+    strategy: tf.distribute.Strategy, manager: tf.train.CheckpointManager
+) -> Callable[[int], None]:
+    """What runs after every step: after a notice, save the checkpoint at this step, then end
+    preempted. In a cluster TensorFlow's `PreemptionCheckpointHandler` does it, so that every
+    member saves at the same step whichever of them got the notice (it saves collectively)."""
+    notice.raise_if_received()  # before the handler took SIGTERM over: nothing new to save
+    resolver = getattr(strategy.extended, "_cluster_resolver", None)
+    if resolver is None or not resolver.cluster_spec().jobs:
+
+        def save_if_noticed(step: int) -> None:
+            if notice.received():
+                manager.save(checkpoint_number=step)
+                _saved_for_notice(step, own=True)
+
+        return save_if_noticed
+
+    def preempted() -> None:
+        # Every member ends; the one TensorFlow's handler saw SIGTERM reach says so.
+        own = getattr(handler, "_received_own_sigterm", None)
+        if own is not None and own.is_set():  # when: goodput tells a notice from a stop by it
+            notice.mark_received(getattr(handler, "_received_own_sigterm_time", time.time()))
+        _saved_for_notice(int(manager.checkpoint.step.numpy()), own=bool(own and own.is_set()))
+
+    handler = tf.distribute.experimental.PreemptionCheckpointHandler(
+        resolver,
+        manager,
+        termination_config=tf.distribute.experimental.TerminationConfig(
+            exit_fn=preempted, grace_period=0
+        ),
+    )
+
+    def save_if_preempted(step: int) -> None:
+        handler.save_checkpoint_if_preempted(checkpoint_number=step)
+
+    return save_if_preempted
+
+
+def _saved_for_notice(step: int, own: bool) -> None:
+    log.info(
+        "preemption notice: saved the checkpoint for step %d; ending (exit code %d)",
+        step,
+        PREEMPTED_EXIT_CODE,
+    )
+    raise notice.Preempted(step, own)
 
 
 def _coordinated_loop(
@@ -323,20 +416,35 @@ def _coordinated_loop(
     max_steps = spec.train_spec.max_steps
     every = spec.train_spec.save_checkpoints_steps
     progress = Progress(step, max_steps, spec.train_spec.log_step_count_steps, reporter)
+    # A notice (SIGTERM here, or a parameter server's) makes the chief save at the next step
+    # and end: at most `ahead` steps are scheduled and not yet done when it comes.
+    notices = notice.ChiefNotices(spec.model_dir, watch=True)
+    ahead = IN_FLIGHT_PER_WORKER * max(ctx.num_workers - 1, 1)
     while max_steps is None or step < max_steps:
         chunk = _next_chunk(step, max_steps, every)
         started = time.monotonic()
-        results = [coordinator.schedule(train_step, args=(iterator,)) for _ in range(chunk)]
+        results: list[Any] = []
+        while len(results) < chunk and not notices.pending():
+            results.append(coordinator.schedule(train_step, args=(iterator,)))
+            if len(results) > ahead:  # wait for the step `ahead` before this one
+                for loss, _ in _outputs(results[-ahead - 1 : -ahead]):
+                    progress.maybe_log(step + len(results) - ahead, float(loss))
         coordinator.join()
-        step += chunk
+        step += len(results)
         state.step.assign(step)
-        fetched = coordinator.fetch(results)
-        ran = Counter(f"worker-{int(worker)}" for _, worker in fetched)
-        loss = float(fetched[-1][0])
-        progress.maybe_log(step, loss, force=True)
-        reporter.closures(step, ran, time.monotonic() - started)
+        fetched = _outputs(results)
+        if fetched:
+            ran = Counter(f"worker-{int(worker)}" for _, worker in fetched)
+            progress.maybe_log(step, float(fetched[-1][0]), force=True)
+            reporter.closures(step, ran, time.monotonic() - started)
         manager.save(checkpoint_number=step)
         log.info("saved checkpoint for step %d", step)
+        if notices.pending():  # the job cannot go on without the chief, nor without a ps
+            notices.saved(step)
+            _settle_remote_work()
+            _UNTIL_EXIT.extend((coordinator, iterator, train_step, step_fn))  # as below
+            _saved_for_notice(step, own=notices.own)
+    notices.close()
     # The last save may still be registering functions on the workers (remote enqueues run
     # asynchronously): let them land before the servers are told to exit, or they fail with
     # "Connection reset by peer" as the workers go.
@@ -348,6 +456,18 @@ def _coordinated_loop(
     _UNTIL_EXIT.extend((coordinator, iterator, train_step, step_fn))
     finished(step)
     return step
+
+
+def _outputs(results: list[Any]) -> list[Any]:
+    """What the finished steps returned, where it can still be read: a worker that left after
+    running a step takes its output along (the step itself is done and counted)."""
+    outputs = []
+    for result in results:
+        try:
+            outputs.append(result.fetch())
+        except tf.errors.UnavailableError:
+            continue
+    return outputs
 
 
 def _settle_remote_work() -> None:

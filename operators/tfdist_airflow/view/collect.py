@@ -14,6 +14,7 @@ from typing import Any
 
 from tfdist_airflow.contracts import RETURN_KEY, Deployed, Gated, Launched, TaskKind, read
 from tfdist_airflow.view.bar import Bar
+from tfdist_airflow.view.goodput import goodput_html
 from tfdist_airflow.view.model import RoleTask, StepView, TrainingView, build_step
 from tfdist_airflow.view.read import StorageOf, read_step
 from tfdist_airflow.view.states import UNFINISHED_TASK, Launch, StopRequest
@@ -145,7 +146,7 @@ def _step(
         run_over=run_over,
         bar=bar,
         training=found.training,
-    )
+    ).model_copy(update={"goodput_html": goodput_html(xcoms, _group(launch.task_id))})
 
 
 def collect_view(

@@ -127,6 +127,7 @@ class StepView(Frozen):
     training: tuple[Series, ...] = ()  # the chief's loss, learning rate and steps/s
     sentence: str = ""  # the step's outcome, or where it is, in one sentence
     max_steps: int | None = None
+    goodput_html: str = ""  # tfdist_airflow.view.goodput
 
 
 class TrainingView(Frozen):

@@ -181,6 +181,7 @@ def _step(
         f"{_decision(step.decision, step.gate_state, run_over)}{_deployed(step, view)}"
         f'<p id="model">Model directory {_path(step.model_dir)}</p>'
         f"{_tensorboard(step, tensorboard, view.dag_id, view.run_id)}"
+        f"{step.goodput_html}"
         f"<h3>Roles</h3>{_roles_table(step.roles)}{timeline_chart(step.roles, now)}"
         f"{_training(step)}"
         f'<h3>Evaluation</h3><div class="charts">{charts}</div>'

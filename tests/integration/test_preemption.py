@@ -1,0 +1,193 @@
+"""Preemption notices to real jobs under `tfdist run`: SIGTERM to one role's TensorFlow process,
+then SIGKILL once the grace period is over (as a kubelet does on a reclaimed spot node).
+
+What must hold: the notice is a checkpoint. The chief saves at the step it had reached, the
+notified role ends as preempted (not counted: these jobs allow no counted restart at all), and
+the job resumes from that checkpoint, losing none of the steps trained before the notice; a
+parameter-server worker is restarted alone and its steps run elsewhere meanwhile.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+from jobtools import (
+    assert_no_process_left,
+    attempts,
+    checkpoint_steps,
+    digits_job,
+    latest_run_dir,
+    role_log,
+    run_dirs,
+    tfdist_command,
+    wait_for,
+)
+
+pytestmark = pytest.mark.integration
+
+GRACE_SECS = 10
+MAX_STEPS = 300
+EVERY = 150  # the periodic checkpoints: 150 and 300; every notice comes between them
+STEP = re.compile(r"step (\d+)/\d+ loss")
+RESUMED = re.compile(r"training from step (\d+) to")
+SAVED_FOR_NOTICE = re.compile(r"preemption notice: saved the checkpoint for step (\d+)")
+
+
+def spot_job(name: str, tmp_path: Path, data: str, cluster: dict[str, int]) -> dict[str, Any]:
+    spec = digits_job(name, tmp_path / "model", data, cluster, max_steps=MAX_STEPS)
+    spec["train_spec"].update(save_checkpoints_steps=EVERY, log_step_count_steps=10)
+    spec["restart_policy"] = {"grace_period_secs": GRACE_SECS}
+    return spec
+
+
+def start(spec: dict[str, Any], tmp_path: Path) -> tuple[subprocess.Popen[bytes], Path]:
+    """`tfdist run --restarts 0`: a counted restart would fail the job."""
+    out = tmp_path / f"{spec['name']}.out"
+    with out.open("wb") as sink:
+        process = subprocess.Popen(
+            tfdist_command(spec, tmp_path, "--restarts", "0"),
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    wait_for(lambda: run_dirs(tmp_path, spec["name"]), 60, "the launch")
+    return process, out
+
+
+def steps_logged(log: str) -> list[int]:
+    return [int(step) for step in STEP.findall(log)]
+
+
+def notify(run_dir: Path, role: str) -> bool:
+    """SIGTERM to the role's own process, SIGKILL after the grace period; whether it ended
+    within the grace period on its own."""
+    supervisor = psutil.Process(json.loads((run_dir / f"{role}.pid").read_text())["pid"])
+    (process,) = supervisor.children()
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=GRACE_SECS)
+        return True
+    except psutil.TimeoutExpired:
+        process.kill()
+        return False
+
+
+def notice_mid_interval(run_dir: Path, role: str) -> int:
+    """Once the chief has logged step 30 (between the checkpoints at 0 and 150), notify
+    `role`; the last step the chief logged before the notice."""
+
+    def trained() -> bool:
+        return any(step >= 30 for step in steps_logged(role_log(run_dir, "chief-0")))
+
+    wait_for(trained, 180, "the chief at step 30", interval=0.05)
+    before = max(steps_logged(role_log(run_dir, "chief-0")))
+    assert before < EVERY, "the notice must come between two periodic checkpoints"
+    assert notify(run_dir, role), f"{role} was still running {GRACE_SECS} s after SIGTERM"
+    return before
+
+
+def preemptions(tmp_path: Path, output: str) -> list[dict[str, Any]]:
+    """The run's goodput (`model_dir/tfdist/goodput.json`, also printed): its preemptions."""
+    assert "tfdist: goodput " in output
+    goodput = json.loads((tmp_path / "model" / "tfdist" / "goodput.json").read_text())
+    assert goodput["steps"] == MAX_STEPS
+    found: list[dict[str, Any]] = goodput["preemptions"]
+    return found
+
+
+def finish(process: subprocess.Popen[bytes], out: Path) -> str:
+    try:
+        process.wait(timeout=240)
+    finally:
+        process.kill()
+    output = out.read_text()
+    assert process.returncode == 0, output[-4000:]
+    return output
+
+
+@pytest.mark.timeout(330)
+@pytest.mark.parametrize("role", ["chief-0", "ps-0"])
+def test_a_notice_to_the_chief_or_a_ps_is_a_checkpoint_the_job_resumes_from(
+    tmp_path: Path, digits_data: str, role: str
+) -> None:
+    spec = spot_job("spot", tmp_path, digits_data, {"worker": 2, "ps": 1})
+    process, out = start(spec, tmp_path)
+    run_dir = latest_run_dir(tmp_path, "spot")
+    before = notice_mid_interval(run_dir, role)
+    output = finish(process, out)
+
+    # Both end preempted, the chief once it has saved; whichever is seen first is named.
+    assert re.search(
+        r"tfdist: (chief-0|ps-0) was preempted: ended after a preemption notice \(SIGTERM\); "
+        r"restarting every role \(not counted\)",
+        output,
+    )
+    first, second = attempts(role_log(run_dir, "chief-0"), "chief-0")
+    (saved,) = (int(step) for step in SAVED_FOR_NOTICE.findall(first))
+    assert before <= saved < EVERY  # nothing trained before the notice is lost
+    assert int(RESUMED.findall(second)[0]) == saved
+    assert f"(step {saved})" in second  # restored ckpt-<saved>
+    assert saved in checkpoint_steps(tmp_path / "model")
+    (cost,) = preemptions(tmp_path, output)  # the runner's own stops are not counted
+    assert (cost["role"], cost["resumed_from"], cost["steps_lost"]) == (role, saved, 0)
+    if role == "ps-0":  # it served until the chief had saved
+        assert f"preemption notice: the chief saved step {saved}" in role_log(run_dir, role)
+    assert max(checkpoint_steps(tmp_path / "model")) == MAX_STEPS
+    assert_no_process_left(run_dir)
+
+
+@pytest.mark.timeout(330)
+def test_a_notified_parameter_server_worker_leaves_and_rejoins_alone(
+    tmp_path: Path, digits_data: str
+) -> None:
+    """The coordinator runs the worker's steps on the other worker; the chief goes on."""
+    spec = spot_job("spotw", tmp_path, digits_data, {"worker": 2, "ps": 1})
+    process, out = start(spec, tmp_path)
+    run_dir = latest_run_dir(tmp_path, "spotw")
+    notice_mid_interval(run_dir, "worker-0")
+    output = finish(process, out)
+
+    assert (
+        "tfdist: worker-0 was preempted: ended after a preemption notice (SIGTERM); "
+        "restarting worker-0 alone (not counted)" in output
+    )
+    assert len(attempts(role_log(run_dir, "chief-0"), "chief-0")) == 1  # never restarted
+    _, again = attempts(role_log(run_dir, "worker-0"), "worker-0")
+    assert re.search(r"ran \d+ steps here", again), "the restarted worker-0 ran no step"
+    (cost,) = preemptions(tmp_path, output)
+    assert (cost["role"], cost["steps_lost"]) == ("worker-0", 0)
+    assert max(checkpoint_steps(tmp_path / "model")) == MAX_STEPS
+    assert_no_process_left(run_dir)
+
+
+@pytest.mark.timeout(330)
+def test_under_all_reduce_a_notice_to_a_worker_makes_every_member_save_the_same_step(
+    tmp_path: Path, digits_data: str
+) -> None:
+    """TensorFlow's PreemptionCheckpointHandler: the chief and the worker save together."""
+    spec = spot_job("spotar", tmp_path, digits_data, {"worker": 1})
+    process, out = start(spec, tmp_path)
+    run_dir = latest_run_dir(tmp_path, "spotar")
+    before = notice_mid_interval(run_dir, "worker-0")
+    output = finish(process, out)
+
+    assert (
+        "was preempted: ended after a preemption notice (SIGTERM); restarting every role "
+        "(not counted)" in output
+    )
+    first, second = attempts(role_log(run_dir, "chief-0"), "chief-0")
+    (saved,) = (int(step) for step in SAVED_FOR_NOTICE.findall(first))
+    worker_first = attempts(role_log(run_dir, "worker-0"), "worker-0")[0]
+    assert [int(s) for s in SAVED_FOR_NOTICE.findall(worker_first)] == [saved]
+    assert before <= saved < EVERY
+    assert int(RESUMED.findall(second)[0]) == saved
+    (cost,) = preemptions(tmp_path, output)
+    assert (cost["role"], cost["resumed_from"], cost["steps_lost"]) == ("worker-0", saved, 0)
+    assert max(checkpoint_steps(tmp_path / "model")) == MAX_STEPS
+    assert_no_process_left(run_dir)

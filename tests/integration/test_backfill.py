@@ -81,7 +81,13 @@ def test_launch_task_refuses_another_trainer_for_the_same_run(tmp_path: Path) ->
     from tfdist_airflow.roles import LaunchRolesOperator
 
     backend = {"kind": "local", "run_root": str(tmp_path / "runs")}
-    context: Any = {"dag": SimpleNamespace(dag_id="nightly"), "run_id": "scheduled__2026-01-02"}
+    pushes: dict[str, Any] = {}
+    ti = SimpleNamespace(xcom_push=lambda key, value: pushes.__setitem__(key, value))
+    context: Any = {
+        "dag": SimpleNamespace(dag_id="nightly"),
+        "run_id": "scheduled__2026-01-02",
+        "ti": ti,
+    }
 
     def launch(code: str) -> dict[str, Any]:
         operator = LaunchRolesOperator(
@@ -91,7 +97,8 @@ def test_launch_task_refuses_another_trainer_for_the_same_run(tmp_path: Path) ->
             group_id="train",
             model_dir_base=str(tmp_path / "models"),
         )
-        pushed: dict[str, Any] = operator.execute(context)
+        operator.execute(context)
+        pushed: dict[str, Any] = pushes["launched"]
         return pushed
 
     pushed = launch("print('v1')")
@@ -239,12 +246,13 @@ def launched(
     return found
 
 
-def xcom_values(home: AirflowHome, dag_id: str) -> list[tuple[str, str, str]]:
+def xcom_values(home: AirflowHome, dag_id: str) -> list[tuple[str, str, str, str]]:
+    """(run id, task id, key, value) of every XCom of the DAG."""
     with sqlite3.connect(home.home / "airflow.db") as db:
         rows = db.execute(
-            "SELECT run_id, task_id, value FROM xcom WHERE dag_id=?", (dag_id,)
+            "SELECT run_id, task_id, key, value FROM xcom WHERE dag_id=?", (dag_id,)
         ).fetchall()
-    return [(run_id, task_id, str(value)) for run_id, task_id, value in rows]
+    return [(run_id, task_id, key, str(value)) for run_id, task_id, key, value in rows]
 
 
 def epoch(moment: datetime | None) -> float:
@@ -322,14 +330,14 @@ def test_three_backfill_runs_at_once_share_no_port_directory_or_name(
             assert stat.S_IMODE(path.stat().st_mode) == 0o600  # the record itself holds it
     pushed = [
         json.loads(value)
-        for _, task, value in xcom_values(home, dag_id)
-        if task.endswith(".launch")
+        for _, task, key, value in xcom_values(home, dag_id)
+        if task.endswith(".launch") and key == "launched"
     ]
     assert len(pushed) == 3
     assert {json.dumps(p["spec"]["trainer"]["env"]) for p in pushed} == {
         '{"TFDIST_TEST_TOKEN": "<redacted>"}'
     }
-    assert not [row for row in xcom_values(home, dag_id) if SECRET in row[2]]
+    assert not [row for row in xcom_values(home, dag_id) if SECRET in row[3]]
     logs = [*home.home.joinpath("logs").rglob("*"), *(home.root / "runs").rglob("*.log")]
     leaked = [p for p in logs if p.is_file() and SECRET in p.read_text(errors="replace")]
     assert leaked == []

@@ -134,11 +134,18 @@ def test_unknown_trainer_is_refused_before_launching(
     assert not run_dirs(tmp_path, "unknown")
 
 
+# The trainer contract's functions, as a module's source must define them to be launched.
+TRAINER_STUB = "".join(
+    f"def {name}(*args):\n    raise NotImplementedError\n"
+    for name in ("build_model", "loss_fn", "train_input_fn", "eval_input_fn")
+)
+
+
 @pytest.mark.timeout(60)
 def test_entrypoint_is_looked_up_with_the_trainer_env(tmp_path: Path) -> None:
     """The check runs where the roles would: trainer.env's PYTHONPATH counts."""
     (tmp_path / "mine").mkdir()
-    (tmp_path / "mine" / "my_trainer.py").write_text("")
+    (tmp_path / "mine" / "my_trainer.py").write_text(TRAINER_STUB)
     spec = parse_spec(sleeping_job("found", tmp_path / "model"))
     found = spec.with_overrides(
         {"trainer": {"entrypoint": "my_trainer", "env": {"PYTHONPATH": str(tmp_path / "mine")}}}
@@ -294,7 +301,7 @@ def test_a_trainer_that_crashes_at_import_fails_fast_naming_the_role(tmp_path: P
     seen first depends on the machine's load."""
     (tmp_path / "trainers").mkdir()
     (tmp_path / "trainers" / "broken_trainer.py").write_text(
-        "import json\nSETTINGS = json.loads('{not json')\n"
+        "import json\nSETTINGS = json.loads('{not json')\n" + TRAINER_STUB
     )
     spec = digits_job("broken", tmp_path / "model", "data", {}, max_steps=40)
     spec["trainer"] = {

@@ -264,11 +264,21 @@ def test_killed_watch_tasks_and_the_teardown_leave_no_role_running(tmp_path: Pat
         group_id="train",
         model_dir_base=str(tmp_path / "models"),
     )
-    pushed: dict[str, Any] = {}
-    ti = SimpleNamespace(xcom_pull=lambda task_ids: pushed[task_ids], try_number=1)
+    xcoms: dict[tuple[str, str], Any] = {}  # what the launch task pushed, as XCom stores it
+
+    def stored(value: Any) -> Any:
+        return json.loads(json.dumps(value))
+
+    ti = SimpleNamespace(
+        xcom_push=lambda key, value: xcoms.__setitem__(
+            ("launch", key), json.loads(json.dumps(value))
+        ),
+        xcom_pull=lambda task_ids, key="return_value": xcoms.get((task_ids, key)),
+        try_number=1,
+    )
     context: Any = {"dag": SimpleNamespace(dag_id="faults"), "run_id": "manual__1", "ti": ti}
-    pushed["launch"] = json.loads(json.dumps(launch.execute(context)))  # as XCom stores it
-    handle = JobHandle.model_validate(pushed["launch"]["handle"])
+    launch.execute(context)
+    handle = JobHandle.model_validate(xcoms["launch", "launched"]["handle"])
     launcher = LocalLauncher(tmp_path / "runs")
     run_dir = Path(handle.job_id)
     wait_for(lambda: started(run_dir, *handle.roles), 30, "every role")

@@ -316,8 +316,9 @@ def test_killed_watch_tasks_and_the_teardown_leave_no_role_running(tmp_path: Pat
 
 @pytest.mark.timeout(120)
 def test_a_launch_task_never_leaves_two_gangs_and_its_kill_stops_its_roles(tmp_path: Path) -> None:
-    """A retried launch task stops the earlier launch of its run before starting its own; a
-    launch task killed (its `on_kill`) stops what it started."""
+    """A retried launch task reattaches to the launch of its run that still runs; once that
+    one ended, a retry starts a new one; a launch task killed (its `on_kill`) stops what it
+    started."""
     from tfdist_airflow.roles import LaunchRolesOperator
 
     backend = {"kind": "local", "run_root": str(tmp_path / "runs")}
@@ -328,14 +329,24 @@ def test_a_launch_task_never_leaves_two_gangs_and_its_kill_stops_its_roles(tmp_p
         group_id="train",
         model_dir_base=str(tmp_path / "models"),
     )
-    context: Any = {"dag": SimpleNamespace(dag_id="faults"), "run_id": "manual__1"}
+    pushes: dict[str, Any] = {}
+    ti = SimpleNamespace(xcom_push=lambda key, value: pushes.__setitem__(key, value))
+    context: Any = {"dag": SimpleNamespace(dag_id="faults"), "run_id": "manual__1", "ti": ti}
     launcher = LocalLauncher(tmp_path / "runs")
 
-    first = JobHandle.model_validate(launch.execute(context)["handle"])
-    wait_for(lambda: started(Path(first.job_id), *first.roles), 30, "the first launch")
-    second = JobHandle.model_validate(launch.execute(context)["handle"])  # the task's retry
+    def launched() -> JobHandle:
+        launch.execute(context)
+        return JobHandle.model_validate(pushes["launched"]["handle"])
 
-    assert {launcher.statuses(first)[r].state for r in first.roles} == {RoleState.FAILED}
+    first = launched()
+    wait_for(lambda: started(Path(first.job_id), *first.roles), 30, "the first launch")
+    assert launched() == first  # the task's retry, while the roles run
+    assert {launcher.statuses(first)[r].state for r in first.roles} == {RoleState.RUNNING}
+
+    launcher.stop(first)  # as the teardown of a run marked failed
+    second = launched()  # a retry once they ended
+
+    assert second.launch_id != first.launch_id
     assert {r["reason"] for r in exit_records(Path(first.job_id)).values()} == {"stopped"}
     assert {launcher.statuses(second)[r].state for r in second.roles} == {RoleState.RUNNING}
 

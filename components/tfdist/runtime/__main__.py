@@ -120,7 +120,9 @@ if __name__ == "__main__":
         code = PREEMPTED_EXIT_CODE
     except BaseException:
         traceback.print_exc()
-        code = 1
+        # After a notice a role fails as its peers go away (a collective op whose peer was
+        # stopped): it ended because of the notice, not of its own error.
+        code = PREEMPTED_EXIT_CODE if notice.received() else 1
     sys.stdout.flush()
     sys.stderr.flush()
     # A started tf.distribute.Server has threads that block interpreter shutdown.

@@ -69,25 +69,22 @@ def _pick(rows: Sequence[TaskRow], kind: TaskKind, owned: Sequence[str]) -> Task
     return candidates[0] if len(candidates) == 1 else None
 
 
-def _gated(value: Any) -> Gated | None:
-    return read(Gated, value)
-
-
-def _deployed(value: Any) -> Deployed | None:
-    return read(Deployed, value)
+def _model_dir_of(value: Any) -> str | None:
+    """The model directory a gate decision or a deployment is about; None for anything else."""
+    if (gated := read(Gated, value)) is not None:
+        return gated.blessing.model_dir
+    if (deployed := read(Deployed, value)) is not None:
+        return deployed.deployment.model_dir
+    return None
 
 
 def _owned(xcoms: XComs, model_dir: str) -> list[str]:
     """The tasks whose hand-over is about `model_dir`: a gate decision or a deployment."""
-    owned = []
-    for (task_id, key), value in xcoms.items():
-        gated, deployed = _gated(value), _deployed(value)
-        if key == RETURN_KEY and (
-            (gated and gated.blessing.model_dir == model_dir)
-            or (deployed and deployed.deployment.model_dir == model_dir)
-        ):
-            owned.append(task_id)
-    return owned
+    return [
+        task_id
+        for (task_id, key), value in xcoms.items()
+        if key == RETURN_KEY and _model_dir_of(value) == model_dir
+    ]
 
 
 def _step(
@@ -120,7 +117,7 @@ def _step(
     owned = _owned(xcoms, spec.model_dir)
     gate = _pick(rows, TaskKind.GATE, owned)
     deploy = _pick(rows, TaskKind.DEPLOY, owned)
-    deployed = _deployed(xcoms.get((deploy.task_id, RETURN_KEY))) if deploy else None
+    deployed = read(Deployed, xcoms.get((deploy.task_id, RETURN_KEY))) if deploy else None
     bar = bar_of(gate.task_id) if bar_of and gate and found.blessing is None else None
     deployment = None
     if deployed is not None and deployed.deployment.model_dir == spec.model_dir:

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Protocol
 from tfdist.capabilities import Capabilities
 from tfdist.lifecycle import Ending, RoleEnd, RoleId
 from tfdist.plan import JobPlan
+from tfdist.records import Admission
 from tfdist.spec import Frozen, JobSpec
 
 if TYPE_CHECKING:
@@ -80,6 +81,7 @@ class RoleStatus(Frozen):
     detail: str = ""
     ending: Ending | None = None
     ended_at: float | None = None  # seconds since the epoch, as the exit record says
+    admission: Admission | None = None  # the launch's wait in a queue, where it has one
 
     @property
     def role(self) -> RoleId:

@@ -15,6 +15,8 @@ Layout (paths relative to `model_dir`):
     tfdist/preemption-saved.json                        SavedRecord: the chief saved for notices
     tfdist/attempts/<ms>.json                           TrainAttempt: one run of the chief
     tfdist/goodput.json                                 Goodput, written by the runner at the end
+    tfdist/admission/<launch_id>.json                   Admission: a launch's wait in a queue
+                                                        (Kueue), written by its watch
 
 `tensorboard --logdir <model_dir>` shows training (run `.`) and evaluation (run `eval`) together.
 
@@ -23,9 +25,12 @@ No TensorFlow here: the gate and the operators read these with plain storage cli
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+if TYPE_CHECKING:
+    from tfdist.storage import Storage
 
 TRAIN_DONE = "tfdist/train-done.json"
 PROGRESS_DIR = "tfdist/progress"
@@ -33,6 +38,7 @@ NOTICES_DIR = "tfdist/notices"
 PREEMPTION_SAVED = "tfdist/preemption-saved.json"
 ATTEMPTS_DIR = "tfdist/attempts"
 GOODPUT = "tfdist/goodput.json"
+ADMISSION_DIR = "tfdist/admission"
 
 
 class EvalRecord(BaseModel):
@@ -144,3 +150,43 @@ class TrainAttempt(BaseModel):
 
 def attempt_name(model_dir: str, started_at: float) -> str:
     return f"{model_dir}/{ATTEMPTS_DIR}/{int(started_at * 1000):015d}.json"
+
+
+class Admission(BaseModel):
+    """A launch's last wait in a queue (Kueue): since when, where it stands and why, and when it
+    was let in (None: still waiting). `detail` is the queue's own account, e.g. `queued in
+    Kueue (queue gpu: 2nd of 5 in it, 7th in its cluster queue): Pending: ...`, without the
+    time waited, so that the record changes only when the queue's answer does."""
+
+    model_config = ConfigDict(frozen=True)
+
+    launch_id: str
+    queue: str
+    queued_at: float  # seconds since the epoch
+    admitted_at: float | None = None
+    detail: str = ""
+
+    @property
+    def waiting(self) -> bool:
+        return self.admitted_at is None
+
+    def then(self, seen: Admission) -> Admission:
+        """This record updated with a later observation `seen` of the same launch. Once the
+        launch is admitted the queue no longer says since when it waited (after an eviction,
+        only the JobSet's creation time is left): a watch that saw the wait keeps its start."""
+        if not seen.waiting and (self.waiting or self.admitted_at == seen.admitted_at):
+            return seen.model_copy(update={"queued_at": self.queued_at})
+        return seen
+
+
+def admission_name(model_dir: str, launch_id: str) -> str:
+    return f"{model_dir}/{ADMISSION_DIR}/{launch_id}.json"
+
+
+def read_admission(storage: Storage, model_dir: str, launch_id: str) -> Admission | None:
+    """The launch's `Admission` record; None when there is none (or it is unreadable)."""
+    text = storage.read_text(admission_name(model_dir, launch_id))
+    try:
+        return Admission.model_validate_json(text) if text else None
+    except ValidationError:
+        return None

@@ -310,6 +310,7 @@ class WatchRoleOperator(BaseOperator):
                     job=job.model_dump(mode="json"),
                     log_offset=offset,
                     poll_interval=self.poll_interval,
+                    model_dir=spec.model_dir,
                 ),
                 method_name="execute_complete",
             )

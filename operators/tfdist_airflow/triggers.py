@@ -7,7 +7,8 @@ record: whichever watch sees a crash first carries out what the policy says (res
 restart every role, stop the others), exactly once, and every watch then reads the same
 recorded outcome. The trigger fires when its role succeeded, when the job's outcome is
 decided, and when watching itself failed (an unreachable backend, a bad handle): never a
-silent hang.
+silent hang. The watch of the launch's first role also keeps the launch's wait in a queue
+(Kueue) in its model directory, for the Training view.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from tfdist.backend import JobHandle, RoleState
 from tfdist.rolelog import relay
 from tfdist.supervision import drive
 from tfdist.supervisor import Supervised
+from tfdist_airflow.admission import QueueNotes
 from tfdist_airflow.backends import connect
 from tfdist_airflow.runs import UNKNOWN, kill_stops_role
 
@@ -42,6 +44,7 @@ class RoleExitTrigger(BaseTrigger):
         job: dict[str, Any],
         log_offset: int = 0,
         poll_interval: float = 2.0,
+        model_dir: str | None = None,
     ):
         super().__init__()
         self.backend = backend
@@ -50,6 +53,7 @@ class RoleExitTrigger(BaseTrigger):
         self.job = job
         self.log_offset = log_offset
         self.poll_interval = poll_interval
+        self.model_dir = model_dir
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -61,6 +65,7 @@ class RoleExitTrigger(BaseTrigger):
                 "job": self.job,
                 "log_offset": self.log_offset,
                 "poll_interval": self.poll_interval,
+                "model_dir": self.model_dir,
             },
         )
 
@@ -71,6 +76,7 @@ class RoleExitTrigger(BaseTrigger):
             job = Supervised.model_validate(self.job)
             backend = connect(self.backend)
             shown = ""  # e.g. why a pod is still pending: shown once each time it changes
+            queue = QueueNotes(self.model_dir if self.role == handle.roles[0] else None)
             while True:
                 text, offset = await asyncio.to_thread(backend.read_log, handle, self.role, offset)
                 for line in text.splitlines():  # at the role's own level and time
@@ -79,6 +85,9 @@ class RoleExitTrigger(BaseTrigger):
                 if driven.step.say:
                     self.log.warning("[%s] %s", self.role, driven.step.say)
                 status = driven.statuses[self.role]
+                problem = await asyncio.to_thread(queue.note, handle.launch_id, status.admission)
+                if problem:
+                    self.log.warning("[%s] %s", self.role, problem)
                 if driven.step.state.outcome or status.state is RoleState.SUCCEEDED:
                     yield TriggerEvent({"log_offset": offset})
                     return

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -95,10 +96,17 @@ def test_a_retried_launch_task_never_leaves_two_gangs(
 
 
 def test_the_watch_trigger_logs_why_it_waits_and_follows_the_chief_across_a_restart(
-    api: FakeJobSetCluster, backend: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+    api: FakeJobSetCluster,
+    backend: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
+    """Also keeps the launch's wait in Kueue in the model directory, once per change of the
+    queue's answer, for the Training view."""
     from structlog.testing import capture_logs
 
+    from tfdist.records import Admission, admission_name
+    from tfdist.storage import LocalStorage
     from tfdist.supervisor import Supervised
     from tfdist_airflow.triggers import RoleExitTrigger
 
@@ -136,8 +144,17 @@ def test_the_watch_trigger_logs_why_it_waits_and_follows_the_chief_across_a_rest
         role="chief-0",
         job=Supervised.of(SPEC, handle.roles, engine_runs_policy=True).model_dump(mode="json"),
         poll_interval=0,
+        model_dir=str(tmp_path),
     )
     pause = asyncio.sleep
+    written: list[Admission] = []
+    write = LocalStorage.write_text
+
+    def keep(self: LocalStorage, path: str, text: str) -> None:
+        written.append(Admission.model_validate_json(text))
+        write(self, path, text)
+
+    monkeypatch.setattr(LocalStorage, "write_text", keep)
 
     async def between_polls(secs: float) -> None:
         next(steps, lambda: None)()  # the cluster moves on between two polls
@@ -171,6 +188,20 @@ def test_the_watch_trigger_logs_why_it_waits_and_follows_the_chief_across_a_rest
         "[chief-0] step 200",
         "[chief-0] running: job restart 1, 1 of 2 counted",
     ]
+    assert [(w.detail.split("): ", 1)[-1], w.waiting) for w in written] == [
+        ("Pending: waiting for the scheduler", True),
+        (
+            "Pending: couldn't assign flavors to pod set chief: insufficient unused quota for "
+            "nvidia.com/gpu in flavor l4, 1 more needed",
+            True,
+        ),
+        ("", False),  # once: the record does not change while the job runs and restarts
+    ]
+    kept = Admission.model_validate_json(
+        Path(admission_name(str(tmp_path), handle.launch_id)).read_text()
+    )
+    assert kept == written[-1] and kept.admitted_at is not None
+    assert kept.queued_at <= kept.admitted_at
 
 
 def test_the_teardown_deletes_the_jobset_and_its_pods(

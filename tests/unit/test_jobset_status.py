@@ -19,10 +19,11 @@ from tfdist.kubernetes.jobset import (
     jobset_name,
     plan_jobset,
 )
-from tfdist.kubernetes.jobset_status import RoleView, role_views
-from tfdist.kubernetes.kueue import Kueue
+from tfdist.kubernetes.jobset_status import RoleView, admission, role_views
+from tfdist.kubernetes.kueue import Kueue, QueuePosition
 from tfdist.kubernetes.manifests import Target
 from tfdist.kubernetes.names import RunRef
+from tfdist.records import Admission
 from tfdist.spec import parse_spec
 from tfdist.testing.jobset_cluster import JOB_UID, FakeJobSetCluster
 
@@ -279,3 +280,51 @@ def test_a_queue_position_in_words() -> None:
         "3rd of 12 in it, 12th in its cluster queue"
     )
     assert QueuePosition.find(pending, "gone", 1) is None
+
+
+def test_the_wait_for_admission_from_queued_to_admitted_and_again_after_an_eviction() -> None:
+    """The launch's `Admission`: since when Kueue holds it and why, and when it let it in. The
+    times are the JobSet's own (created; its `Suspended` condition flipping)."""
+    clock = [1000.0]
+    api = FakeJobSetCluster(clock=lambda: clock[0])
+    api.create_object(JOBSETS, "ml", plan_jobset(SPEC, Target(namespace="ml"), QUEUED, REF))
+
+    def seen() -> Admission | None:
+        jobset = api.get_object(JOBSETS, "ml", NAME)
+        found = api.list_objects(WORKLOADS, "ml", {JOB_UID: jobset["metadata"]["uid"]})
+        position = QueuePosition(in_local_queue=1, local_queue_size=3, in_cluster_queue=4)
+        return admission(jobset, found[0] if found else None, position)
+
+    queued = seen()
+    assert queued == Admission(
+        launch_id="l1",
+        queue="gpu-queue",
+        queued_at=1000.0,
+        detail="queued in Kueue (queue gpu-queue: 2nd of 3 in it, 5th in its cluster queue): "
+        "Pending: waiting for the scheduler",
+    )
+    clock[0] = 1600.0
+    api.admit(NAME)
+    admitted = seen()
+    assert admitted == Admission(
+        launch_id="l1", queue="gpu-queue", queued_at=1000.0, admitted_at=1600.0
+    )
+    assert queued.then(admitted) == admitted
+
+    clock[0] = 2000.0
+    api.evict(NAME, "PodsReadyTimeout", "pods not ready in time")
+    requeued = seen()
+    assert requeued is not None and requeued.waiting and requeued.queued_at == 2000.0
+    assert requeued.detail.startswith("evicted by Kueue (PodsReadyTimeout: pods not ready")
+    clock[0] = 2300.0
+    api.admit(NAME)
+    again = seen()
+    # The JobSet alone no longer says since when it waited the second time; the watch does.
+    assert again is not None and (again.queued_at, again.admitted_at) == (1000.0, 2300.0)
+    assert requeued.then(again) == again.model_copy(update={"queued_at": 2000.0})
+
+
+def test_no_queue_no_admission() -> None:
+    api = launch()
+    assert admission(api.get_object(JOBSETS, "ml", NAME)) is None
+    assert admission(None) is None

@@ -19,7 +19,7 @@ import pytest
 from tfdist.deploy import Deployment
 from tfdist.gate import Baseline, GateSpec, MetricThreshold, decide, write_blessing
 from tfdist.launch.local import RESTART_MARKER
-from tfdist.records import EvalRecord, eval_record_name
+from tfdist.records import Admission, EvalRecord, eval_record_name
 from tfdist.storage import LocalStorage, storage_for
 from tfdist_airflow.contracts import Deployed, Gated, Launched, TaskKind
 from tfdist_airflow.roles import redacted
@@ -208,6 +208,25 @@ def test_timeline_draws_running_roles_to_now() -> None:
     assert 'data-role="chief-0" x="96.0" y="12" width="152.0"' in svg
     assert 'data-role="evaluator-0" x="96.0" y="60" width="304.0"' in svg
     assert 'data-role="ps-0"' not in svg  # not started: a label, no bar
+
+
+def test_timeline_draws_the_wait_for_admission_above_the_roles() -> None:
+    """Kueue held the launch 10 s of the 20 s shown: a first row from queued to admitted."""
+    rows = role_rows([RoleTask(role="chief-0", state="deferred", start=T0)], {})
+    waited = Admission(
+        launch_id="l1",
+        queue="gpu-queue",
+        queued_at=T0.timestamp(),
+        admitted_at=(T0 + timedelta(seconds=10)).timestamp(),
+    )
+    svg = timeline_chart(rows, now=T0 + timedelta(seconds=20), width=416, admission=waited)
+    assert 'data-role="admission" x="96.0" y="12" width="152.0"' in svg
+    assert "queue gpu-queue: waited 10 s for admission" in svg
+    assert 'data-role="chief-0" x="96.0" y="36" width="304.0"' in svg  # one row down
+    still = waited.model_copy(update={"admitted_at": None})
+    svg = timeline_chart(rows, now=T0 + timedelta(seconds=20), width=416, admission=still)
+    assert 'data-role="admission" x="96.0" y="12" width="304.0"' in svg  # to now
+    assert "waiting 20 s for admission" in svg
 
 
 def test_urls() -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tfdist.records import Admission
 from tfdist.spec import RestartPolicy
 from tfdist.storage import storage_for
 from tfdist.supervisor import Outcome, SupervisionState
@@ -122,6 +123,40 @@ def test_where_only_the_watch_task_is_known() -> None:
     assert (
         status(task_state="upstream_failed", started=False, of=known) == "not run (upstream_failed)"
     )
+
+
+def test_a_launch_kueue_holds_reads_as_queued_where_and_since_when() -> None:
+    """The launch's wait in Kueue, as its watch keeps it in the model directory: queued with
+    Kueue's answer while it waits; once admitted, the watch task's state again."""
+    waiting = Admission(
+        launch_id="l1",
+        queue="gpu-queue",
+        queued_at=AT.timestamp(),
+        detail="queued in Kueue (queue gpu-queue: 2nd of 3 in it, 5th in its cluster queue): "
+        "Pending: insufficient quota",
+    )
+    held = Launch(max_steps=4000, admission=waiting)
+    found = role_status(
+        role="worker-1",
+        task_state="deferred",
+        started=False,
+        ended=None,
+        restarts=0,
+        last_step=None,
+        launch=held,
+    )
+    assert found == Status(
+        word=Word.QUEUED,
+        text="queued in Kueue (queue gpu-queue: 2nd of 3 in it, 5th in its cluster queue): "
+        "Pending: insufficient quota; since 02:07:09 UTC",
+    )
+    sentence = step_sentence(
+        statuses=[found], step=None, launch=held, stops=(), ended=Ended(run_over=False)
+    )
+    assert sentence == found.text
+    admitted = Launch(admission=waiting.model_copy(update={"admitted_at": AT.timestamp() + 60}))
+    assert status(task_state="deferred", started=False, of=admitted) == "starting"
+    assert status(task_state="failed", started=False, of=held) == "failed (its watch task failed)"
 
 
 def test_stops_are_the_audit_log_rows_that_set_a_state_to_failed() -> None:
@@ -318,3 +353,52 @@ def test_a_run_marked_failed_reads_as_stopped(tmp_path: Path) -> None:
     assert "No gate decision: the run ended before the gate decided" in page
     assert "yet" not in page
     assert page.count('data-word="stopped"') == 2
+
+
+def test_a_launch_queued_in_kueue_reads_so_from_its_model_directory(tmp_path: Path) -> None:
+    """A JobSet launch (the view calls no cluster): its watch kept Kueue's answer in the
+    model directory; the page says where the launch stands and draws its wait."""
+    from tfdist.records import admission_name
+    from tfdist.spec import parse_spec
+    from tfdist_airflow.roles import redacted
+
+    model_dir = str(tmp_path / "model")
+    waiting = Admission(
+        launch_id="l1",
+        queue="gpu-queue",
+        queued_at=AT.timestamp(),
+        detail="queued in Kueue (queue gpu-queue: 1st of 2 in it, 3rd in its cluster queue): "
+        "Pending: insufficient quota",
+    )
+    storage_for(model_dir).write_text(admission_name(model_dir, "l1"), waiting.model_dump_json())
+    roles = ("chief-0", "worker-0")
+    spec = parse_spec(
+        {
+            "name": "digits",
+            "trainer": {"entrypoint": "tfdist.examples.digits"},
+            "cluster": {"chief": 1, "worker": 1},
+            "train_spec": {"max_steps": 4000},
+            "model_dir": model_dir,
+        }
+    )
+    handle = {"backend": "jobset", "job_id": "ml/digits-1", "launch_id": "l1", "roles": roles}
+    rows = [
+        TaskRow("t.launch", TaskKind.LAUNCH, "success"),
+        *(
+            TaskRow("t.watch", TaskKind.WATCH, "deferred", map_index=i, rendered_map_index=r,
+                    start=AT)
+            for i, r in enumerate(roles)
+        ),
+    ]  # fmt: skip
+    xcoms = {("t.launch", Launched.key): {"spec": redacted(spec), "handle": handle}}
+    view = collect_view(
+        dag_id="nightly", run_id="r", run_state="running", rows=rows, xcoms=xcoms,
+        storage_of=storage_for,
+    )  # fmt: skip
+    (step,) = view.steps
+    expected = f"{waiting.detail}; since 02:07:09 UTC"
+    assert [row.status.text for row in step.roles] == [expected, expected]
+    assert step.sentence == expected
+    page = render_page(view, now=AT.replace(minute=19))
+    assert "waiting 720 s for admission" in page
+    assert page.count('data-word="queued"') == 2

@@ -43,7 +43,7 @@ from tfdist.kubernetes.jobset import (
     jobset_addresses,
     jobset_name,
 )
-from tfdist.kubernetes.jobset_status import replica_pods, role_views, suspended
+from tfdist.kubernetes.jobset_status import admission, replica_pods, role_views, suspended
 from tfdist.kubernetes.kueue import QUEUE_NAME, WORKLOAD_JOB_UID, QueuePosition
 from tfdist.kubernetes.logs import LogCursor, new_lines
 from tfdist.kubernetes.manifests import Target, build_export_pod
@@ -241,7 +241,10 @@ class JobSetLauncher:
         if not snap.statuses:
             spec = _recorded_spec(snap.jobset)
             views = role_views(spec, snap.jobset, snap.pods, snap.workload, snap.position)
-            snap.statuses.update({role: view.status for role, view in views.items()})
+            queued = {"admission": admission(snap.jobset, snap.workload, snap.position)}
+            snap.statuses.update(
+                {role: view.status.model_copy(update=queued) for role, view in views.items()}
+            )
         return {role: snap.statuses[role] for role in handle.roles}
 
     def wait(self, handle: JobHandle, roles: Sequence[str], timeout: float) -> None:

@@ -29,7 +29,16 @@ from tfdist.kubernetes.jobset import (
     RESTART_ATTEMPT,
 )
 from tfdist.kubernetes.kueue import QUEUE_NAME, QueuePosition
-from tfdist.kubernetes.pods import Phase, any_condition, condition, pod_end, read_pod, why
+from tfdist.kubernetes.names import LAUNCH
+from tfdist.kubernetes.pods import (
+    Phase,
+    any_condition,
+    condition,
+    pod_end,
+    read_pod,
+    timestamp,
+    why,
+)
 from tfdist.lifecycle import (
     Action,
     Ending,
@@ -40,6 +49,7 @@ from tfdist.lifecycle import (
     decide,
     restart_scope,
 )
+from tfdist.records import Admission
 from tfdist.spec import JobSpec
 
 _FIRST_FAILED = re.compile(r"\(first failed job: ([^)]+)\)")
@@ -331,3 +341,37 @@ def why_queued(
         return f"admitted by Kueue (queue {queue}); starting"
     quota = any_condition(workload, "QuotaReserved") or {}
     return f"{where}: {why(quota) or 'waiting for quota'}"
+
+
+def admission(
+    jobset: Mapping[str, Any] | None,
+    workload: Mapping[str, Any] | None = None,
+    position: QueuePosition | None = None,
+) -> Admission | None:
+    """The launch's wait in its Kueue queue, from the JobSet's `Suspended` condition (Kueue
+    admits a JobSet by resuming it): queued since the JobSet was last suspended (else since it
+    was created), admitted when it was last resumed; None without a queue."""
+    if jobset is None:
+        return None
+    meta = jobset["metadata"]
+    labels = meta.get("labels") or {}
+    queue = labels.get(QUEUE_NAME)
+    if not queue:
+        return None
+    created = timestamp(meta.get("creationTimestamp")) or 0.0
+    flipped = any_condition(jobset, "Suspended") or {}
+    at = timestamp(flipped.get("lastTransitionTime"))
+    if suspended(jobset):
+        place = position.model_copy(update={"waited_secs": None}) if position else None
+        return Admission(
+            launch_id=labels.get(LAUNCH, ""),
+            queue=queue,
+            queued_at=at if flipped.get("status") == "True" and at else created,
+            detail=why_queued(jobset, workload, place),
+        )
+    return Admission(
+        launch_id=labels.get(LAUNCH, ""),
+        queue=queue,
+        queued_at=created,
+        admitted_at=at if flipped.get("status") == "False" and at else created,
+    )

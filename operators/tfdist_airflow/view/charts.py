@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from html import escape
 
+from tfdist.records import Admission
 from tfdist_airflow.view.model import LineKind, RoleRow, Series
 
 STATE_COLORS = {
@@ -144,11 +145,19 @@ def metric_chart(series: Series, width: int = 410, height: int = 220) -> str:
     return "".join(parts)
 
 
-def timeline_chart(roles: Sequence[RoleRow], now: datetime, width: int = 720) -> str:
-    """One bar per role from its start to its end (to `now` while it runs), coloured by state."""
+def timeline_chart(
+    roles: Sequence[RoleRow],
+    now: datetime,
+    width: int = 720,
+    admission: Admission | None = None,
+) -> str:
+    """One bar per role from its start to its end (to `now` while it runs), coloured by state;
+    above them, the launch's wait in its queue (Kueue), from queued to admitted."""
     left, right, top, row_h = 96, 16, 8, 24
-    starts = [r.start for r in roles if r.start]
-    height = top + row_h * max(len(roles), 1) + 24
+    waited = _waited(admission, now)
+    rows = len(roles) + (1 if waited else 0)
+    starts = [r.start for r in roles if r.start] + ([waited[0]] if waited else [])
+    height = top + row_h * max(rows, 1) + 24
     parts = [
         f'<svg class="chart timeline" xmlns="http://www.w3.org/2000/svg" width="{width}" '
         f'height="{height}" viewBox="0 0 {width} {height}" role="img" aria-label="roles">'
@@ -157,31 +166,43 @@ def timeline_chart(roles: Sequence[RoleRow], now: datetime, width: int = 720) ->
         parts.append(f'<text x="{left}" y="{top + 16}">no role has started yet</text></svg>')
         return "".join(parts)
     begin = min(starts)
-    ends = [r.end or now for r in roles if r.start]
+    ends = [r.end or now for r in roles if r.start] + ([waited[1]] if waited else [])
     span = max((max(ends) - begin).total_seconds(), 1.0)
     plot_w = width - left - right
 
     def x(moment: datetime) -> float:
         return left + (moment - begin).total_seconds() / span * plot_w
 
-    for row, role in enumerate(roles):
+    def bar(row: int, label: str, start: datetime, end: datetime, word: str, title: str) -> None:
         ry = top + row * row_h
         parts.append(
             f'<text class="role" x="{left - 8}" y="{ry + 16}" text-anchor="end">'
-            f"{escape(role.role)}</text>"
+            f"{escape(label)}</text>"
         )
-        if role.start is None:
-            continue
-        x1, x2 = x(role.start), x(role.end or now)
-        word = role.status.word.value
-        color = WORD_COLORS.get(word, "#9e9e9e")
+        x1, x2 = x(start), x(end)
         parts.append(
-            f'<rect class="bar {escape(word)}" data-role="{escape(role.role)}" '
+            f'<rect class="bar {escape(word)}" data-role="{escape(label)}" '
             f'x="{x1:.1f}" y="{ry + 4}" width="{max(x2 - x1, 2):.1f}" height="{row_h - 8}" '
-            f'fill="{color}" rx="3"><title>{escape(role.role)}: {escape(role.status.text)}</title>'
+            f'fill="{WORD_COLORS.get(word, "#9e9e9e")}" rx="3"><title>{escape(title)}</title>'
             "</rect>"
         )
-    axis_y = top + row_h * len(roles) + 16
+
+    if waited and admission:
+        queued, admitted = waited
+        how = "waiting" if admission.waiting else "waited"
+        secs = (admitted - queued).total_seconds()
+        title = f"queue {admission.queue}: {how} {secs:.0f} s for admission"
+        bar(0, "admission", queued, admitted, "queued", title)
+    for row, role in enumerate(roles, start=1 if waited else 0):
+        if role.start is None:
+            parts.append(
+                f'<text class="role" x="{left - 8}" y="{top + row * row_h + 16}" '
+                f'text-anchor="end">{escape(role.role)}</text>'
+            )
+            continue
+        text = f"{role.role}: {role.status.text}"
+        bar(row, role.role, role.start, role.end or now, role.status.word.value, text)
+    axis_y = top + row_h * rows + 16
     for tick in nice_ticks(0, span, 6):
         parts.append(
             f'<text class="tick" x="{left + tick / span * plot_w:.1f}" y="{axis_y}" '
@@ -189,3 +210,13 @@ def timeline_chart(roles: Sequence[RoleRow], now: datetime, width: int = 720) ->
         )
     parts.append("</svg>")
     return "".join(parts)
+
+
+def _waited(admission: Admission | None, now: datetime) -> tuple[datetime, datetime] | None:
+    """When the launch was queued and admitted (`now` while it waits)."""
+    if admission is None:
+        return None
+    queued = datetime.fromtimestamp(admission.queued_at, UTC)
+    if admission.admitted_at is None:
+        return queued, max(now, queued)
+    return queued, max(datetime.fromtimestamp(admission.admitted_at, UTC), queued)

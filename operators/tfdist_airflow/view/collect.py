@@ -138,6 +138,7 @@ def _step(
             uses_parameter_servers=spec.cluster.uses_parameter_servers,
             max_steps=spec.train_spec.max_steps,
             supervision=found.supervision,
+            admission=found.admission,
         ),
         stops=stops,
         run_over=run_over,

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict
 
 from tfdist.deploy import Deployment
 from tfdist.gate import Baseline, Blessing, MetricThreshold
-from tfdist.records import EvalRecord
+from tfdist.records import Admission, EvalRecord
 from tfdist_airflow.view.bar import Bar
 from tfdist_airflow.view.margins import Margin, margins
 from tfdist_airflow.view.states import (
@@ -128,6 +128,7 @@ class StepView(Frozen):
     sentence: str = ""  # the step's outcome, or where it is, in one sentence
     max_steps: int | None = None
     goodput_html: str = ""  # tfdist_airflow.view.goodput
+    admission: Admission | None = None  # the launch's wait in a queue (Kueue)
 
 
 class TrainingView(Frozen):
@@ -354,6 +355,7 @@ def build_step(
         problems=tuple(problems),
         sentence=sentence,
         max_steps=launch.max_steps,
+        admission=launch.admission,
     )
 
 

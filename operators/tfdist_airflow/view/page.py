@@ -182,7 +182,8 @@ def _step(
         f'<p id="model">Model directory {_path(step.model_dir)}</p>'
         f"{_tensorboard(step, tensorboard, view.dag_id, view.run_id)}"
         f"{step.goodput_html}"
-        f"<h3>Roles</h3>{_roles_table(step.roles)}{timeline_chart(step.roles, now)}"
+        f"<h3>Roles</h3>{_roles_table(step.roles)}"
+        f"{timeline_chart(step.roles, now, admission=step.admission)}"
         f"{_training(step)}"
         f'<h3>Evaluation</h3><div class="charts">{charts}</div>'
         f"{f'<ul class=problems>{problems}</ul>' if problems else ''}</section>"

@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from tfdist.gate import Blessing, read_blessing
 from tfdist.launch.local import RESTART_MARKER
-from tfdist.records import PROGRESS_DIR, EvalRecord, RoleProgress
+from tfdist.records import PROGRESS_DIR, Admission, EvalRecord, RoleProgress, read_admission
 from tfdist.storage import Storage, join
 from tfdist.supervision import read_record
 from tfdist.supervisor import SupervisionState
@@ -45,6 +45,7 @@ class Found:
     problems: list[str] = field(default_factory=list)
     supervision: SupervisionState | None = None
     training: list[Scalar] = field(default_factory=list)  # the chief's TensorBoard scalars
+    admission: Admission | None = None  # the launch's wait in a queue (Kueue)
 
 
 def _is_record(path: str) -> bool:
@@ -185,7 +186,8 @@ def read_reported(storage: Storage, model_dir: str, launch_id: str | None) -> di
 def read_step(
     storage_of: StorageOf, model_dir: str, eval_dir_name: str, handle: Mapping[str, Any]
 ) -> Found:
-    """Eval records, blessing and role progress of one step; failures become problems.
+    """Eval records, blessing, role progress and the wait in a queue of one step; failures
+    become problems.
 
     A role's progress record in the model directory wins over the step and rate in its log.
     """
@@ -197,6 +199,8 @@ def read_step(
         found.blessing = read_blessing(storage, model_dir)
         read_training(storage, model_dir, found)
         reported = read_reported(storage, model_dir, handle.get("launch_id"))
+        if handle.get("launch_id"):
+            found.admission = read_admission(storage, model_dir, str(handle["launch_id"]))
     except (OSError, ValueError, ImportError) as error:
         found.problems.append(f"cannot read {model_dir}: {error}")
     except Exception as error:  # a cloud client's own errors (auth, network)

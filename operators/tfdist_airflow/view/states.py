@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict
 
 from tfdist.lifecycle import Action, Ending, RoleEnd, RoleId, Scope, decide, restart_scope
+from tfdist.records import Admission
 from tfdist.spec import RestartPolicy
 from tfdist.supervisor import SupervisionState
 
@@ -68,12 +69,22 @@ class StopRequest(_Frozen):
 
 
 class Launch(_Frozen):
-    """What a step's launch says about restarts: its policy and its supervision record."""
+    """What a step's launch says about restarts (its policy and its supervision record) and
+    about its wait in a queue (Kueue), where it has one."""
 
     policy: RestartPolicy = RestartPolicy()
     uses_parameter_servers: bool = False
     max_steps: int | None = None
     supervision: SupervisionState | None = None
+    admission: Admission | None = None
+
+    def queued(self) -> str | None:
+        """While the queue holds the launch: where it stands and why, and since when."""
+        wait = self.admission
+        if wait is None or not wait.waiting:
+            return None
+        since = datetime.fromtimestamp(wait.queued_at, UTC)
+        return f"{wait.detail or f'queued in {wait.queue}'}; since {since:%H:%M:%S} UTC"
 
 
 AuditRow = tuple[str, str, datetime | None, str | None, str | None]
@@ -168,6 +179,8 @@ def role_status(
         return Status(word=Word.RUNNING, text="running")
     if restarts and not over:
         return Status(word=Word.RESTARTING, text=f"restarting ({used} of {budget})")
+    if not started and not over and (queued := launch.queued()):
+        return Status(word=Word.QUEUED, text=queued)
     return _task_status(task_state, started, stops)
 
 
@@ -235,7 +248,7 @@ def step_sentence(
         if ended.run_over:
             return f"ended at {where} before training finished; {deploy}"
         if words <= {Word.QUEUED}:
-            return "queued: no role has started yet"
+            return launch.queued() or "queued: no role has started yet"
         if Word.RESTARTING in words:
             return f"restarting at {where}"
         return f"training, {where}" if Word.RUNNING in words else "starting"

@@ -405,9 +405,11 @@ def test_a_blessed_and_deployed_run(tmp_path: Path) -> None:
 
 
 def test_the_goodput_the_teardown_measured_shows_under_the_step(tmp_path: Path) -> None:
+    """The teardown is found by the kind it declares, whatever its task id."""
     from tfdist.goodput import Goodput
 
     rows, xcoms = write_run(tmp_path, accuracy=0.96, deployed=True)
+    rows = [*rows, TaskRow("train_and_evaluate.remove_roles", TaskKind.STOP, "success")]
     measured = Goodput(
         wall_secs=80,
         productive_secs=60,
@@ -428,7 +430,7 @@ def test_the_goodput_the_teardown_measured_shows_under_the_step(tmp_path: Path) 
         return render_page(view, now=T0)
 
     before = page()
-    xcoms["train_and_evaluate.stop", "return_value"] = measured.model_dump(mode="json")
+    xcoms["train_and_evaluate.remove_roles", "return_value"] = measured.model_dump(mode="json")
     after = page()
     assert 'id="goodput"' not in before
     assert '<p id="goodput">Goodput 75% of 80.0 s: training 60.0 s, startup 10.0 s' in after

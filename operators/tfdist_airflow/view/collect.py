@@ -144,7 +144,16 @@ def _step(
         run_over=run_over,
         bar=bar,
         training=found.training,
-    ).model_copy(update={"goodput_html": goodput_html(xcoms, _group(launch.task_id))})
+    ).model_copy(update={"goodput_html": goodput_html(_teardown_value(rows, xcoms, launch))})
+
+
+def _teardown_value(rows: Sequence[TaskRow], xcoms: XComs, launch: TaskRow) -> Any:
+    """What the teardown task of the launch's step returned (its goodput), None if nothing."""
+    group = _group(launch.task_id)
+    for row in rows:
+        if row.kind == TaskKind.STOP and _group(row.task_id) == group:
+            return xcoms.get((row.task_id, RETURN_KEY))
+    return None
 
 
 def collect_view(

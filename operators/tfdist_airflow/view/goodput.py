@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from html import escape
 from typing import Any
 
 
-def goodput_html(xcoms: Mapping[tuple[str, str], Any], group: str) -> str:
-    """`<p id="goodput">...` once the step's teardown measured it, else ""."""
+def goodput_html(value: Any) -> str:
+    """`<p id="goodput">...` from the step's teardown's return `value` (its measured goodput);
+    "" when there is none yet."""
     from tfdist.goodput import Goodput
 
-    value = xcoms.get((f"{group}.stop" if group else "stop", "return_value"))
     if not isinstance(value, dict):
         return ""
     try:

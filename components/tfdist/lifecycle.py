@@ -114,6 +114,19 @@ class RoleEnd(Frozen):
             ending = Ending.CRASHED
         return cls(ending=ending, exit_code=exit_code, detail=detail)
 
+    @classmethod
+    def from_record(cls, exit_code: int, reason: str = "exited") -> Self:
+        """How a role ended, as its supervisor recorded it (a local exit record): `reason`
+        "exited" (the program's own exit; `PREEMPTED_EXIT_CODE` after a preemption notice),
+        "stopped" (on request), or what else ended it ("killed", "launcher gone")."""
+        why = "" if reason == "exited" else reason
+        if exit_code != 0 and why == "stopped":
+            return cls(ending=Ending.STOPPED, exit_code=exit_code, detail=why)
+        if exit_code == PREEMPTED_EXIT_CODE and not why:
+            notice = "ended after a preemption notice (SIGTERM)"
+            return cls(ending=Ending.PREEMPTED, exit_code=exit_code, detail=notice)
+        return cls.from_exit(exit_code, detail=why)
+
     def describe(self) -> str:
         """In a user's words: `exit code 3`, `killed by SIGKILL (exit code 137)`, ..."""
         code = f"exit code {self.exit_code}" if self.exit_code is not None else ""

@@ -236,3 +236,21 @@ def test_a_role_that_vanished_reads_as_ended_without_an_exit_code() -> None:
         "chief-0 ended without an exit code: its pod is gone; restarting every role from the "
         "last checkpoint (restart 1 of 1)"
     )
+
+
+@pytest.mark.parametrize(
+    ("exit_code", "reason", "ending", "detail"),
+    [
+        (0, "exited", Ending.SUCCEEDED, ""),
+        (3, "exited", Ending.PROGRAM_ERROR, ""),
+        (75, "exited", Ending.PREEMPTED, "ended after a preemption notice (SIGTERM)"),
+        (75, "stopped", Ending.STOPPED, "stopped"),  # the runner's own SIGTERM: a stop
+        (143, "stopped", Ending.STOPPED, "stopped"),
+        (137, "killed", Ending.CRASHED, "killed"),
+        (143, "launcher gone", Ending.CRASHED, "launcher gone"),
+    ],
+)
+def test_an_exit_record_read(exit_code: int, reason: str, ending: Ending, detail: str) -> None:
+    assert RoleEnd.from_record(exit_code, reason) == RoleEnd(
+        ending=ending, exit_code=exit_code, detail=detail
+    )

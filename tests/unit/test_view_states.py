@@ -111,6 +111,32 @@ def test_how_a_role_ended() -> None:
     )
 
 
+def test_a_preempted_role_is_neither_failed_nor_counted() -> None:
+    """Exit 75 after a notice (a local exit record): preempted, restarted without counting."""
+    preempted = RoleExit(exit_code=75)
+    assert status("worker-0", ended=preempted) == "preempted; restarting, not counted"
+    assert status("chief-0", ended=preempted, of=launch(job_restarts=2)) == (
+        "preempted; restarting, not counted"  # a spent budget does not matter: not counted
+    )
+    decided = launch(outcome=Outcome(succeeded=False, reason="chief-0 failed", role="chief-0"))
+    assert status("worker-0", ended=preempted, of=decided) == "preempted"
+    # exit 75 for another reason than the program's own exit is what that reason says
+    assert status(ended=RoleExit(exit_code=75, reason="stopped")) == "stopped on request, step 2000"
+    # restarted twice, once for a preemption: one restart counted
+    assert status("chief-0", restarts=2, of=launch(job_restarts=1)) == (
+        "running (restart 2, 1 of 2 counted)"
+    )
+    found = role_status(
+        role="worker-0", task_state="deferred", started=False, ended=preempted, restarts=0,
+        last_step=100, launch=launch(),
+    )  # fmt: skip
+    sentence = step_sentence(
+        statuses=[found, Status(word=Word.RUNNING, text="running")], step=100,
+        launch=launch(), stops=(), ended=Ended(run_over=False),
+    )  # fmt: skip
+    assert (found.word, sentence) == (Word.PREEMPTED, "restarting at step 100 of 4000")
+
+
 def test_where_only_the_watch_task_is_known() -> None:
     """Kubernetes roles: the view reads no pods, so the watch task's state says it all."""
     known = Launch()

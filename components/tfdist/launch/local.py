@@ -38,7 +38,7 @@ from tfdist.backend import (
 )
 from tfdist.capabilities import LOCAL
 from tfdist.launch.capacity import capacity_problem, machine_capacity
-from tfdist.lifecycle import PREEMPTED_EXIT_CODE, Ending
+from tfdist.lifecycle import Ending, RoleEnd
 from tfdist.plan import JobPlan, RolePlan, plan, role_command
 from tfdist.spec import JobSpec, Role
 from tfdist.supervision import record_in_file
@@ -325,20 +325,14 @@ class LocalLauncher:
         if exit_file.exists():
             record = json.loads(exit_file.read_text())
             code = int(record["exit_code"])
-            state = RoleState.SUCCEEDED if code == 0 else RoleState.FAILED
-            why = "" if record["reason"] == "exited" else str(record["reason"])  # "stopped", ...
+            end = RoleEnd.from_record(code, str(record["reason"]))  # "exited", "stopped", ...
             ended = record.get("ended")
-            ending = None
-            if code != 0 and why == "stopped":
-                ending = Ending.STOPPED
-            elif code == PREEMPTED_EXIT_CODE and not why:  # the runtime, after its notice
-                ending, why = Ending.PREEMPTED, "ended after a preemption notice (SIGTERM)"
             return RoleStatus(
                 name=role,
-                state=state,
+                state=RoleState.SUCCEEDED if code == 0 else RoleState.FAILED,
                 exit_code=code,
-                detail=why,
-                ending=ending,
+                detail=end.detail,
+                ending=end.ending if end.ending in (Ending.STOPPED, Ending.PREEMPTED) else None,
                 ended_at=float(ended) if ended is not None else None,
             )
         if self._process(run_dir, role) is not None:

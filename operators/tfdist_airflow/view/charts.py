@@ -30,6 +30,7 @@ WORD_COLORS = {  # a role's state in the model's words (`tfdist_airflow.view.sta
     "starting": "#0288d1",
     "running": "#1565c0",
     "restarting": "#f9a825",
+    "preempted": "#ef6c00",
     "stopped": "#6d4c41",
     "failed": "#c62828",
     "done": "#2e7d32",

@@ -4,7 +4,7 @@ A role's watch task is `deferred` while its role trains; what the role did is in
 directory (its `.pid` and `.exit` records) and the launch's supervision record (restart counts,
 the job's outcome). A user's stop is in Airflow's audit log (who marked the run or a role's task
 failed, and when). From these, one `Status` per role (queued, starting, running, restarting
-(n of budget), stopped by a user, failed (the cause), done) and one sentence per step
+(n of budget), preempted, stopped by a user, failed (the cause), done) and one sentence per step
 ("stopped by admin at step 2000 of 4000; nothing deployed").
 """
 
@@ -40,6 +40,7 @@ class Word(StrEnum):
     STARTING = "starting"
     RUNNING = "running"
     RESTARTING = "restarting"
+    PREEMPTED = "preempted"
     STOPPED = "stopped"
     FAILED = "failed"
     DONE = "done"
@@ -160,12 +161,17 @@ def role_status(
     decided = launch.supervision is not None and launch.supervision.outcome is not None
     over = task_state not in UNFINISHED_TASK
     if ended is not None:
-        end = RoleEnd.from_exit(ended.exit_code)
+        end = RoleEnd.from_record(ended.exit_code, ended.reason)
         if end.ending is Ending.SUCCEEDED:
             return Status(word=Word.DONE, text="done")
-        if ended.reason == "stopped":
+        if end.ending is Ending.STOPPED:
             return Status(word=Word.STOPPED, text=_stopped_by(stops, last_step))
-        if not decided and not over and _restarts(role, end, launch, used):
+        coming = not decided and not over and _restarts(role, end, launch, used)
+        if end.ending is Ending.PREEMPTED:
+            text = "preempted; restarting, not counted" if coming else "preempted"
+            return Status(word=Word.PREEMPTED, text=text)
+        end = RoleEnd.from_exit(ended.exit_code)
+        if coming:
             return Status(word=Word.RESTARTING, text=f"restarting ({used + 1} of {budget})")
         cause = (
             end.describe()
@@ -174,6 +180,9 @@ def role_status(
         )
         return Status(word=Word.FAILED, text=f"failed ({cause})")
     if started and not over:
+        if restarts and restarts != used:  # some restarts were not counted: preemptions
+            text = f"running (restart {restarts}, {used} of {budget} counted)"
+            return Status(word=Word.RUNNING, text=text)
         if restarts:
             return Status(word=Word.RUNNING, text=f"running (restart {used} of {budget})")
         return Status(word=Word.RUNNING, text="running")
@@ -249,7 +258,7 @@ def step_sentence(
             return f"ended at {where} before training finished; {deploy}"
         if words <= {Word.QUEUED}:
             return launch.queued() or "queued: no role has started yet"
-        if Word.RESTARTING in words:
+        if words & {Word.RESTARTING, Word.PREEMPTED}:
             return f"restarting at {where}"
         return f"training, {where}" if Word.RUNNING in words else "starting"
     done = f"trained to {where}"

@@ -69,4 +69,5 @@ def test_a_stop_waits_the_grace_period_then_kills(tmp_path: Path, grace: int) ->
     took = time.monotonic() - started
     assert grace <= took < grace + 5
     end = launcher.statuses(handle)["chief-0"].end
-    assert end is not None and end.exit_code == 137  # SIGKILLed with its supervisor
+    # SIGKILLed with its supervisor, and still a stop on request, not a crash
+    assert end == RoleEnd(ending=Ending.STOPPED, exit_code=137, detail="stopped")

@@ -405,12 +405,12 @@ class LocalLauncher:
             if any(process in alive for process in members):
                 _signal_group(group, signal.SIGKILL)
         psutil.wait_procs(alive, timeout=5)
-        for name in names:  # a supervisor killed before it could write its exit record
-            exit_file = run_dir / f"{name}.exit"
+        for name in names:  # a supervisor killed before it could write its exit record:
+            exit_file = run_dir / f"{name}.exit"  # still a stop on request, past its grace
             if not exit_file.exists() and (run_dir / f"{name}.pid").exists():
                 try:
                     exit_file.write_text(
-                        json.dumps({"exit_code": 137, "reason": "killed", "ended": time.time()})
+                        json.dumps({"exit_code": 137, "reason": "stopped", "ended": time.time()})
                     )
                 except OSError:  # a full disk: without a record the role reads as killed too
                     exit_file.unlink(missing_ok=True)

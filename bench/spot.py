@@ -8,6 +8,9 @@
 (b) Wall time of the job with a worker's process SIGKILLed every 8 s (alternating workers)
     over the same job undisturbed, run side by side; target <= 1.3x.
 (c) The same with a SIGTERM notice every 20 s to a random training role; target <= 1.3x.
+(b) and (c) run twice, side by side: with the local launcher's warm standby (the default) and
+as the baseline without it (`TFDIST_LOCAL_STANDBY=0`: every restart starts a new interpreter
+and imports TensorFlow), each way against its own undisturbed run.
 
 `python -m bench.spot [--only a b c]`. Each job is small (digits, 2 workers, 1 ps); the
 goodput line of every run (`tfdist run` prints it) says where the time went.
@@ -25,18 +28,21 @@ import subprocess
 import threading
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import psutil
 
 from bench.common import PYTHON, QUIET_ENV, Row, Stats, prepare_data, print_table, workspace
+from tfdist.launch.local import STANDBY_ENV
 
 CLUSTER = {"worker": 2, "ps": 1}
 RESUMED = re.compile(r"training from step (\d+) to")
 STEP = re.compile(r"step (\d+)/\d+ loss")
 RESTART = "----- tfdist: starting chief-0 again -----"
 ENDED = re.compile(r"^tfdist: \S+ (?:was preempted|ended: killed)", re.M)  # the runner's lines
+WAYS = {"standby": {}, "baseline": {STANDBY_ENV: "0"}}  # (b), (c): restarts warm, or cold
 
 
 @dataclass(frozen=True)
@@ -82,8 +88,14 @@ def chief_steps(run_dir: Path) -> list[int]:
     return [int(step) for step in STEP.findall(log.split(RESTART)[0])]
 
 
-def run_job(root: Path, job: dict[str, Any], disturb: Any = None, timeout: float = 600) -> JobRun:
-    """`tfdist run` of `job`; `disturb(run_dir, stop)` runs in a thread meanwhile."""
+def run_job(
+    root: Path,
+    job: dict[str, Any],
+    disturb: Any = None,
+    timeout: float = 600,
+    env: dict[str, str] | None = None,
+) -> JobRun:
+    """`tfdist run` of `job` (with `env`); `disturb(run_dir, stop)` runs in a thread meanwhile."""
     path = root / f"{job['name']}.json"
     path.write_text(json.dumps(job))
     runs = root / "runs"
@@ -94,7 +106,7 @@ def run_job(root: Path, job: dict[str, Any], disturb: Any = None, timeout: float
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        env={**os.environ, **QUIET_ENV},
+        env={**os.environ, **QUIET_ENV, **(env or {})},
     )
     stop = threading.Event()
     thread = None
@@ -221,28 +233,38 @@ def measure_lost(root: Path, data: Path) -> list[Row]:
 
 
 def measure_churn(root: Path, data: Path, max_steps: int, only: set[str]) -> list[Row]:
-    quiet = run_job(root, spec(root, "quiet", data, max_steps, 200))
-    disturbed = []
+    disturbances = []
     if not only or "b" in only:
-        churn = every(8, ["worker-0", "worker-1"], signal.SIGKILL)
-        run = run_job(root, spec(root, "churn", data, max_steps, 200), churn)
-        disturbed.append(("a worker SIGKILLed every 8 s", "12b", run))
+        churn = partial(every, 8, ["worker-0", "worker-1"], signal.SIGKILL)
+        disturbances.append(("12b", "a worker SIGKILLed every 8 s", "kills", churn))
     if not only or "c" in only:
         roles = ["chief-0", "ps-0", "worker-0", "worker-1"]
-        notices = every(20, roles, signal.SIGTERM)
-        run = run_job(root, spec(root, "notices", data, max_steps, 200), notices)
-        disturbed.append(("a SIGTERM notice every 20 s", "12c", run))
+        notices = partial(every, 20, roles, signal.SIGTERM)
+        disturbances.append(("12c", "a SIGTERM notice every 20 s", "notices", notices))
+    walls: dict[tuple[str, str], JobRun] = {}
+    for way, env in WAYS.items():  # side by side: each way's undisturbed run just before
+        print(f"  {way}:", flush=True)
+        walls[way, "quiet"] = run_job(
+            root, spec(root, f"quiet-{way}", data, max_steps, 200), env=env
+        )
+        for row, _, name, disturb in disturbances:
+            job = spec(root, f"{name}-{way}", data, max_steps, 200)
+            walls[way, row] = run_job(root, job, disturb(), env=env)
     rows = []
-    for label, row, run in disturbed:
-        ratio = run.wall / quiet.wall
+    for row, label, _, _ in disturbances:
+        ratio = {way: walls[way, row].wall / walls[way, "quiet"].wall for way in WAYS}
+        run, quiet = walls["standby", row], walls["standby", "quiet"]
+        cold, cold_quiet = walls["baseline", row], walls["baseline", "quiet"]
         rows.append(
             Row(
                 row,
                 f"wall: {label} / undisturbed",
-                Stats.of([ratio]),
+                Stats.of([ratio["standby"]]),
                 "<= 1.3",
-                ratio <= 1.3,
+                ratio["standby"] <= 1.3,
                 f"{run.wall:.1f} s / {quiet.wall:.1f} s, {len(ENDED.findall(run.output))} hits; "
+                f"baseline (no standby) {ratio['baseline']:.2f}x: {cold.wall:.1f} s / "
+                f"{cold_quiet.wall:.1f} s, {len(ENDED.findall(cold.output))} hits; "
                 f"{_goodput_line(run.output)}",
             )
         )

@@ -151,10 +151,13 @@ def test_a_notice_to_the_chief_or_a_ps_is_a_checkpoint_the_job_resumes_from(
 def test_a_notified_parameter_server_worker_leaves_and_rejoins_alone(
     tmp_path: Path, digits_data: str
 ) -> None:
-    """The coordinator runs the worker's steps on the other worker; the chief goes on."""
+    """The coordinator runs the worker's steps on the other worker; the chief goes on. The
+    worker's warm standby (already past `import tensorflow`) is what starts again."""
     spec = spot_job("spotw", tmp_path, digits_data, {"worker": 2, "ps": 1})
     process, out = start(spec, tmp_path)
     run_dir = latest_run_dir(tmp_path, "spotw")
+    wait_for((run_dir / "worker-0.standby").exists, 60, "worker-0's standby")
+    standby = json.loads((run_dir / "worker-0.standby").read_text())
     notice_mid_interval(run_dir, "worker-0")
     output = finish(process, out)
 
@@ -165,6 +168,8 @@ def test_a_notified_parameter_server_worker_leaves_and_rejoins_alone(
     assert len(attempts(role_log(run_dir, "chief-0"), "chief-0")) == 1  # never restarted
     _, again = attempts(role_log(run_dir, "worker-0"), "worker-0")
     assert re.search(r"ran \d+ steps here", again), "the restarted worker-0 ran no step"
+    assert json.loads((run_dir / "worker-0.pid").read_text()) == standby
+    assert not list(run_dir.glob("*.standby*"))  # every standby left was stopped
     (cost,) = preemptions(tmp_path, output)
     assert (cost["role"], cost["steps_lost"]) == ("worker-0", 0)
     assert max(checkpoint_steps(tmp_path / "model")) == MAX_STEPS

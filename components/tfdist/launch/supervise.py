@@ -6,6 +6,12 @@ gives the role a private TMPDIR that it removes when the role ends, writes the r
 code to `<role>.exit`, forwards SIGTERM to the role's process group, and, when bound to a
 parent (`--parent PID`), stops the role and whatever it started if that parent dies (SIGTERM,
 then SIGKILL after `--grace-secs`), so a killed `tfdist run` leaves no orphans.
+
+With `--standby FIFO` it starts its command at once as a standby (`tfdist.runtime.standby`),
+which prepares and says `ready`; only then does it open the FIFO, so a launcher that can open
+it for writing knows the standby is ready. The line written there (the role's log) makes the
+standby the role, supervised as above. A standby stopped, or whose command ended, before that
+line leaves no exit record: it never was the role.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -25,6 +32,7 @@ from types import FrameType
 
 STOP_GRACE_SECS = 10.0
 PARENT_POLL_SECS = 1.0
+STOPPING = {signal.SIGTERM, signal.SIGINT}
 
 
 def _exit_code(returncode: int) -> int:
@@ -52,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--exit-file", required=True, type=Path)
     parser.add_argument("--parent", type=int, default=None)
     parser.add_argument("--grace-secs", type=float, default=STOP_GRACE_SECS)
+    parser.add_argument("--standby", type=Path, default=None)
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
@@ -60,7 +69,13 @@ def main(argv: list[str] | None = None) -> int:
     scratch = tempfile.mkdtemp(prefix="tfdist-role-")
     try:
         env = {**os.environ, "TMPDIR": scratch}
-        code, reason = _run(command, env, args.parent, args.grace_secs)
+        if args.standby is None:
+            code, reason = _run(command, env, args.parent, args.grace_secs)
+        else:
+            child = _standby(command, env, args.standby, args.parent)
+            if child is None:
+                return 0
+            code, reason = _watch(child, args.parent, args.grace_secs)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     _write_exit(args.exit_file, code, reason)
@@ -76,6 +91,89 @@ def _run(
     except OSError as error:
         print(f"tfdist: cannot start {command[0]!r}: {error}", file=sys.stderr, flush=True)
         return 127, f"cannot start: {error}"
+    return _watch(child, parent, grace_secs)
+
+
+class _Stopped(Exception):
+    """SIGTERM or SIGINT to a standby not yet handed over."""
+
+
+def _stopped(_signum: int, _frame: FrameType | None) -> None:
+    raise _Stopped
+
+
+def _standby(
+    command: list[str], env: dict[str, str], fifo: Path, parent: int | None
+) -> subprocess.Popen[bytes] | None:
+    """Start `command` as a standby; once it is ready and the FIFO brought the role's log, hand
+    that to it and return it. None if it was not needed: stopped, or its parent gone first."""
+    signal.signal(signal.SIGTERM, _stopped)
+    signal.signal(signal.SIGINT, _stopped)
+    child: subprocess.Popen[bytes] | None = None
+    try:
+        # Opened first, read-write (an idle read then blocks instead of seeing EOF): from now
+        # on a launcher can hand the role over, even before the standby is ready.
+        reader = os.open(fifo, os.O_RDWR | os.O_NONBLOCK)
+        try:
+            child = subprocess.Popen(
+                command, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE
+            )
+            assert child.stdin is not None and child.stdout is not None
+            ready, log = _handed_over(child.stdout.fileno(), reader, parent)
+        finally:
+            os.close(reader)
+        if log is None:
+            _unused(child)
+            return None
+        signal.pthread_sigmask(signal.SIG_BLOCK, STOPPING)  # _watch forwards them from here on
+        if not ready:  # it ended before it was ready: the role's log says so, _watch its code
+            with open(log.decode().strip(), "a") as role_log:
+                role_log.write("tfdist: the role's standby process ended before it was ready\n")
+        with suppress(BrokenPipeError):
+            if ready:
+                child.stdin.write(log)
+            child.stdin.close()
+        return child  # its stdout stays open here: a write to it never fails
+    except (_Stopped, OSError):
+        _unused(child)
+        return None
+
+
+def _handed_over(standby: int, fifo: int, parent: int | None) -> tuple[bool, bytes | None]:
+    """Wait until the standby is ready (`ready` on its stdout) and the role's log path came
+    (one line through the FIFO), or the standby ended: (whether it is ready and alive, the
+    line). No line once the parent is gone."""
+    ready = ended = False
+    log = None
+    while not ended and not (ready and log is not None):
+        waiting = [standby] if log is not None else [standby, fifo]
+        readable, _, _ = select.select(waiting, [], [], PARENT_POLL_SECS)
+        if parent is not None and _parent_gone(parent):
+            return False, None
+        if standby in readable:
+            said = os.read(standby, 4096)
+            ended, ready = not said, ready or b"ready" in said.splitlines()
+        if fifo in readable:
+            log = os.read(fifo, 4096)
+    if ended and log is None:  # the role, if it was handed over just now
+        with suppress(BlockingIOError):
+            log = os.read(fifo, 4096) or None
+    return ready and not ended, log
+
+
+def _unused(child: subprocess.Popen[bytes] | None) -> None:
+    """Stop a standby that will not be the role."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if child is not None:
+        child.kill()
+        child.wait()
+
+
+def _watch(
+    child: subprocess.Popen[bytes], parent: int | None, grace_secs: float
+) -> tuple[int, str]:
+    """Supervise the role's process until it ends; its exit code and why it ended."""
     reason = "exited"
 
     def stop_child(signum: int, _frame: FrameType | None) -> None:
@@ -86,6 +184,7 @@ def _run(
 
     signal.signal(signal.SIGTERM, stop_child)
     signal.signal(signal.SIGINT, stop_child)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOPPING)  # held while a standby took over
     while True:
         try:
             returncode = child.wait(timeout=PARENT_POLL_SECS)

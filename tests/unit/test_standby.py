@@ -19,14 +19,13 @@ from pathlib import Path
 import psutil
 import pytest
 
-# Says ready, then becomes the role; with STANDBY_FAILS=<path>, fails instead once that exists.
+# Becomes the role it is handed; with STANDBY_FAILS=<path>, fails instead once that exists.
 STANDBY = """
 import os, sys, time
 if os.environ.get("STANDBY_FAILS"):
     while not os.path.exists(os.environ["STANDBY_FAILS"]):
         time.sleep(0.05)
     sys.exit(4)
-print("ready", flush=True)  # two writes: "ready", then the line's end
 log = sys.stdin.readline().strip()
 with open(log, "a") as out:
     out.write(f"took over as {os.getpid()}\\n")
@@ -99,13 +98,22 @@ def test_a_standby_stopped_before_it_was_needed_leaves_no_exit_record(
 
 
 @pytest.mark.parametrize("standby", [True], indirect=True)
-def test_a_standby_that_ended_before_it_was_ready_fails_the_role_it_was_handed(
+def test_a_standby_that_fails_once_handed_the_role_fails_the_role(
     tmp_path: Path, standby: psutil.Popen
 ) -> None:
     hand_over(tmp_path)
     (tmp_path / "fail").touch()
     assert standby.wait(timeout=30) == 4
-    assert exit_record(tmp_path)["exit_code"] == 4
-    assert (tmp_path / "role.log").read_text() == (
-        "tfdist: the role's standby process ended before it was ready\n"
-    )
+    record = exit_record(tmp_path)
+    assert (record["exit_code"], record["reason"]) == (4, "exited")
+
+
+@pytest.mark.parametrize("standby", [True], indirect=True)
+def test_a_standby_that_ended_before_it_was_needed_is_not_the_role(
+    tmp_path: Path, standby: psutil.Popen
+) -> None:
+    (tmp_path / "fail").touch()
+    assert standby.wait(timeout=30) == 0
+    assert not (tmp_path / "role.exit").exists()
+    with pytest.raises(OSError):  # ENXIO: the launcher starts the role anew instead
+        os.open(tmp_path / "role.standby.fifo", os.O_WRONLY | os.O_NONBLOCK)

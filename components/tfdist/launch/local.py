@@ -311,7 +311,7 @@ class LocalLauncher:
         fifo = run_dir / f"{name}.standby.fifo"
         fifo.unlink(missing_ok=True)  # the one a previous standby was handed the role through
         os.mkfifo(fifo, 0o600)
-        command = [record["command"][0], "-m", STANDBY_MODULE]
+        command = [record["command"][0], "-m", STANDBY_MODULE, str(run_dir / f"{name}.log")]
         with open(os.devnull, "wb") as devnull:
             process = self._supervise(
                 run_dir, name, record, command, devnull, "--standby", str(fifo)

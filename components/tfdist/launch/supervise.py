@@ -7,11 +7,11 @@ code to `<role>.exit`, forwards SIGTERM to the role's process group, and, when b
 parent (`--parent PID`), stops the role and whatever it started if that parent dies (SIGTERM,
 then SIGKILL after `--grace-secs`), so a killed `tfdist run` leaves no orphans.
 
-With `--standby FIFO` it starts its command at once as a standby (`tfdist.runtime.standby`),
-which prepares and says `ready`; only then does it open the FIFO, so a launcher that can open
-it for writing knows the standby is ready. The line written there (the role's log) makes the
-standby the role, supervised as above. A standby stopped, or whose command ended, before that
-line leaves no exit record: it never was the role.
+With `--standby FIFO` it holds the FIFO open and starts its command at once as a standby
+(`tfdist.runtime.standby`); a launcher can open the FIFO for writing only while it is held. The
+line written there (the role's log) goes on to the standby's stdin and makes it the role,
+supervised as above. A standby stopped, or ended, before that line leaves no exit record: it
+never was the role.
 """
 
 from __future__ import annotations
@@ -105,8 +105,9 @@ def _stopped(_signum: int, _frame: FrameType | None) -> None:
 def _standby(
     command: list[str], env: dict[str, str], fifo: Path, parent: int | None
 ) -> subprocess.Popen[bytes] | None:
-    """Start `command` as a standby; once it is ready and the FIFO brought the role's log, hand
-    that to it and return it. None if it was not needed: stopped, or its parent gone first."""
+    """Start `command` as a standby; once the FIFO brings the role's log, pass that line on to
+    the standby's stdin and return it. None if it was not needed: stopped, its parent gone, or
+    it ended first."""
     signal.signal(signal.SIGTERM, _stopped)
     signal.signal(signal.SIGINT, _stopped)
     child: subprocess.Popen[bytes] | None = None
@@ -115,50 +116,33 @@ def _standby(
         # on a launcher can hand the role over, even before the standby is ready.
         reader = os.open(fifo, os.O_RDWR | os.O_NONBLOCK)
         try:
-            child = subprocess.Popen(
-                command, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE
-            )
-            assert child.stdin is not None and child.stdout is not None
-            ready, log = _handed_over(child.stdout.fileno(), reader, parent)
+            child = subprocess.Popen(command, env=env, stdin=subprocess.PIPE)
+            log = _handed_over(child, reader, parent)
         finally:
             os.close(reader)
         if log is None:
             _unused(child)
             return None
         signal.pthread_sigmask(signal.SIG_BLOCK, STOPPING)  # _watch forwards them from here on
-        if not ready:  # it ended before it was ready: the role's log says so, _watch its code
-            with open(log.decode().strip(), "a") as role_log:
-                role_log.write("tfdist: the role's standby process ended before it was ready\n")
-        with suppress(BrokenPipeError):
-            if ready:
-                child.stdin.write(log)
+        assert child.stdin is not None
+        with suppress(BrokenPipeError):  # it ended meanwhile: _watch reads its exit code
+            child.stdin.write(log)
             child.stdin.close()
-        return child  # its stdout stays open here: a write to it never fails
+        return child
     except (_Stopped, OSError):
         _unused(child)
         return None
 
 
-def _handed_over(standby: int, fifo: int, parent: int | None) -> tuple[bool, bytes | None]:
-    """Wait until the standby is ready (`ready` on its stdout) and the role's log path came
-    (one line through the FIFO), or the standby ended: (whether it is ready and alive, the
-    line). No line once the parent is gone."""
-    ready = ended = False
-    log = None
-    while not ended and not (ready and log is not None):
-        waiting = [standby] if log is not None else [standby, fifo]
-        readable, _, _ = select.select(waiting, [], [], PARENT_POLL_SECS)
-        if parent is not None and _parent_gone(parent):
-            return False, None
-        if standby in readable:
-            said = os.read(standby, 4096)
-            ended, ready = not said, ready or b"ready" in said.splitlines()
-        if fifo in readable:
-            log = os.read(fifo, 4096)
-    if ended and log is None:  # the role, if it was handed over just now
-        with suppress(BlockingIOError):
-            log = os.read(fifo, 4096) or None
-    return ready and not ended, log
+def _handed_over(child: subprocess.Popen[bytes], fifo: int, parent: int | None) -> bytes | None:
+    """The line the FIFO brings (written at once: one read gets it); None once the standby has
+    ended or the parent is gone."""
+    while True:
+        readable, _, _ = select.select([fifo], [], [], PARENT_POLL_SECS)
+        if readable:
+            return os.read(fifo, 4096)
+        if child.poll() is not None or (parent is not None and _parent_gone(parent)):
+            return None
 
 
 def _unused(child: subprocess.Popen[bytes] | None) -> None:

@@ -1,22 +1,41 @@
-"""`python -m tfdist.runtime.standby`: a role process started before it is needed.
+"""`python -m tfdist.runtime.standby LOG`: a role process started before it is needed.
 
 The local launcher keeps one per role (see `tfdist.launch.local`), started with the role's own
 environment, so that a restarted role does not wait for a new interpreter and `import
-tensorflow` (seconds, tens of seconds on a busy machine) before its server is back. It imports
-TensorFlow, the runtime and the trainer module, writes `ready` on stdout, then waits for one
-line on stdin: the path of the role's log. From then on it writes to that log and is the role,
-as `python -m tfdist.runtime` would be. End of stdin before that line: it ends, unused.
+tensorflow` (seconds, tens of seconds on a busy machine) before its server is back. Once the
+role has written to its log `LOG` (it is past its own start, so the two do not compete for the
+CPU at launch) or the role is handed over, whichever comes first, it imports TensorFlow, the
+runtime and the trainer module. Then it waits for one line on stdin, the path of the role's
+log: from then on it writes there and is the role, as `python -m tfdist.runtime` would be. End
+of stdin before that line: it ends, unused.
 """
 
 from __future__ import annotations
 
 import importlib
 import os
+import select
 import sys
 import time
+import traceback
 from contextlib import suppress
 
-READY = "ready"
+WAIT_SECS = 0.5  # how often it looks at the role's log before it prepares
+
+
+def wait_for_role(log: str) -> None:
+    """Until the role has written to `log` or something comes on stdin."""
+    while not _wrote(log):
+        readable, _, _ = select.select([sys.stdin], [], [], WAIT_SECS)
+        if readable:
+            return
+
+
+def _wrote(log: str) -> bool:
+    try:
+        return os.path.getsize(log) > 0
+    except OSError:
+        return False
 
 
 def preload() -> None:
@@ -44,12 +63,19 @@ def take_over(log_path: str) -> None:
 
 
 def main() -> None:
-    preload()
-    os.write(sys.stdout.fileno(), f"{READY}\n".encode())  # one write: one read gets it all
+    wait_for_role(sys.argv[1])
+    try:
+        preload()
+        failed = None
+    except BaseException:  # shown in the role's log, once this process is the role
+        failed = traceback.format_exc()
     line = sys.stdin.readline().strip()
     if not line:
         os._exit(0)  # not needed after all
     take_over(line)
+    if failed is not None:
+        print(failed, file=sys.stderr, flush=True)
+        os._exit(1)
     from tfdist.runtime import __main__ as runtime
     from tfdist.runtime import notice
 

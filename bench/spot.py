@@ -28,6 +28,7 @@ import subprocess
 import threading
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,7 @@ class JobRun:
     output: str
     run_dir: Path
     goodput: dict[str, Any]
+    finished: bool = True  # False: stopped when it ran out of time (wall: a lower bound)
 
 
 def spec(root: Path, name: str, data: Path, max_steps: int, every: int) -> dict[str, Any]:
@@ -124,14 +126,21 @@ def run_job(
 
         thread = threading.Thread(target=watch, daemon=True)
         thread.start()
-    output, _ = process.communicate(timeout=timeout)
+    try:
+        output, _ = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:  # stopped: its wall time is more than `timeout`
+        process.terminate()  # `tfdist run` stops its roles on its way out
+        output, _ = process.communicate()
     wall = time.perf_counter() - started
     stop.set()
     if thread is not None:
         thread.join(timeout=30)
+    (run_dir,) = sorted(runs.glob(f"{job['name']}-*"))
+    if wall >= timeout:
+        print(f"  {job['name']}: stopped after {timeout:.0f} s", flush=True)
+        return JobRun(wall, output, run_dir, {}, finished=False)
     if process.returncode != 0:
         raise RuntimeError(f"{job['name']} failed:\n{output[-3000:]}")
-    (run_dir,) = sorted(runs.glob(f"{job['name']}-*"))
     goodput = json.loads((Path(job["model_dir"]) / "tfdist" / "goodput.json").read_text())
     print(f"  {job['name']}: {wall:.1f} s; " + _goodput_line(output), flush=True)
     return JobRun(wall, output, run_dir, goodput)
@@ -165,9 +174,12 @@ def joined(run_dir: Path, role: str) -> bool:
     return "training from step" in current or "serving grpc://" in current
 
 
-def every(seconds: float, roles: list[str], sig: int, seed: int = 7) -> Any:
+def every(
+    seconds: float, roles: list[str], sig: int, hits: list[tuple[str, float]], seed: int = 7
+) -> Any:
     """Once training runs, `sig` every `seconds` to one of `roles` that has joined the job (in
-    turn, or at random): a role still starting again is not hit a second time."""
+    turn, or at random): a role still starting again is not hit a second time. Each hit goes
+    into `hits` (role, time)."""
     chooser = random.Random(seed)
 
     def disturb(run_dir: Path, stop: threading.Event) -> None:
@@ -186,9 +198,32 @@ def every(seconds: float, roles: list[str], sig: int, seed: int = 7) -> Any:
                 continue
             turn = (roles.index(role) + 1) % len(roles)
             print(f"    {signal.Signals(sig).name} {role}", flush=True)
+            hits.append((role, time.time()))
             process.send_signal(sig)
 
     return disturb
+
+
+def back_after(run_dir: Path, hits: list[tuple[str, float]]) -> list[float]:
+    """Seconds from each hit on a worker to its first `serving` line after it (a worker that
+    was never back is left out)."""
+    found = []
+    for role, hit in hits:
+        if not role.startswith("worker-"):
+            continue
+        log = (run_dir / f"{role}.log").read_text(errors="replace")
+        back = [when for when in _serving_times(log) if when > hit]
+        if back:
+            found.append(back[0] - hit)
+    return found
+
+
+def _serving_times(log: str) -> list[float]:
+    return [
+        datetime.fromisoformat(line.split(" ", 1)[0].replace("Z", "+00:00")).timestamp()
+        for line in log.splitlines()
+        if "tfdist.serve: serving grpc://" in line
+    ]
 
 
 def steps_lost(run: JobRun) -> tuple[int, float]:
@@ -242,17 +277,20 @@ def measure_churn(root: Path, data: Path, max_steps: int, only: set[str]) -> lis
         notices = partial(every, 20, roles, signal.SIGTERM)
         disturbances.append(("12c", "a SIGTERM notice every 20 s", "notices", notices))
     walls: dict[tuple[str, str], JobRun] = {}
+    back: dict[tuple[str, str], list[float]] = {}
     for way, env in WAYS.items():  # side by side: each way's undisturbed run just before
         print(f"  {way}:", flush=True)
-        walls[way, "quiet"] = run_job(
-            root, spec(root, f"quiet-{way}", data, max_steps, 200), env=env
-        )
+        quiet = spec(root, f"quiet-{way}", data, max_steps, 200)
+        walls[way, "quiet"] = run_job(root, quiet, env=env)
         for row, _, name, disturb in disturbances:
+            hits: list[tuple[str, float]] = []
             job = spec(root, f"{name}-{way}", data, max_steps, 200)
-            walls[way, row] = run_job(root, job, disturb(), env=env)
+            walls[way, row] = run_job(root, job, disturb(hits), env=env)
+            back[way, row] = back_after(walls[way, row].run_dir, hits)
     rows = []
     for row, label, _, _ in disturbances:
         ratio = {way: walls[way, row].wall / walls[way, "quiet"].wall for way in WAYS}
+        more = {way: "" if walls[way, row].finished else ">" for way in WAYS}
         run, quiet = walls["standby", row], walls["standby", "quiet"]
         cold, cold_quiet = walls["baseline", row], walls["baseline", "quiet"]
         rows.append(
@@ -262,13 +300,23 @@ def measure_churn(root: Path, data: Path, max_steps: int, only: set[str]) -> lis
                 Stats.of([ratio["standby"]]),
                 "<= 1.3",
                 ratio["standby"] <= 1.3,
-                f"{run.wall:.1f} s / {quiet.wall:.1f} s, {len(ENDED.findall(run.output))} hits; "
-                f"baseline (no standby) {ratio['baseline']:.2f}x: {cold.wall:.1f} s / "
-                f"{cold_quiet.wall:.1f} s, {len(ENDED.findall(cold.output))} hits; "
-                f"{_goodput_line(run.output)}",
+                f"{more['standby']}{run.wall:.1f} s / {quiet.wall:.1f} s, "
+                f"{len(ENDED.findall(run.output))} hits, "
+                f"a worker served again {_secs(back['standby', row])} after its hit; baseline "
+                f"(no standby) {more['baseline']}{ratio['baseline']:.2f}x: "
+                f"{more['baseline']}{cold.wall:.1f} s / "
+                f"{cold_quiet.wall:.1f} s, {len(ENDED.findall(cold.output))} hits, "
+                f"{_secs(back['baseline', row])}; {_goodput_line(run.output)}",
             )
         )
     return rows
+
+
+def _secs(values: list[float]) -> str:
+    if not values:
+        return "(no worker hit)"
+    stats = Stats.of(values)
+    return f"{stats.median:.1f} s [{stats.low:.1f}-{stats.high:.1f}] n={stats.count}"
 
 
 def measure(root: Path, only: set[str], max_steps: int = 1200) -> list[Row]:

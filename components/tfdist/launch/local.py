@@ -328,7 +328,8 @@ class LocalLauncher:
             return None
         try:  # succeeds only while the standby's supervisor holds the FIFO open
             writer = os.open(run_dir / f"{name}.standby.fifo", os.O_WRONLY | os.O_NONBLOCK)
-        except OSError:  # ENXIO: it has ended
+        except OSError:  # ENXIO: it is ending, or not that far yet: no longer anyone's
+            _signal_group(standby.pid, signal.SIGTERM)
             return None
         try:
             os.write(writer, f"{run_dir / name}.log\n".encode())

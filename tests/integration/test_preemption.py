@@ -218,8 +218,11 @@ def test_through_airflow_a_notice_to_the_chief_costs_no_retry_and_no_training(
     home.env["TFDIST_DIGITS_DATA"] = digits_data
     home.migrate()
     with home.standalone():
-        unpaused = home.airflow("dags", "unpause", dag_id)
-        assert unpaused.returncode == 0, unpaused.stderr[-2000:]
+        # The API answers before the DAG processor has parsed the file: unpause once it has.
+        def unpaused() -> bool:
+            return home.airflow("dags", "unpause", dag_id).returncode == 0
+
+        wait_for(unpaused, 240, f"{dag_id} to be parsed", interval=2)
         triggered = home.airflow("dags", "trigger", dag_id, "--run-id", run_id)
         assert triggered.returncode == 0, triggered.stderr[-2000:]
         wait_for(lambda: list((tmp_path / "runs").rglob("spot-*/chief-0.log")), 240, "the launch")

@@ -254,7 +254,8 @@ def test_through_airflow_a_notice_to_the_chief_costs_no_retry_and_no_training(
     assert (goodput["steps"], goodput["attempts"], goodput["recompute_secs"]) == (MAX_STEPS, 2, 0)
     (cost,) = goodput["preemptions"]
     assert (cost["role"], cost["resumed_from"], cost["steps_lost"]) == ("chief-0", saved, 0)
-    assert before <= cost["steps_before"] <= saved
+    # The step at the notice's time, at the attempt's average rate: at most what it saved.
+    assert 0 < cost["steps_before"] <= saved
     assert_no_process_left(run_dir)
 
 

@@ -8,6 +8,9 @@
 (b) Wall time of the job with a worker's process SIGKILLed every 8 s (alternating workers)
     over the same job undisturbed, run side by side; target <= 1.3x.
 (c) The same with a SIGTERM notice every 20 s to a random training role; target <= 1.3x.
+(b) and (c) run twice, side by side: with the local launcher's warm standby (`TFDIST_LOCAL_STANDBY=1`) and
+as the baseline without it (`TFDIST_LOCAL_STANDBY=0`: every restart starts a new interpreter
+and imports TensorFlow), each way against its own undisturbed run.
 
 `python -m bench.spot [--only a b c]`. Each job is small (digits, 2 workers, 1 ps); the
 goodput line of every run (`tfdist run` prints it) says where the time went.
@@ -25,18 +28,22 @@ import subprocess
 import threading
 import time
 from dataclasses import dataclass
+from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import psutil
 
 from bench.common import PYTHON, QUIET_ENV, Row, Stats, prepare_data, print_table, workspace
+from tfdist.launch.local import STANDBY_ENV
 
 CLUSTER = {"worker": 2, "ps": 1}
 RESUMED = re.compile(r"training from step (\d+) to")
 STEP = re.compile(r"step (\d+)/\d+ loss")
 RESTART = "----- tfdist: starting chief-0 again -----"
 ENDED = re.compile(r"^tfdist: \S+ (?:was preempted|ended: killed)", re.M)  # the runner's lines
+WAYS = {"standby": {STANDBY_ENV: "1"}, "baseline": {STANDBY_ENV: "0"}}  # (b), (c): restarts warm, or cold
 
 
 @dataclass(frozen=True)
@@ -45,6 +52,7 @@ class JobRun:
     output: str
     run_dir: Path
     goodput: dict[str, Any]
+    finished: bool = True  # False: stopped when it ran out of time (wall: a lower bound)
 
 
 def spec(root: Path, name: str, data: Path, max_steps: int, every: int) -> dict[str, Any]:
@@ -82,8 +90,14 @@ def chief_steps(run_dir: Path) -> list[int]:
     return [int(step) for step in STEP.findall(log.split(RESTART)[0])]
 
 
-def run_job(root: Path, job: dict[str, Any], disturb: Any = None, timeout: float = 600) -> JobRun:
-    """`tfdist run` of `job`; `disturb(run_dir, stop)` runs in a thread meanwhile."""
+def run_job(
+    root: Path,
+    job: dict[str, Any],
+    disturb: Any = None,
+    timeout: float = 600,
+    env: dict[str, str] | None = None,
+) -> JobRun:
+    """`tfdist run` of `job` (with `env`); `disturb(run_dir, stop)` runs in a thread meanwhile."""
     path = root / f"{job['name']}.json"
     path.write_text(json.dumps(job))
     runs = root / "runs"
@@ -94,7 +108,7 @@ def run_job(root: Path, job: dict[str, Any], disturb: Any = None, timeout: float
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        env={**os.environ, **QUIET_ENV},
+        env={**os.environ, **QUIET_ENV, **(env or {})},
     )
     stop = threading.Event()
     thread = None
@@ -112,14 +126,21 @@ def run_job(root: Path, job: dict[str, Any], disturb: Any = None, timeout: float
 
         thread = threading.Thread(target=watch, daemon=True)
         thread.start()
-    output, _ = process.communicate(timeout=timeout)
+    try:
+        output, _ = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:  # stopped: its wall time is more than `timeout`
+        process.terminate()  # `tfdist run` stops its roles on its way out
+        output, _ = process.communicate()
     wall = time.perf_counter() - started
     stop.set()
     if thread is not None:
         thread.join(timeout=30)
+    (run_dir,) = sorted(runs.glob(f"{job['name']}-*"))
+    if wall >= timeout:
+        print(f"  {job['name']}: stopped after {timeout:.0f} s", flush=True)
+        return JobRun(wall, output, run_dir, {}, finished=False)
     if process.returncode != 0:
         raise RuntimeError(f"{job['name']} failed:\n{output[-3000:]}")
-    (run_dir,) = sorted(runs.glob(f"{job['name']}-*"))
     goodput = json.loads((Path(job["model_dir"]) / "tfdist" / "goodput.json").read_text())
     print(f"  {job['name']}: {wall:.1f} s; " + _goodput_line(output), flush=True)
     return JobRun(wall, output, run_dir, goodput)
@@ -153,9 +174,12 @@ def joined(run_dir: Path, role: str) -> bool:
     return "training from step" in current or "serving grpc://" in current
 
 
-def every(seconds: float, roles: list[str], sig: int, seed: int = 7) -> Any:
+def every(
+    seconds: float, roles: list[str], sig: int, hits: list[tuple[str, float]], seed: int = 7
+) -> Any:
     """Once training runs, `sig` every `seconds` to one of `roles` that has joined the job (in
-    turn, or at random): a role still starting again is not hit a second time."""
+    turn, or at random): a role still starting again is not hit a second time. Each hit goes
+    into `hits` (role, time)."""
     chooser = random.Random(seed)
 
     def disturb(run_dir: Path, stop: threading.Event) -> None:
@@ -174,9 +198,32 @@ def every(seconds: float, roles: list[str], sig: int, seed: int = 7) -> Any:
                 continue
             turn = (roles.index(role) + 1) % len(roles)
             print(f"    {signal.Signals(sig).name} {role}", flush=True)
+            hits.append((role, time.time()))
             process.send_signal(sig)
 
     return disturb
+
+
+def back_after(run_dir: Path, hits: list[tuple[str, float]]) -> list[float]:
+    """Seconds from each hit on a worker to its first `serving` line after it (a worker that
+    was never back is left out)."""
+    found = []
+    for role, hit in hits:
+        if not role.startswith("worker-"):
+            continue
+        log = (run_dir / f"{role}.log").read_text(errors="replace")
+        back = [when for when in _serving_times(log) if when > hit]
+        if back:
+            found.append(back[0] - hit)
+    return found
+
+
+def _serving_times(log: str) -> list[float]:
+    return [
+        datetime.fromisoformat(line.split(" ", 1)[0].replace("Z", "+00:00")).timestamp()
+        for line in log.splitlines()
+        if "tfdist.serve: serving grpc://" in line
+    ]
 
 
 def steps_lost(run: JobRun) -> tuple[int, float]:
@@ -221,32 +268,55 @@ def measure_lost(root: Path, data: Path) -> list[Row]:
 
 
 def measure_churn(root: Path, data: Path, max_steps: int, only: set[str]) -> list[Row]:
-    quiet = run_job(root, spec(root, "quiet", data, max_steps, 200))
-    disturbed = []
+    disturbances = []
     if not only or "b" in only:
-        churn = every(8, ["worker-0", "worker-1"], signal.SIGKILL)
-        run = run_job(root, spec(root, "churn", data, max_steps, 200), churn)
-        disturbed.append(("a worker SIGKILLed every 8 s", "12b", run))
+        churn = partial(every, 8, ["worker-0", "worker-1"], signal.SIGKILL)
+        disturbances.append(("12b", "a worker SIGKILLed every 8 s", "kills", churn))
     if not only or "c" in only:
         roles = ["chief-0", "ps-0", "worker-0", "worker-1"]
-        notices = every(20, roles, signal.SIGTERM)
-        run = run_job(root, spec(root, "notices", data, max_steps, 200), notices)
-        disturbed.append(("a SIGTERM notice every 20 s", "12c", run))
+        notices = partial(every, 20, roles, signal.SIGTERM)
+        disturbances.append(("12c", "a SIGTERM notice every 20 s", "notices", notices))
+    walls: dict[tuple[str, str], JobRun] = {}
+    back: dict[tuple[str, str], list[float]] = {}
+    for way, env in WAYS.items():  # side by side: each way's undisturbed run just before
+        print(f"  {way}:", flush=True)
+        quiet = spec(root, f"quiet-{way}", data, max_steps, 200)
+        walls[way, "quiet"] = run_job(root, quiet, env=env)
+        for row, _, name, disturb in disturbances:
+            hits: list[tuple[str, float]] = []
+            job = spec(root, f"{name}-{way}", data, max_steps, 200)
+            walls[way, row] = run_job(root, job, disturb(hits), env=env)
+            back[way, row] = back_after(walls[way, row].run_dir, hits)
     rows = []
-    for label, row, run in disturbed:
-        ratio = run.wall / quiet.wall
+    for row, label, _, _ in disturbances:
+        ratio = {way: walls[way, row].wall / walls[way, "quiet"].wall for way in WAYS}
+        more = {way: "" if walls[way, row].finished else ">" for way in WAYS}
+        run, quiet = walls["standby", row], walls["standby", "quiet"]
+        cold, cold_quiet = walls["baseline", row], walls["baseline", "quiet"]
         rows.append(
             Row(
                 row,
                 f"wall: {label} / undisturbed",
-                Stats.of([ratio]),
+                Stats.of([ratio["standby"]]),
                 "<= 1.3",
-                ratio <= 1.3,
-                f"{run.wall:.1f} s / {quiet.wall:.1f} s, {len(ENDED.findall(run.output))} hits; "
-                f"{_goodput_line(run.output)}",
+                ratio["standby"] <= 1.3,
+                f"{more['standby']}{run.wall:.1f} s / {quiet.wall:.1f} s, "
+                f"{len(ENDED.findall(run.output))} hits, "
+                f"a worker served again {_secs(back['standby', row])} after its hit; baseline "
+                f"(no standby) {more['baseline']}{ratio['baseline']:.2f}x: "
+                f"{more['baseline']}{cold.wall:.1f} s / "
+                f"{cold_quiet.wall:.1f} s, {len(ENDED.findall(cold.output))} hits, "
+                f"{_secs(back['baseline', row])}; {_goodput_line(run.output)}",
             )
         )
     return rows
+
+
+def _secs(values: list[float]) -> str:
+    if not values:
+        return "(no worker hit)"
+    stats = Stats.of(values)
+    return f"{stats.median:.1f} s [{stats.low:.1f}-{stats.high:.1f}] n={stats.count}"
 
 
 def measure(root: Path, only: set[str], max_steps: int = 1200) -> list[Row]:

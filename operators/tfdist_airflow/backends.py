@@ -49,6 +49,7 @@ class LocalBackend(Frozen):
     kind: Literal["local"] = "local"
     run_root: str | None = None
     python: str | None = None
+    warm_standby: bool = False  # restart roles in under a second (`tfdist.launch.local`)
 
     capabilities: ClassVar[Capabilities] = LOCAL
 
@@ -59,7 +60,11 @@ class LocalBackend(Frozen):
     def connect(self) -> LocalLauncher:
         from tfdist.launch.local import LocalLauncher
 
-        return LocalLauncher(self.run_root or default_run_root(), python=self.python)
+        return LocalLauncher(
+            self.run_root or default_run_root(),
+            python=self.python,
+            standby=True if self.warm_standby else None,  # else `$TFDIST_LOCAL_STANDBY`
+        )
 
 
 # Where a cluster has no JobSet controller: its one manifest installs it (README, "Running on

@@ -1,5 +1,6 @@
-"""Preemption notices to real jobs under `tfdist run`: SIGTERM to one role's TensorFlow process,
-then SIGKILL once the grace period is over (as a kubelet does on a reclaimed spot node).
+"""Preemption notices to real jobs under `tfdist run` and under Airflow: SIGTERM to one role's
+TensorFlow process, then SIGKILL once the grace period is over (as a kubelet does on a reclaimed
+spot node).
 
 What must hold: the notice is a checkpoint. The chief saves at the step it had reached, the
 notified role ends as preempted (not counted: these jobs allow no counted restart at all), and
@@ -10,14 +11,17 @@ parameter-server worker is restarted alone and its steps run elsewhere meanwhile
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
+import sqlite3
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import psutil
 import pytest
+from airflow_home import AirflowHome
 from jobtools import (
     assert_no_process_left,
     attempts,
@@ -30,7 +34,11 @@ from jobtools import (
     wait_for,
 )
 
+from tfdist.launch.local import STANDBY_ENV
+
 pytestmark = pytest.mark.integration
+
+DAGS = Path(__file__).parent / "dags"
 
 GRACE_SECS = 10
 MAX_STEPS = 300
@@ -47,14 +55,18 @@ def spot_job(name: str, tmp_path: Path, data: str, cluster: dict[str, int]) -> d
     return spec
 
 
-def start(spec: dict[str, Any], tmp_path: Path) -> tuple[subprocess.Popen[bytes], Path]:
-    """`tfdist run --restarts 0`: a counted restart would fail the job."""
+def start(
+    spec: dict[str, Any], tmp_path: Path, standby: bool = False
+) -> tuple[subprocess.Popen[bytes], Path]:
+    """`tfdist run --restarts 0`: a counted restart would fail the job; `standby`: with the
+    local launcher's warm standby."""
     out = tmp_path / f"{spec['name']}.out"
     with out.open("wb") as sink:
         process = subprocess.Popen(
             tfdist_command(spec, tmp_path, "--restarts", "0"),
             stdout=sink,
             stderr=subprocess.STDOUT,
+            env={**os.environ, STANDBY_ENV: "1" if standby else "0"},
         )
     wait_for(lambda: run_dirs(tmp_path, spec["name"]), 60, "the launch")
     return process, out
@@ -146,10 +158,13 @@ def test_a_notice_to_the_chief_or_a_ps_is_a_checkpoint_the_job_resumes_from(
 def test_a_notified_parameter_server_worker_leaves_and_rejoins_alone(
     tmp_path: Path, digits_data: str
 ) -> None:
-    """The coordinator runs the worker's steps on the other worker; the chief goes on."""
+    """The coordinator runs the worker's steps on the other worker; the chief goes on. The
+    worker's warm standby (already past `import tensorflow`) is what starts again."""
     spec = spot_job("spotw", tmp_path, digits_data, {"worker": 2, "ps": 1})
-    process, out = start(spec, tmp_path)
+    process, out = start(spec, tmp_path, standby=True)
     run_dir = latest_run_dir(tmp_path, "spotw")
+    wait_for((run_dir / "worker-0.standby").exists, 60, "worker-0's standby")
+    standby = json.loads((run_dir / "worker-0.standby").read_text())
     notice_mid_interval(run_dir, "worker-0")
     output = finish(process, out)
 
@@ -160,6 +175,8 @@ def test_a_notified_parameter_server_worker_leaves_and_rejoins_alone(
     assert len(attempts(role_log(run_dir, "chief-0"), "chief-0")) == 1  # never restarted
     _, again = attempts(role_log(run_dir, "worker-0"), "worker-0")
     assert re.search(r"ran \d+ steps here", again), "the restarted worker-0 ran no step"
+    assert json.loads((run_dir / "worker-0.pid").read_text()) == standby
+    assert not list(run_dir.glob("*.standby*"))  # every standby left was stopped
     (cost,) = preemptions(tmp_path, output)
     assert (cost["role"], cost["steps_lost"]) == ("worker-0", 0)
     assert max(checkpoint_steps(tmp_path / "model")) == MAX_STEPS
@@ -191,3 +208,71 @@ def test_under_all_reduce_a_notice_to_a_worker_makes_every_member_save_the_same_
     assert (cost["role"], cost["resumed_from"], cost["steps_lost"]) == ("worker-0", saved, 0)
     assert max(checkpoint_steps(tmp_path / "model")) == MAX_STEPS
     assert_no_process_left(run_dir)
+
+
+@pytest.mark.timeout(600)
+def test_through_airflow_a_notice_to_the_chief_costs_no_retry_and_no_training(
+    tmp_path: Path, digits_data: str
+) -> None:
+    """`airflow standalone` (LocalExecutor, SQLite) runs `tfdist_spot` (dags/spot.py: chief,
+    worker and ps of the digits trainer, the same checkpoints and grace period as above). The
+    chief is reclaimed while it trains: its watch task follows the job's restart (no failure,
+    no Airflow retry), training resumes from the step saved at the notice, and the teardown's
+    goodput XCom records the preemption."""
+    dag_id, run_id = "tfdist_spot", "reclaimed"
+    home = AirflowHome(tmp_path)
+    home.env["AIRFLOW__CORE__DAGS_FOLDER"] = str(DAGS)
+    home.env["TFDIST_DIGITS_DATA"] = digits_data
+    home.migrate()
+    with home.standalone():
+        # The API answers before the DAG processor has parsed the file: unpause once it has.
+        def unpaused() -> bool:
+            return home.airflow("dags", "unpause", dag_id).returncode == 0
+
+        wait_for(unpaused, 240, f"{dag_id} to be parsed", interval=2)
+        triggered = home.airflow("dags", "trigger", dag_id, "--run-id", run_id)
+        assert triggered.returncode == 0, triggered.stderr[-2000:]
+        wait_for(lambda: list((tmp_path / "runs").rglob("spot-*/chief-0.log")), 240, "the launch")
+        (log,) = (tmp_path / "runs").rglob("spot-*/chief-0.log")
+        run_dir = log.parent
+        before = notice_mid_interval(run_dir, "chief-0")
+        state = home.wait_for_run(dag_id, run_id, timeout=420)
+    tasks = home.tasks(dag_id, run_id)
+    assert state == "success", tasks
+    assert {(row.rendered_map_index or row.task_id, row.state) for row in tasks} == {
+        ("train_and_evaluate.launch", "success"),
+        ("chief-0", "success"),
+        ("worker-0", "success"),
+        ("ps-0", "success"),
+        ("train_and_evaluate.stop", "success"),
+    }
+    assert {row.try_number for row in tasks} == {1}  # no Airflow retry, the chief's watch too
+
+    first, second = attempts(role_log(run_dir, "chief-0"), "chief-0")
+    (saved,) = (int(step) for step in SAVED_FOR_NOTICE.findall(first))
+    assert before <= saved < EVERY  # nothing trained before the notice is lost
+    assert int(RESUMED.findall(second)[0]) == saved
+    from tfdist_airflow.runs import run_model_dir
+
+    model_dir = Path(run_model_dir(str(home.base_dir / "models"), dag_id, run_id))
+    assert max(checkpoint_steps(model_dir)) == MAX_STEPS
+    goodput = teardown_goodput(home, dag_id, run_id)
+    assert goodput == json.loads((model_dir / "tfdist" / "goodput.json").read_text())
+    assert (goodput["steps"], goodput["attempts"], goodput["recompute_secs"]) == (MAX_STEPS, 2, 0)
+    (cost,) = goodput["preemptions"]
+    assert (cost["role"], cost["resumed_from"], cost["steps_lost"]) == ("chief-0", saved, 0)
+    # The step at the notice's time, at the attempt's average rate: at most what it saved.
+    assert 0 < cost["steps_before"] <= saved
+    assert_no_process_left(run_dir)
+
+
+def teardown_goodput(home: AirflowHome, dag_id: str, run_id: str) -> dict[str, Any]:
+    """What the run's teardown task returned (`Goodput`)."""
+    with sqlite3.connect(home.home / "airflow.db") as db:
+        (value,) = db.execute(
+            "SELECT value FROM xcom WHERE dag_id = ? AND run_id = ? AND key = 'return_value' "
+            "AND task_id = 'train_and_evaluate.stop'",
+            (dag_id, run_id),
+        ).fetchone()
+    found: dict[str, Any] = json.loads(value)
+    return found

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tfdist.backend import RoleState
-from tfdist.launch.local import LocalLauncher
+from tfdist.launch.local import STANDBY_ENV, LocalLauncher
 from tfdist.lifecycle import Ending
 from tfdist.spec import parse_spec
 from tfdist.supervisor import RestartJob, RestartRole
@@ -95,6 +95,27 @@ def test_the_local_config_connects_to_its_run_root() -> None:
     backend = connect({"kind": "local", "run_root": "/srv/runs", "python": "/opt/py"})
     assert isinstance(backend, LocalLauncher)
     assert (str(backend.run_root), backend.python) == ("/srv/runs", "/opt/py")
+
+
+@pytest.mark.parametrize(
+    ("config", "env", "standby"),
+    [
+        ({}, None, False),  # off unless asked for: it costs every job an import and memory
+        ({}, "1", True),
+        ({"warm_standby": True}, None, True),
+        ({"warm_standby": True}, "0", True),  # the DAG's word wins
+        ({}, "0", False),
+    ],
+)
+def test_the_warm_standby_is_asked_for(
+    config: dict[str, bool], env: str | None, standby: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if env is None:
+        monkeypatch.delenv(STANDBY_ENV, raising=False)
+    else:
+        monkeypatch.setenv(STANDBY_ENV, env)
+    backend = connect({"kind": "local", "run_root": "/srv/runs", **config})
+    assert isinstance(backend, LocalLauncher) and backend.standby is standby
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,14 @@ log (`<role>.log`), its supervisor's process id (`<role>.pid`), its launch recor
 once it ended, its exit record (`<role>.exit`).
 Roles run in the launcher's working directory, so a `command` such as `[python, train.py]` or an
 entrypoint module next to the spec is found as it would be when run by hand.
+
+Warm standby (asked for with `standby=True` or `$TFDIST_LOCAL_STANDBY=1`): a role of tfdist's
+runtime is started again in well under a second. Each start of such a role also starts its
+standby (`tfdist.runtime.standby` under a supervisor of its
+own: `<role>.standby` holds its id, `<role>.standby.fifo` is where it is handed the role),
+which imports TensorFlow and the trainer and waits; starting the role again hands the role to
+it and starts the next standby. Off by default: a standby costs an import of TensorFlow while
+the job trains and about 0.6 GB of memory, restarted or not.
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
+from typing import IO, Any
 
 import psutil
 
@@ -39,7 +48,7 @@ from tfdist.backend import (
 from tfdist.capabilities import LOCAL
 from tfdist.launch.capacity import capacity_problem, machine_capacity
 from tfdist.lifecycle import Ending, RoleEnd
-from tfdist.plan import JobPlan, RolePlan, plan, role_command
+from tfdist.plan import RUNTIME_MODULE, JobPlan, RolePlan, plan, role_command
 from tfdist.spec import JobSpec, Role
 from tfdist.supervision import record_in_file
 from tfdist.supervisor import Command, RestartJob, RestartRole, StopRoles
@@ -49,6 +58,9 @@ STOP_GRACE_SECS = 15.0  # a role launched without a grace period in its launch r
 RESTART_MARKER = "----- tfdist: starting {role} again -----"  # in the role's log, per relaunch
 QUIET_TF_ENV = {"TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
 ENTRYPOINT_CHECK_SECS = 60.0
+STANDBY_MODULE = "tfdist.runtime.standby"
+STANDBY_ENV = "TFDIST_LOCAL_STANDBY"  # "1": a warm standby per runtime role
+STANDBY_STOP_SECS = 10.0  # a standby ends at once on SIGTERM; SIGKILL after this
 # Run by the roles' interpreter, in their directory and environment: is the module there?
 # (`find_spec` imports the parent packages only, not the module itself.)
 # Run by the roles' interpreter: exit 3 when the module is not there, 4 (printing the names)
@@ -90,7 +102,8 @@ class LocalLauncher:
     setup task leaves it False, since the roles must outlive it, and relies on teardown.
     `max_roles` replaces the machine's role limit (`tfdist.launch.capacity`); default:
     `$TFDIST_MAX_LOCAL_ROLES`, else 4 per CPU. `python` runs the roles (default: this
-    interpreter).
+    interpreter). `standby` keeps a warm standby per runtime role (see above); default: off
+    unless `$TFDIST_LOCAL_STANDBY` is 1.
     """
 
     capabilities = LOCAL
@@ -102,12 +115,14 @@ class LocalLauncher:
         workdir: str | Path | None = None,
         max_roles: int | None = None,
         python: str | None = None,
+        standby: bool | None = None,
     ):
         self.run_root = Path(run_root).absolute()
         self.bind_to_parent = bind_to_parent
         self.workdir = Path(workdir if workdir is not None else Path.cwd()).absolute()
         self.python = python or sys.executable
         self.max_roles = max_roles
+        self.standby = standby if standby is not None else os.environ.get(STANDBY_ENV) == "1"
         self._admitted: JobSpec | None = None
 
     # -- planning -------------------------------------------------------------------------
@@ -236,6 +251,8 @@ class LocalLauncher:
             "env": env,
             "cwd": str(self.workdir),
             "grace_secs": grace_secs,  # SIGTERM, then SIGKILL this long after
+            # Whoever starts the role again (another process, too) keeps to this.
+            "standby": self.standby and command == [self.python, "-m", RUNTIME_MODULE],
         }
         path.write_text(json.dumps(record))
         path.chmod(0o600)  # the environment may hold the user's trainer.env values
@@ -246,24 +263,10 @@ class LocalLauncher:
         exit_file.unlink(missing_ok=True)
         # Until the new supervisor's id is recorded the role is pending, not a dead supervisor.
         (run_dir / f"{name}.pid").unlink(missing_ok=True)
-        supervisor = [self.python, "-m", "tfdist.launch.supervise", "--exit-file", str(exit_file)]
-        supervisor += ["--grace-secs", str(record.get("grace_secs", STOP_GRACE_SECS))]
-        if self.bind_to_parent:
-            supervisor += ["--parent", str(os.getpid())]
-        env = {**os.environ, **record["env"]}
-        with (
-            (run_dir / f"{name}.log").open("ab") as log,
-            open(os.devnull, "rb") as devnull,
-        ):
-            process = psutil.Popen(
-                [*supervisor, "--", *record["command"]],
-                env=env,
-                stdin=devnull,
-                stdout=log,
-                stderr=log,
-                cwd=record.get("cwd", run_dir),
-                start_new_session=True,
-            )
+        process = self._hand_over(run_dir, name) if record.get("standby") else None
+        if process is None:
+            with (run_dir / f"{name}.log").open("ab") as log:
+                process = self._supervise(run_dir, name, record, record["command"], log)
         pid_record = {"pid": process.pid, "created": process.create_time()}
         try:
             (run_dir / f"{name}.pid").write_text(json.dumps(pid_record))
@@ -274,13 +277,86 @@ class LocalLauncher:
             _signal_group(process.pid, signal.SIGKILL)
             psutil.wait_procs(alive, timeout=5)
             raise
+        if record.get("standby"):
+            self._start_standby(run_dir, name, record)
+
+    def _supervise(
+        self,
+        run_dir: Path,
+        name: str,
+        record: dict[str, Any],
+        command: list[str],
+        output: IO[bytes],
+        *standby: str,
+    ) -> psutil.Process:
+        """Start `command` under a supervisor of its own (in a new session), writing to
+        `output`; `standby`: its `--standby FIFO` arguments."""
+        exit_file = run_dir / f"{name}.exit"
+        supervisor = [self.python, "-m", "tfdist.launch.supervise", "--exit-file", str(exit_file)]
+        supervisor += ["--grace-secs", str(record.get("grace_secs", STOP_GRACE_SECS)), *standby]
+        if self.bind_to_parent:
+            supervisor += ["--parent", str(os.getpid())]
+        with open(os.devnull, "rb") as devnull:
+            return psutil.Popen(
+                [*supervisor, "--", *command],
+                env={**os.environ, **record["env"]},
+                stdin=devnull,
+                stdout=output,
+                stderr=output,
+                cwd=record.get("cwd", run_dir),
+                start_new_session=True,
+            )
+
+    # -- warm standby ---------------------------------------------------------------------
+    def _start_standby(self, run_dir: Path, name: str, record: dict[str, Any]) -> None:
+        fifo = run_dir / f"{name}.standby.fifo"
+        fifo.unlink(missing_ok=True)  # the one a previous standby was handed the role through
+        os.mkfifo(fifo, 0o600)
+        command = [record["command"][0], "-m", STANDBY_MODULE, str(run_dir / f"{name}.log")]
+        with open(os.devnull, "wb") as devnull:
+            process = self._supervise(
+                run_dir, name, record, command, devnull, "--standby", str(fifo)
+            )
+        standby = {"pid": process.pid, "created": process.create_time()}
+        (run_dir / f"{name}.standby").write_text(json.dumps(standby))
+
+    def _hand_over(self, run_dir: Path, name: str) -> psutil.Process | None:
+        """Hand the role to its standby, whose supervisor then supervises it; None if it has
+        none (any more)."""
+        standby = _recorded_process(run_dir / f"{name}.standby")
+        (run_dir / f"{name}.standby").unlink(missing_ok=True)
+        if standby is None:
+            return None
+        try:  # succeeds only while the standby's supervisor holds the FIFO open
+            writer = os.open(run_dir / f"{name}.standby.fifo", os.O_WRONLY | os.O_NONBLOCK)
+        except OSError:  # ENXIO: it is ending, or not that far yet: no longer anyone's
+            _signal_group(standby.pid, signal.SIGTERM)
+            return None
+        try:
+            os.write(writer, f"{run_dir / name}.log\n".encode())
+        finally:
+            os.close(writer)
+        return standby
+
+    def _stop_standbys(self, run_dir: Path, names: Sequence[str]) -> None:
+        found = [_recorded_process(run_dir / f"{name}.standby") for name in names]
+        standbys = [standby for standby in found if standby is not None]
+        for standby in standbys:
+            _signal_group(standby.pid, signal.SIGTERM)
+        _, alive = psutil.wait_procs(standbys, timeout=STANDBY_STOP_SECS)
+        for standby in alive:
+            _signal_group(standby.pid, signal.SIGKILL)
+        psutil.wait_procs(alive, timeout=5)
+        for name in names:
+            (run_dir / f"{name}.standby").unlink(missing_ok=True)
+            (run_dir / f"{name}.standby.fifo").unlink(missing_ok=True)
 
     def apply(self, handle: JobHandle, command: Command) -> None:
         match command:
             case RestartRole(role=role):
                 self._relaunch(handle, role)
             case RestartJob():
-                self.stop(handle)
+                self._stop_roles(handle, handle.roles)  # their standbys take over
                 for role in handle.roles:
                     self._relaunch(handle, role)
             case StopRoles(roles=roles):
@@ -304,17 +380,7 @@ class LocalLauncher:
     # -- watching -------------------------------------------------------------------------
     def _process(self, run_dir: Path, name: str) -> psutil.Process | None:
         """The role's supervisor if it is still alive (guarding against reused process ids)."""
-        try:
-            record = json.loads((run_dir / f"{name}.pid").read_text())
-            process = psutil.Process(record["pid"])
-            if abs(process.create_time() - record["created"]) > 0.01:
-                return None
-            if process.status() == psutil.STATUS_ZOMBIE:
-                process.wait(timeout=0)  # our own child: reap it
-                return None
-            return process
-        except (FileNotFoundError, psutil.NoSuchProcess, psutil.TimeoutExpired):
-            return None
+        return _recorded_process(run_dir / f"{name}.pid")
 
     def statuses(self, handle: JobHandle) -> dict[str, RoleStatus]:
         run_dir = Path(handle.job_id)
@@ -387,8 +453,12 @@ class LocalLauncher:
 
     # -- stopping -------------------------------------------------------------------------
     def stop(self, handle: JobHandle, roles: Sequence[str] | None = None) -> None:
-        run_dir = Path(handle.job_id)
         names = list(roles) if roles is not None else list(handle.roles)
+        self._stop_roles(handle, names)
+        self._stop_standbys(Path(handle.job_id), names)
+
+    def _stop_roles(self, handle: JobHandle, names: Sequence[str]) -> None:
+        run_dir = Path(handle.job_id)
         groups: dict[int, list[psutil.Process]] = {}  # process group -> whom to wait for
         for name in names:
             supervisor = self._process(run_dir, name)
@@ -438,7 +508,8 @@ class LocalLauncher:
         return [load_handle(path.parent) for path in paths]
 
     def cleanup(self, handle: JobHandle) -> None:
-        """Nothing: the run directory keeps the roles' logs and exit codes."""
+        """Stop the standbys left; the run directory keeps the roles' logs and exit codes."""
+        self._stop_standbys(Path(handle.job_id), handle.roles)
 
     def export(
         self,
@@ -476,6 +547,22 @@ class LocalLauncher:
 
     def stop_export(self, handle: JobHandle, checkpoint: str) -> None:
         """Nothing: the export is a subprocess of its caller, stopped with its process group."""
+
+
+def _recorded_process(path: Path) -> psutil.Process | None:
+    """The process a record (`{"pid": ..., "created": ...}`) names, if it is still alive
+    (guarding against reused process ids)."""
+    try:
+        record = json.loads(path.read_text())
+        process = psutil.Process(record["pid"])
+        if abs(process.create_time() - record["created"]) > 0.01:
+            return None
+        if process.status() == psutil.STATUS_ZOMBIE:
+            process.wait(timeout=0)  # our own child: reap it
+            return None
+        return process
+    except (FileNotFoundError, psutil.NoSuchProcess, psutil.TimeoutExpired):
+        return None
 
 
 def _grace(run_dir: Path, name: str) -> float:

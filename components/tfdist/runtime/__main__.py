@@ -10,6 +10,7 @@ import os
 import signal
 import sys
 import traceback
+from typing import NoReturn
 
 from tfdist import rolelog, tflog
 from tfdist.lifecycle import PREEMPTED_EXIT_CODE
@@ -108,8 +109,8 @@ def _exit_code(stop: SystemExit) -> int:
     return 1
 
 
-if __name__ == "__main__":
-    # Report how the role ended, then exit without waiting on TensorFlow's threads.
+def run() -> NoReturn:
+    """Run the role, report how it ended, then exit without waiting on TensorFlow's threads."""
     try:
         code = main()
     except SystemExit as stop:  # sys.exit(n) in trainer code ends the role with status n
@@ -127,3 +128,7 @@ if __name__ == "__main__":
     sys.stderr.flush()
     # A started tf.distribute.Server has threads that block interpreter shutdown.
     os._exit(code)
+
+
+if __name__ == "__main__":
+    run()

@@ -8,8 +8,8 @@
 (b) Wall time of the job with a worker's process SIGKILLed every 8 s (alternating workers)
     over the same job undisturbed, run side by side; target <= 1.3x.
 (c) The same with a SIGTERM notice every 20 s to a random training role; target <= 1.3x.
-(b) and (c) run twice, side by side: with the local launcher's warm standby (`TFDIST_LOCAL_STANDBY=1`) and
-as the baseline without it (`TFDIST_LOCAL_STANDBY=0`: every restart starts a new interpreter
+(b) and (c) run twice, side by side: with the local launcher's warm standby
+(`TFDIST_LOCAL_STANDBY=1`) and as the baseline without it (`TFDIST_LOCAL_STANDBY=0`: every restart starts a new interpreter
 and imports TensorFlow), each way against its own undisturbed run.
 
 `python -m bench.spot [--only a b c]`. Each job is small (digits, 2 workers, 1 ps); the
@@ -43,7 +43,8 @@ RESUMED = re.compile(r"training from step (\d+) to")
 STEP = re.compile(r"step (\d+)/\d+ loss")
 RESTART = "----- tfdist: starting chief-0 again -----"
 ENDED = re.compile(r"^tfdist: \S+ (?:was preempted|ended: killed)", re.M)  # the runner's lines
-WAYS = {"standby": {STANDBY_ENV: "1"}, "baseline": {STANDBY_ENV: "0"}}  # (b), (c): restarts warm, or cold
+# (b), (c): restarts warm, or cold
+WAYS = {"standby": {STANDBY_ENV: "1"}, "baseline": {STANDBY_ENV: "0"}}
 
 
 @dataclass(frozen=True)

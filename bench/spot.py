@@ -9,8 +9,9 @@
     over the same job undisturbed, run side by side; target <= 1.3x.
 (c) The same with a SIGTERM notice every 20 s to a random training role; target <= 1.3x.
 (b) and (c) run twice, side by side: with the local launcher's warm standby
-(`TFDIST_LOCAL_STANDBY=1`) and as the baseline without it (`TFDIST_LOCAL_STANDBY=0`: every restart starts a new interpreter
-and imports TensorFlow), each way against its own undisturbed run.
+(`TFDIST_LOCAL_STANDBY=1`) and as the baseline without it (`TFDIST_LOCAL_STANDBY=0`: every
+restart starts a new interpreter and imports TensorFlow), each way against its own undisturbed
+run.
 
 `python -m bench.spot [--only a b c]`. Each job is small (digits, 2 workers, 1 ps); the
 goodput line of every run (`tfdist run` prints it) says where the time went.

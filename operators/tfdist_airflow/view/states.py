@@ -154,6 +154,8 @@ def role_status(
             return Status(word=Word.DONE, text="done")
         if ended.reason == "stopped":
             return Status(word=Word.STOPPED, text=_stopped_by(stops, last_step))
+        if ended.reason == "killed":  # a stop whose grace period ran out (`LocalLauncher.stop`)
+            return Status(word=Word.STOPPED, text=f"{_stopped_by(stops, last_step)} (SIGKILL)")
         if not decided and not over and _restarts(role, end, launch, used):
             return Status(word=Word.RESTARTING, text=f"restarting ({used + 1} of {budget})")
         cause = (

@@ -32,8 +32,10 @@ import pytest
 from airflow_home import AirflowHome
 from jobtools import exit_records, processes_of, wait_for
 
+from tfdist.backend import JobHandle
 from tfdist.deploy import DEPLOYMENT_JSON, SAVED_MODEL_PB, Deployment
 from tfdist.gate import GateSpec, decide, write_blessing
+from tfdist.launch.local import LocalLauncher
 from tfdist.records import EvalRecord, eval_record_name
 from tfdist.storage import storage_for
 from tfdist_airflow.view.model import Progress
@@ -384,8 +386,9 @@ def words(step: dict[str, Any]) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def two_more_runs(ui: str) -> tuple[str, str]:
-    """Two runs started at once: a long one (to watch, then stop) and a strict one."""
+def two_more_runs(ui: str, finished_run: tuple[AirflowHome, str]) -> Iterator[tuple[str, str]]:
+    """Two runs started at once: a long one (to watch, then stop) and a strict one. Their
+    roles are stopped afterwards, whatever the tests saw (a no-op for roles that ended)."""
 
     def unpaused() -> bool:
         try:
@@ -398,7 +401,11 @@ def two_more_runs(ui: str) -> tuple[str, str]:
     runs = f"/api/v2/dags/{DAG_ID}/dagRuns"
     long_run = api(ui, "POST", runs, {"logical_date": None, "conf": {"max_steps": STOPPED_STEPS}})
     strict = api(ui, "POST", runs, {"logical_date": None, "conf": STRICT})
-    return long_run["dag_run_id"], strict["dag_run_id"]
+    yield long_run["dag_run_id"], strict["dag_run_id"]
+    home, _ = finished_run
+    launcher = LocalLauncher(home.root / "runs")
+    for path in (home.root / "runs" / DAG_ID).glob("**/handle.json"):
+        launcher.stop(JobHandle.model_validate_json(path.read_text()))
 
 
 @pytest.mark.timeout(900)
@@ -422,7 +429,8 @@ def test_a_run_while_it_trains_then_stopped_by_a_user(
 
     wait_for(training_past_its_first_eval, 480, "every role running, a first eval point", 2)
     step = step_of(ui, run_id)
-    assert {role["state"] for role in step["roles"]} == {"deferred"}
+    # Airflow's word for them: each watch task runs, or waits deferred for its role
+    assert {role["state"] for role in step["roles"]} <= {"running", "deferred"}
     assert step["decision"] is None and step["sentence"].startswith("training, step ")
     # The gate's bar, drawn from the first eval point: the DAG's thresholds, the deployed v2
     bars = {

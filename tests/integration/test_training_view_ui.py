@@ -466,6 +466,8 @@ def test_a_run_while_it_trains_then_stopped_by_a_user(
         reasons = {record["reason"] for record in exit_records(run_dir).values()}
         assert reasons <= {"stopped", "killed"}, reasons
         assert set(words(step_of(ui, run_id))) == {"stopped"}
+        # the run is over once its teardown (the group's stop task) has run
+        assert home.wait_for_run(DAG_ID, run_id, timeout=180) == "failed"
         step = step_of(ui, run_id)
         stopped = re.fullmatch(
             rf"stopped by {USER} at step (\d+) of {STOPPED_STEPS} \(\d\d:\d\d:\d\d UTC\); "

@@ -240,10 +240,17 @@ def chromium() -> None:
 
 @pytest.fixture(scope="module")
 def ui(finished_run: tuple[AirflowHome, str]) -> Iterator[str]:
-    """`airflow standalone` on the finished run's home: the UI, and a scheduler for more runs."""
+    """`airflow standalone` on the finished run's home: the UI, and a scheduler for more runs.
+    Afterwards every launch of the home is stopped (a no-op for roles that ended), once no
+    watch task is left to restart its roles: a failing test may leave a run training."""
     home, _ = finished_run
-    with home.standalone() as url:
-        yield url
+    try:
+        with home.standalone() as url:
+            yield url
+    finally:
+        launcher = LocalLauncher(home.root / "runs")
+        for path in (home.root / "runs").glob("**/handle.json"):
+            launcher.stop(JobHandle.model_validate_json(path.read_text()))
 
 
 @pytest.fixture(scope="module")
@@ -358,11 +365,13 @@ USER = "Anonymous"  # whom the simple auth manager makes every user when all are
 
 
 def api(url: str, method: str, path: str, body: object | None = None) -> Any:
+    """A request to the API server; on an overloaded machine a write may wait minutes for
+    SQLite's lock (marking a run failed writes each of its task instances)."""
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(
         f"{url}{path}", data=data, method=method, headers={"Content-Type": "application/json"}
     )
-    with urllib.request.urlopen(request, timeout=60) as response:
+    with urllib.request.urlopen(request, timeout=240) as response:
         return json.loads(response.read() or b"null")
 
 
@@ -386,9 +395,8 @@ def words(step: dict[str, Any]) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def two_more_runs(ui: str, finished_run: tuple[AirflowHome, str]) -> Iterator[tuple[str, str]]:
-    """Two runs started at once: a long one (to watch, then stop) and a strict one. Their
-    roles are stopped afterwards, whatever the tests saw (a no-op for roles that ended)."""
+def two_more_runs(ui: str) -> tuple[str, str]:
+    """Two runs started at once: a long one (to watch, then stop) and a strict one."""
 
     def unpaused() -> bool:
         try:
@@ -401,11 +409,7 @@ def two_more_runs(ui: str, finished_run: tuple[AirflowHome, str]) -> Iterator[tu
     runs = f"/api/v2/dags/{DAG_ID}/dagRuns"
     long_run = api(ui, "POST", runs, {"logical_date": None, "conf": {"max_steps": STOPPED_STEPS}})
     strict = api(ui, "POST", runs, {"logical_date": None, "conf": STRICT})
-    yield long_run["dag_run_id"], strict["dag_run_id"]
-    home, _ = finished_run
-    launcher = LocalLauncher(home.root / "runs")
-    for path in (home.root / "runs" / DAG_ID).glob("**/handle.json"):
-        launcher.stop(JobHandle.model_validate_json(path.read_text()))
+    return long_run["dag_run_id"], strict["dag_run_id"]
 
 
 @pytest.mark.timeout(900)

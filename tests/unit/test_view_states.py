@@ -103,6 +103,11 @@ def test_how_a_role_ended() -> None:
     stopped = RoleExit(exit_code=143, reason="stopped")
     assert status(ended=stopped, stops=(ADMIN,)) == "stopped by admin at 02:07:09, step 2000"
     assert status(ended=stopped, last_step=None) == "stopped on request"
+    # a role that did not end within the stop's grace period was killed: still a stop
+    killed = RoleExit(exit_code=137, reason="stopped")
+    assert (
+        status(ended=killed, stops=(ADMIN,)) == "stopped by admin at 02:07:09, step 2000 (SIGKILL)"
+    )
     # a crash once the job's outcome is recorded is not restarted
     decided = launch(outcome=Outcome(succeeded=False, reason="chief-0 failed", role="chief-0"))
     assert (

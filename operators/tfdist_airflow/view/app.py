@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
 from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
 from airflow.api_fastapi.common.db.common import SessionDep
@@ -19,7 +19,7 @@ from airflow.models.dagrun import DagRun
 from airflow.models.log import Log
 from airflow.models.taskinstance import TaskInstance
 from airflow.models.xcom import XComModel
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import select
@@ -30,12 +30,19 @@ from tfdist.storage import Storage
 from tfdist_airflow.contracts import RETURN_KEY, Launched
 from tfdist_airflow.view.bar import Bar, GateTask, render, the_bar
 from tfdist_airflow.view.collect import BarOf, TaskRow, XComs, collect_view
+from tfdist_airflow.view.compare import RunChoice, render_comparison
 from tfdist_airflow.view.files import Listing, listing, render_files
 from tfdist_airflow.view.history import Version, history, render_history
 from tfdist_airflow.view.model import TrainingView
 from tfdist_airflow.view.page import render_page
 from tfdist_airflow.view.states import STATE_EVENTS, StopRequest, stop_requests
-from tfdist_airflow.view.urls import FILES_ROUTE, HISTORY_ROUTE, VIEW_PREFIX, VIEW_ROUTE
+from tfdist_airflow.view.urls import (
+    COMPARE_ROUTE,
+    FILES_ROUTE,
+    HISTORY_ROUTE,
+    VIEW_PREFIX,
+    VIEW_ROUTE,
+)
 
 ACCESS = [
     Depends(requires_access_dag("GET", DagAccessEntity.RUN)),
@@ -216,6 +223,27 @@ def _versions(serving_base: str, model_name: str) -> tuple[Version, ...]:
     return history(deployed, blessings)
 
 
+MAX_CHOICES = 30  # the DAG's latest runs offered to compare with
+
+
+def _choices(session: Session, dag_id: str) -> list[RunChoice]:
+    rows = session.execute(
+        select(DagRun.run_id, DagRun.state, DagRun.start_date)
+        .where(DagRun.dag_id == dag_id)
+        .order_by(DagRun.id.desc())
+        .limit(MAX_CHOICES)
+    )
+    return [RunChoice(run_id=r, state=_state(s), start=t) for r, s, t in rows]
+
+
+def _runs_of(session: Session, dag_id: str, run_ids: set[str]) -> set[str]:
+    """Which of `run_ids` are runs of the DAG."""
+    found = session.scalars(
+        select(DagRun.run_id).where(DagRun.dag_id == dag_id, DagRun.run_id.in_(run_ids))
+    )
+    return set(found)
+
+
 async def _login_first(request: Request, error: Exception) -> Response:
     """A page opened without a signed-in user goes to the login page, and back after it; the
     JSON routes answer 401 as they are."""
@@ -249,7 +277,22 @@ def create_app() -> FastAPI:
         models = [
             (name, _versions(base, name)) for base, name in _served_models(dags, session, run)
         ]
-        return HTMLResponse(render_history(f"Model history: {dag_id}", models, run_id))
+        trained_by = {version.run_id for _, versions in models for version in versions}
+        comparable = _runs_of(session, dag_id, trained_by)
+        title = f"Model history: {dag_id}"
+        return HTMLResponse(render_history(title, models, run_id, dag_id, comparable))
+
+    @app.get(f"/{COMPARE_ROUTE}/{{dag_id}}/{{run_id}}", dependencies=ACCESS)
+    def compare_runs(
+        dag_id: str,
+        run_id: str,
+        session: SessionDep,
+        other: Annotated[str | None, Query(alias="with")] = None,
+    ) -> HTMLResponse:
+        """The run's curves with another run's of the same DAG, and the runs to pick from."""
+        this = load_view(session, dag_id, run_id, dags)
+        that = load_view(session, dag_id, other, dags) if other else None
+        return HTMLResponse(render_comparison(this, that, _choices(session, dag_id)))
 
     @app.get(f"/{FILES_ROUTE}/{{dag_id}}/{{run_id}}", dependencies=ACCESS)
     def model_files(dag_id: str, run_id: str, session: SessionDep) -> HTMLResponse:

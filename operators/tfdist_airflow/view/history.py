@@ -4,7 +4,7 @@ margins against its baseline (from that run's blessing), as one HTML page."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC, datetime
 from html import escape
 
@@ -14,6 +14,7 @@ from tfdist.deploy import Deployment
 from tfdist.gate import Blessing
 from tfdist_airflow.view.margins import Margin, margins
 from tfdist_airflow.view.page import STYLE
+from tfdist_airflow.view.urls import compare_url
 
 
 class Version(BaseModel):
@@ -81,7 +82,19 @@ def _margins(row: Version) -> str:
     )
 
 
-def _section(model: str, rows: Sequence[Version], run_id: str) -> str:
+def _run(row: Version, dag_id: str, run_id: str, comparable: Collection[str]) -> str:
+    """The version's run, with a link that draws its curves with this run's where it is
+    another run of this DAG."""
+    shown = f"<code>{escape(row.run_id)}</code>"
+    if row.run_id == run_id or row.run_id not in comparable:
+        return shown
+    url = compare_url(dag_id, run_id, row.run_id)
+    return f'{shown} <a class="compare" href="{escape(url)}">compare with this run</a>'
+
+
+def _section(
+    model: str, rows: Sequence[Version], run_id: str, dag_id: str, comparable: Collection[str]
+) -> str:
     head = (
         "<tr><th>version</th><th>run</th><th>deployed (UTC)</th><th>step</th>"
         "<th>metrics (change from the version before)</th><th>gate margins</th></tr>"
@@ -89,7 +102,7 @@ def _section(model: str, rows: Sequence[Version], run_id: str) -> str:
     body = "".join(
         f'<tr class="version{" this-run" if row.run_id == run_id else ""}" '
         f'data-version="{row.version}"><td class="num">{row.version}</td>'
-        f"<td><code>{escape(row.run_id)}</code></td>"
+        f"<td>{_run(row, dag_id, run_id, comparable)}</td>"
         f'<td>{row.deployed_at:%Y-%m-%d %H:%M:%S}</td><td class="num">{row.global_step}</td>'
         f"<td>{_metrics(row)}</td><td>{_margins(row)}</td></tr>"
         for row in rows
@@ -102,11 +115,18 @@ def _section(model: str, rows: Sequence[Version], run_id: str) -> str:
     return f'<section class="model"><h2>{escape(model)}</h2>{table}</section>'
 
 
-def render_history(title: str, models: Sequence[tuple[str, Sequence[Version]]], run_id: str) -> str:
-    """The page: per model its versions; the row of the version `run_id` deployed is marked."""
-    sections = "".join(_section(model, rows, run_id) for model, rows in models) or (
-        "<p>This DAG has no gate task that names a model.</p>"
-    )
+def render_history(
+    title: str,
+    models: Sequence[tuple[str, Sequence[Version]]],
+    run_id: str,
+    dag_id: str = "",
+    comparable: Collection[str] = (),
+) -> str:
+    """The page: per model its versions; the row of the version `run_id` deployed is marked,
+    a version trained by one of the `comparable` runs of `dag_id` links to the comparison."""
+    sections = "".join(
+        _section(model, rows, run_id, dag_id, comparable) for model, rows in models
+    ) or ("<p>This DAG has no gate task that names a model.</p>")
     style = (
         f"{STYLE}tr.this-run td{{background:#e3f2fd}}.pass{{color:#2e7d32}}.fail{{color:#c62828}}"
     )

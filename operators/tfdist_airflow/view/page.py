@@ -10,7 +10,7 @@ from tfdist_airflow.view.charts import STATE_COLORS, WORD_COLORS, metric_chart, 
 from tfdist_airflow.view.margins import Margin
 from tfdist_airflow.view.model import Decision, RoleRow, StepView, TrainingView
 from tfdist_airflow.view.states import Status
-from tfdist_airflow.view.urls import HISTORY_ROUTE, console_url, tensorboard_url
+from tfdist_airflow.view.urls import HISTORY_ROUTE, compare_url, console_url, tensorboard_url
 
 REFRESH_SECS = 15
 UNFINISHED = ("queued", "running")
@@ -224,5 +224,7 @@ def render_page(view: TrainingView, now: datetime, tensorboard: str = "") -> str
     return (
         f'<!doctype html><html lang="en"><head><meta charset="utf-8">{refresh}'
         f"<title>{escape(title)}</title><style>{STYLE}</style></head><body>"
-        f"<h1>{escape(title)} {_state(view.run_state)}</h1>{_outcome(view)}{body}</body></html>"
+        f"<h1>{escape(title)} {_state(view.run_state)}</h1>{_outcome(view)}"
+        f'<p><a id="compare-link" href="{escape(compare_url(view.dag_id, view.run_id))}">'
+        f"Compare with another run</a></p>{body}</body></html>"
     )

@@ -164,8 +164,9 @@ def role_status(
         end = RoleEnd.from_record(ended.exit_code, ended.reason)
         if end.ending is Ending.SUCCEEDED:
             return Status(word=Word.DONE, text="done")
-        if end.ending is Ending.STOPPED:
-            return Status(word=Word.STOPPED, text=_stopped_by(stops, last_step))
+        if end.ending is Ending.STOPPED:  # past the stop's grace period it was SIGKILLed
+            killed = " (SIGKILL)" if ended.exit_code == 137 else ""
+            return Status(word=Word.STOPPED, text=f"{_stopped_by(stops, last_step)}{killed}")
         coming = not decided and not over and _restarts(role, end, launch, used)
         if end.ending is Ending.PREEMPTED:
             text = "preempted; restarting, not counted" if coming else "preempted"

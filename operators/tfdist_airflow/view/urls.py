@@ -14,6 +14,15 @@ FILES_ROUTE = "files"  # the model directory's listing
 FILES_TAB = "model-files"
 HISTORY_ROUTE = "history"  # the model's deployed versions
 HISTORY_TAB = "model-history"
+COMPARE_ROUTE = "compare"  # two runs' curves on the same axes
+
+
+def compare_url(dag_id: str, run_id: str, other: str = "") -> str:
+    """From a page of the app at `<prefix>/<route>/<dag>/<run>` to the comparison of the run
+    with `other` (or to the runs to pick it from), relative: in the same frame, behind a
+    proxy's path prefix too."""
+    url = f"../../{COMPARE_ROUTE}/{quote(dag_id, safe='')}/{quote(run_id, safe='')}"
+    return f"{url}?with={quote(other, safe='')}" if other else url
 
 
 def console_url(path: str) -> str:

@@ -177,13 +177,19 @@ def goodput(
 def _stopping(notified: NoticeRecord, runs: Sequence[TrainAttempt]) -> bool:
     """A notice that came after the chief had ended, before it trained again (or after the
     last run ended): the runner stopping every role to restart or end the job, not a
-    preemption."""
+    preemption. Also one the last run ended with, saving for it (`end` "preempted"): the job
+    stopped there (a user's stop sends every role SIGTERM too), and nothing resumed."""
     for attempt, following in zip(runs, [*runs[1:], None], strict=True):
         ended = attempt.ended_at if attempt.ended_at is not None else attempt.last_step_at
         started_again = following.training_at if following is not None else float("inf")
         if ended < notified.received_at < started_again:
             return True
-    return False
+    last = runs[-1]
+    return (
+        last.end == "preempted"
+        and last.ended_at is not None
+        and 0 <= last.ended_at - notified.received_at <= notified.grace_secs
+    )
 
 
 def _step_at(attempt: TrainAttempt, when: float) -> int:

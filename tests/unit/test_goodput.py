@@ -80,6 +80,18 @@ def test_the_stop_of_a_restart_is_no_preemption() -> None:
     assert [cost.role for cost in result.preemptions] == ["ps-0"]
 
 
+def test_the_notices_a_run_ended_with_resumed_nothing_and_are_no_preemption() -> None:
+    """A user stops the run at t=50: every role gets SIGTERM at once, the chief saves step 500
+    and ends; nothing starts again. Only the worker's notice at t=10 was a preemption."""
+    last = attempt(0, 0, 0, 500, 50).model_copy(update={"ended_at": 51, "end": "preempted"})
+    stop = [notice(role, 50) for role in ("chief-0", "worker-0", "ps-0")]
+    result = goodput([last], [notice("worker-0", 10), *stop], ended_at=52)
+    assert [(c.role, c.received_at) for c in result.preemptions] == [("worker-0", 10)]
+    assert "chief-0 preempted" not in result.summary()
+    finished = last.model_copy(update={"end": "finished"})  # a notice just before the end
+    assert len(goodput([finished], stop[1:2], ended_at=52).preemptions) == 1
+
+
 def test_a_restart_is_charged_to_the_notice_just_before_it_not_an_earlier_one() -> None:
     """worker-0's notice at t=10 restarted nothing; chief-0's at t=29.5 restarted the job."""
     runs = [attempt(0, 0, 0, 300, 30), attempt(35, 300, 42, 500, 62)]

@@ -85,9 +85,10 @@ class RoleExitTrigger(BaseTrigger):
                 if driven.step.say:
                     self.log.warning("[%s] %s", self.role, driven.step.say)
                 status = driven.statuses[self.role]
-                problem = await asyncio.to_thread(queue.note, handle.launch_id, status.admission)
-                if problem:
-                    self.log.warning("[%s] %s", self.role, problem)
+                if status.admission is not None:  # a launch that waited in a queue
+                    noted = await asyncio.to_thread(queue.note, handle.launch_id, status.admission)
+                    if noted:  # what kept it from being written
+                        self.log.warning("[%s] %s", self.role, noted)
                 if driven.step.state.outcome or status.state is RoleState.SUCCEEDED:
                     yield TriggerEvent({"log_offset": offset})
                     return

@@ -340,13 +340,7 @@ class LocalLauncher:
 
     def _stop_standbys(self, run_dir: Path, names: Sequence[str]) -> None:
         found = [_recorded_process(run_dir / f"{name}.standby") for name in names]
-        standbys = [standby for standby in found if standby is not None]
-        for standby in standbys:
-            _signal_group(standby.pid, signal.SIGTERM)
-        _, alive = psutil.wait_procs(standbys, timeout=STANDBY_STOP_SECS)
-        for standby in alive:
-            _signal_group(standby.pid, signal.SIGKILL)
-        psutil.wait_procs(alive, timeout=5)
+        _end_groups({standby.pid: [standby] for standby in found if standby}, STANDBY_STOP_SECS)
         for name in names:
             (run_dir / f"{name}.standby").unlink(missing_ok=True)
             (run_dir / f"{name}.standby.fifo").unlink(missing_ok=True)
@@ -466,15 +460,8 @@ class LocalLauncher:
                 groups[supervisor.pid] = [supervisor]
             else:  # a supervisor that died on its own may have left its role running
                 groups.update(self._orphans(run_dir, name, handle.launch_id))
-        for group in groups:
-            _signal_group(group, signal.SIGTERM)
-        waited = [process for members in groups.values() for process in members]
         grace = max((_grace(run_dir, name) for name in names), default=STOP_GRACE_SECS)
-        _, alive = psutil.wait_procs(waited, timeout=grace)
-        for group, members in groups.items():
-            if any(process in alive for process in members):
-                _signal_group(group, signal.SIGKILL)
-        psutil.wait_procs(alive, timeout=5)
+        _end_groups(groups, grace)
         for name in names:  # a supervisor killed before it could write its exit record:
             exit_file = run_dir / f"{name}.exit"  # still a stop on request, past its grace
             if not exit_file.exists() and (run_dir / f"{name}.pid").exists():
@@ -589,6 +576,19 @@ def _port_free(address: str) -> bool:
         except OSError:
             return False
     return True
+
+
+def _end_groups(groups: dict[int, list[psutil.Process]], grace_secs: float) -> None:
+    """SIGTERM each process group, then SIGKILL those whose members (the processes to wait
+    for) have not all ended within `grace_secs`."""
+    for group in groups:
+        _signal_group(group, signal.SIGTERM)
+    waited = [process for members in groups.values() for process in members]
+    _, alive = psutil.wait_procs(waited, timeout=grace_secs)
+    for group, members in groups.items():
+        if any(process in alive for process in members):
+            _signal_group(group, signal.SIGKILL)
+    psutil.wait_procs(alive, timeout=5)
 
 
 def _signal_group(pid: int, signum: int) -> None:

@@ -171,14 +171,10 @@ def role_status(
         if end.ending is Ending.PREEMPTED:
             text = "preempted; restarting, not counted" if coming else "preempted"
             return Status(word=Word.PREEMPTED, text=text)
-        end = RoleEnd.from_exit(ended.exit_code)
         if coming:
             return Status(word=Word.RESTARTING, text=f"restarting ({used + 1} of {budget})")
-        cause = (
-            end.describe()
-            if ended.reason in ("", "exited")
-            else f"{ended.reason}, {end.describe()}"
-        )
+        how = RoleEnd.from_exit(ended.exit_code).describe()  # the exit code alone
+        cause = how if ended.reason in ("", "exited") else f"{ended.reason}, {how}"
         return Status(word=Word.FAILED, text=f"failed ({cause})")
     if started and not over:
         if restarts and restarts != used:  # some restarts were not counted: preemptions

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from html import escape
 
@@ -63,7 +64,8 @@ def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
     return ticks
 
 
-def _fmt(value: float) -> str:
+def fmt(value: float) -> str:
+    """A value as the charts print it: four significant digits."""
     return f"{value:.4g}"
 
 
@@ -73,48 +75,78 @@ def _scale(value: float, low: float, high: float, start: float, end: float) -> f
     return start + (value - low) / (high - low) * (end - start)
 
 
+@dataclass(frozen=True)
+class Plot:
+    """A plot area: global steps 0..`x_high` across, values `y_low`..`y_high` (padded) up."""
+
+    left: int
+    top: int
+    width: int  # of the plot area
+    height: int
+    x_high: float
+    y_low: float
+    y_high: float
+
+    @classmethod
+    def of(
+        cls, left: int, top: int, width: int, height: int, steps: list[int], values: list[float]
+    ) -> Plot:
+        """The plot of these steps and values, the values padded by 8% of their range."""
+        y_low, y_high = (min(values), max(values)) if values else (0.0, 1.0)
+        pad = (y_high - y_low) * 0.08 or abs(y_high) * 0.1 or 1.0
+        return cls(left, top, width, height, max([*steps, 1]), y_low - pad, y_high + pad)
+
+    def x(self, step: float) -> float:
+        return _scale(step, 0, self.x_high, self.left, self.left + self.width)
+
+    def y(self, value: float) -> float:
+        return _scale(value, self.y_low, self.y_high, self.top + self.height, self.top)
+
+    def frame(self, svg: str, size: tuple[int, int], title: str, axis_y: float) -> list[str]:
+        """The chart's opening (`svg`: its class and data attributes), title, plot area, value
+        grid and ticks, step ticks and the `global step` axis label at `axis_y`."""
+        width, height = size
+        left, top = self.left, self.top
+        right, bottom = left + self.width, top + self.height
+        parts = [
+            f'<svg {svg} xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+            f'viewBox="0 0 {width} {height}" role="img" aria-label="{title}">',
+            f'<text class="title" x="{left}" y="18">{title}</text>',
+            f'<rect x="{left}" y="{top}" width="{self.width}" height="{self.height}" '
+            'fill="#fafafa" stroke="#bdbdbd"/>',
+        ]
+        for tick in nice_ticks(self.y_low, self.y_high):
+            ty = self.y(tick)
+            parts.append(
+                f'<line x1="{left}" x2="{right}" y1="{ty:.1f}" y2="{ty:.1f}" stroke="#eee"/>'
+                f'<text class="tick" x="{left - 6}" y="{ty + 4:.1f}" text-anchor="end">'
+                f"{fmt(tick)}</text>"
+            )
+        for tick in nice_ticks(0, self.x_high):
+            parts.append(
+                f'<text class="tick" x="{self.x(tick):.1f}" y="{bottom + 16}" '
+                f'text-anchor="middle">{int(tick)}</text>'
+            )
+        parts.append(
+            f'<text class="axis" x="{left + self.width / 2:.1f}" y="{axis_y}" '
+            'text-anchor="middle">global step</text>'
+        )
+        return parts
+
+
 def metric_chart(series: Series, width: int = 410, height: int = 220) -> str:
     """The metric against the global step, with the gate's lines dashed and labelled."""
     left, right, top, bottom = 48, 128, 28, 36
-    plot_w, plot_h = width - left - right, height - top - bottom
     finite = [(s, v) for s, v in series.points if math.isfinite(v)]
     values = [v for _, v in finite] + [line.value for line in series.lines]
-    steps = [s for s, _ in series.points] or [0]
-    x_low, x_high = 0, max(max(steps), 1)
-    y_low, y_high = (min(values), max(values)) if values else (0.0, 1.0)
-    pad = (y_high - y_low) * 0.08 or abs(y_high) * 0.1 or 1.0
-    y_low, y_high = y_low - pad, y_high + pad
-
-    def x(step: float) -> float:
-        return _scale(step, x_low, x_high, left, left + plot_w)
-
-    def y(value: float) -> float:
-        return _scale(value, y_low, y_high, top + plot_h, top)
-
-    parts = [
-        f'<svg class="chart metric" data-metric="{escape(series.metric)}" '
-        f'xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-        f'viewBox="0 0 {width} {height}" role="img" aria-label="{escape(series.metric)}">',
-        f'<text class="title" x="{left}" y="18">{escape(series.metric)}</text>',
-        f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="#fafafa" '
-        'stroke="#bdbdbd"/>',
-    ]
-    for tick in nice_ticks(y_low, y_high):
-        ty = y(tick)
-        parts.append(
-            f'<line x1="{left}" x2="{left + plot_w}" y1="{ty:.1f}" y2="{ty:.1f}" stroke="#eee"/>'
-            f'<text class="tick" x="{left - 6}" y="{ty + 4:.1f}" text-anchor="end">'
-            f"{_fmt(tick)}</text>"
-        )
-    for tick in nice_ticks(x_low, x_high):
-        tx = x(tick)
-        parts.append(
-            f'<text class="tick" x="{tx:.1f}" y="{top + plot_h + 16}" text-anchor="middle">'
-            f"{int(tick)}</text>"
-        )
-    parts.append(
-        f'<text class="axis" x="{left + plot_w / 2:.1f}" y="{height - 4}" '
-        'text-anchor="middle">global step</text>'
+    plot = Plot.of(
+        left, top, width - left - right, height - top - bottom,
+        [s for s, _ in series.points], values,
+    )  # fmt: skip
+    x, y, plot_w, plot_h = plot.x, plot.y, plot.width, plot.height
+    metric = escape(series.metric)
+    parts = plot.frame(
+        f'class="chart metric" data-metric="{metric}"', (width, height), metric, height - 4
     )
     for line in series.lines:
         color, dash = LINE_STYLES[line.kind]
@@ -134,7 +166,7 @@ def metric_chart(series: Series, width: int = 410, height: int = 220) -> str:
         )
         parts.extend(
             f'<circle class="point" cx="{x(s):.1f}" cy="{y(v):.1f}" r="3" fill="{CURVE}">'
-            f"<title>step {s}: {_fmt(v)}</title></circle>"
+            f"<title>step {s}: {fmt(v)}</title></circle>"
             for s, v in finite
         )
     else:
@@ -207,7 +239,7 @@ def timeline_chart(
     for tick in nice_ticks(0, span, 6):
         parts.append(
             f'<text class="tick" x="{left + tick / span * plot_w:.1f}" y="{axis_y}" '
-            f'text-anchor="middle">{_fmt(tick)} s</text>'
+            f'text-anchor="middle">{fmt(tick)} s</text>'
         )
     parts.append("</svg>")
     return "".join(parts)

@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict
 
-from tfdist_airflow.view.charts import nice_ticks
+from tfdist_airflow.view.charts import Plot, fmt
 from tfdist_airflow.view.model import Series, TrainingView
 from tfdist_airflow.view.page import STYLE
 from tfdist_airflow.view.urls import VIEW_ROUTE
@@ -86,51 +86,19 @@ def comparisons(this: TrainingView, other: TrainingView) -> tuple[Comparison, ..
     return tuple(found)
 
 
-def _fmt(value: float) -> str:
-    return f"{value:.4g}"
-
-
 def comparison_chart(comparison: Comparison, width: int = 460, height: int = 270) -> str:
     """Both runs' curves against the global step on shared axes, a legend under the plot."""
     left, right, top, bottom = 52, 16, 28, 86
-    plot_w, plot_h = width - left - right, height - top - bottom
     finite = [[(s, v) for s, v in curve.points if math.isfinite(v)] for curve in comparison.curves]
-    values = [v for points in finite for _, v in points]
-    x_high = max([s for curve in comparison.curves for s, _ in curve.points] + [1])
-    y_low, y_high = (min(values), max(values)) if values else (0.0, 1.0)
-    pad = (y_high - y_low) * 0.08 or abs(y_high) * 0.1 or 1.0
-    y_low, y_high = y_low - pad, y_high + pad
-
-    def x(step: float) -> float:
-        return left + step / x_high * plot_w
-
-    def y(value: float) -> float:
-        return top + plot_h - (value - y_low) / (y_high - y_low) * plot_h
-
+    plot = Plot.of(
+        left, top, width - left - right, height - top - bottom,
+        [s for curve in comparison.curves for s, _ in curve.points],
+        [v for points in finite for _, v in points],
+    )  # fmt: skip
+    x, y, plot_h = plot.x, plot.y, plot.height
     title = escape(comparison.title)
-    parts = [
-        f'<svg class="chart comparison" data-metric="{title}" data-kind="{comparison.kind}" '
-        f'xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-        f'viewBox="0 0 {width} {height}" role="img" aria-label="{title}">',
-        f'<text class="title" x="{left}" y="18">{title}</text>',
-        f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="#fafafa" '
-        'stroke="#bdbdbd"/>',
-    ]
-    for tick in nice_ticks(y_low, y_high):
-        parts.append(
-            f'<line x1="{left}" x2="{left + plot_w}" y1="{y(tick):.1f}" y2="{y(tick):.1f}" '
-            f'stroke="#eee"/><text class="tick" x="{left - 6}" y="{y(tick) + 4:.1f}" '
-            f'text-anchor="end">{_fmt(tick)}</text>'
-        )
-    for tick in nice_ticks(0, x_high):
-        parts.append(
-            f'<text class="tick" x="{x(tick):.1f}" y="{top + plot_h + 16}" '
-            f'text-anchor="middle">{int(tick)}</text>'
-        )
-    parts.append(
-        f'<text class="axis" x="{left + plot_w / 2:.1f}" y="{top + plot_h + 32}" '
-        'text-anchor="middle">global step</text>'
-    )
+    svg = f'class="chart comparison" data-metric="{title}" data-kind="{comparison.kind}"'
+    parts = plot.frame(svg, (width, height), title, top + plot_h + 32)
     for index, (curve, points) in enumerate(zip(comparison.curves, finite, strict=True)):
         color, dash = CURVE_STYLES[index]
         run = escape(curve.run_id)
@@ -143,7 +111,7 @@ def comparison_chart(comparison: Comparison, width: int = 460, height: int = 270
             )
             parts.extend(
                 f'<circle class="point" cx="{x(s):.1f}" cy="{y(v):.1f}" r="2.5" '
-                f'fill="{color}"><title>{run}, step {s}: {_fmt(v)}</title></circle>'
+                f'fill="{color}"><title>{run}, step {s}: {fmt(v)}</title></circle>'
                 for s, v in points
             )
         ly = top + plot_h + 52 + index * 18

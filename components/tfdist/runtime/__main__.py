@@ -10,6 +10,7 @@ import os
 import signal
 import sys
 import traceback
+from contextlib import suppress
 from typing import NoReturn
 
 from tfdist import rolelog, tflog
@@ -113,6 +114,7 @@ def run() -> NoReturn:
     """Run the role, report how it ended, then exit without waiting on TensorFlow's threads."""
     try:
         code = main()
+        notice.listen()  # the role is over: a notice from now on is recorded, not raised
     except SystemExit as stop:  # sys.exit(n) in trainer code ends the role with status n
         code = _exit_code(stop)
     except KeyboardInterrupt:  # interrupted, as a shell reports it: 128 + SIGINT
@@ -124,8 +126,11 @@ def run() -> NoReturn:
         # After a notice a role fails as its peers go away (a collective op whose peer was
         # stopped): it ended because of the notice, not of its own error.
         code = PREEMPTED_EXIT_CODE if notice.received() else 1
-    sys.stdout.flush()
-    sys.stderr.flush()
+    # A second SIGTERM (the supervisor forwards one, a stop signals the group too) may come
+    # while the role reports how it ended: that changes nothing about how it ended.
+    with suppress(notice.Preempted):
+        sys.stdout.flush()
+        sys.stderr.flush()
     # A started tf.distribute.Server has threads that block interpreter shutdown.
     os._exit(code)
 

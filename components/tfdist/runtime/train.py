@@ -9,6 +9,7 @@ from the latest checkpoint instead of training `max_steps` more.
 
 from __future__ import annotations
 
+import gc
 import logging
 import shutil
 import tempfile
@@ -37,7 +38,8 @@ from tfdist.tf_config import TFConfig
 
 log = logging.getLogger("tfdist.train")
 
-# What a parameter-server chief keeps, not torn down, until its process exits.
+# What a parameter-server chief keeps, not torn down, until its process exits (see
+# `_release_servers`).
 _UNTIL_EXIT: list[Any] = []
 # Steps the coordinator may have scheduled per worker and not yet run: enough to keep every
 # worker busy, few enough that a preemption notice is answered with a save within a second.
@@ -441,19 +443,10 @@ def _coordinated_loop(
         log.info("saved checkpoint for step %d", step)
         if notices.pending():  # the job cannot go on without the chief, nor without a ps
             notices.saved(step)
-            _settle_remote_work()
-            _UNTIL_EXIT.extend((coordinator, iterator, train_step, step_fn))  # as below
+            _release_servers(coordinator, iterator, train_step, step_fn, state, reporter)
             _saved_for_notice(step, own=notices.own)
     notices.close()
-    # The last save may still be registering functions on the workers (remote enqueues run
-    # asynchronously): let them land before the servers are told to exit, or they fail with
-    # "Connection reset by peer" as the workers go.
-    _settle_remote_work()
-    # Tearing down the coordinator, the per-worker iterator and the step function sends the
-    # workers and parameter servers RPCs (removing functions and resources there) that can take
-    # seconds, and fail once the servers exit. The role's process ends right after training
-    # (the runtime exits with `os._exit`), so keep them until then and tell the servers now.
-    _UNTIL_EXIT.extend((coordinator, iterator, train_step, step_fn))
+    _release_servers(coordinator, iterator, train_step, step_fn, state, reporter)
     finished(step)
     return step
 
@@ -470,13 +463,48 @@ def _outputs(results: list[Any]) -> list[Any]:
     return outputs
 
 
-def _settle_remote_work() -> None:
-    """Wait for the chief's pending asynchronous remote work; training is done, so a failure
-    here is logged, not raised."""
+def _release_servers(*kept: Any) -> None:
+    """Get the chief ready for the workers and parameter servers to exit: after this it sends
+    them nothing. Training is done, so a failure here is logged, not raised.
+
+    Tearing down what the chief made (the coordinator, the per-worker iterator, functions,
+    variables, the summary writer: `kept`) sends the servers messages, and so does the first
+    run of an op on a device (TensorFlow registers each eager op as a function on every task).
+    Sent once the servers are gone, each fails and TensorFlow logs it as an error. The role's
+    process ends right after training (the runtime exits with `os._exit`), so `kept` stays
+    until then; what training left for the garbage collector goes now.
+
+    `async_wait` waits for remote ops, not for function registrations and removals (every
+    checkpoint save sends some): those go to each task on one ordered stream, so a small op run
+    on each task returns once what was sent there before has landed. Its own first run
+    registers functions too; a second round waits for those.
+    """
     from tensorflow.python.eager import context
 
+    _UNTIL_EXIT.extend(kept)
+    gc.collect()
     try:
         context.async_wait()
     except tf.errors.OpError as error:
         log.warning("remote work still pending after the last step failed: %s", error)
         context.async_clear_error()
+    resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
+    cluster = resolver.cluster_spec()
+    tasks = [
+        f"/job:{job}/replica:0/task:{index}"
+        for job in cluster.jobs
+        if job != resolver.task_type
+        for index in cluster.task_indices(job)
+    ]
+    for _ in range(2):
+        for task in tasks:
+            _reach(task)
+
+
+def _reach(task: str) -> None:
+    """Run a trivial op on `task` and fetch it; a task already gone is passed over."""
+    try:
+        with tf.device(f"{task}/device:CPU:0"):
+            tf.zeros([]).numpy()
+    except tf.errors.OpError as error:
+        log.debug("%s not reached after training: %s", task, error)

@@ -8,6 +8,7 @@ Airflow with SQLite; `tfdist run` as a user would. Roles run a small program, no
 from __future__ import annotations
 
 import importlib.util
+import os
 import sqlite3
 import sys
 from datetime import datetime
@@ -73,7 +74,9 @@ def test_tfdist_run(name: str, tmp_path: Path) -> None:
     model_dir = tmp_path / "model"
     spec = TABLE.spec(case, str(model_dir))
 
-    result = run_tfdist(spec, tmp_path, timeout=100)
+    # `kill-after-chief` reads the supervisor's record under the run root.
+    env = {**os.environ, "TFDIST_RUN_ROOT": str(tmp_path / "runs")}
+    result = run_tfdist(spec, tmp_path, timeout=100, env=env)
 
     output = result.stdout + result.stderr
     assert result.returncode == (0 if case.succeeds else 1), output[-4000:]

@@ -4,9 +4,10 @@ Each case is a parameter-server job (chief, 2 workers, ps, evaluator) whose role
 `ROLE_PROGRAM` (no TensorFlow, so a case takes seconds): a role named in the case fails on its
 first try as the case says (`exit-3`: the program's own error; `kill`: SIGKILL of its own
 process, as the OOM killer or `kill -9` would), and succeeds when started again;
-`kill-always` kills it on every try, `kill-after-chief` once the chief is done. The chief
-ends after a few seconds; the others end once it did. Every try is counted in
-`<model_dir>/<role>.tries`. One DAG per case: `tfdist_fault_<case>`.
+`kill-always` kills it on every try, `kill-after-chief` once the supervisor has seen the
+chief succeed (its record in the launch's run directory says so; a role killed while the chief
+still runs is restarted). The chief ends after a few seconds; the others end once it did.
+Every try is counted in `<model_dir>/<role>.tries`. One DAG per case: `tfdist_fault_<case>`.
 """
 
 from __future__ import annotations
@@ -35,8 +36,13 @@ attempt = int(tries.read_text()) + 1 if tries.exists() else 1
 tries.write_text(str(attempt))
 print(me, "try", attempt, flush=True)
 fault = json.loads(os.environ["FAULTS"]).get(me)
+def chief_seen_succeeded():
+    launch = os.environ["TFDIST_LAUNCH_ID"]
+    for record in pathlib.Path(os.environ["TFDIST_RUN_ROOT"]).rglob(f"*-{launch}/supervision.json"):
+        return json.loads(record.read_text()).get("chief_done_at") is not None
+    return False
 if fault == "kill-after-chief":
-    while not (state / "chief.done").exists():
+    while not chief_seen_succeeded():
         time.sleep(0.2)
     print(me, "fails on purpose:", fault, flush=True)
     os.kill(os.getpid(), signal.SIGKILL)

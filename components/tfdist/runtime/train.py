@@ -469,15 +469,10 @@ def _release_servers(*kept: Any) -> None:
 
     Tearing down what the chief made (the coordinator, the per-worker iterator, functions,
     variables, the summary writer: `kept`) sends the servers messages, and so does the first
-    run of an op on a device (TensorFlow registers each eager op as a function on every task).
-    Sent once the servers are gone, each fails and TensorFlow logs it as an error. The role's
-    process ends right after training (the runtime exits with `os._exit`), so `kept` stays
-    until then; what training left for the garbage collector goes now.
-
-    `async_wait` waits for remote ops, not for function registrations and removals (every
-    checkpoint save sends some): those go to each task on one ordered stream, so a small op run
-    on each task returns once what was sent there before has landed. Its own first run
-    registers functions too; a second round waits for those.
+    run of an op (TensorFlow registers each eager op as a function on every task). Sent once
+    the servers are gone, each fails and TensorFlow logs it as an error. The role's process
+    ends right after training (the runtime exits with `os._exit`), so `kept` stays until then;
+    what training left for the garbage collector goes now, and its remote work is waited for.
     """
     from tensorflow.python.eager import context
 
@@ -488,23 +483,3 @@ def _release_servers(*kept: Any) -> None:
     except tf.errors.OpError as error:
         log.warning("remote work still pending after the last step failed: %s", error)
         context.async_clear_error()
-    resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
-    cluster = resolver.cluster_spec()
-    tasks = [
-        f"/job:{job}/replica:0/task:{index}"
-        for job in cluster.jobs
-        if job != resolver.task_type
-        for index in cluster.task_indices(job)
-    ]
-    for _ in range(2):
-        for task in tasks:
-            _reach(task)
-
-
-def _reach(task: str) -> None:
-    """Run a trivial op on `task` and fetch it; a task already gone is passed over."""
-    try:
-        with tf.device(f"{task}/device:CPU:0"):
-            tf.zeros([]).numpy()
-    except tf.errors.OpError as error:
-        log.debug("%s not reached after training: %s", task, error)

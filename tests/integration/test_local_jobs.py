@@ -108,9 +108,9 @@ def test_parameter_server_job(tmp_path: Path, digits_data: str) -> None:
     roles = ["chief-0", "worker-0", "worker-1", "ps-0", "evaluator-0"]
     assert_all_exited_by_themselves(run_dir, roles)
     assert "still running after the chief" not in result.stdout
-    # The chief sends the servers nothing after its marker (they may be gone by then).
+    # The chief sends the servers nothing after its marker (they may be gone by then): it
+    # removes no function there, nor registers one (as a first run of an op would).
     assert "Failed to remove function remotely" not in result.stdout, result.stdout
-    # The last save's functions reached the workers before they were told to exit.
     assert "Failed to register function remotely" not in result.stdout, result.stdout
     assert_no_process_left(run_dir)
     # The chief counts which worker ran each step; each worker logs its own share.

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import sqlite3
 import sys
-from datetime import datetime
 from pathlib import Path
 from types import ModuleType
 
@@ -48,15 +46,6 @@ def expected_tries(name: str) -> dict[str, int]:
     if not case.succeeds:  # the roles stopped with the job may not all have started yet
         started = {role: n for role, n in started.items() if role in case.faults}
     return started
-
-
-def run_seconds(home: AirflowHome, dag_id: str, run_id: str) -> float:
-    with sqlite3.connect(home.home / "airflow.db") as db:
-        start, end = db.execute(
-            "SELECT start_date, end_date FROM dag_run WHERE dag_id=? AND run_id=?",
-            (dag_id, run_id),
-        ).fetchone()
-    return (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
 
 
 @pytest.fixture(scope="module")
@@ -106,8 +95,6 @@ def test_airflow(name: str, home: AirflowHome) -> None:
         assert "AirflowFailException" in output
         for words in case.says:
             assert words in output, output[-4000:]
-        took = run_seconds(home, dag_id, run_id)  # from the run's start, not the CLI's
-        assert took < 60, f"the run took {took:.0f} s to fail"
     model_dir = Path(run_model_dir(str(home.base_dir / "models"), dag_id, run_id))
     got = tries(model_dir)
     assert {role: got[role] for role in expected_tries(name)} == expected_tries(name), got

@@ -187,6 +187,9 @@ class Reporter:
         write_json(name, self.attempt.model_dump())
 
     def ended(self, step: int, end: Literal["finished", "preempted"]) -> None:
+        """This run of the chief ended training; the first call says when."""
+        if self.attempt is None or self.attempt.ended_at is not None:
+            return
         now = time.time()
         self._write_attempt(last_step=step, last_step_at=now, ended_at=now, end=end)
 
@@ -442,6 +445,9 @@ def _coordinated_loop(
         manager.save(checkpoint_number=step)
         log.info("saved checkpoint for step %d", step)
         if notices.pending():  # the job cannot go on without the chief, nor without a ps
+            # Ended before a notified ps hears of the save and ends: the runner's SIGTERMs
+            # that follow are its restart, not notices of their own (`tfdist.goodput`).
+            reporter.ended(step, "preempted")
             notices.saved(step)
             _release_servers(coordinator, iterator, train_step, step_fn, state, reporter)
             _saved_for_notice(step, own=notices.own)

@@ -87,11 +87,15 @@ def raise_if_received() -> None:
 
 
 def exit_at_once() -> None:
-    """For a role with nothing to save: SIGTERM interrupts it and it ends preempted."""
+    """For a role with nothing to save: the first SIGTERM interrupts it and it ends preempted.
+    A later one only finds it ending (a stop signals twice: the supervisor forwards one, and
+    the process group gets one); raised too, it would break off how the role reports its end."""
 
     def interrupt(signum: int, frame: FrameType | None) -> None:
+        first = not _received.is_set()
         _on_sigterm(signum, frame)
-        raise Preempted
+        if first:
+            raise Preempted
 
     signal.signal(signal.SIGTERM, interrupt)
     raise_if_received()

@@ -1,7 +1,8 @@
 """Nightly retraining of the digits model: prepare data, train and evaluate, gate, export, deploy.
 
 The gate blesses a model whose accuracy is at least `min_accuracy`, whose loss is at most
-`max_loss`, and whose accuracy is no more than 0.02 below the deployed version's.
+`max_loss`, and whose accuracy is no more than `max_accuracy_drop` (0.02) below the deployed
+version's.
 
 The train-and-evaluate step expands into one task per role (chief, 2 workers, 1 ps, evaluator)
 on local processes. Trigger with other values: `airflow dags test nightly_retrain -c
@@ -29,6 +30,12 @@ with DAG(
     params={
         "max_steps": Param(400, type="integer", minimum=1, description="training steps"),
         "min_accuracy": Param(0.9, type="number", description="gate: accuracy >= this"),
+        "max_accuracy_drop": Param(
+            0.02,
+            type="number",
+            minimum=0,
+            description="gate: accuracy >= the deployed version's minus this",
+        ),
         "max_loss": Param(0.5, type="number", description="gate: loss <= this"),
     },
     tags=["tfdist", "example"],
@@ -60,7 +67,10 @@ with DAG(
         thresholds={
             "accuracy": {
                 "min": "{{ params.min_accuracy }}",
-                "change": {"direction": "higher_is_better", "absolute": -0.02},
+                "change": {
+                    "direction": "higher_is_better",
+                    "absolute": "{{ -params.max_accuracy_drop }}",
+                },
             },
             "loss": {"max": "{{ params.max_loss }}"},
         },

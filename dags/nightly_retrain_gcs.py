@@ -43,6 +43,12 @@ with DAG(
         ),
         "max_steps": Param(400, type="integer", minimum=1, description="training steps"),
         "min_accuracy": Param(0.9, type="number", description="gate: accuracy >= this"),
+        "max_accuracy_drop": Param(
+            0.02,
+            type="number",
+            minimum=0,
+            description="gate: accuracy >= the deployed version's minus this",
+        ),
         "max_loss": Param(0.5, type="number", description="gate: loss <= this"),
     },
     tags=["tfdist", "example", "gcs"],
@@ -74,7 +80,10 @@ with DAG(
         thresholds={
             "accuracy": {
                 "min": "{{ params.min_accuracy }}",
-                "change": {"direction": "higher_is_better", "absolute": -0.02},
+                "change": {
+                    "direction": "higher_is_better",
+                    "absolute": "{{ -params.max_accuracy_drop }}",
+                },
             },
             "loss": {"max": "{{ params.max_loss }}"},
         },

@@ -63,12 +63,15 @@ def test_two_nightly_runs_train_gate_export_and_deploy_on_gcs(
     assert exported <= version_1
     assert json.loads(serving["1/tfdist-deployment.json"])["version"] == 1
 
-    second = airflow.dags_test(DAG_ID, {**FAST, "bucket": bucket})
+    # Wider than the run-to-run noise of two 200-step models, so this run is blessed against v1.
+    second = airflow.dags_test(DAG_ID, {**FAST, "bucket": bucket, "max_accuracy_drop": 0.5})
     assert second.returncode == 0, second.stdout[-4000:] + second.stderr[-4000:]
     blessing = json.loads(
         emulator.objects(bucket, latest_model_prefix(airflow))["blessing/blessing.json"]
     )
-    assert blessing["blessed"] is True and blessing["baseline"]["version"] == 1
+    assert blessing["baseline"]["version"] == 1
+    assert blessing["thresholds"]["accuracy"]["change"]["absolute"] == -0.5
+    assert blessing["blessed"] is True, blessing["reasons"]
     after = emulator.objects(bucket, "tfdist/serving/digits/")
     assert json.loads(after["2/tfdist-deployment.json"])["version"] == 2
     assert {name: after[name] for name in serving} == serving  # version 1 untouched

@@ -17,11 +17,11 @@ from tfdist_airflow.view.model import LineKind, eval_series
 TEMPLATED = {
     "accuracy": {
         "min": "{{ params.min_accuracy }}",
-        "change": {"direction": "higher_is_better", "absolute": -0.02},
+        "change": {"direction": "higher_is_better", "absolute": "{{ -params.max_accuracy_drop }}"},
     },
     "loss": {"max": "{{ params.max_loss }}"},
 }
-PARAMS = {"min_accuracy": 0.9, "max_loss": 0.5}
+PARAMS = {"min_accuracy": 0.9, "max_accuracy_drop": 0.02, "max_loss": 0.5}
 
 
 def deploy(serving: Path, version: int, accuracy: float) -> None:
@@ -38,9 +38,11 @@ def deploy(serving: Path, version: int, accuracy: float) -> None:
 
 def test_templates_over_params_render() -> None:
     assert render(TEMPLATED, PARAMS)["accuracy"]["min"] == "0.9"
-    found = thresholds_of(GateTask(thresholds=TEMPLATED), {"min_accuracy": 0.8, "max_loss": 1})
-    assert found is not None
+    params = {"min_accuracy": 0.8, "max_accuracy_drop": 0.1, "max_loss": 1}
+    found = thresholds_of(GateTask(thresholds=TEMPLATED), params)
+    assert found is not None and found["accuracy"].change is not None
     assert (found["accuracy"].min, found["loss"].max) == (0.8, 1.0)
+    assert found["accuracy"].change.absolute == -0.1
 
 
 def test_thresholds_that_need_more_than_params_wait_for_the_gate() -> None:

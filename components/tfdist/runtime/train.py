@@ -16,6 +16,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any, Literal
 
 import tensorflow as tf
@@ -29,7 +30,7 @@ from tfdist.records import (
     attempt_name,
     progress_name,
 )
-from tfdist.runtime import notice
+from tfdist.runtime import notice, steps
 from tfdist.runtime.contract import RunContext, Trainer
 from tfdist.runtime.servers import listening
 from tfdist.runtime.storage import launch_id, write_json
@@ -425,23 +426,24 @@ def _coordinated_loop(
     # and end: at most `ahead` steps are scheduled and not yet done when it comes.
     notices = notice.ChiefNotices(spec.model_dir, watch=True)
     ahead = IN_FLIGHT_PER_WORKER * max(ctx.num_workers - 1, 1)
+    faults = steps.FaultBudget()
     while max_steps is None or step < max_steps:
-        chunk = _next_chunk(step, max_steps, every)
         started = time.monotonic()
-        results: list[Any] = []
-        while len(results) < chunk and not notices.pending():
-            results.append(coordinator.schedule(train_step, args=(iterator,)))
-            if len(results) > ahead:  # wait for the step `ahead` before this one
-                for loss, _ in _outputs(results[-ahead - 1 : -ahead]):
-                    progress.maybe_log(step + len(results) - ahead, float(loss))
-        coordinator.join()
-        step += len(results)
+        count, fetched = steps.run_chunk(
+            coordinator,
+            lambda: coordinator.schedule(train_step, args=(iterator,)),
+            _next_chunk(step, max_steps, every),
+            stop=notices.pending,
+            ahead=ahead,
+            on_output=partial(_log_loss, progress, step),
+            faults=faults,
+        )
+        step += count
         state.step.assign(step)
-        fetched = _outputs(results)
         if fetched:
-            ran = Counter(f"worker-{int(worker)}" for _, worker in fetched)
+            by_worker = Counter(f"worker-{int(worker)}" for _, worker in fetched)
             progress.maybe_log(step, float(fetched[-1][0]), force=True)
-            reporter.closures(step, ran, time.monotonic() - started)
+            reporter.closures(step, by_worker, time.monotonic() - started)
         manager.save(checkpoint_number=step)
         log.info("saved checkpoint for step %d", step)
         if notices.pending():  # the job cannot go on without the chief, nor without a ps
@@ -457,16 +459,9 @@ def _coordinated_loop(
     return step
 
 
-def _outputs(results: list[Any]) -> list[Any]:
-    """What the finished steps returned, where it can still be read: a worker that left after
-    running a step takes its output along (the step itself is done and counted)."""
-    outputs = []
-    for result in results:
-        try:
-            outputs.append(result.fetch())
-        except tf.errors.UnavailableError:
-            continue
-    return outputs
+def _log_loss(progress: Progress, start: int, n: int, output: Any) -> None:
+    """Log the loss a coordinated step returned, `n` steps after `start`."""
+    progress.maybe_log(start + n, float(output[0]))
 
 
 def _release_servers(*kept: Any) -> None:

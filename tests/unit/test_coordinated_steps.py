@@ -3,7 +3,8 @@ is read back, and which of TensorFlow's errors a chunk survives (`tfdist.runtime
 
 The fake coordinator plays `ClusterCoordinator`'s contract: `schedule` returns a remote value
 whose `fetch` returns the step's output or raises its error, and `join` raises an error some
-step met. Each fake fails at once when its script runs out."""
+step met (by then no step runs any more, and the ones queued are cancelled). Each fake fails at
+once when its script runs out."""
 
 from __future__ import annotations
 
@@ -73,25 +74,22 @@ def chunk(coordinator: Coordinator, size: int, faults: FaultBudget) -> tuple[int
 
 
 def test_a_chunk_runs_its_steps_and_reads_back_what_they_returned() -> None:
-    coordinator = Coordinator([f"out-{n}" for n in range(1, 6)], [None, None])
+    coordinator = Coordinator([f"out-{n}" for n in range(1, 6)], [None])
     assert chunk(coordinator, 5, FaultBudget()) == (5, [f"out-{n}" for n in range(1, 6)])
 
 
 def test_a_step_whose_worker_left_counts_but_returns_nothing() -> None:
     gone = tf.errors.UnavailableError(None, None, "worker-1 is gone")
-    coordinator = Coordinator(["out-1", gone, "out-3"], [None, None])
+    coordinator = Coordinator(["out-1", gone, "out-3"], [None])
     assert chunk(coordinator, 3, FaultBudget()) == (3, ["out-1", "out-3"])
 
 
 def test_a_transport_fault_schedules_the_steps_that_did_not_run_again(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    # Step 3 meets the fault, 4 is cancelled; after the failed join, 3 more steps run, and the
-    # next join first reports a cancellation derived from the fault.
+    # Step 3 meets the fault, 4 is cancelled; after the failed join, 3 more steps run.
     first = ["out-1", "out-2", transport_fault(), cancelled()]
-    coordinator = Coordinator(
-        [*first, "a", "b", "c"], [None, transport_fault(), cancelled()] + [None] * 2
-    )
+    coordinator = Coordinator([*first, "a", "b", "c"], [transport_fault(), None])
     faults = FaultBudget()
     with caplog.at_level(logging.WARNING, logger="tfdist.train"):
         ran, outputs = run_chunk(
@@ -108,10 +106,10 @@ def test_other_errors_and_too_many_faults_still_end_the_chief() -> None:
     program = tf.errors.InternalError(None, None, "Dst tensor is not initialized.")
     assert not is_transport_fault(program) and is_transport_fault(transport_fault())
     with pytest.raises(tf.errors.InternalError, match="Dst tensor"):
-        chunk(Coordinator(["out-1"], [None, program]), 1, FaultBudget())
+        chunk(Coordinator(["out-1"], [program]), 1, FaultBudget())
     with pytest.raises(tf.errors.CancelledError):  # cancelled with no fault before it
-        chunk(Coordinator(["out-1"], [None, cancelled()]), 1, FaultBudget())
+        chunk(Coordinator(["out-1"], [cancelled()]), 1, FaultBudget())
     spent = FaultBudget(limit=1)
     spent.seen = 1
     with pytest.raises(tf.errors.InternalError, match="Unable to parse request"):
-        chunk(Coordinator([transport_fault()], [None, transport_fault()]), 1, spent)
+        chunk(Coordinator([transport_fault()], [transport_fault()]), 1, spent)

@@ -66,12 +66,11 @@ def run_chunk(
     """Run up to `size` steps (fewer once `stop()` is true): the number that ran, and the
     outputs that could be read. `on_output(n, output)` sees the output of the chunk's step `n`
     while later ones run."""
-    ran, faulted = 0, False
+    ran = 0
     outputs: list[Any] = []
     while True:
         results: list[Any] = []
         try:
-            coordinator.join()  # nothing still runs from an attempt that failed
             while ran + len(results) < size and not stop():
                 results.append(schedule())
                 if len(results) > ahead:  # wait for the step `ahead` before this one
@@ -79,17 +78,16 @@ def run_chunk(
                     for output in early:
                         on_output(ran + len(results) - ahead, output)
             coordinator.join()
-        except (tf.errors.InternalError, tf.errors.CancelledError) as error:
-            # A step cancelled in the fault's cleanup may say so at the next join.
-            derived = faulted and isinstance(error, tf.errors.CancelledError)
-            if not derived and not faults.survive(error):
+            done = True
+        except tf.errors.InternalError as error:
+            # Raising it, the coordinator waited for the steps in flight and cancelled the rest.
+            if not faults.survive(error):
                 raise
-            faulted = True
-            count, read = _ran(results)
-            ran, outputs = ran + count, outputs + read
-            continue
+            done = False
         count, read = _ran(results)
-        return ran + count, outputs + read
+        ran, outputs = ran + count, outputs + read
+        if done:
+            return ran, outputs
 
 
 def _ran(results: list[Any]) -> tuple[int, list[Any]]:

@@ -48,7 +48,9 @@ state = pathlib.Path(os.environ["MODEL_DIR"])
 state.mkdir(parents=True, exist_ok=True)
 tries = state / f"{me}.tries"
 attempt = int(tries.read_text()) + 1 if tries.exists() else 1
-tries.write_text(str(attempt))
+part = tries.with_suffix(".part")  # whole or absent: the test reads it meanwhile
+part.write_text(str(attempt))
+part.replace(tries)
 print(me, "try", attempt, flush=True)
 if me in os.environ.get("CRASH_LOOP", "").split(","):
     time.sleep(3)  # long enough for the test to stop the first triggerer after one restart

@@ -33,7 +33,9 @@ state = pathlib.Path(os.environ["MODEL_DIR"])
 state.mkdir(parents=True, exist_ok=True)
 tries = state / f"{me}.tries"
 attempt = int(tries.read_text()) + 1 if tries.exists() else 1
-tries.write_text(str(attempt))
+part = tries.with_suffix(".part")  # whole or absent: the test reads it meanwhile
+part.write_text(str(attempt))
+part.replace(tries)
 print(me, "try", attempt, flush=True)
 fault = json.loads(os.environ["FAULTS"]).get(me)
 def chief_seen_succeeded():
